@@ -1,0 +1,89 @@
+"""Event append throughput: the store alone, and over HTTP with concurrent appenders.
+
+    make bench-events                       # SQLite in a temporary directory
+    OVERNIGHT_BENCH_PG_URL=postgresql+psycopg://… make bench-events   # PostgreSQL too
+
+Prints events per second. The physical limit for the store figure is one write transaction per event (SQLite:
+one writer at a time; PostgreSQL: one row lock per run); over HTTP, the server's per-request CPU on 2 cores.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from overnight.api.app import create_app
+from overnight.config import Settings
+from overnight.domain.runs import EventIn, RunStart
+from overnight.logging import configure_logging
+from overnight.store import SqlStore, build_store
+
+TOKEN = "bench-" + "B" * 40
+STORE_EVENTS, HTTP_EVENTS, APPENDERS = 5000, 4000, 20
+
+
+def settings(db_url: str) -> Settings:
+    return Settings(db_url=db_url, tokens=f"bench:admin:{TOKEN}", max_events_per_run=100_000,
+                    log_level="warning", log_format="json")
+
+
+def bench_store(store: SqlStore) -> float:
+    started_run = store.start_run(request=RunStart(signature_ids=["bench.store"]), actor="bench", default_lease_s=600)
+    run_id = started_run.run.run_id
+    started = time.perf_counter()
+    for n in range(STORE_EVENTS):
+        store.append_event(run_id=run_id, event=EventIn(kind="bench.event", phase="bench", data={"n": n}))
+    return STORE_EVENTS / (time.perf_counter() - started)
+
+
+def bench_http(store: SqlStore, config: Settings) -> float:
+    server = uvicorn.Server(uvicorn.Config(create_app(config, store), host="127.0.0.1", port=0, log_config=None,
+                                           access_log=False, lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    start = httpx.post(f"{base}/api/v1/runs", json={"signature_ids": ["bench.http"]}, headers=headers)
+    run_id = start.json()["run"]["run_id"]
+
+    def appender(worker: int) -> None:
+        with httpx.Client(base_url=base, headers=headers) as client:
+            for n in range(HTTP_EVENTS // APPENDERS):
+                client.post(f"/api/v1/runs/{run_id}/events", json={
+                    "kind": "bench.event", "phase": "bench", "client_event_id": f"{worker}-{n}"}).raise_for_status()
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(APPENDERS) as pool:
+        list(pool.map(appender, range(APPENDERS)))
+    rate = HTTP_EVENTS / (time.perf_counter() - started)
+    server.should_exit = True
+    thread.join()
+    return rate
+
+
+def main() -> None:
+    configure_logging(fmt="json", level="warning")
+    targets = {"sqlite": f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.db'}"}
+    if os.environ.get("OVERNIGHT_BENCH_PG_URL"):
+        targets["postgresql"] = os.environ["OVERNIGHT_BENCH_PG_URL"]
+    print(f"{'store':<12}{'store appends/s':>18}{'HTTP appends/s':>18}  ({APPENDERS} concurrent HTTP appenders)")
+    for name, url in targets.items():
+        config = settings(url)
+        store = build_store(config)
+        try:
+            print(f"{name:<12}{bench_store(store):>18,.0f}{bench_http(store, config):>18,.0f}")
+        finally:
+            store.close()
+
+
+if __name__ == "__main__":
+    main()

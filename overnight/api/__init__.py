@@ -1,0 +1,1 @@
+"""The admin API: `create_app(settings, store)`, auth, the one error shape, thin routes. Must not import SQL."""

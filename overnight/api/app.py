@@ -1,0 +1,50 @@
+"""`create_app(settings, store)`: the FastAPI app. No import-time singletons; tests pass their own store.
+
+Must not import SQL.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from overnight import __version__
+from overnight.api.auth import Require, TokenRegistry
+from overnight.api.errors import install_error_handlers
+from overnight.api.middleware import IdempotencyKeys, RequestContext
+from overnight.api.routes import health, runs
+from overnight.config import Settings
+from overnight.store import Store
+
+ROUTERS = (health.router, runs.router)
+
+
+def route_inventory() -> list[tuple[str, str, frozenset[str]]]:
+    """Every (method, path, roles allowed) the app serves; roles are empty for the unauthenticated probes."""
+    found: list[tuple[str, str, frozenset[str]]] = []
+    for router in ROUTERS:
+        for route in router.routes:
+            if isinstance(route, APIRoute):
+                roles = next((d.call.roles for d in route.dependant.dependencies if isinstance(d.call, Require)),
+                             frozenset())
+                found.extend((method, route.path, roles) for method in sorted(route.methods or ()))
+    return found
+
+
+def create_app(settings: Settings, store: Store, *, tokens: TokenRegistry | None = None) -> FastAPI:
+    """Build the admin API. Raises `ConfigError` (before serving anything) for unusable token settings."""
+    registry = tokens or TokenRegistry.from_spec(settings.tokens.get_secret_value(), dev=settings.dev)
+    app = FastAPI(
+        title="overnight admin API", version=__version__,
+        description="Every overnight action as an endpoint. Auth: Authorization: Bearer <token>.",
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.tokens = registry
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    # Added last = outermost: RequestContext sees (and renders) every failure, idempotency's included.
+    app.add_middleware(IdempotencyKeys, store=store, tokens=registry)
+    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,27 @@
+"""Route dependencies: the store and settings the app was built with. Must not import SQL."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from overnight.api.auth import Principal, require_admin, require_read
+from overnight.config import Settings
+from overnight.store import Store
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+StoreDep = Annotated[Store, Depends(_store)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+Admin = Annotated[Principal, Depends(require_admin)]
+Reader = Annotated[Principal, Depends(require_read)]

@@ -1,0 +1,77 @@
+"""The one error shape, for every failure on every route:
+
+    {"ok": false, "code": "snake_case", "error": "human sentence", "status": 4xx/5xx, "request_id": "…"}
+
+plus `details` where there is evidence to give (the offending fields, the lock holder, the limits).
+Must not import SQL.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from overnight.errors import InvalidInput, MethodNotAllowed, NotFound, OvernightError
+
+_HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+               413: "payload_too_large", 422: "validation_error", 429: "rate_limited"}
+
+
+def error_body(*, code: str, message: str, status: int, request_id: str, details: dict[str, Any] | None) -> bytes:
+    body: dict[str, Any] = {"ok": False, "code": code, "error": message, "status": status, "request_id": request_id}
+    if details:
+        body["details"] = details
+    return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+
+def render(error: OvernightError, request_id: str) -> JSONResponse:
+    headers = {"www-authenticate": "Bearer"} if error.status == 401 else None
+    content = json.loads(error_body(code=error.code, message=error.message, status=error.status,
+                                    request_id=request_id, details=error.details))
+    return JSONResponse(content, status_code=error.status, headers=headers)
+
+
+def _request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", ""))
+
+
+async def _on_overnight_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OvernightError)  # noqa: S101 - registered for this class only
+    return render(exc, _request_id(request))
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this class only
+    problems = [
+        {"field": ".".join(str(part) for part in err.get("loc", ())), "message": err.get("msg", ""),
+         "type": err.get("type", "")}
+        for err in exc.errors()  # `input` is left out on purpose: it may hold what the caller sent
+    ]
+    summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
+    return render(InvalidInput(f"invalid request: {summary}", details={"errors": problems}), _request_id(request))
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this class only
+    if isinstance(exc.__cause__, OvernightError):  # e.g. the body limit, hit while FastAPI parsed the body
+        return render(exc.__cause__, _request_id(request))
+    if exc.status_code == 404:
+        return render(NotFound(f"no route {request.method} {request.url.path}"), _request_id(request))
+    if exc.status_code == 405:
+        return render(MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}"),
+                      _request_id(request))
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    body = error_body(code=code, message=str(exc.detail), status=exc.status_code,
+                      request_id=_request_id(request), details=None)
+    return JSONResponse(json.loads(body), status_code=exc.status_code)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(OvernightError, _on_overnight_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)

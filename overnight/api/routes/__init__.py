@@ -1,0 +1,1 @@
+"""Thin routes: parse, call one store verb, return a pydantic model. No SQL, no gate logic."""

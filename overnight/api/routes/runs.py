@@ -1,0 +1,136 @@
+"""Ops runs and their event stream: `/api/v1/runs…`. Every mutation needs the admin role."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, field_validator
+from starlette.concurrency import run_in_threadpool
+
+from overnight.api.deps import Admin, Reader, SettingsDep, StoreDep
+from overnight.domain.hashing import canonical_json
+from overnight.domain.runs import (
+    ID_PATTERN,
+    SERVER_KINDS,
+    AppendedEvent,
+    EventIn,
+    FinishRun,
+    Run,
+    RunEvent,
+    RunStart,
+    RunStatus,
+    StartedRun,
+)
+from overnight.store import Store
+
+router = APIRouter(prefix="/api/v1", tags=["runs"])
+RunId = Annotated[str, Path(pattern=ID_PATTERN, description="The run's id")]
+SSE_KEEPALIVE_S = 15.0
+
+
+class ClientEvent(EventIn):
+    """An event as a client may post it: the server's own lifecycle kinds are reserved."""
+
+    @field_validator("kind")
+    @classmethod
+    def _not_reserved(cls, kind: str) -> str:
+        if kind in SERVER_KINDS:
+            raise ValueError(f"{kind!r} is written by the server only")
+        return kind
+
+
+class RunList(BaseModel):
+    runs: list[Run]
+
+
+class EventPage(BaseModel):
+    events: list[RunEvent]
+    next_after_seq: int | None
+
+
+@router.post("/runs", status_code=201)
+def start_run(body: RunStart, principal: Admin, store: StoreDep, settings: SettingsDep,
+              response: Response) -> StartedRun:
+    started = store.start_run(request=body, actor=principal.name, default_lease_s=settings.lease_s)
+    response.status_code = 201 if started.created else 200
+    return started
+
+
+@router.get("/runs")
+def list_runs(_: Reader, store: StoreDep, status: RunStatus | None = None,
+              signature: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+              limit: Annotated[int, Query(ge=1, le=500)] = 50) -> RunList:
+    return RunList(runs=store.list_runs(limit=limit, status=status, signature_id=signature))
+
+
+@router.get("/runs/{run_id}")
+def get_run(run_id: RunId, _: Reader, store: StoreDep) -> Run:
+    return store.get_run(run_id=run_id)
+
+
+@router.post("/runs/{run_id}/heartbeat")
+def heartbeat(run_id: RunId, _: Admin, store: StoreDep) -> Run:
+    return store.heartbeat(run_id=run_id)
+
+
+@router.post("/runs/{run_id}/finish")
+def finish_run(run_id: RunId, body: FinishRun, principal: Admin, store: StoreDep) -> Run:
+    return store.finish_run(run_id=run_id, finish=body, actor=principal.name)
+
+
+@router.post("/runs/{run_id}/events", status_code=201)
+def append_event(run_id: RunId, body: ClientEvent, _: Admin, store: StoreDep, response: Response) -> AppendedEvent:
+    appended = store.append_event(run_id=run_id, event=body)
+    response.status_code = 200 if appended.duplicate else 201
+    return appended
+
+
+@router.get("/runs/{run_id}/events", response_model=None)
+def list_events(
+    run_id: RunId, _: Reader, store: StoreDep, settings: SettingsDep, request: Request,
+    after_seq: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    follow: bool = False,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> EventPage | StreamingResponse:
+    """A page of events after `after_seq`; with `follow=true`, a Server-Sent Events stream that sends every
+    event as it is appended (resumable with `Last-Event-ID`) and ends once the run has finished."""
+    if follow:
+        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after_seq
+        store.get_run(run_id=run_id)  # 404 before the stream starts, not inside it
+        stream = _follow(store, run_id, start, settings.sse_poll_ms / 1000, request)
+        return StreamingResponse(stream, media_type="text/event-stream",
+                                 headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+    events = store.list_events(run_id=run_id, after_seq=after_seq, limit=limit)
+    return EventPage(events=events, next_after_seq=events[-1].seq if len(events) == limit else None)
+
+
+async def _follow(store: Store, run_id: str, after_seq: int, poll_s: float, request: Request) -> AsyncIterator[str]:
+    last, idle = after_seq, 0.0
+    yield "retry: 2000\n\n"
+    while not await request.is_disconnected():
+        events = await run_in_threadpool(store.list_events, run_id=run_id, after_seq=last, limit=500)
+        for event in events:
+            last = event.seq
+            yield _sse(event)
+        if events:
+            idle = 0.0
+            continue
+        run = await run_in_threadpool(store.get_run, run_id=run_id)
+        if run.status != RunStatus.running and run.event_count <= last:
+            yield "event: end\ndata: {}\n\n"
+            return
+        await asyncio.sleep(poll_s)
+        idle += poll_s
+        if idle >= SSE_KEEPALIVE_S:
+            idle = 0.0
+            yield ": keepalive\n\n"
+
+
+def _sse(event: RunEvent) -> str:
+    payload: dict[str, Any] = event.model_dump()
+    return f"id: {event.seq}\nevent: {event.kind}\ndata: {canonical_json(payload)}\n\n"

@@ -1,0 +1,148 @@
+"""The `overnight` command: Typer commands that parse, call one function, and print.
+
+Errors become `code: message` on stderr and a documented exit code (runbook.md), never a traceback:
+2 for usage and configuration errors, 1 for everything else. Must not import SQL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from overnight.config import Settings
+from overnight.domain.runs import Run, RunEvent, RunStatus
+from overnight.errors import ConfigError, NotImplementedYet, OvernightError
+from overnight.logging import configure_logging
+from overnight.review import run_document, run_timeline, runs_table
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Improve DSPy programs overnight, safely.")
+db_app = typer.Typer(no_args_is_help=True, help="The store's schema.")
+runs_app = typer.Typer(help="Recent runs (a table), or `runs tail`.")
+app.add_typer(db_app, name="db")
+app.add_typer(runs_app, name="runs")
+out = Console()
+err = Console(stderr=True)
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+@contextmanager
+def _errors_as_exit_codes() -> Iterator[None]:
+    try:
+        yield
+    except OvernightError as exc:
+        err.print(f"{exc.code}: {exc.message}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED) from None
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:  # pydantic's ValidationError: a bad OVERNIGHT_* value
+        raise ConfigError(f"invalid settings: {exc}".replace("\n", " ")) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default OVERNIGHT_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default OVERNIGHT_PORT)")] = None,
+) -> None:
+    """Run the admin API (uvicorn). Migrates the store first."""
+    import uvicorn  # noqa: PLC0415 - only this command needs the server
+
+    from overnight.api.app import create_app  # noqa: PLC0415
+    from overnight.api.auth import TokenRegistry  # noqa: PLC0415
+    from overnight.store import build_store  # noqa: PLC0415
+
+    with _errors_as_exit_codes():
+        settings = _settings()
+        configure_logging(fmt=settings.log_format, level=settings.log_level, secrets=settings.secret_values())
+        tokens = TokenRegistry.from_spec(settings.tokens.get_secret_value(), dev=settings.dev)  # before any I/O
+        api = create_app(settings, build_store(settings), tokens=tokens)
+        uvicorn.run(api, host=host or settings.host, port=port if port is not None else settings.port,
+                    log_config=None, access_log=False, timeout_graceful_shutdown=5)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration to OVERNIGHT_DB_URL and print the revision."""
+    from overnight.store.engine import build_engine  # noqa: PLC0415
+    from overnight.store.migrate import upgrade  # noqa: PLC0415
+
+    with _errors_as_exit_codes():
+        settings = _settings()
+        engine = build_engine(settings.db_url.get_secret_value(), busy_timeout_ms=settings.db_busy_timeout_ms)
+        revision = upgrade(engine)
+        out.print(f"store {engine.dialect.name} at schema revision {revision}")
+
+
+def _with_store(work: Callable[[Any], None]) -> None:
+    from overnight.store import build_store  # noqa: PLC0415
+
+    with _errors_as_exit_codes():
+        store = build_store(_settings())
+        try:
+            work(store)
+        finally:
+            store.close()
+
+
+@runs_app.callback(invoke_without_command=True)
+def runs(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="How many runs")] = 20,
+    status: Annotated[RunStatus | None, typer.Option(help="Only runs with this status")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """A table of recent runs, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    def work(store: Any) -> None:
+        found: list[Run] = store.list_runs(limit=limit, status=status)
+        if as_json:
+            out.print_json(json.dumps([r.model_dump(mode="json") for r in found]))
+        else:
+            out.print(runs_table(found))
+
+    _with_store(work)
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(help="The run to show")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """A run's header and the timeline of its events."""
+
+    def work(store: Any) -> None:
+        run: Run = store.get_run(run_id=run_id)
+        events: list[RunEvent] = []
+        while batch := store.list_events(run_id=run_id, after_seq=events[-1].seq if events else 0, limit=1000):
+            events.extend(batch)
+        if as_json:
+            out.print_json(json.dumps(run_document(run, events)))
+        else:
+            out.print(run_timeline(run, events))
+
+    _with_store(work)
+
+
+@app.command()
+def run() -> None:
+    """The nightly loop (import → compile → canary → decide). Not built yet: exits 1 with not_implemented."""
+    with _errors_as_exit_codes():
+        raise NotImplementedYet(
+            "the overnight runner is not built yet (open issue: the overnight runner); what works today: "
+            "`overnight serve` (runs, events, leases), `overnight runs`, `overnight show`"
+        )
+
+
+def main() -> None:
+    app()

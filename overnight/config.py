@@ -1,0 +1,55 @@
+"""Settings: the one `Settings` class, read from `OVERNIGHT_*` environment variables.
+
+Tests build it with keyword arguments. Secrets (tokens, DSNs) are `SecretStr` and never printed.
+Must not import the store, the API or DSPy.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogFormat = Literal["auto", "json", "console"]
+
+
+class Settings(BaseSettings):
+    """Every knob overnight has. Each field is documented in runbook.md (a test checks)."""
+
+    model_config = SettingsConfigDict(env_prefix="OVERNIGHT_", extra="forbid")
+
+    db_url: SecretStr = Field(
+        default=SecretStr("sqlite:///./overnight.db"),
+        description="SQLAlchemy URL of the store: sqlite:///path or postgresql+psycopg://user:pw@host/db",
+    )
+    tokens: SecretStr = Field(
+        default=SecretStr(""),
+        description="Named bearer tokens: 'name:role:secret,…' with role admin, serve or read",
+    )
+    dev: bool = Field(default=False, description="Allow tokens shorter than 32 characters (never in prod)")
+    host: str = Field(default="127.0.0.1", description="Address `overnight serve` binds")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port `overnight serve` binds")
+    lease_s: int = Field(default=300, ge=1, le=86_400, description="Run lease length without a heartbeat")
+    max_events_per_run: int = Field(default=5000, ge=10, description="Events a run may hold")
+    max_event_bytes: int = Field(default=65_536, ge=1024, description="Largest single event (canonical JSON)")
+    max_run_event_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=65_536, description="Total event bytes a run may hold"
+    )
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, description="Largest request body")
+    sse_poll_ms: int = Field(default=200, ge=10, le=10_000, description="How often a followed stream polls")
+    db_busy_timeout_ms: int = Field(default=30_000, ge=0, description="SQLite busy timeout")
+    log_format: LogFormat = Field(default="auto", description="auto (console on a TTY), json or console")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level")
+
+    @property
+    def store_kind(self) -> str:
+        """`sqlite` or `postgresql`, from the URL's scheme."""
+        return self.db_url.get_secret_value().split(":", 1)[0].split("+", 1)[0]
+
+    def secret_values(self) -> list[str]:
+        """Values that must never appear in a log line: every token secret and the DSN's password."""
+        secrets = [part.split(":", 2)[2] for part in self.tokens.get_secret_value().split(",") if part.count(":") >= 2]
+        password = urlsplit(self.db_url.get_secret_value()).password
+        return [s for s in [*secrets, password or ""] if s]

@@ -1,0 +1,142 @@
+"""The one error tree of overnight.
+
+Every failure a caller can see is an `OvernightError` with a stable snake_case `code` and an HTTP `status`.
+The API renders all of them in one shape (`overnight.api.errors`); the CLI prints `code: message` and exits
+with the documented code. Must not import anything but the standard library.
+
+    OvernightError (internal_error, 500)
+    ├── ConfigError (config_error, 500; CLI exit 2)
+    ├── NotImplementedYet (not_implemented, 501)
+    ├── StoreUnavailable (store_unavailable, 503)
+    ├── Unauthorized (unauthorized, 401)
+    ├── Forbidden (forbidden, 403)
+    ├── NotFound (not_found, 404)
+    │   └── RunNotFound (run_not_found)
+    ├── MethodNotAllowed (method_not_allowed, 405)
+    ├── Conflict (conflict, 409)
+    │   ├── RunLocked (run_locked)
+    │   ├── RunNotRunning (run_not_running)
+    │   ├── RunAlreadyFinished (run_already_finished)
+    │   ├── RunIdConflict (run_id_conflict)
+    │   ├── EventLimitReached (event_limit_reached)
+    │   ├── IdempotencyKeyInUse (idempotency_key_in_use)
+    │   └── IdempotencyKeyReused (idempotency_key_reused)
+    ├── PayloadTooLarge (payload_too_large, 413)
+    │   └── EventTooLarge (event_too_large)
+    └── InvalidInput (validation_error, 422)
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class OvernightError(Exception):
+    """Base of every error overnight raises on purpose."""
+
+    code: ClassVar[str] = "internal_error"
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(OvernightError):
+    code = "config_error"
+
+
+class NotImplementedYet(OvernightError):
+    code = "not_implemented"
+    status = 501
+
+
+class StoreUnavailable(OvernightError):
+    code = "store_unavailable"
+    status = 503
+
+
+class Unauthorized(OvernightError):
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(OvernightError):
+    code = "forbidden"
+    status = 403
+
+
+class NotFound(OvernightError):
+    code = "not_found"
+    status = 404
+
+
+class RunNotFound(NotFound):
+    code = "run_not_found"
+
+
+class MethodNotAllowed(OvernightError):
+    code = "method_not_allowed"
+    status = 405
+
+
+class Conflict(OvernightError):
+    code = "conflict"
+    status = 409
+
+
+class RunLocked(Conflict):
+    code = "run_locked"
+
+
+class RunNotRunning(Conflict):
+    code = "run_not_running"
+
+
+class RunAlreadyFinished(Conflict):
+    code = "run_already_finished"
+
+
+class RunIdConflict(Conflict):
+    code = "run_id_conflict"
+
+
+class EventLimitReached(Conflict):
+    code = "event_limit_reached"
+
+
+class IdempotencyKeyInUse(Conflict):
+    code = "idempotency_key_in_use"
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+
+
+class PayloadTooLarge(OvernightError):
+    code = "payload_too_large"
+    status = 413
+
+
+class EventTooLarge(PayloadTooLarge):
+    code = "event_too_large"
+
+
+class InvalidInput(OvernightError):
+    code = "validation_error"
+    status = 422
+
+
+def all_error_classes() -> list[type[OvernightError]]:
+    """Every error class in the tree, for the runbook test and the API docs."""
+    found: list[type[OvernightError]] = []
+    pending: list[type[OvernightError]] = [OvernightError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found

@@ -1,0 +1,65 @@
+"""Terminal rendering of runs for `overnight runs` and `overnight show` (the full morning review comes later).
+
+Pure presentation: takes domain models, returns Rich renderables or plain dicts. Must not import SQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from overnight.domain.runs import Run, RunEvent
+
+_STATUS_STYLE = {"running": "cyan", "succeeded": "green", "failed": "red", "cancelled": "yellow",
+                 "abandoned": "magenta"}
+
+
+def when(ms: int | None) -> str:
+    if ms is None:
+        return "—"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def duration(start: int, end: int | None) -> str:
+    if end is None:
+        return "running"
+    seconds = max(0, end - start) // 1000
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def runs_table(runs: list[Run]) -> Table:
+    table = Table(title="recent runs", expand=False)
+    table.add_column("run", no_wrap=True)
+    for column in ("status", "started", "duration", "signatures", "actor", "events"):
+        table.add_column(column)
+    for run in runs:
+        table.add_row(run.run_id, Text(run.status.value, style=_STATUS_STYLE.get(run.status.value, "")),
+                      when(run.started_at), duration(run.started_at, run.ended_at), ", ".join(run.signature_ids),
+                      run.actor, str(run.event_count))
+    return table
+
+
+def run_timeline(run: Run, events: list[RunEvent]) -> RenderableType:
+    header = Text.assemble(
+        (run.run_id, "bold"), "  ", (run.status.value, _STATUS_STYLE.get(run.status.value, "")),
+        f"  by {run.actor}  for {', '.join(run.signature_ids)}\n",
+        f"started {when(run.started_at)}  ended {when(run.ended_at)}  ({duration(run.started_at, run.ended_at)})",
+        f"  commit {run.commit_sha}" if run.commit_sha else "",
+    )
+    table = Table(title=f"timeline ({len(events)} events)", expand=False)
+    for column in ("seq", "+time", "phase", "kind", "level", "message"):
+        table.add_column(column)
+    for event in events:
+        table.add_row(str(event.seq), f"+{(event.ts - run.started_at) / 1000:.1f}s", event.phase, event.kind,
+                      event.level, event.message)
+    return Group(header, table)
+
+
+def run_document(run: Run, events: list[RunEvent]) -> dict[str, Any]:
+    """The same content as `run_timeline`, as JSON for agents."""
+    return {"run": run.model_dump(mode="json"), "events": [e.model_dump(mode="json") for e in events]}

@@ -1,0 +1,54 @@
+"""The one `Store` interface: verbs named after the domain, keyword-only arguments.
+
+`SqlStore` (SQLite and PostgreSQL) implements it; later issues add verbs here first. Must not import FastAPI or
+httpx.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel
+
+from overnight.domain.runs import AppendedEvent, EventIn, FinishRun, Run, RunEvent, RunStart, StartedRun
+
+
+class IdempotencyClaim(BaseModel):
+    """The answer to claiming an Idempotency-Key: go ahead, replay the stored answer, or refuse."""
+
+    outcome: Literal["claimed", "replay", "in_progress", "mismatch"]
+    status_code: int | None = None
+    response_body: str | None = None
+
+
+class Store(Protocol):
+    kind: str
+
+    def ping(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+    # ops runs
+    def start_run(self, *, request: RunStart, actor: str, default_lease_s: int) -> StartedRun: ...
+
+    def get_run(self, *, run_id: str) -> Run: ...
+
+    def list_runs(
+        self, *, limit: int, status: str | None = None, signature_id: str | None = None
+    ) -> list[Run]: ...
+
+    def heartbeat(self, *, run_id: str) -> Run: ...
+
+    def finish_run(self, *, run_id: str, finish: FinishRun, actor: str) -> Run: ...
+
+    # the event stream
+    def append_event(self, *, run_id: str, event: EventIn) -> AppendedEvent: ...
+
+    def list_events(self, *, run_id: str, after_seq: int, limit: int) -> list[RunEvent]: ...
+
+    # idempotency keys
+    def claim_idempotency_key(self, *, actor: str, key: str, fingerprint: str) -> IdempotencyClaim: ...
+
+    def complete_idempotency_key(self, *, actor: str, key: str, status_code: int, response_body: str) -> None: ...
+
+    def release_idempotency_key(self, *, actor: str, key: str) -> None: ...

@@ -1,0 +1,114 @@
+"""Engines and transactions for SQLite and PostgreSQL, and the mapping of driver failures to our errors.
+
+SQLite: WAL, a busy timeout, BEGIN IMMEDIATE for write transactions (so a read-then-write never deadlocks
+between processes) and one in-process write lock (so threads queue instead of spinning in the busy handler).
+PostgreSQL: psycopg 3, a pooled engine, row locks (SELECT … FOR UPDATE) for serialisation.
+Must not import FastAPI or httpx.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from overnight.errors import ConfigError, StoreUnavailable
+from overnight.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def build_engine(url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
+    """An engine for `url`; refuses URLs overnight does not support with a clear message."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, parsed.database, busy_timeout_ms)
+    if parsed.drivername == "postgresql+psycopg":
+        return create_engine(
+            url, pool_size=10, max_overflow=30, pool_pre_ping=True, connect_args={"connect_timeout": 5}
+        )
+    raise ConfigError(
+        f"unsupported OVERNIGHT_DB_URL scheme {parsed.drivername!r}: use sqlite:///path or "
+        "postgresql+psycopg://user:password@host/db"
+    )
+
+
+def _sqlite_engine(url: str, database: str | None, busy_timeout_ms: int) -> Engine:
+    if not database or database == ":memory:":
+        raise ConfigError("OVERNIGHT_DB_URL must name a SQLite file (sqlite:///path); in-memory is not shared")
+    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url, pool_size=8, max_overflow=32,
+        connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
+        cur = dbapi_conn.cursor()
+        for pragma in ("journal_mode=WAL", f"busy_timeout={busy_timeout_ms}", "synchronous=NORMAL",
+                       "foreign_keys=ON"):
+            cur.execute(f"PRAGMA {pragma}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("overnight_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Transactions:
+    """Opens read and write transactions on one engine and turns driver outages into `StoreUnavailable`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._write_lock: AbstractContextManager[Any] = (
+            threading.Lock() if self.dialect == "sqlite" else nullcontext()
+        )
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        with self._write_lock, self._open(write=True) as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self._open(write=False) as conn:
+            yield conn
+
+    @contextmanager
+    def _open(self, *, write: bool) -> Iterator[Connection]:
+        with outages_as_unavailable(), self.engine.connect() as conn:
+            if write:
+                conn.execution_options(overnight_write=True)
+            with conn.begin():
+                yield conn
+
+
+@contextmanager
+def outages_as_unavailable() -> Iterator[None]:
+    """Turn a lost or refused database connection into `StoreUnavailable` (503); other errors pass."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        raise _unavailable(exc) from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise _unavailable(exc) from exc
+        raise
+
+
+def _unavailable(exc: DBAPIError) -> StoreUnavailable:
+    log.error("store_unavailable", error_type=type(exc.orig).__name__, error=str(exc.orig))
+    return StoreUnavailable(
+        f"the store is unavailable ({type(exc.orig).__name__}); retry later, and see the server log"
+    )

@@ -1,0 +1,163 @@
+"""`SqlStore`: the one implementation of `Store`, on SQLite and PostgreSQL alike (SQLAlchemy Core).
+
+Every verb is one transaction. Must not import FastAPI or httpx.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, delete, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from overnight.domain.runs import (
+    AppendedEvent,
+    EventBounds,
+    EventIn,
+    FinishRun,
+    Run,
+    RunEvent,
+    RunStart,
+    StartedRun,
+)
+from overnight.errors import EventLimitReached, EventTooLarge, RunNotFound
+from overnight.store import runs_sql
+from overnight.store.base import IdempotencyClaim
+from overnight.store.engine import Transactions
+from overnight.store.migrate import current_revision
+from overnight.store.schema import idempotency_keys, ops_run_events, ops_runs
+
+T = TypeVar("T")
+Clock = Callable[[], int]
+
+
+def system_clock() -> int:
+    """Milliseconds since the epoch, UTC."""
+    return time.time_ns() // 1_000_000
+
+
+class SqlStore:
+    """The store. `clock` is injectable so tests can age leases without sleeping."""
+
+    def __init__(self, engine: Engine, *, bounds: EventBounds, clock: Clock = system_clock) -> None:
+        self._tx = Transactions(engine)
+        self.engine = engine
+        self.kind = self._tx.dialect
+        self.bounds = bounds
+        self.clock = clock
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def ping(self) -> dict[str, Any]:
+        with self._tx.read() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"store": self.kind, "schema_revision": current_revision(self.engine)}
+
+    def _retry_on_race(self, work: Callable[[], T]) -> T:
+        """Run `work` again once if a concurrent writer won a unique-key race (PostgreSQL); the second
+        attempt sees the winner's row and answers from it."""
+        try:
+            return work()
+        except IntegrityError:
+            return work()
+
+    # ops runs ---------------------------------------------------------------------------------------------
+
+    def start_run(self, *, request: RunStart, actor: str, default_lease_s: int) -> StartedRun:
+        def work() -> StartedRun:
+            with self._tx.write() as conn:
+                return runs_sql.start_run(conn, request=request, actor=actor,
+                                          lease_s=request.lease_s or default_lease_s, now=self.clock())
+        return self._retry_on_race(work)
+
+    def get_run(self, *, run_id: str) -> Run:
+        with self._tx.read() as conn:
+            run = runs_sql.find_run(conn, run_id)
+        if run is None:
+            raise RunNotFound(f"no run {run_id!r}")
+        return run
+
+    def list_runs(self, *, limit: int, status: str | None = None, signature_id: str | None = None) -> list[Run]:
+        query = select(ops_runs).order_by(ops_runs.c.started_at.desc(), ops_runs.c.run_id.desc()).limit(limit)
+        if status is not None:
+            query = query.where(ops_runs.c.status == status)
+        if signature_id is not None:
+            query = query.where(ops_runs.c.signature_ids_json.contains(f'"{signature_id}"'))
+        with self._tx.read() as conn:
+            return [runs_sql.run_from_row(row) for row in conn.execute(query).mappings()]
+
+    def heartbeat(self, *, run_id: str) -> Run:
+        with self._tx.write() as conn:
+            return runs_sql.heartbeat(conn, run_id=run_id, now=self.clock())
+
+    def finish_run(self, *, run_id: str, finish: FinishRun, actor: str) -> Run:
+        with self._tx.write() as conn:
+            return runs_sql.finish_run(conn, run_id=run_id, finish=finish, actor=actor, now=self.clock())
+
+    # the event stream -------------------------------------------------------------------------------------
+
+    def append_event(self, *, run_id: str, event: EventIn) -> AppendedEvent:
+        size = event.size_bytes()
+        if size > self.bounds.max_event_bytes:
+            raise EventTooLarge(
+                f"event is {size} bytes; the limit is {self.bounds.max_event_bytes} (OVERNIGHT_MAX_EVENT_BYTES)",
+                details={"size": size, "limit": self.bounds.max_event_bytes},
+            )
+
+        def work() -> tuple[RunEvent | None, bool]:
+            with self._tx.write() as conn:
+                return runs_sql.append_bounded(conn, run_id=run_id, event=event, bounds=self.bounds,
+                                               now=self.clock())
+        stored, duplicate = self._retry_on_race(work)
+        if stored is None:
+            raise EventLimitReached(
+                f"run {run_id} reached its event limit ({self.bounds.max_events} events or "
+                f"{self.bounds.max_run_bytes} bytes); the event was refused",
+                details={"run_id": run_id, "max_events": self.bounds.max_events},
+            )
+        return AppendedEvent(event=stored, duplicate=duplicate)
+
+    def list_events(self, *, run_id: str, after_seq: int, limit: int) -> list[RunEvent]:
+        query = (select(ops_run_events)
+                 .where(ops_run_events.c.run_id == run_id, ops_run_events.c.seq > after_seq)
+                 .order_by(ops_run_events.c.seq).limit(limit))
+        with self._tx.read() as conn:
+            if runs_sql.find_run(conn, run_id) is None:
+                raise RunNotFound(f"no run {run_id!r}")
+            return [runs_sql.event_from_row(row) for row in conn.execute(query).mappings()]
+
+    # idempotency keys -------------------------------------------------------------------------------------
+
+    def claim_idempotency_key(self, *, actor: str, key: str, fingerprint: str) -> IdempotencyClaim:
+        def work() -> IdempotencyClaim:
+            with self._tx.write() as conn:
+                row = conn.execute(select(idempotency_keys).where(
+                    idempotency_keys.c.actor == actor, idempotency_keys.c.key == key,
+                ).with_for_update()).mappings().first()
+                if row is None:
+                    conn.execute(insert(idempotency_keys).values(
+                        actor=actor, key=key, fingerprint=fingerprint, state="pending", created_at=self.clock(),
+                    ))
+                    return IdempotencyClaim(outcome="claimed")
+            if row["fingerprint"] != fingerprint:
+                return IdempotencyClaim(outcome="mismatch")
+            if row["state"] != "done":
+                return IdempotencyClaim(outcome="in_progress")
+            return IdempotencyClaim(outcome="replay", status_code=row["status_code"],
+                                    response_body=row["response_body"])
+        return self._retry_on_race(work)
+
+    def complete_idempotency_key(self, *, actor: str, key: str, status_code: int, response_body: str) -> None:
+        with self._tx.write() as conn:
+            conn.execute(update(idempotency_keys).where(
+                idempotency_keys.c.actor == actor, idempotency_keys.c.key == key,
+            ).values(state="done", status_code=status_code, response_body=response_body))
+
+    def release_idempotency_key(self, *, actor: str, key: str) -> None:
+        with self._tx.write() as conn:
+            conn.execute(delete(idempotency_keys).where(
+                idempotency_keys.c.actor == actor, idempotency_keys.c.key == key,
+            ))

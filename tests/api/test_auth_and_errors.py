@@ -1,0 +1,150 @@
+"""Auth, the one error shape and request ids, over real HTTP on loopback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from overnight.api.app import route_inventory
+from tests.factories import ADMIN_TOKEN, READ_TOKEN, SERVE_TOKEN, LiveServer, SteppingClock, live_server
+
+ERROR_KEYS = {"ok", "code", "error", "status", "request_id"}
+
+
+def assert_error_shape(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    body = response.json()
+    assert response.status_code == status, body
+    assert body.keys() >= ERROR_KEYS
+    assert body["ok"] is False
+    assert body["status"] == status
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert isinstance(body["error"], str)
+    assert body["error"]
+    if code is not None:
+        assert body["code"] == code
+    return body
+
+
+def concrete(path: str) -> str:
+    return path.replace("{run_id}", "no-such-run")
+
+
+def api_routes(server: LiveServer) -> list[tuple[str, str, frozenset[str]]]:
+    """The inventory, checked against what the app really serves (its OpenAPI paths)."""
+    inventory = route_inventory()
+    with server.client(token=None) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+    served = {(method.upper(), path) for path, ops in paths.items() for method in ops}
+    assert served == {(method, path) for method, path, _ in inventory}
+    return inventory
+
+
+def test_health_needs_no_token_and_readyz_checks_the_store(api: LiveServer) -> None:
+    with api.client(token=None) as client:
+        assert client.get("/healthz").json() == {"ok": True}
+        ready = client.get("/readyz").json()
+    assert ready["ok"] is True
+    assert ready["schema_revision"] == "0001"
+
+
+def test_every_api_route_refuses_no_token_with_401_in_the_one_shape(api: LiveServer) -> None:
+    routes = [r for r in api_routes(api) if r[1].startswith("/api/")]
+    assert len(routes) >= 7
+    with api.client(token=None) as client:
+        for method, path, _ in routes:
+            response = client.request(method, concrete(path), json={})
+            assert_error_shape(response, 401, "unauthorized")
+            assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_wrong_token_is_401_and_never_echoed(api: LiveServer) -> None:
+    near_miss = ADMIN_TOKEN[:-1] + "Z"
+    with api.client(token=near_miss) as client:
+        response = client.get("/api/v1/runs")
+    body = assert_error_shape(response, 401, "unauthorized")
+    assert near_miss not in response.text
+    assert body["error"] == "invalid bearer token"
+
+
+@pytest.mark.parametrize(("token", "method", "path", "status"), [
+    (READ_TOKEN, "GET", "/api/v1/runs", 200),
+    (READ_TOKEN, "POST", "/api/v1/runs", 403),
+    (SERVE_TOKEN, "GET", "/api/v1/runs", 403),
+    (SERVE_TOKEN, "POST", "/api/v1/runs", 403),
+    (ADMIN_TOKEN, "GET", "/api/v1/runs", 200),
+    (ADMIN_TOKEN, "POST", "/api/v1/runs", 201),
+])
+def test_roles(api: LiveServer, token: str, method: str, path: str, status: int) -> None:
+    with api.client(token=token) as client:
+        response = client.request(method, path, json={"signature_ids": ["select_tool.v1"]})
+    if status == 403:
+        assert_error_shape(response, 403, "forbidden")
+    else:
+        assert response.status_code == status, response.text
+
+
+def test_every_mutating_route_needs_admin_and_every_read_allows_read(api: LiveServer) -> None:
+    for method, path, roles in api_routes(api):
+        if not path.startswith("/api/"):
+            continue
+        assert roles == (frozenset({"admin"}) if method == "POST" else frozenset({"admin", "read"})), (method, path)
+        with api.client(token=SERVE_TOKEN) as client:
+            assert_error_shape(client.request(method, concrete(path), json={}), 403, "forbidden")
+
+
+def test_unknown_route_wrong_method_and_bad_input_use_the_one_shape(api: LiveServer) -> None:
+    with api.client() as client:
+        assert_error_shape(client.get("/api/v1/nothing-here"), 404, "not_found")
+        assert_error_shape(client.get("/"), 404, "not_found")
+        assert_error_shape(client.delete("/api/v1/runs"), 405, "method_not_allowed")
+        assert_error_shape(client.get("/api/v1/runs/no-such-run"), 404, "run_not_found")
+        body = assert_error_shape(client.post("/api/v1/runs", json={"signature_ids": []}), 422, "validation_error")
+        assert body["details"]["errors"][0]["field"] == "body.signature_ids"
+        bad_json = client.post("/api/v1/runs", content=b"{not json", headers={"content-type": "application/json"})
+        assert_error_shape(bad_json, 422, "validation_error")
+        assert_error_shape(client.get("/api/v1/runs", params={"limit": 0}), 422, "validation_error")
+        assert_error_shape(client.get("/api/v1/runs/bad id!"), 422, "validation_error")
+
+
+def test_oversize_bodies_are_413_declared_or_streamed(db_url: str, clock: SteppingClock) -> None:
+    with live_server(db_url, clock=clock, max_body_bytes=2048) as server, server.client() as client:
+        big = {"signature_ids": ["a"], "commit_sha": "x" * 4000}
+        assert_error_shape(client.post("/api/v1/runs", json=big), 413, "payload_too_large")
+
+        def chunks():  # no content-length: the limit is enforced while reading
+            yield b'{"signature_ids": ["a"], "base_url": "'
+            for _ in range(10):
+                yield b"y" * 512
+            yield b'"}'
+
+        streamed = client.post("/api/v1/runs", content=chunks(), headers={"content-type": "application/json"})
+        assert_error_shape(streamed, 413, "payload_too_large")
+        assert client.get("/api/v1/runs").json()["runs"] == []
+
+
+def test_unhandled_error_is_500_in_the_one_shape_without_a_traceback(db_url: str, clock: SteppingClock) -> None:
+    def add_crashing_route(app: FastAPI) -> None:
+        @app.get("/crash")
+        def crash() -> None:
+            raise RuntimeError("secret internals")
+
+    with live_server(db_url, clock=clock, customize=add_crashing_route) as server, server.client() as client:
+        response = client.get("/crash")
+    body = assert_error_shape(response, 500, "internal_error")
+    assert "secret internals" not in response.text
+    assert "Traceback" not in body["error"]
+
+
+def test_request_id_is_echoed_or_generated(api: LiveServer) -> None:
+    with api.client() as client:
+        echoed = client.get("/api/v1/runs", headers={"x-request-id": "agent-42.attempt:1"})
+        generated = client.get("/api/v1/runs")
+        junk = client.get("/api/v1/runs", headers={"x-request-id": "bad id\twith spaces"})
+        failed = client.get("/api/v1/runs/nope", headers={"x-request-id": "trace-7"})
+    assert echoed.headers["x-request-id"] == "agent-42.attempt:1"
+    assert len(generated.headers["x-request-id"]) == 32
+    assert junk.headers["x-request-id"] != "bad id\twith spaces"
+    assert failed.json()["request_id"] == "trace-7"

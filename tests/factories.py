@@ -1,0 +1,157 @@
+"""Builders shared by the tests: settings, tokens, a stepping clock, live servers on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from overnight.api.app import create_app
+from overnight.config import Settings
+from overnight.store import SqlStore, build_store
+
+ADMIN_TOKEN = "adm-" + "A" * 40
+READ_TOKEN = "rd-" + "R" * 40
+SERVE_TOKEN = "srv-" + "S" * 40
+TOKENS = f"ops-agent:admin:{ADMIN_TOKEN},alice:read:{READ_TOKEN},app:serve:{SERVE_TOKEN}"
+ALL_TOKENS = (ADMIN_TOKEN, READ_TOKEN, SERVE_TOKEN)
+START_MS = 1_790_000_000_000  # 2026-09-21, a fixed instant for the stepping clock
+
+
+def auth(token: str = ADMIN_TOKEN) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+@dataclass
+class SteppingClock:
+    """A clock tests move by hand: no sleeps, no wall clock."""
+
+    now: int = START_MS
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, *, seconds: float) -> None:
+        self.now += int(seconds * 1000)
+
+
+def make_settings(db_url: str, **overrides: Any) -> Settings:
+    return Settings(db_url=db_url, tokens=TOKENS, **overrides)
+
+
+def make_store(db_url: str, clock: SteppingClock | None = None, **overrides: Any) -> SqlStore:
+    settings = make_settings(db_url, **overrides)
+    return build_store(settings, clock=clock) if clock else build_store(settings)
+
+
+@dataclass
+class LiveServer:
+    """The real app on a real loopback port, served by uvicorn in a thread of this process."""
+
+    base_url: str
+    store: SqlStore
+    clock: SteppingClock | None
+    settings: Settings
+    server: uvicorn.Server = field(repr=False)
+
+    def client(self, token: str | None = ADMIN_TOKEN, **kwargs: Any) -> httpx.Client:
+        headers = auth(token) if token else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30, **kwargs)
+
+
+@contextmanager
+def live_server(db_url: str, *, clock: SteppingClock | None = None,
+                customize: Callable[[FastAPI], None] | None = None, **overrides: Any) -> Iterator[LiveServer]:
+    settings = make_settings(db_url, **overrides)
+    store = build_store(settings, clock=clock) if clock else build_store(settings)
+    app = create_app(settings, store)
+    if customize is not None:
+        customize(app)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", store, clock, settings, server)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        store.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServeProcess:
+    """`overnight serve` in a child process: the black-box server, with its whole log captured."""
+
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def client(self, token: str | None = ADMIN_TOKEN, **kwargs: Any) -> httpx.Client:
+        headers = auth(token) if token else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=60, **kwargs)
+
+
+@contextmanager
+def serve_process(db_url: str, log_path: Path, **env_overrides: str) -> Iterator[ServeProcess]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")}
+    env.update({"OVERNIGHT_DB_URL": db_url, "OVERNIGHT_TOKENS": TOKENS, "OVERNIGHT_LOG_FORMAT": "json",
+                "OVERNIGHT_LOG_LEVEL": "debug", **env_overrides})
+    with log_path.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "overnight", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=sink, stderr=subprocess.STDOUT,
+        )
+    served = ServeProcess(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        _wait_healthy(served)
+        yield served
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_healthy(served: ServeProcess) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if served.process.poll() is not None:
+            raise RuntimeError(f"overnight serve exited {served.process.returncode}:\n{served.log()}")
+        try:
+            if httpx.get(f"{served.base_url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise RuntimeError(f"overnight serve did not become healthy:\n{served.log()}")

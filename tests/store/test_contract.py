@@ -1,0 +1,250 @@
+"""The store's contract: one file, run on SQLite and on PostgreSQL (the `db_url` fixture)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import insert, text
+from sqlalchemy.exc import DBAPIError
+
+from overnight.domain.runs import EventIn, FinishRun, RunStart, RunStatus
+from overnight.errors import (
+    EventLimitReached,
+    EventTooLarge,
+    RunAlreadyFinished,
+    RunIdConflict,
+    RunLocked,
+    RunNotFound,
+    RunNotRunning,
+    StoreUnavailable,
+)
+from overnight.store import SqlStore, build_store
+from overnight.store.schema import alias_history, canary_history
+from tests.factories import SteppingClock, make_settings
+
+
+@pytest.fixture
+def store(open_store: Callable[..., SqlStore]) -> SqlStore:
+    return open_store()
+
+
+def start(store: SqlStore, *sigs: str, run_id: str | None = None, actor: str = "ops-agent"):
+    return store.start_run(request=RunStart(run_id=run_id, signature_ids=list(sigs)), actor=actor,
+                           default_lease_s=60)
+
+
+def event(kind: str = "compile.started", client_event_id: str | None = None, **data: object) -> EventIn:
+    return EventIn(kind=kind, phase=kind.split(".", maxsplit=1)[0], client_event_id=client_event_id, data=dict(data))
+
+
+def kinds(store: SqlStore, run_id: str) -> list[str]:
+    return [e.kind for e in store.list_events(run_id=run_id, after_seq=0, limit=1000)]
+
+
+def test_start_records_the_run_its_lease_and_a_started_event(store: SqlStore, clock: SteppingClock) -> None:
+    started = start(store, "select_tool.v1", "triage.v1")
+    run = store.get_run(run_id=started.run.run_id)
+    assert started.created
+    assert run.status == RunStatus.running
+    assert run.signature_ids == ["select_tool.v1", "triage.v1"]
+    assert run.lease_expires_at == clock.now + 60_000
+    assert kinds(store, run.run_id) == ["run.started"]
+
+
+def test_second_start_on_an_overlapping_signature_is_locked_and_names_the_holder(store: SqlStore) -> None:
+    holder = start(store, "a", "b").run
+    with pytest.raises(RunLocked) as refused:
+        start(store, "b", "c")
+    assert refused.value.details["holder_run_id"] == holder.run_id
+    assert holder.run_id in refused.value.message
+    assert start(store, "c").created  # a disjoint signature is free
+    assert [r.run_id for r in store.list_runs(limit=10, signature_id="c")] != [holder.run_id]
+
+
+def test_start_with_a_known_run_id_returns_the_same_run(store: SqlStore) -> None:
+    first = start(store, "a", run_id="nightly-1")
+    again = start(store, "a", run_id="nightly-1")
+    assert not again.created
+    assert again.run.run_id == first.run.run_id
+    assert len(store.list_runs(limit=10)) == 1
+    assert kinds(store, "nightly-1") == ["run.started"]
+
+
+def test_start_with_a_known_run_id_but_other_signatures_is_refused(store: SqlStore) -> None:
+    start(store, "a", run_id="nightly-1")
+    with pytest.raises(RunIdConflict):
+        start(store, "b", run_id="nightly-1")
+
+
+def test_stale_lease_is_taken_over_and_recorded_on_both_runs(store: SqlStore, clock: SteppingClock) -> None:
+    old = start(store, "a", "b").run
+    clock.advance(seconds=61)
+    new = start(store, "b")
+    assert new.took_over[0]["from_run_id"] == old.run_id
+    assert store.get_run(run_id=old.run_id).status == RunStatus.abandoned
+    assert kinds(store, old.run_id) == ["run.started", "lease_taken_over"]
+    assert kinds(store, new.run.run_id) == ["run.started", "lease_taken_over"]
+    assert start(store, "a").created  # the abandoned run's other signature was released too
+
+
+def test_heartbeat_keeps_the_lease(store: SqlStore, clock: SteppingClock) -> None:
+    run = start(store, "a").run
+    clock.advance(seconds=50)
+    store.heartbeat(run_id=run.run_id)
+    clock.advance(seconds=50)
+    with pytest.raises(RunLocked):
+        start(store, "a")
+
+
+def test_finish_once_releases_the_lease_and_a_different_second_finish_conflicts(store: SqlStore) -> None:
+    run = start(store, "a").run
+    finished = store.finish_run(run_id=run.run_id, finish=FinishRun(status="succeeded", summary={"x": 1}),
+                                actor="ops-agent")
+    assert finished.status == RunStatus.succeeded
+    assert finished.summary == {"x": 1}
+    retried = store.finish_run(run_id=run.run_id, finish=FinishRun(status="succeeded"), actor="ops-agent")
+    assert retried.ended_at == finished.ended_at
+    with pytest.raises(RunAlreadyFinished):
+        store.finish_run(run_id=run.run_id, finish=FinishRun(status="failed"), actor="ops-agent")
+    assert kinds(store, run.run_id) == ["run.started", "run.finished"]
+    assert start(store, "a").created
+    with pytest.raises(RunNotRunning):
+        store.heartbeat(run_id=run.run_id)
+    with pytest.raises(RunNotRunning):
+        store.append_event(run_id=run.run_id, event=event())
+
+
+def test_events_get_gapless_seq_and_a_retried_client_event_id_is_stored_once(store: SqlStore) -> None:
+    run_id = start(store, "a").run.run_id
+    first = store.append_event(run_id=run_id, event=event(client_event_id="e-1", n=1))
+    again = store.append_event(run_id=run_id, event=event(client_event_id="e-1", n=1))
+    other = store.append_event(run_id=run_id, event=event("compile.finished"))
+    assert not first.duplicate
+    assert again.duplicate
+    assert again.event == first.event
+    assert [first.event.seq, other.event.seq] == [2, 3]
+    assert [e.seq for e in store.list_events(run_id=run_id, after_seq=1, limit=10)] == [2, 3]
+    assert store.get_run(run_id=run_id).event_count == 3
+
+
+def test_event_bound_gives_exactly_one_truncation_marker(open_store: Callable[..., SqlStore]) -> None:
+    store = open_store(max_events_per_run=10)
+    run_id = start(store, "a").run.run_id
+    accepted, refused = 0, 0
+    for n in range(20):
+        try:
+            store.append_event(run_id=run_id, event=event(n=n))
+            accepted += 1
+        except EventLimitReached:
+            refused += 1
+    assert (accepted, refused) == (9, 11)  # run.started + 9 = the bound of 10
+    assert kinds(store, run_id).count("events_truncated") == 1
+    assert kinds(store, run_id)[-1] == "events_truncated"
+    store.finish_run(run_id=run_id, finish=FinishRun(status="succeeded"), actor="ops-agent")
+    assert kinds(store, run_id)[-1] == "run.finished"  # the run's end is never lost to the bound
+
+
+def test_oversize_event_is_refused_and_nothing_is_written(store: SqlStore) -> None:
+    run_id = start(store, "a").run.run_id
+    with pytest.raises(EventTooLarge):
+        store.append_event(run_id=run_id, event=event(blob="x" * 70_000))
+    assert kinds(store, run_id) == ["run.started"]
+
+
+def test_run_byte_bound_truncates(open_store: Callable[..., SqlStore]) -> None:
+    store = open_store(max_run_event_bytes=65_536)
+    run_id = start(store, "a").run.run_id
+    for _ in range(3):
+        store.append_event(run_id=run_id, event=event(blob="x" * 20_000))
+    with pytest.raises(EventLimitReached):
+        store.append_event(run_id=run_id, event=event(blob="x" * 20_000))
+    assert kinds(store, run_id) == ["run.started", "compile.started", "compile.started", "compile.started",
+                                    "events_truncated"]
+
+
+def test_unknown_run_is_not_found(store: SqlStore) -> None:
+    for call in (lambda: store.get_run(run_id="nope"), lambda: store.heartbeat(run_id="nope"),
+                 lambda: store.append_event(run_id="nope", event=event()),
+                 lambda: store.list_events(run_id="nope", after_seq=0, limit=1)):
+        with pytest.raises(RunNotFound):
+            call()
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE ops_run_events SET message = 'rewritten'",
+    "DELETE FROM ops_run_events",
+    "UPDATE alias_history SET reason = 'rewritten'",
+    "DELETE FROM alias_history",
+    "UPDATE canary_history SET verdict = 'pass'",
+    "DELETE FROM canary_history",
+])
+def test_database_refuses_to_change_append_only_tables(store: SqlStore, statement: str) -> None:
+    run_id = start(store, "a").run.run_id
+    with store.engine.begin() as conn:
+        conn.execute(insert(alias_history).values(
+            signature_id="a", alias="champion", from_id=None, to_id="c1", action="promote", actor="ops-agent",
+            reason="seed", run_id=run_id, evidence_json="{}", created_at=0))
+        conn.execute(insert(canary_history).values(
+            canary_id="k1", signature_id="a", kind="gate_evaluated", step=0, verdict="fail", actor=None,
+            evidence_json="{}", created_at=0))
+    with pytest.raises(DBAPIError, match="append-only"), store.engine.begin() as conn:
+        conn.execute(text(statement))
+    with store.engine.connect() as conn:
+        counts = [conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
+                  for t in ("ops_run_events", "alias_history", "canary_history")]
+        reason = conn.execute(text("SELECT reason FROM alias_history")).scalar_one()
+    assert counts == [1, 1, 1]
+    assert reason == "seed"
+
+
+def test_postgres_also_refuses_truncate(store: SqlStore) -> None:
+    if store.kind != "postgresql":
+        pytest.skip("TRUNCATE exists only on PostgreSQL")
+    with pytest.raises(DBAPIError, match="append-only"), store.engine.begin() as conn:
+        conn.execute(text("TRUNCATE ops_run_events"))
+
+
+def test_concurrent_starts_for_one_signature_leave_exactly_one_running(store: SqlStore) -> None:
+    outcomes: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def contender() -> None:
+        barrier.wait()
+        try:
+            start(store, "shared")
+            outcomes.append("started")
+        except RunLocked:
+            outcomes.append("locked")
+
+    threads = [threading.Thread(target=contender) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["locked"] * 7 + ["started"]
+    assert len(store.list_runs(limit=10, status="running")) == 1
+
+
+def test_idempotency_key_claims(store: SqlStore) -> None:
+    assert store.claim_idempotency_key(actor="a", key="k", fingerprint="f1").outcome == "claimed"
+    assert store.claim_idempotency_key(actor="a", key="k", fingerprint="f1").outcome == "in_progress"
+    assert store.claim_idempotency_key(actor="a", key="k", fingerprint="f2").outcome == "mismatch"
+    assert store.claim_idempotency_key(actor="b", key="k", fingerprint="f2").outcome == "claimed"
+    store.complete_idempotency_key(actor="a", key="k", status_code=201, response_body='{"ok":true}')
+    replay = store.claim_idempotency_key(actor="a", key="k", fingerprint="f1")
+    assert (replay.outcome, replay.status_code, replay.response_body) == ("replay", 201, '{"ok":true}')
+    store.release_idempotency_key(actor="b", key="k")
+    assert store.claim_idempotency_key(actor="b", key="k", fingerprint="f3").outcome == "claimed"
+
+
+def test_unreachable_postgres_is_store_unavailable() -> None:
+    settings = make_settings("postgresql+psycopg://nobody:hunter2-secret@127.0.0.1:1/none")
+    with pytest.raises(StoreUnavailable) as refused:
+        build_store(settings)
+    assert "hunter2" not in refused.value.message
+    store = build_store(settings, migrate=False)
+    with pytest.raises(StoreUnavailable):
+        store.ping()
+    store.close()
