@@ -199,9 +199,8 @@ def test_database_refuses_to_change_append_only_tables(store: SqlStore, statemen
     assert reason == "seed"
 
 
+@pytest.mark.parametrize("db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
 def test_postgres_also_refuses_truncate(store: SqlStore) -> None:
-    if store.kind != "postgresql":
-        pytest.skip("TRUNCATE exists only on PostgreSQL")
     with pytest.raises(DBAPIError, match="append-only"), store.engine.begin() as conn:
         conn.execute(text("TRUNCATE ops_run_events"))
 
