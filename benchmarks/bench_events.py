@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import uvicorn
 
 from overnight.api.app import create_app
+from overnight.api.embedded import embedded_server
 from overnight.config import Settings
 from overnight.domain.runs import EventIn, RunStart
 from overnight.logging import configure_logging
@@ -44,13 +43,11 @@ def bench_store(store: SqlStore) -> float:
 
 
 def bench_http(store: SqlStore, config: Settings) -> float:
-    server = uvicorn.Server(uvicorn.Config(create_app(config, store), host="127.0.0.1", port=0, log_config=None,
-                                           access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    with embedded_server(create_app(config, store)) as base:
+        return _drive(base)
+
+
+def _drive(base: str) -> float:
     headers = {"authorization": f"Bearer {TOKEN}"}
     start = httpx.post(f"{base}/api/v1/runs", json={"signature_ids": ["bench.http"]}, headers=headers)
     run_id = start.json()["run"]["run_id"]
@@ -64,10 +61,7 @@ def bench_http(store: SqlStore, config: Settings) -> float:
     started = time.perf_counter()
     with ThreadPoolExecutor(APPENDERS) as pool:
         list(pool.map(appender, range(APPENDERS)))
-    rate = HTTP_EVENTS / (time.perf_counter() - started)
-    server.should_exit = True
-    thread.join()
-    return rate
+    return HTTP_EVENTS / (time.perf_counter() - started)
 
 
 def main() -> None:

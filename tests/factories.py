@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 
 from overnight.api.app import create_app
+from overnight.api.embedded import embedded_server
 from overnight.config import Settings
 from overnight.store import SqlStore, build_store
 
@@ -58,13 +57,13 @@ def make_store(db_url: str, clock: SteppingClock | None = None, **overrides: Any
 
 @dataclass
 class LiveServer:
-    """The real app on a real loopback port, served by uvicorn in a thread of this process."""
+    """The real app on a real loopback port (uvicorn in a thread of this process)."""
 
     base_url: str
     store: SqlStore
     clock: SteppingClock | None
     settings: Settings
-    server: uvicorn.Server = field(repr=False)
+    app: FastAPI = field(repr=False)
 
     def client(self, token: str | None = ADMIN_TOKEN, **kwargs: Any) -> httpx.Client:
         headers = auth(token) if token else {}
@@ -79,21 +78,10 @@ def live_server(db_url: str, *, clock: SteppingClock | None = None,
     app = create_app(settings, store)
     if customize is not None:
         customize(app)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", store, clock, settings, server)
+        with embedded_server(app) as base_url:
+            yield LiveServer(base_url, store, clock, settings, app)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         store.close()
 
 

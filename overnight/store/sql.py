@@ -85,7 +85,7 @@ class SqlStore:
         if status is not None:
             query = query.where(ops_runs.c.status == status)
         if signature_id is not None:
-            query = query.where(ops_runs.c.signature_ids_json.contains(f'"{signature_id}"'))
+            query = query.where(ops_runs.c.signature_ids_json.contains(f'"{signature_id}"', autoescape=True))
         with self._tx.read() as conn:
             return [runs_sql.run_from_row(row) for row in conn.execute(query).mappings()]
 

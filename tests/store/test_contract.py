@@ -247,3 +247,13 @@ def test_unreachable_postgres_is_store_unavailable() -> None:
     with pytest.raises(StoreUnavailable):
         store.ping()
     store.close()
+
+
+def test_list_runs_filters_by_exact_signature_and_status(store: SqlStore) -> None:
+    wanted = start(store, "select_tool.v1").run
+    start(store, "selectXtool.v1")  # `_` must not act as a LIKE wildcard
+    start(store, "select_tool.v10")
+    store.finish_run(run_id=wanted.run_id, finish=FinishRun(status="failed"), actor="ops-agent")
+    assert [r.run_id for r in store.list_runs(limit=10, signature_id="select_tool.v1")] == [wanted.run_id]
+    assert [r.run_id for r in store.list_runs(limit=10, status="failed")] == [wanted.run_id]
+    assert len(store.list_runs(limit=2)) == 2
