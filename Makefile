@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: test lint typecheck pytest demo bench bench-events clean
+.PHONY: test lint typecheck pytest demo bench bench-events bench-import clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -15,10 +15,10 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check overnight tests benchmarks
+	$(BIN)/ruff check overnight signatures tests benchmarks
 
 typecheck: $(DEV_STAMP)
-	$(BIN)/mypy overnight
+	$(BIN)/mypy overnight signatures
 
 pytest: $(DEV_STAMP)
 	$(BIN)/pytest
@@ -32,7 +32,10 @@ demo: $(DEV_STAMP)
 bench-events: $(DEV_STAMP)
 	$(BIN)/python benchmarks/bench_events.py
 
-bench: bench-events
+bench-import: $(DEV_STAMP)
+	$(BIN)/python benchmarks/bench_import.py
+
+bench: bench-events bench-import
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

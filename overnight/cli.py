@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from overnight.config import Settings
+from overnight.domain.datasets import ImportResult
 from overnight.domain.runs import Run, RunEvent, RunStatus
 from overnight.errors import ConfigError, NotImplementedYet, OvernightError
 from overnight.logging import configure_logging
@@ -26,7 +28,7 @@ runs_app = typer.Typer(help="Recent runs (a table), or `runs tail`.")
 app.add_typer(db_app, name="db")
 app.add_typer(runs_app, name="runs")
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one error, one line: agents parse `code: message`
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -38,6 +40,10 @@ def _errors_as_exit_codes() -> Iterator[None]:
         yield
     except OvernightError as exc:
         err.print(f"{exc.code}: {exc.message}", markup=False, highlight=False)
+        for problem in exc.details.get("errors", [])[:20]:
+            if "line" in problem:
+                err.print(f"  line {problem['line']}, {problem['field']}: {problem['reason']}", markup=False,
+                          highlight=False)
         raise typer.Exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED) from None
 
 
@@ -130,6 +136,33 @@ def show(
             out.print_json(json.dumps(run_document(run, events)))
         else:
             out.print(run_timeline(run, events))
+
+    _with_store(work)
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="JSONL (or .json list)")],
+    signature: Annotated[str, typer.Option("--signature", "-s", help="e.g. SelectTool.v1")],
+    run_id: Annotated[str | None, typer.Option(help="Record dataset.imported on this run")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Import a dataset file for a signature: upsert by example_id, snapshot the result. All or nothing."""
+    from overnight.domain.datasets import parse_dataset  # noqa: PLC0415 - keeps `overnight --help` fast
+    from overnight.registry import Registry  # noqa: PLC0415
+
+    def work(store: Any) -> None:
+        contract = Registry().contract(signature)
+        rows = parse_dataset(contract, file.read_bytes(), fmt="json" if file.suffix == ".json" else "jsonl")
+        result: ImportResult = store.import_examples(signature_id=signature, rows=rows, run_id=run_id)
+        if as_json:
+            out.print_json(result.model_dump_json())
+            return
+        out.print(f"{signature}: {result.inserted} inserted, {result.updated} updated, {result.unchanged} "
+                  f"unchanged of {result.rows_in_file} rows", markup=False, soft_wrap=True)
+        out.print(f"dataset {result.dataset_hash} ({'new snapshot' if result.new_snapshot else 'snapshot exists'}:"
+                  f" {result.snapshot.example_count} examples, {result.snapshot.split_counts})", markup=False,
+                  soft_wrap=True)
 
     _with_store(work)
 

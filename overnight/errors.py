@@ -11,7 +11,9 @@ with the documented code. Must not import anything but the standard library.
     ├── Unauthorized (unauthorized, 401)
     ├── Forbidden (forbidden, 403)
     ├── NotFound (not_found, 404)
-    │   └── RunNotFound (run_not_found)
+    │   ├── RunNotFound (run_not_found)
+    │   ├── SignatureNotFound (signature_not_found)
+    │   └── SnapshotNotFound (snapshot_not_found)
     ├── MethodNotAllowed (method_not_allowed, 405)
     ├── Conflict (conflict, 409)
     │   ├── RunLocked (run_locked)
@@ -24,6 +26,7 @@ with the documented code. Must not import anything but the standard library.
     ├── PayloadTooLarge (payload_too_large, 413)
     │   └── EventTooLarge (event_too_large)
     └── InvalidInput (validation_error, 422)
+        └── DatasetInvalid (dataset_invalid)
 """
 
 from __future__ import annotations
@@ -79,6 +82,14 @@ class RunNotFound(NotFound):
     code = "run_not_found"
 
 
+class SignatureNotFound(NotFound):
+    code = "signature_not_found"
+
+
+class SnapshotNotFound(NotFound):
+    code = "snapshot_not_found"
+
+
 class MethodNotAllowed(OvernightError):
     code = "method_not_allowed"
     status = 405
@@ -129,6 +140,10 @@ class EventTooLarge(PayloadTooLarge):
 class InvalidInput(OvernightError):
     code = "validation_error"
     status = 422
+
+
+class DatasetInvalid(InvalidInput):
+    code = "dataset_invalid"
 
 
 def all_error_classes() -> list[type[OvernightError]]:

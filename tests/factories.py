@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -143,3 +144,21 @@ def _wait_healthy(served: ServeProcess) -> None:
         except httpx.TransportError:
             time.sleep(0.05)
     raise RuntimeError(f"overnight serve did not become healthy:\n{served.log()}")
+
+
+TOOLS = [{"name": "web_search", "description": "Search the web"},
+         {"name": "send_email", "description": "Send an email"}]
+
+
+def select_tool_row(example_id: str = "ex-1", *, message: str = "email bob the notes", split: str = "train",
+                    expected: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+    """One valid SelectTool.v1 row; override any field to break it."""
+    row = {"example_id": example_id,
+           "input": {"message": message, "agent_name": "Nova", "user_handle": "@ana", "tools": TOOLS},
+           "expected": expected or {"action": "tool", "tool_name": "send_email"}, "split": split, "tags": ["t"]}
+    row.update(overrides)
+    return row
+
+
+def jsonl(*rows: Any) -> bytes:
+    return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows).encode()

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from overnight.domain.runs import EventIn, FinishRun, RunStart
-from tests.factories import TOKENS, make_store
+from tests.factories import TOKENS, make_store, serve_process
 
 
 def overnight(*args: str, db: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -87,3 +87,30 @@ def test_bad_setting_is_a_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("config_error: invalid settings")
     assert "lease_s" in result.stderr
+
+
+def test_import_then_reimport_then_a_bad_file(tmp_path: Path) -> None:
+    db = tmp_path / "o.db"
+    dataset = Path(__file__).resolve().parents[1] / "datasets" / "selecttool.v1.jsonl"
+    first = overnight("import", str(dataset), "--signature", "SelectTool.v1", db=db)
+    assert first.returncode == 0, first.stderr
+    assert "77 inserted, 0 updated, 0 unchanged of 77 rows" in first.stdout
+    again = json.loads(overnight("import", str(dataset), "--signature", "SelectTool.v1", "--json", db=db).stdout)
+    assert (again["unchanged"], again["new_snapshot"]) == (77, False)
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(dataset.read_text(encoding="utf-8") + '{"example_id": "x", "split": "train"}\n', encoding="utf-8")
+    refused = overnight("import", str(bad), "--signature", "SelectTool.v1", db=db)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("dataset_invalid: dataset rejected, nothing imported: line 78, input")
+
+    unknown = overnight("import", str(dataset), "--signature", "Nope.v1", db=db)
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith("signature_not_found:")
+
+
+def test_serve_starts_cleanly_with_lifespan(tmp_path: Path) -> None:
+    with serve_process(f"sqlite:///{tmp_path / 'o.db'}", tmp_path / "serve.log") as server:
+        log = server.log()
+    assert "Application startup complete" in log
+    assert "lifespan" not in log.lower().replace("startup", "")

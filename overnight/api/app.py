@@ -12,11 +12,12 @@ from overnight import __version__
 from overnight.api.auth import Require, TokenRegistry
 from overnight.api.errors import install_error_handlers
 from overnight.api.middleware import IdempotencyKeys, RequestContext
-from overnight.api.routes import health, runs
+from overnight.api.routes import health, runs, signatures
 from overnight.config import Settings
+from overnight.registry import Registry
 from overnight.store import Store
 
-ROUTERS = (health.router, runs.router)
+ROUTERS = (health.router, runs.router, signatures.router)
 
 
 def route_inventory() -> list[tuple[str, str, frozenset[str]]]:
@@ -31,20 +32,25 @@ def route_inventory() -> list[tuple[str, str, frozenset[str]]]:
     return found
 
 
-def create_app(settings: Settings, store: Store, *, tokens: TokenRegistry | None = None) -> FastAPI:
-    """Build the admin API. Raises `ConfigError` (before serving anything) for unusable token settings."""
-    registry = tokens or TokenRegistry.from_spec(settings.tokens.get_secret_value(), dev=settings.dev)
+def create_app(settings: Settings, store: Store, *, tokens: TokenRegistry | None = None,
+               registry: Registry | None = None) -> FastAPI:
+    """Build the admin API. Raises `ConfigError` before serving anything when the tokens are unusable or a
+    signature module is broken (the registry is discovered here, not on the first request)."""
+    token_registry = tokens or TokenRegistry.from_spec(settings.tokens.get_secret_value(), dev=settings.dev)
+    signature_registry = registry or Registry()
+    signature_registry.ids()
     app = FastAPI(
         title="overnight admin API", version=__version__,
         description="Every overnight action as an endpoint. Auth: Authorization: Bearer <token>.",
     )
     app.state.settings = settings
     app.state.store = store
-    app.state.tokens = registry
+    app.state.tokens = token_registry
+    app.state.registry = signature_registry
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
     # Added last = outermost: RequestContext sees (and renders) every failure, idempotency's included.
-    app.add_middleware(IdempotencyKeys, store=store, tokens=registry)
+    app.add_middleware(IdempotencyKeys, store=store, tokens=token_registry)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     return app

@@ -8,12 +8,18 @@ from fastapi import Depends, Request
 
 from overnight.api.auth import Principal, require_admin, require_read
 from overnight.config import Settings
+from overnight.registry import Registry
 from overnight.store import Store
 
 
 def _store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
+
+
+def _registry(request: Request) -> Registry:
+    registry: Registry = request.app.state.registry
+    return registry
 
 
 def _settings(request: Request) -> Settings:
@@ -23,5 +29,6 @@ def _settings(request: Request) -> Settings:
 
 StoreDep = Annotated[Store, Depends(_store)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+RegistryDep = Annotated[Registry, Depends(_registry)]
 Admin = Annotated[Principal, Depends(require_admin)]
 Reader = Annotated[Principal, Depends(require_read)]

@@ -117,10 +117,13 @@ class IdempotencyKeys:
         self.tokens = tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _MUTATING:
+            await self.app(scope, receive, send)  # lifespan scopes carry no headers at all
+            return
         headers = Headers(scope=scope)
         key = headers.get("idempotency-key")
         principal = self.tokens.find(headers.get("authorization")) if key is not None else None
-        if scope["type"] != "http" or scope["method"] not in _MUTATING or key is None or principal is None:
+        if key is None or principal is None:
             await self.app(scope, receive, send)
             return
         if not 1 <= len(key) <= 256 or not key.isprintable():

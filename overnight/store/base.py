@@ -10,6 +10,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
+from overnight.domain.datasets import ExampleRow, ImportResult, SnapshotDetail, StoredExample
 from overnight.domain.runs import AppendedEvent, EventIn, FinishRun, Run, RunEvent, RunStart, StartedRun
 
 
@@ -45,6 +46,16 @@ class Store(Protocol):
     def append_event(self, *, run_id: str, event: EventIn) -> AppendedEvent: ...
 
     def list_events(self, *, run_id: str, after_seq: int, limit: int) -> list[RunEvent]: ...
+
+    # datasets
+    def import_examples(
+        self, *, signature_id: str, rows: list[ExampleRow], run_id: str | None = None
+    ) -> ImportResult: ...
+
+    def list_examples(self, *, signature_id: str, split: str | None = None, after: str | None = None,
+                      limit: int = 100) -> list[StoredExample]: ...
+
+    def get_snapshot(self, *, signature_id: str, dataset_hash: str) -> SnapshotDetail: ...
 
     # idempotency keys
     def claim_idempotency_key(self, *, actor: str, key: str, fingerprint: str) -> IdempotencyClaim: ...

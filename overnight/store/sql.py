@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from overnight.domain.datasets import ExampleRow, ImportResult, SnapshotDetail, StoredExample
 from overnight.domain.runs import (
     AppendedEvent,
     EventBounds,
@@ -23,7 +24,7 @@ from overnight.domain.runs import (
     StartedRun,
 )
 from overnight.errors import EventLimitReached, EventTooLarge, RunNotFound
-from overnight.store import runs_sql
+from overnight.store import datasets_sql, runs_sql
 from overnight.store.base import IdempotencyClaim
 from overnight.store.engine import Transactions
 from overnight.store.migrate import current_revision
@@ -128,6 +129,38 @@ class SqlStore:
             if runs_sql.find_run(conn, run_id) is None:
                 raise RunNotFound(f"no run {run_id!r}")
             return [runs_sql.event_from_row(row) for row in conn.execute(query).mappings()]
+
+    # datasets ---------------------------------------------------------------------------------------------
+
+    def import_examples(self, *, signature_id: str, rows: list[ExampleRow], run_id: str | None = None) -> ImportResult:
+        """Upsert validated rows, snapshot the result, and (in the same transaction) record `dataset.imported`
+        on the run when one is named. All or nothing."""
+        def work() -> ImportResult:
+            with self._tx.write() as conn:
+                now = self.clock()
+                counts, snapshot, is_new = datasets_sql.upsert_examples(
+                    conn, signature_id=signature_id, rows=rows, now=now)
+                result = ImportResult(signature_id=signature_id, rows_in_file=len(rows), **counts,
+                                      dataset_hash=snapshot.dataset_hash, new_snapshot=is_new, snapshot=snapshot,
+                                      run_id=run_id)
+                if run_id is not None:
+                    runs_sql.append_bounded(conn, run_id=run_id, bounds=self.bounds, now=now, event=EventIn(
+                        kind="dataset.imported", phase="dataset.import",
+                        message=(f"{signature_id}: {counts['inserted']} inserted, {counts['updated']} updated, "
+                                 f"{counts['unchanged']} unchanged; dataset {snapshot.dataset_hash[:12]}"),
+                        data=result.model_dump(mode="json", exclude={"run_id"}),
+                        client_event_id=f"dataset.imported.{signature_id}.{snapshot.dataset_hash[:32]}"))
+                return result
+        return self._retry_on_race(work)
+
+    def list_examples(self, *, signature_id: str, split: str | None = None, after: str | None = None,
+                      limit: int = 100) -> list[StoredExample]:
+        with self._tx.read() as conn:
+            return datasets_sql.list_examples(conn, signature_id=signature_id, split=split, after=after, limit=limit)
+
+    def get_snapshot(self, *, signature_id: str, dataset_hash: str) -> SnapshotDetail:
+        with self._tx.read() as conn:
+            return datasets_sql.snapshot_detail(conn, signature_id, dataset_hash)
 
     # idempotency keys -------------------------------------------------------------------------------------
 
