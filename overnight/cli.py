@@ -25,7 +25,9 @@ from overnight.review import run_document, run_timeline, runs_table
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Improve DSPy programs overnight, safely.")
 db_app = typer.Typer(no_args_is_help=True, help="The store's schema.")
 runs_app = typer.Typer(help="Recent runs (a table), or `runs tail`.")
+lm_app = typer.Typer(no_args_is_help=True, help="The LM backend.")
 app.add_typer(db_app, name="db")
+app.add_typer(lm_app, name="lm")
 app.add_typer(runs_app, name="runs")
 out = Console()
 err = Console(stderr=True, soft_wrap=True)  # one error, one line: agents parse `code: message`
@@ -165,6 +167,59 @@ def import_(
                   soft_wrap=True)
 
     _with_store(work)
+
+
+@lm_app.command("check")
+def lm_check(
+    signature: Annotated[str, typer.Option("--signature", "-s", help="Whose sample input")] = "SelectTool.v1",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Build the configured LM (OVERNIGHT_LM), make one call, print the backend, lm_id, latency and answer."""
+    from overnight.lm.backends import build_backend  # noqa: PLC0415 - imports DSPy, only for LM commands
+    from overnight.lm.invoke import default_program, invoke  # noqa: PLC0415
+    from overnight.registry import Registry  # noqa: PLC0415
+
+    with _errors_as_exit_codes():
+        settings = _settings()
+        entry = Registry().get(signature)
+        backend = build_backend(settings)
+        result = invoke(default_program(entry), backend, entry, entry.sample_input)
+        report = {"backend": backend.kind, "model": backend.model, "lm_id": backend.lm_id, "signature": signature,
+                  "input": entry.sample_input, **result.model_dump()}
+        if as_json:
+            out.print_json(json.dumps(report))
+        else:
+            for key in ("backend", "model", "lm_id", "signature", "ok", "output", "error_code", "error",
+                        "latency_ms", "tokens_in", "tokens_out"):
+                out.print(f"{key:>11}: {report[key]}", markup=False, highlight=False, soft_wrap=True)
+        if not result.ok:
+            raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("fake-llm")
+def fake_llm(
+    spec: Annotated[str, typer.Option(help="Simulator spec, e.g. seed=7,acc=0.8,err=0.02,latency_ms=50")] = "",
+    host: Annotated[str, typer.Option(help="Bind address (loopback)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8765,
+    dataset: Annotated[list[Path] | None, typer.Option(help="Labeled JSONL file(s) that say what is correct")] = None,
+    signature: Annotated[list[str] | None, typer.Option(help="The signature of each --dataset, in order")] = None,
+) -> None:
+    """Serve the seeded simulator as an OpenAI-compatible /v1/chat/completions (for tests and benchmarks)."""
+    import uvicorn  # noqa: PLC0415
+
+    from overnight.lm.fake_server import create_fake_llm_app, load_oracle  # noqa: PLC0415
+    from overnight.lm.sim import SimSpec  # noqa: PLC0415
+    from overnight.registry import Registry  # noqa: PLC0415
+
+    with _errors_as_exit_codes():
+        files, sigs = dataset or [], signature or []
+        if len(files) != len(sigs):
+            raise ConfigError("give one --signature for each --dataset, in the same order")
+        registry = Registry()
+        oracle = load_oracle(registry, [(sig, path.read_bytes()) for sig, path in zip(sigs, files, strict=True)])
+        configure_logging(fmt="auto", level="warning")
+        uvicorn.run(create_fake_llm_app(SimSpec.parse(spec), registry=registry, oracle=oracle), host=host, port=port,
+                    log_config=None, access_log=False)
 
 
 @app.command()

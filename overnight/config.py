@@ -40,6 +40,24 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, description="Largest request body")
     sse_poll_ms: int = Field(default=200, ge=10, le=10_000, description="How often a followed stream polls")
     db_busy_timeout_ms: int = Field(default=30_000, ge=0, description="SQLite busy timeout")
+    lm: str = Field(
+        default="local",
+        description="LM backend: local (bundled SmolLM2), sim:<spec>, or a litellm model like openai/gpt-4o-mini",
+    )
+    lm_api_base: str | None = Field(default=None, description="Base URL of an OpenAI-compatible server")
+    lm_api_key: SecretStr | None = Field(default=None, description="API key for the remote LM")
+    lm_timeout_s: float = Field(default=60.0, gt=0, le=3600, description="Timeout of one remote LM call")
+    lm_retries: int = Field(default=3, ge=0, le=20, description="Retries of a remote call on rate limits and 5xx")
+    lm_max_tokens: int = Field(default=256, ge=1, le=32_768, description="Largest answer, in tokens")
+    lm_temperature: float = Field(default=0.0, ge=0, le=2, description="Sampling temperature")
+    lm_cache_dir: str | None = Field(
+        default=None, description="Directory for DSPy's LM response cache; unset = no cache at all (never $HOME)"
+    )
+    lm_price_in_per_1k: float | None = Field(default=None, ge=0, description="USD per 1,000 prompt tokens")
+    lm_price_out_per_1k: float | None = Field(default=None, ge=0, description="USD per 1,000 completion tokens")
+    local_model_path: str | None = Field(default=None, description="A GGUF file to use instead of bundled SmolLM2")
+    local_threads: int = Field(default=2, ge=1, le=256, description="CPU threads for the local model")
+    local_ctx: int = Field(default=4096, ge=512, le=131_072, description="Context window of the local model")
     log_format: LogFormat = Field(default="auto", description="auto (console on a TTY), json or console")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level")
 
@@ -52,4 +70,5 @@ class Settings(BaseSettings):
         """Values that must never appear in a log line: every token secret and the DSN's password."""
         secrets = [part.split(":", 2)[2] for part in self.tokens.get_secret_value().split(",") if part.count(":") >= 2]
         password = urlsplit(self.db_url.get_secret_value()).password
-        return [s for s in [*secrets, password or ""] if s]
+        api_key = self.lm_api_key.get_secret_value() if self.lm_api_key else ""
+        return [s for s in [*secrets, password or "", api_key] if s]

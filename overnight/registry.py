@@ -24,6 +24,9 @@ class RegisteredSignature:
     contract: SignatureContract
     dspy_signature: Any  # a dspy.Signature subclass (DSPy is untyped)
     to_output: Callable[[dict[str, Any]], dict[str, Any]]  # a prediction's fields -> the output JSON
+    to_fields: Callable[[dict[str, Any]], dict[str, Any]]  # the output JSON -> the prediction's fields
+    alternatives: Callable[[Any], list[dict[str, Any]]]  # every valid output for a (validated) input
+    sample_input: dict[str, Any]  # one realistic input, for `overnight lm check`
 
 
 class Registry:

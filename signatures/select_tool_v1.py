@@ -107,8 +107,27 @@ def to_output(fields: dict[str, Any]) -> dict[str, Any]:
     return {"action": action}
 
 
+def to_fields(output: dict[str, Any]) -> dict[str, Any]:
+    return {"action": output["action"], "tool_name": output.get("tool_name", "")}
+
+
+def alternatives(given: SelectToolInput) -> list[dict[str, Any]]:
+    """Every valid answer: none, or one of the offered tools."""
+    return [{"action": "none"}, *({"action": "tool", "tool_name": t.name} for t in given.tools)]
+
+
 SIGNATURE = RegisteredSignature(
     contract=CONTRACT,
     dspy_signature=_SelectToolFields.with_instructions(CONTRACT.default_instructions),
     to_output=to_output,
+    to_fields=to_fields,
+    alternatives=alternatives,
+    sample_input={
+        "message": "can you email Priya that the launch moved to Thursday?", "agent_name": "Autopilot",
+        "user_handle": "@sam", "tools": [
+            {"name": "web_search", "description": "Search the public web for current information"},
+            {"name": "send_email", "description": "Send an email on the user's behalf"},
+            {"name": "set_reminder", "description": "Remind the user about something at a given time"},
+        ],
+    },
 )

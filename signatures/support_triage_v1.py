@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import dspy
 from pydantic import BaseModel, ConfigDict, Field
@@ -61,8 +61,19 @@ def to_output(fields: dict[str, Any]) -> dict[str, Any]:
     return {"category": fields.get("category"), "priority": fields.get("priority")}
 
 
+def to_fields(output: dict[str, Any]) -> dict[str, Any]:
+    return dict(output)
+
+
+def alternatives(_given: SupportTriageInput) -> list[dict[str, Any]]:
+    return [{"category": c, "priority": p} for c in get_args(Category) for p in get_args(Priority)]
+
+
 SIGNATURE = RegisteredSignature(
     contract=CONTRACT,
     dspy_signature=_SupportTriageFields.with_instructions(CONTRACT.default_instructions),
     to_output=to_output,
+    to_fields=to_fields,
+    alternatives=alternatives,
+    sample_input={"message": "I was billed twice this month, please refund one charge", "customer_tier": "pro"},
 )

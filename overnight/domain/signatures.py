@@ -84,12 +84,16 @@ class SignatureContract(BaseModel):
         Raises `ExampleInvalid` naming the field and the reason.
         """
         parsed_input = _validate(self.input_model, raw_input, "input")
-        parsed_output = _validate(self.output_model, raw_expected, "expected")
+        return canonical(parsed_input), self.check_output(parsed_input, raw_expected, where="expected")
+
+    def check_output(self, given: BaseModel, raw_output: Any, *, where: str = "output") -> dict[str, Any]:
+        """Validate an output for an already validated input; return it in canonical form."""
+        parsed_output = _validate(self.output_model, raw_output, where)
         if self.cross_check is not None:
-            problem = self.cross_check(parsed_input, parsed_output)
+            problem = self.cross_check(given, parsed_output)
             if problem is not None:
-                raise ExampleInvalid("expected", problem)
-        return canonical(parsed_input), canonical(parsed_output)
+                raise ExampleInvalid(where, problem)
+        return canonical(parsed_output)
 
     def public(self) -> dict[str, Any]:
         """The contract as JSON for the API and the review."""

@@ -1,0 +1,91 @@
+"""Settings → a DSPy LM and its `lm_id`: remote (litellm / OpenAI-compatible), the bundled local model, or the
+seeded simulator. The lm_id (backend, model, decode settings) goes into every artifact, report and receipt.
+
+DSPy hygiene lives here too: no network price-map fetch, no cache in $HOME (a cache only where
+OVERNIGHT_LM_CACHE_DIR says, else none), and each LM built with `cache=False`. Must not import the store or API.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import dspy
+
+from overnight.config import Settings
+from overnight.lm.engines import AsyncLlamaCppEngine, AsyncSimEngine, LlamaCppEngine, SimEngine
+from overnight.lm.local import bundled_model_path, load_llama, model_identity
+from overnight.lm.sim import SimSpec
+
+BackendKind = Literal["remote", "local", "sim"]
+
+
+@dataclass(frozen=True)
+class Backend:
+    kind: BackendKind
+    model: str
+    lm_id: str
+    lm: Any  # dspy.LM
+    price_in_per_1k: float | None = None
+    price_out_per_1k: float | None = None
+
+    def cost_usd(self, tokens_in: int, tokens_out: int) -> float | None:
+        """Cost from tokens and the configured prices; free for local and simulated models."""
+        if self.kind != "remote":
+            return 0.0
+        if self.price_in_per_1k is None or self.price_out_per_1k is None:
+            return None
+        return tokens_in / 1000 * self.price_in_per_1k + tokens_out / 1000 * self.price_out_per_1k
+
+
+def prepare_dspy(settings: Settings) -> None:
+    """Process-wide DSPy settings that must hold before the first LM call."""
+    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # no price-map download from the network
+    if settings.lm_cache_dir:
+        dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=False,
+                             disk_cache_dir=str(Path(settings.lm_cache_dir).expanduser()))
+    else:
+        dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False, disk_cache_dir=None)
+
+
+def _decode(settings: Settings) -> str:
+    return f"temperature={settings.lm_temperature:g},max_tokens={settings.lm_max_tokens}"
+
+
+def build_backend(settings: Settings) -> Backend:
+    prepare_dspy(settings)
+    name = settings.lm.strip()
+    if name.startswith("sim:"):
+        spec = SimSpec.parse(name[4:])
+        engine = SimEngine(spec)
+        lm = dspy.LM("sim/seeded", engine=engine, async_engine=AsyncSimEngine(engine), cache=False,
+                     temperature=settings.lm_temperature, max_tokens=settings.lm_max_tokens)
+        return Backend("sim", f"sim:{spec.canonical()}", f"sim:{spec.canonical()}|{_decode(settings)}", lm)
+    if name == "local":
+        return _local(settings)
+    return _remote(settings, name)
+
+
+def _local(settings: Settings) -> Backend:
+    path = Path(settings.local_model_path) if settings.local_model_path else bundled_model_path()
+    llama = load_llama(str(path), settings.local_ctx, settings.local_threads)
+    model = model_identity(path)
+    engine = LlamaCppEngine(llama, model_name=model, max_tokens=settings.lm_max_tokens,
+                            temperature=settings.lm_temperature)
+    lm = dspy.LM("local/gguf", engine=engine, async_engine=AsyncLlamaCppEngine(engine), cache=False,
+                 temperature=settings.lm_temperature, max_tokens=settings.lm_max_tokens)
+    return Backend("local", model, f"local:{model}|{_decode(settings)}", lm)
+
+
+def _remote(settings: Settings, model: str) -> Backend:
+    client: dict[str, Any] = {"timeout": settings.lm_timeout_s}
+    if settings.lm_api_base:
+        client["api_base"] = settings.lm_api_base
+    if settings.lm_api_key:
+        client["api_key"] = settings.lm_api_key.get_secret_value()
+    lm = dspy.LM(model, cache=settings.lm_cache_dir is not None, num_retries=settings.lm_retries,
+                 temperature=settings.lm_temperature, max_tokens=settings.lm_max_tokens, **client)
+    return Backend("remote", model, f"remote:{model}|{_decode(settings)}", lm,
+                   settings.lm_price_in_per_1k, settings.lm_price_out_per_1k)

@@ -1,0 +1,86 @@
+"""One program call, measured: input validated, the call scoped and run under `dspy.context(lm=…)`, the answer
+mapped back and validated against the signature, failures turned into counted error codes (never a crash),
+tokens and latency recorded. Used by `lm check` now, and by compile and serving.
+
+Error codes: `lm_error` (the provider failed), `timeout`, `parse_failure` (the answer could not be parsed into
+the signature's fields), `invalid_output` (parsed, but not a valid output for this input).
+Must not import the store or the API.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import dspy
+from pydantic import BaseModel
+
+from overnight.domain.signatures import ExampleInvalid
+from overnight.lm.backends import Backend
+from overnight.lm.scope import call_scope
+from overnight.registry import RegisteredSignature
+
+
+class Invocation(BaseModel):
+    ok: bool
+    output: dict[str, Any] | None
+    error_code: str | None = None
+    error: str | None = None
+    latency_ms: int
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float | None = None
+
+
+def default_program(entry: RegisteredSignature) -> Any:
+    """The signature's default program: one Predict with the default instructions and no demos."""
+    return dspy.Predict(entry.dspy_signature)
+
+
+def classify(exc: BaseException) -> str:
+    """The error code for a failed call, looking through the wrappers DSPy puts around engine errors."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        name = type(seen).__name__.lower()
+        if isinstance(seen, TimeoutError) or "timeout" in name:
+            return "timeout"
+        if "adapterparse" in name:
+            return "parse_failure"
+        seen = seen.__cause__
+    return "lm_error"
+
+
+def invoke(program: Any, backend: Backend, entry: RegisteredSignature, raw_input: dict[str, Any],
+           expected: dict[str, Any] | None = None) -> Invocation:
+    """Run `program` on one input. Invalid *input* raises (the caller's mistake); everything the LM does wrong
+    comes back as an `Invocation` with an error code."""
+    given = entry.contract.input_model.model_validate(raw_input)
+    started = time.perf_counter()
+    try:
+        with call_scope(entry, given, expected), dspy.context(
+            lm=backend.lm, adapter=dspy.JSONAdapter(), track_usage=True, disable_history=True,
+        ):
+            prediction = program(**{name: getattr(given, name) for name in type(given).model_fields})
+        output = entry.contract.check_output(given, entry.to_output(dict(prediction)))
+    except ExampleInvalid as exc:
+        return _failed("invalid_output", str(exc), started)
+    except Exception as exc:  # noqa: BLE001 - an LM failure is a measurement, not a crash (STYLE 3)
+        return _failed(classify(exc), f"{type(exc).__name__}: {exc}"[:500], started)
+    tokens_in, tokens_out = _usage(prediction)
+    return Invocation(ok=True, output=output, latency_ms=_ms(started), tokens_in=tokens_in, tokens_out=tokens_out,
+                      cost_usd=backend.cost_usd(tokens_in, tokens_out))
+
+
+def _usage(prediction: Any) -> tuple[int, int]:
+    usage = prediction.get_lm_usage() or {}
+    tokens_in = sum(int(u.get("prompt_tokens") or 0) for u in usage.values())
+    tokens_out = sum(int(u.get("completion_tokens") or 0) for u in usage.values())
+    return tokens_in, tokens_out
+
+
+def _ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
+
+
+def _failed(code: str, message: str, started: float) -> Invocation:
+    return Invocation(ok=False, output=None, error_code=code, error=message, latency_ms=_ms(started))

