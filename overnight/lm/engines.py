@@ -13,9 +13,8 @@ from typing import Any
 
 from dspy.lm15 import Message, Response, TextPart, Usage
 
-from overnight.domain.hashing import sha256_hex
 from overnight.lm.scope import CallScope, allowed_fields, current_scope
-from overnight.lm.sim import GARBAGE, SimSpec, instruction_variant, simulate
+from overnight.lm.sim import GARBAGE, SimSpec, simulate_prompt
 
 
 class SimulatedLMError(RuntimeError):
@@ -53,16 +52,8 @@ class SimEngine:
     def answer(self, request: Any) -> tuple[str, int, int]:
         scope = _scope()
         system = _text(request.system)
-        demos = request.messages[:-1]
-        outcome = simulate(
-            self.spec,
-            artifact=sha256_hex(system + "".join(m.text or "" for m in demos)),
-            given=scope.input.model_dump(mode="json"),
-            variant=instruction_variant(system, scope.entry.contract.search_space.instructions),
-            demo_count=len(demos) // 2,
-            allowed=allowed_fields(scope),
-            expected=scope.entry.to_fields(scope.expected) if scope.expected is not None else None,
-        )
+        outcome = simulate_prompt(self.spec, scope.entry, system=system, turns=[m.text or "" for m in request.messages],
+                                  given=scope.input, expected=scope.expected)
         if outcome.kind == "raise":
             raise SimulatedLMError("simulated provider error")
         if outcome.kind == "timeout":

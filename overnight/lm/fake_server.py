@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from overnight.domain.hashing import canonical_json, sha256_hex
-from overnight.lm.sim import GARBAGE, SimSpec, instruction_variant, simulate
+from overnight.lm.sim import GARBAGE, SimSpec, simulate_prompt
 from overnight.registry import RegisteredSignature, Registry
 
 _FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nRespond with |\Z)", re.S)
@@ -87,13 +87,7 @@ def create_fake_llm_app(spec: SimSpec, *, registry: Registry | None = None, orac
         except (ValidationError, json.JSONDecodeError) as exc:
             return _error(400, f"fake-llm: could not read the input from the prompt: {exc}"[:300])
         expected = labels.get(oracle_key(entry.contract.signature_id, given))
-        outcome = simulate(
-            spec, artifact=sha256_hex(system + "".join(turns[:-1])), given=given.model_dump(mode="json"),
-            variant=instruction_variant(system, entry.contract.search_space.instructions),
-            demo_count=(len(turns) - 1) // 2,
-            allowed=[entry.to_fields(o) for o in entry.alternatives(given)],
-            expected=entry.to_fields(expected) if expected is not None else None,
-        )
+        outcome = simulate_prompt(spec, entry, system=system, turns=turns, given=given, expected=expected)
         await asyncio.sleep(spec.latency_ms / 1000)
         if outcome.kind == "raise":
             return _error(500, "simulated provider error")

@@ -20,8 +20,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from overnight.domain.hashing import canonical_json
+from overnight.domain.hashing import canonical_json, sha256_hex
 from overnight.errors import ConfigError
+from overnight.registry import RegisteredSignature
 
 ErrorKind = Literal["raise", "timeout", "garbage"]
 GARBAGE = "Hmm, I am not sure. Maybe the second one?"
@@ -101,6 +102,19 @@ def simulate(spec: SimSpec, *, artifact: str, given: dict[str, Any], variant: in
     wrong = [a for a in allowed if a != expected] or allowed
     pick = wrong[int(unit(*key, "pick") * len(wrong))]
     return SimOutcome(kind="answer", fields=pick, correct=False if expected is not None else None)
+
+
+def simulate_prompt(spec: SimSpec, entry: RegisteredSignature, *, system: str, turns: list[str], given: BaseModel,
+                    expected: dict[str, Any] | None) -> SimOutcome:
+    """One simulated call from what a model sees: the system prompt and the turns (demo pairs, then the input).
+    The artifact is identified by its prompt (instructions and demos), the variant by its instructions."""
+    return simulate(
+        spec, artifact=sha256_hex(system + "".join(turns[:-1])), given=given.model_dump(mode="json"),
+        variant=instruction_variant(system, entry.contract.search_space.instructions),
+        demo_count=(len(turns) - 1) // 2,
+        allowed=[entry.to_fields(output) for output in entry.alternatives(given)],
+        expected=entry.to_fields(expected) if expected is not None else None,
+    )
 
 
 def instruction_variant(system_prompt: str, variants: tuple[str, ...]) -> int | None:
