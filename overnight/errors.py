@@ -13,7 +13,9 @@ with the documented code. Must not import anything but the standard library.
     ├── NotFound (not_found, 404)
     │   ├── RunNotFound (run_not_found)
     │   ├── SignatureNotFound (signature_not_found)
-    │   └── SnapshotNotFound (snapshot_not_found)
+    │   ├── SnapshotNotFound (snapshot_not_found)
+    │   ├── ArtifactNotFound (artifact_not_found)
+    │   └── CompileReportNotFound (compile_report_not_found)
     ├── MethodNotAllowed (method_not_allowed, 405)
     ├── Conflict (conflict, 409)
     │   ├── RunLocked (run_locked)
@@ -21,6 +23,7 @@ with the documented code. Must not import anything but the standard library.
     │   ├── RunAlreadyFinished (run_already_finished)
     │   ├── RunIdConflict (run_id_conflict)
     │   ├── EventLimitReached (event_limit_reached)
+    │   ├── DatasetNotReady (dataset_not_ready)
     │   ├── IdempotencyKeyInUse (idempotency_key_in_use)
     │   └── IdempotencyKeyReused (idempotency_key_reused)
     ├── PayloadTooLarge (payload_too_large, 413)
@@ -90,6 +93,14 @@ class SnapshotNotFound(NotFound):
     code = "snapshot_not_found"
 
 
+class ArtifactNotFound(NotFound):
+    code = "artifact_not_found"
+
+
+class CompileReportNotFound(NotFound):
+    code = "compile_report_not_found"
+
+
 class MethodNotAllowed(OvernightError):
     code = "method_not_allowed"
     status = 405
@@ -118,6 +129,10 @@ class RunIdConflict(Conflict):
 
 class EventLimitReached(Conflict):
     code = "event_limit_reached"
+
+
+class DatasetNotReady(Conflict):
+    code = "dataset_not_ready"
 
 
 class IdempotencyKeyInUse(Conflict):

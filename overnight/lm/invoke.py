@@ -51,7 +51,7 @@ def classify(exc: BaseException) -> str:
 
 
 def invoke(program: Any, backend: Backend, entry: RegisteredSignature, raw_input: dict[str, Any],
-           expected: dict[str, Any] | None = None) -> Invocation:
+           expected: dict[str, Any] | None = None, *, decode: dict[str, Any] | None = None) -> Invocation:
     """Run `program` on one input. Invalid *input* raises (the caller's mistake); everything the LM does wrong
     comes back as an `Invocation` with an error code."""
     given = entry.contract.input_model.model_validate(raw_input)
@@ -60,7 +60,8 @@ def invoke(program: Any, backend: Backend, entry: RegisteredSignature, raw_input
         with call_scope(entry, given, expected), dspy.context(
             lm=backend.lm, adapter=dspy.JSONAdapter(), track_usage=True, disable_history=True,
         ):
-            prediction = program(**{name: getattr(given, name) for name in type(given).model_fields})
+            inputs = {name: getattr(given, name) for name in type(given).model_fields}
+            prediction = program(**inputs, config=decode) if decode else program(**inputs)
         output = entry.contract.check_output(given, entry.to_output(dict(prediction)))
     except ExampleInvalid as exc:
         return _failed("invalid_output", str(exc), started)

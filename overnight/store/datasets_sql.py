@@ -129,7 +129,7 @@ def snapshot_detail(conn: Connection, signature_id: str, digest: str) -> Snapsho
 
 
 def list_examples(conn: Connection, *, signature_id: str, split: str | None, after: str | None,
-                  limit: int) -> list[StoredExample]:
+                  limit: int | None) -> list[StoredExample]:
     query = select(examples).where(examples.c.signature_id == signature_id).order_by(examples.c.example_id)
     if split is not None:
         query = query.where(examples.c.split == split)

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from overnight.domain.compiling import Artifact, CompileReport, ExampleResult
 from overnight.domain.datasets import ExampleRow, ImportResult, SnapshotDetail, StoredExample
 from overnight.domain.runs import (
     AppendedEvent,
@@ -24,7 +25,7 @@ from overnight.domain.runs import (
     StartedRun,
 )
 from overnight.errors import EventLimitReached, EventTooLarge, RunNotFound
-from overnight.store import datasets_sql, runs_sql
+from overnight.store import compile_sql, datasets_sql, runs_sql
 from overnight.store.base import IdempotencyClaim
 from overnight.store.engine import Transactions
 from overnight.store.migrate import current_revision
@@ -161,6 +162,50 @@ class SqlStore:
     def get_snapshot(self, *, signature_id: str, dataset_hash: str) -> SnapshotDetail:
         with self._tx.read() as conn:
             return datasets_sql.snapshot_detail(conn, signature_id, dataset_hash)
+
+    def all_examples(self, *, signature_id: str) -> list[StoredExample]:
+        """Every current row of a signature (compile reads the whole dataset: no silent cap)."""
+        with self._tx.read() as conn:
+            return datasets_sql.list_examples(conn, signature_id=signature_id, split=None, after=None, limit=None)
+
+    # compile ----------------------------------------------------------------------------------------------
+
+    def put_artifact(self, *, artifact: Artifact) -> None:
+        with self._tx.write() as conn:
+            compile_sql.put_artifact(conn, artifact, self.clock())
+
+    def get_artifact(self, *, compiled_id: str) -> Artifact:
+        with self._tx.read() as conn:
+            return compile_sql.get_artifact(conn, compiled_id)
+
+    def get_results(self, *, compiled_id: str, lm_id: str) -> dict[str, ExampleResult]:
+        with self._tx.read() as conn:
+            return compile_sql.get_results(conn, compiled_id=compiled_id, lm_id=lm_id)
+
+    def put_result(self, *, result: ExampleResult) -> None:
+        with self._tx.write() as conn:
+            compile_sql.put_result(conn, result, self.clock())
+
+    def find_compile_report(self, *, signature_id: str, job_hash: str, dataset_hash: str) -> CompileReport | None:
+        with self._tx.read() as conn:
+            return compile_sql.find_report(conn, signature_id=signature_id, job_hash=job_hash,
+                                           dataset_hash=dataset_hash)
+
+    def get_compile_report(self, *, report_id: str) -> CompileReport:
+        with self._tx.read() as conn:
+            return compile_sql.get_report(conn, report_id)
+
+    def save_compile_report(self, *, report: CompileReport) -> CompileReport:
+        def work() -> CompileReport:
+            with self._tx.write() as conn:
+                existing = compile_sql.find_report(conn, signature_id=report.signature_id, job_hash=report.job_hash,
+                                                   dataset_hash=report.dataset_hash)
+                return existing or compile_sql.save_report(conn, report, self.clock())
+        return self._retry_on_race(work)
+
+    def champion(self, *, signature_id: str) -> str | None:
+        with self._tx.read() as conn:
+            return compile_sql.champion(conn, signature_id)
 
     # idempotency keys -------------------------------------------------------------------------------------
 

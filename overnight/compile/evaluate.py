@@ -1,0 +1,71 @@
+"""Scoring candidates on examples: results are read from the store when already known (same compiled_id,
+row_hash, lm_id) and otherwise computed and persisted at once, so a crashed compile resumes without paying
+again. The per-job budget (LM calls, tokens) stops evaluation cleanly. Must not import the API."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from overnight.compile.programs import Candidate
+from overnight.domain.compiling import ExampleResult
+from overnight.domain.datasets import StoredExample
+from overnight.domain.rewards import reward_for
+from overnight.lm.backends import Backend
+from overnight.lm.invoke import invoke
+from overnight.registry import RegisteredSignature
+from overnight.store import Store
+
+
+class BudgetExhausted(Exception):
+    pass
+
+
+@dataclass
+class Evaluator:
+    store: Store
+    backend: Backend
+    entry: RegisteredSignature
+    max_lm_calls: int | None = None
+    max_tokens: int | None = None
+    concurrency: int = 4
+    lm_calls: int = 0
+    tokens: int = 0
+    exhausted: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def rewards(self, candidate: Candidate, rows: list[StoredExample]) -> dict[str, float]:
+        """example_id -> reward for every row; raises `BudgetExhausted` (after persisting what it computed)."""
+        known = self.store.get_results(compiled_id=candidate.compiled_id, lm_id=self.backend.lm_id)
+        todo = [row for row in rows if row.row_hash not in known]
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            for result in pool.map(lambda row: self._score(candidate, row), todo):
+                if result is not None:
+                    known[result.row_hash] = result
+        if self.exhausted:
+            raise BudgetExhausted
+        return {row.example_id: known[row.row_hash].reward for row in rows}
+
+    def _reserve(self) -> bool:
+        with self._lock:
+            over = (self.max_lm_calls is not None and self.lm_calls >= self.max_lm_calls) or (
+                self.max_tokens is not None and self.tokens >= self.max_tokens)
+            if over:
+                self.exhausted = True
+                return False
+            self.lm_calls += 1
+            return True
+
+    def _score(self, candidate: Candidate, row: StoredExample) -> ExampleResult | None:
+        if not self._reserve():
+            return None
+        call = invoke(candidate.program, self.backend, self.entry, row.input, row.expected, decode=candidate.decode)
+        correct = call.ok and reward_for(self.entry.contract.reward_id)(row.expected, call.output) == 1.0
+        result = ExampleResult(compiled_id=candidate.compiled_id, row_hash=row.row_hash, lm_id=self.backend.lm_id,
+                               ok=call.ok, output=call.output, correct=correct, error_code=call.error_code,
+                               latency_ms=call.latency_ms, tokens_in=call.tokens_in, tokens_out=call.tokens_out)
+        self.store.put_result(result=result)
+        with self._lock:
+            self.tokens += call.tokens_in + call.tokens_out
+        return result

@@ -1,0 +1,88 @@
+"""Compile records: artifacts, per-example results, and the report. Must not import I/O modules or DSPy."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from overnight.domain.hashing import content_hash
+from overnight.domain.stats import PairedDelta
+
+
+def compiled_id_for(*, contract_hash: str, state: dict[str, Any], lm_id: str, decode: dict[str, Any]) -> str:
+    """compiled_id = sha256(canonical{signature contract, program state, lm id, decode})."""
+    return content_hash({"contract_hash": contract_hash, "state": state, "lm_id": lm_id, "decode": decode})
+
+
+class Artifact(BaseModel):
+    """A compiled program: DSPy state-only JSON (never pickle) and the parameters that made it. Write-once."""
+
+    model_config = ConfigDict(frozen=True)
+
+    compiled_id: str
+    signature_id: str
+    state: dict[str, Any]
+    params: dict[str, Any]
+    lm_id: str
+    created_at: int = 0
+
+
+class ExampleResult(BaseModel):
+    """One candidate on one example with one LM: persisted as soon as it is computed, so compiles resume."""
+
+    model_config = ConfigDict(frozen=True)
+
+    compiled_id: str
+    row_hash: str
+    lm_id: str
+    ok: bool
+    output: dict[str, Any] | None
+    correct: bool | None
+    error_code: str | None
+    latency_ms: int
+    tokens_in: int
+    tokens_out: int
+
+    @property
+    def reward(self) -> float:
+        return 1.0 if self.correct else 0.0
+
+
+class CandidateReport(BaseModel):
+    compiled_id: str
+    params: dict[str, Any]
+    is_default: bool
+    is_incumbent: bool
+    train_n: int = 0
+    train_score: float | None = None
+    eliminated_at_rung: int | None = None
+    holdout_n: int = 0
+    holdout_score: float | None = None
+    holdout_results: dict[str, float] = Field(default_factory=dict)  # example_id -> reward, finalists only
+
+
+class CompileReport(BaseModel):
+    report_id: str
+    signature_id: str
+    job_hash: str
+    dataset_hash: str
+    job_spec: dict[str, Any]
+    status: Literal["completed", "budget_exhausted"]
+    cached: bool = False
+    best_compiled_id: str
+    incumbent_compiled_id: str
+    improved: bool
+    candidates: list[CandidateReport]
+    rungs: list[dict[str, int]]
+    paired_delta: PairedDelta | None
+    leakage: list[str] = Field(default_factory=list, description="holdout example ids excluded: input = a demo's")
+    lm_calls: int
+    tokens: int
+    full_grid_lm_calls: int
+    budget: dict[str, int | None]
+    created_at: int = 0
+
+
+def report_id_for(*, signature_id: str, job_hash: str, dataset_hash: str) -> str:
+    return "cr-" + content_hash([signature_id, job_hash, dataset_hash])[:24]
