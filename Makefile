@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.dev-installed
 LOCAL_STAMP := $(VENV)/.local-installed
 
-.PHONY: test lint typecheck pytest demo local bench bench-events bench-import bench-lm clean
+.PHONY: test lint typecheck pytest demo local bench bench-events bench-import bench-lm bench-compile clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -50,7 +50,10 @@ bench-import: $(DEV_STAMP)
 bench-lm: $(LOCAL_STAMP)
 	$(BIN)/python benchmarks/bench_lm.py
 
-bench: bench-events bench-import bench-lm
+bench-compile: $(DEV_STAMP)
+	$(BIN)/python benchmarks/bench_compile.py
+
+bench: bench-events bench-import bench-compile bench-lm
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

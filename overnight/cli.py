@@ -14,13 +14,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import Progress
 
 from overnight.config import Settings
 from overnight.domain.datasets import ImportResult
 from overnight.domain.runs import Run, RunEvent, RunStatus
 from overnight.errors import ConfigError, NotImplementedYet, OvernightError
 from overnight.logging import configure_logging
-from overnight.review import run_document, run_timeline, runs_table
+from overnight.review import compile_table, run_document, run_timeline, runs_table
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Improve DSPy programs overnight, safely.")
 db_app = typer.Typer(no_args_is_help=True, help="The store's schema.")
@@ -165,6 +166,49 @@ def import_(
         out.print(f"dataset {result.dataset_hash} ({'new snapshot' if result.new_snapshot else 'snapshot exists'}:"
                   f" {result.snapshot.example_count} examples, {result.snapshot.split_counts})", markup=False,
                   soft_wrap=True)
+
+    _with_store(work)
+
+
+@app.command("compile")
+def compile_(
+    signature: Annotated[str, typer.Option("--signature", "-s", help="e.g. SelectTool.v1")],
+    seed: Annotated[int, typer.Option(help="Seed for demo selection, train order and the bootstrap")] = 0,
+    max_lm_calls: Annotated[int | None, typer.Option(help="Stop cleanly after this many LM calls")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Stop cleanly after this many tokens")] = None,
+    search: Annotated[str, typer.Option(help="halving (default), or grid: all candidates on all train")] = "halving",
+    optimizer: Annotated[str, typer.Option(help="grid@1 (seeded demos) or labeled_fewshot@1 (DSPy)")] = "grid@1",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Compile a signature's current dataset with the configured LM (OVERNIGHT_LM) and print the report."""
+    from overnight.compile.service import compile_signature  # noqa: PLC0415 - imports DSPy
+    from overnight.lm.backends import build_backend  # noqa: PLC0415
+    from overnight.registry import Registry  # noqa: PLC0415
+
+    if search not in ("halving", "grid"):
+        err.print("usage_error: --search must be halving or grid")
+        raise typer.Exit(EXIT_USAGE)
+
+    def work(store: Any) -> None:
+        settings = _settings()
+        entry = Registry().get(signature)
+        with Progress(console=err, transient=True, disable=as_json or not err.is_terminal) as bar:
+            task = bar.add_task(f"compiling {signature}", total=None)
+
+            def progress(kind: str, data: dict[str, Any]) -> None:
+                bar.update(task, description=f"{signature}: rung {data['rung']}, {data['candidates']} candidates "
+                                             f"on {data['train_examples']} examples")
+                if not err.is_terminal and not as_json:
+                    err.print(f"{kind} {data}", markup=False, highlight=False)
+
+            report = compile_signature(store, entry, build_backend(settings), seed=seed, max_lm_calls=max_lm_calls,
+                                       max_tokens=max_tokens, search=search,  # type: ignore[arg-type]
+                                       optimizer_id=optimizer, concurrency=settings.compile_concurrency,
+                                       progress=progress)
+        if as_json:
+            out.print_json(report.model_dump_json())
+        else:
+            out.print(compile_table(report))
 
     _with_store(work)
 

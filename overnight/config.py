@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     local_model_path: str | None = Field(default=None, description="A GGUF file to use instead of bundled SmolLM2")
     local_threads: int = Field(default=2, ge=1, le=256, description="CPU threads for the local model")
     local_ctx: int = Field(default=4096, ge=512, le=131_072, description="Context window of the local model")
+    compile_concurrency: int = Field(default=4, ge=1, le=64, description="Parallel LM calls while compiling")
     log_format: LogFormat = Field(default="auto", description="auto (console on a TTY), json or console")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level")
 

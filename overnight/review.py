@@ -12,6 +12,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from overnight.domain.compiling import CompileReport
 from overnight.domain.runs import Run, RunEvent
 
 _STATUS_STYLE = {"running": "cyan", "succeeded": "green", "failed": "red", "cancelled": "yellow",
@@ -63,3 +64,28 @@ def run_timeline(run: Run, events: list[RunEvent]) -> RenderableType:
 def run_document(run: Run, events: list[RunEvent]) -> dict[str, Any]:
     """The same content as `run_timeline`, as JSON for agents."""
     return {"run": run.model_dump(mode="json"), "events": [e.model_dump(mode="json") for e in events]}
+
+
+def compile_table(report: CompileReport) -> RenderableType:
+    """Candidates with their scores, then the verdict and the paired delta."""
+    table = Table(title=f"compile {report.report_id} ({report.status}{', cached' if report.cached else ''})")
+    for column in ("compiled_id", "instr", "demos", "train", "holdout", "rung out", "role"):
+        table.add_column(column)
+    for c in sorted(report.candidates, key=lambda c: (-(c.holdout_score or -1), -(c.train_score or -1))):
+        role = ", ".join(name for name, on in (("best", c.compiled_id == report.best_compiled_id),
+                                               ("incumbent", c.is_incumbent), ("default", c.is_default)) if on)
+        table.add_row(c.compiled_id[:12], str(c.params.get("instruction_index", "-")),
+                      str(c.params.get("demo_count", "-")),
+                      "-" if c.train_score is None else f"{c.train_score:.3f} (n={c.train_n})",
+                      "-" if c.holdout_score is None else f"{c.holdout_score:.3f} (n={c.holdout_n})",
+                      "-" if c.eliminated_at_rung is None else str(c.eliminated_at_rung), role)
+    delta = report.paired_delta
+    verdict = Text(
+        f"{'improved' if report.improved else 'no improvement'}: best {report.best_compiled_id[:12]} vs incumbent "
+        f"{report.incumbent_compiled_id[:12]}"
+        + (f"; paired delta {delta.delta:+.3f} [{delta.low:+.3f}, {delta.high:+.3f}] on {delta.n} holdout examples, "
+           f"McNemar p={delta.mcnemar_p:.3g}" if delta else "")
+        + f"; {report.lm_calls} LM calls (full grid on train: {report.full_grid_lm_calls}), {report.tokens} tokens"
+        + (f"; leakage excluded: {', '.join(report.leakage)}" if report.leakage else "")
+    )
+    return Group(table, verdict)

@@ -13,6 +13,8 @@ FORBIDDEN = {
                "datetime", "overnight.store", "overnight.api"),
     "store": ("fastapi", "starlette", "httpx", "uvicorn", "overnight.api"),
     "api": ("sqlalchemy", "alembic", "psycopg"),
+    "compile": ("fastapi", "starlette", "sqlalchemy", "overnight.api"),
+    "lm": ("sqlalchemy", "overnight.store", "overnight.api"),
     "cli.py": ("sqlalchemy", "alembic", "psycopg"),
     "config.py": ("sqlalchemy", "fastapi", "httpx", "overnight.store", "overnight.api"),
     "errors.py": ("sqlalchemy", "fastapi", "httpx", "pydantic", "overnight."),

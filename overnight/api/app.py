@@ -5,6 +5,8 @@ Must not import SQL.
 
 from __future__ import annotations
 
+import threading
+
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
@@ -12,12 +14,14 @@ from overnight import __version__
 from overnight.api.auth import Require, TokenRegistry
 from overnight.api.errors import install_error_handlers
 from overnight.api.middleware import IdempotencyKeys, RequestContext
+from overnight.api.routes import compile as compile_routes
 from overnight.api.routes import health, runs, signatures
 from overnight.config import Settings
+from overnight.lm.backends import Backend
 from overnight.registry import Registry
 from overnight.store import Store
 
-ROUTERS = (health.router, runs.router, signatures.router)
+ROUTERS = (health.router, runs.router, signatures.router, compile_routes.router)
 
 
 def route_inventory() -> list[tuple[str, str, frozenset[str]]]:
@@ -33,7 +37,7 @@ def route_inventory() -> list[tuple[str, str, frozenset[str]]]:
 
 
 def create_app(settings: Settings, store: Store, *, tokens: TokenRegistry | None = None,
-               registry: Registry | None = None) -> FastAPI:
+               registry: Registry | None = None, backend: Backend | None = None) -> FastAPI:
     """Build the admin API. Raises `ConfigError` before serving anything when the tokens are unusable or a
     signature module is broken (the registry is discovered here, not on the first request)."""
     token_registry = tokens or TokenRegistry.from_spec(settings.tokens.get_secret_value(), dev=settings.dev)
@@ -47,6 +51,8 @@ def create_app(settings: Settings, store: Store, *, tokens: TokenRegistry | None
     app.state.store = store
     app.state.tokens = token_registry
     app.state.registry = signature_registry
+    app.state.backend = backend  # built from the settings on first use when not given
+    app.state.backend_lock = threading.Lock()
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

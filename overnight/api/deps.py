@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from overnight.api.auth import Principal, require_admin, require_read
 from overnight.config import Settings
+from overnight.lm.backends import Backend, build_backend
 from overnight.registry import Registry
 from overnight.store import Store
 
@@ -22,6 +23,16 @@ def _registry(request: Request) -> Registry:
     return registry
 
 
+def _backend(request: Request) -> Backend:
+    """The LM backend, built from the settings on first use (building the local model loads it into memory)."""
+    state = request.app.state
+    with state.backend_lock:
+        if state.backend is None:
+            state.backend = build_backend(state.settings)
+        backend: Backend = state.backend
+        return backend
+
+
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -30,5 +41,6 @@ def _settings(request: Request) -> Settings:
 StoreDep = Annotated[Store, Depends(_store)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RegistryDep = Annotated[Registry, Depends(_registry)]
+BackendDep = Annotated[Backend, Depends(_backend)]
 Admin = Annotated[Principal, Depends(require_admin)]
 Reader = Annotated[Principal, Depends(require_read)]

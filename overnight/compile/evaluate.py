@@ -34,6 +34,12 @@ class Evaluator:
     tokens: int = 0
     exhausted: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _used: set[tuple[str, str]] = field(default_factory=set)
+
+    @property
+    def evaluations(self) -> int:
+        """Distinct (candidate, example) scores used, paid now or read back from an earlier compile."""
+        return len(self._used)
 
     def rewards(self, candidate: Candidate, rows: list[StoredExample]) -> dict[str, float]:
         """example_id -> reward for every row; raises `BudgetExhausted` (after persisting what it computed)."""
@@ -45,6 +51,7 @@ class Evaluator:
                     known[result.row_hash] = result
         if self.exhausted:
             raise BudgetExhausted
+        self._used.update((candidate.compiled_id, row.row_hash) for row in rows)
         return {row.example_id: known[row.row_hash].reward for row in rows}
 
     def _reserve(self) -> bool:

@@ -2,7 +2,8 @@
 
 1. The job spec (`domain/jobspec.py`) and the dataset hash name the job; a completed report for the same
    (signature, job_hash, dataset_hash) is returned as is, with `cached: true` and no LM call.
-2. Candidates: the grid of the search space, plus the incumbent (the champion, or the default program).
+2. Candidates: the grid of the search space, demos picked by the optimizer (`compile/optimizers.py`), plus the
+   incumbent (the champion, or the default program).
 3. Successive halving on train: every candidate on a small slice, the best 1/eta on an eta-times larger slice,
    … until the finalists remain. `search="grid"` scores every candidate on all of train instead (for comparison).
 4. The finalists and the incumbent are scored paired on holdout, leaving out holdout rows whose input is one of
@@ -20,6 +21,7 @@ from statistics import mean
 from typing import Any, Literal
 
 from overnight.compile.evaluate import BudgetExhausted, Evaluator
+from overnight.compile.optimizers import DemoSelector, demo_selector
 from overnight.compile.programs import Candidate, build_candidate, candidate_from_artifact
 from overnight.domain.candidates import grid, halving_schedule
 from overnight.domain.compiling import CandidateReport, CompileReport, report_id_for
@@ -39,9 +41,13 @@ def compile_signature(
     store: Store, entry: RegisteredSignature, backend: Backend, *, seed: int = 0, max_lm_calls: int | None = None,
     max_tokens: int | None = None, concurrency: int = 4, search: Literal["halving", "grid"] = "halving",
     first_slice: int = 8, eta: int = 3, finalists: int = 2, progress: Progress | None = None,
+    optimizer_id: str = "grid@1",
 ) -> CompileReport:
     contract = entry.contract
-    spec = job_spec(contract, lm_id=backend.lm_id, seed=seed)
+    selector = demo_selector(optimizer_id, entry)
+    optimizer = (f"{optimizer_id}+halving(first_slice={first_slice},eta={eta},finalists={finalists})"
+                 if search == "halving" else f"{optimizer_id}+full(finalists={finalists})")
+    spec = job_spec(contract, lm_id=backend.lm_id, seed=seed, optimizer_id=optimizer)
     rows = store.all_examples(signature_id=contract.signature_id)
     data_hash = dataset_hash((r.example_id, r.split, r.row_hash) for r in rows)
     cached = store.find_compile_report(signature_id=contract.signature_id, job_hash=spec.job_hash(),
@@ -53,7 +59,7 @@ def compile_signature(
     if not train or not holdout:
         raise DatasetNotReady(f"{contract.signature_id} needs train and holdout rows to compile "
                               f"(has {len(train)} train, {len(holdout)} holdout): import a dataset first")
-    candidates, incumbent = _candidates(store, entry, backend, train, seed)
+    candidates, incumbent = _candidates(store, entry, backend, train, seed=seed, selector=selector)
     evaluator = Evaluator(store, backend, entry, max_lm_calls, max_tokens, concurrency)
     search_state = _Search(candidates, incumbent, evaluator, _ordered(train, seed), progress or (lambda *_: None))
     size = len(train) if search == "grid" else first_slice
@@ -73,18 +79,18 @@ def compile_signature(
         incumbent_compiled_id=incumbent.compiled_id,
         improved=best.compiled_id != incumbent.compiled_id and delta is not None and delta.delta > 0,
         candidates=list(search_state.reports.values()), rungs=search_state.rungs, paired_delta=delta,
-        leakage=leaked, lm_calls=evaluator.lm_calls, tokens=evaluator.tokens,
+        leakage=leaked, lm_calls=evaluator.lm_calls, evaluations=evaluator.evaluations, tokens=evaluator.tokens,
         full_grid_lm_calls=len(candidates) * len(train),
         budget={"max_lm_calls": max_lm_calls, "max_tokens": max_tokens},
     )
     return store.save_compile_report(report=report) if status == "completed" else report
 
 
-def _candidates(store: Store, entry: RegisteredSignature, backend: Backend, train: list[StoredExample],
-                seed: int) -> tuple[list[Candidate], Candidate]:
+def _candidates(store: Store, entry: RegisteredSignature, backend: Backend, train: list[StoredExample], *,
+                seed: int, selector: DemoSelector) -> tuple[list[Candidate], Candidate]:
     by_id = {row.example_id: row for row in train}
     candidates = [build_candidate(entry, params, by_id, lm_id=backend.lm_id)
-                  for params in grid(entry.contract.search_space, list(by_id), seed)]
+                  for params in grid(entry.contract.search_space, list(by_id), seed, selector)]
     incumbent = candidates[0]  # the default program, unless a champion exists
     champion_id = store.champion(signature_id=entry.contract.signature_id)
     if champion_id is not None:
@@ -130,7 +136,7 @@ class _Search:
                 report = self.reports[c.compiled_id]
                 self.reports[c.compiled_id] = report.model_copy(update={"eliminated_at_rung": rung})
             self.rungs.append({"rung": rung, "candidates": len(alive), "train_examples": size,
-                               "lm_calls_so_far": self.evaluator.lm_calls})
+                               "evaluations_so_far": self.evaluator.evaluations})
             self.progress("compile.rung", self.rungs[-1])
             alive = ranked[:keep]
         return alive

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -39,10 +40,11 @@ def select_demos(train_ids: list[str], count: int, seed: int) -> tuple[str, ...]
     return tuple(sorted(draw.sample(pool, min(count, len(pool)))))
 
 
-def grid(space: SearchSpace, train_ids: list[str], seed: int) -> list[CandidateParams]:
-    """Every candidate, default first."""
+def grid(space: SearchSpace, train_ids: list[str], seed: int,
+         selector: Callable[[list[str], int, int], tuple[str, ...]] = select_demos) -> list[CandidateParams]:
+    """Every candidate, default first. `selector(train_ids, count, seed)` picks the demos (default: seeded)."""
     return [
-        CandidateParams(instruction_index=i, demo_count=k, decode_index=d, demo_ids=select_demos(train_ids, k, seed),
+        CandidateParams(instruction_index=i, demo_count=k, decode_index=d, demo_ids=selector(train_ids, k, seed),
                         decode=dict(space.decode[d]))
         for i in range(len(space.instructions)) for k in sorted(space.demo_counts) for d in range(len(space.decode))
     ]

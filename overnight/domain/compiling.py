@@ -77,7 +77,8 @@ class CompileReport(BaseModel):
     rungs: list[dict[str, int]]
     paired_delta: PairedDelta | None
     leakage: list[str] = Field(default_factory=list, description="holdout example ids excluded: input = a demo's")
-    lm_calls: int
+    lm_calls: int = Field(description="LM calls this compile paid for")
+    evaluations: int = Field(description="(candidate, example) scores it used; a fresh compile pays them all")
     tokens: int
     full_grid_lm_calls: int
     budget: dict[str, int | None]

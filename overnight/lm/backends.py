@@ -30,6 +30,7 @@ class Backend:
     lm: Any  # dspy.LM
     price_in_per_1k: float | None = None
     price_out_per_1k: float | None = None
+    engine: Any = None  # the custom engine, when there is one (the simulator counts its calls)
 
     def cost_usd(self, tokens_in: int, tokens_out: int) -> float | None:
         """Cost from tokens and the configured prices; free for local and simulated models."""
@@ -62,7 +63,8 @@ def build_backend(settings: Settings) -> Backend:
         engine = SimEngine(spec)
         lm = dspy.LM("sim/seeded", engine=engine, async_engine=AsyncSimEngine(engine), cache=False,
                      temperature=settings.lm_temperature, max_tokens=settings.lm_max_tokens)
-        return Backend("sim", f"sim:{spec.canonical()}", f"sim:{spec.canonical()}|{_decode(settings)}", lm)
+        return Backend("sim", f"sim:{spec.canonical()}", f"sim:{spec.canonical()}|{_decode(settings)}", lm,
+                       engine=engine)
     if name == "local":
         return _local(settings)
     return _remote(settings, name)

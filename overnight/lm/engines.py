@@ -48,8 +48,12 @@ class SimEngine:
 
     def __init__(self, spec: SimSpec) -> None:
         self.spec = spec
+        self.calls = 0  # every call that reached the simulator, for tests that count LM spend
+        self._lock = threading.Lock()
 
     def answer(self, request: Any) -> tuple[str, int, int]:
+        with self._lock:
+            self.calls += 1
         scope = _scope()
         system = _text(request.system)
         outcome = simulate_prompt(self.spec, scope.entry, system=system, turns=[m.text or "" for m in request.messages],

@@ -5,8 +5,10 @@ with the exact install command. Must not import the store or the API.
 
 from __future__ import annotations
 
-import functools
+import atexit
 import importlib.util
+import sys
+import threading
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -46,10 +48,32 @@ def model_identity(path: Path) -> str:
     return f"{path.name}@{path.stat().st_size}"
 
 
-@functools.lru_cache(maxsize=4)  # one loaded copy per model file per process: loading costs memory and time
+_LOADED: dict[tuple[str, int, int], Any] = {}  # one copy per model file per process: loading costs memory and time
+_LOADING = threading.Lock()
+
+
 def load_llama(path: str, n_ctx: int, n_threads: int) -> Any:
-    try:
-        from llama_cpp import Llama  # noqa: PLC0415 - an optional dependency, imported only when selected
-    except ImportError:
-        raise ConfigError(f"OVERNIGHT_LM=local: llama-cpp-python is not installed; {INSTALL_HINT}") from None
-    return Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, verbose=False, seed=0)
+    key = (path, n_ctx, n_threads)
+    with _LOADING:
+        if key not in _LOADED:
+            try:
+                from llama_cpp import Llama  # noqa: PLC0415 - an optional dependency, imported only when selected
+            except ImportError:
+                raise ConfigError(f"OVERNIGHT_LM=local: llama-cpp-python is not installed; {INSTALL_HINT}") from None
+            if not _LOADED:
+                atexit.register(_close_all)
+            _LOADED[key] = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, verbose=False, seed=0)
+        return _LOADED[key]
+
+
+def _close_all() -> None:
+    """Free the models before interpreter teardown: llama-cpp-python's own finalizer fails once its module globals
+    are gone, and its `_utils` module opens two /dev/null handles at import that it never closes (a
+    ResourceWarning at every exit). Both are closed here, at exit, when nothing can use them any more."""
+    while _LOADED:
+        _LOADED.popitem()[1].close()
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        handle = getattr(utils, name, None)
+        if handle is not None and not handle.closed:
+            handle.close()

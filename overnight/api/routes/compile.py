@@ -1,0 +1,77 @@
+"""Compile, compile reports and artifacts: `/api/v1/…`. Compiling needs admin; reading needs read."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field
+
+from overnight.api.deps import Admin, BackendDep, Reader, RegistryDep, SettingsDep, StoreDep
+from overnight.compile.service import compile_signature
+from overnight.domain.compiling import Artifact, CompileReport
+from overnight.domain.diff import ArtifactDiff, diff_artifacts
+from overnight.domain.runs import ID_PATTERN, EventIn
+
+router = APIRouter(prefix="/api/v1", tags=["compile"])
+CompiledId = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="an artifact's compiled_id")]
+
+
+class CompileRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(default=0, ge=0, le=2**31)
+    max_lm_calls: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    search: Literal["halving", "grid"] = "halving"
+    optimizer: Literal["grid@1", "labeled_fewshot@1"] = "grid@1"
+    run_id: str | None = Field(default=None, pattern=ID_PATTERN, description="record compile events on this run")
+
+
+@router.post("/signatures/{signature_id}/compile")
+def compile_route(
+    signature_id: Annotated[str, Path(pattern=ID_PATTERN)], body: CompileRequest, _: Admin, store: StoreDep,
+    registry: RegistryDep, backend: BackendDep, settings: SettingsDep,
+) -> CompileReport:
+    """Compile the signature's current dataset with the configured LM. The same job on the same dataset returns
+    the stored report with `cached: true` and spends no LM call."""
+    entry = registry.get(signature_id)
+    if body.run_id is not None:
+        store.get_run(run_id=body.run_id)  # an unknown run is 404 before any LM call
+    def progress(kind: str, data: dict[str, Any]) -> None:
+        if body.run_id is not None:
+            store.append_event(run_id=body.run_id, event=EventIn(
+                kind=kind, phase="compile", message=f"{signature_id}: rung {data['rung']}, {data['candidates']} "
+                f"candidates on {data['train_examples']} train examples", data=data))
+
+    report = compile_signature(store, entry, backend, seed=body.seed, max_lm_calls=body.max_lm_calls,
+                               max_tokens=body.max_tokens, search=body.search, optimizer_id=body.optimizer,
+                               concurrency=settings.compile_concurrency, progress=progress)
+    if body.run_id is not None:
+        store.append_event(run_id=body.run_id, event=EventIn(
+            kind="compile.finished", phase="compile", level="info" if report.status == "completed" else "warning",
+            message=(f"{signature_id}: {report.status}, {len(report.candidates)} candidates, {report.lm_calls} LM "
+                     f"calls, best {report.best_compiled_id[:12]} ({'improved' if report.improved else 'no change'})"
+                     + (", cached" if report.cached else "")),
+            data={"report_id": report.report_id, "status": report.status, "cached": report.cached,
+                  "best_compiled_id": report.best_compiled_id, "improved": report.improved,
+                  "lm_calls": report.lm_calls, "dataset_hash": report.dataset_hash, "job_hash": report.job_hash},
+            client_event_id=f"compile.finished.{report.report_id}.{report.status}",
+        ))
+    return report
+
+
+@router.get("/compile-reports/{report_id}")
+def get_compile_report(report_id: Annotated[str, Path(pattern=ID_PATTERN)], _: Reader,
+                       store: StoreDep) -> CompileReport:
+    return store.get_compile_report(report_id=report_id)
+
+
+@router.get("/artifacts/{compiled_id}")
+def get_artifact(compiled_id: CompiledId, _: Reader, store: StoreDep) -> Artifact:
+    return store.get_artifact(compiled_id=compiled_id)
+
+
+@router.get("/artifacts/{compiled_id}/diff/{other_id}")
+def diff(compiled_id: CompiledId, other_id: CompiledId, _: Reader, store: StoreDep) -> ArtifactDiff:
+    return diff_artifacts(store.get_artifact(compiled_id=compiled_id), store.get_artifact(compiled_id=other_id))
