@@ -34,12 +34,17 @@ class Evaluator:
     tokens: int = 0
     exhausted: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _used: set[tuple[str, str]] = field(default_factory=set)
+    used: dict[str, dict[str, ExampleResult]] = field(default_factory=dict)  # compiled_id -> row_hash -> result
 
     @property
     def evaluations(self) -> int:
         """Distinct (candidate, example) scores used, paid now or read back from an earlier compile."""
-        return len(self._used)
+        return sum(len(results) for results in self.used.values())
+
+    def cost(self, compiled_id: str) -> tuple[int, int]:
+        """(LM calls, tokens) that a candidate's scores cost, whether paid now or earlier."""
+        results = self.used.get(compiled_id, {}).values()
+        return len(results), sum(r.tokens_in + r.tokens_out for r in results)
 
     def rewards(self, candidate: Candidate, rows: list[StoredExample]) -> dict[str, float]:
         """example_id -> reward for every row; raises `BudgetExhausted` (after persisting what it computed)."""
@@ -51,7 +56,7 @@ class Evaluator:
                     known[result.row_hash] = result
         if self.exhausted:
             raise BudgetExhausted
-        self._used.update((candidate.compiled_id, row.row_hash) for row in rows)
+        self.used.setdefault(candidate.compiled_id, {}).update({row.row_hash: known[row.row_hash] for row in rows})
         return {row.example_id: known[row.row_hash].reward for row in rows}
 
     def _reserve(self) -> bool:

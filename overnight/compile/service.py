@@ -78,7 +78,9 @@ def compile_signature(
         job_spec=spec.model_dump(mode="json"), status=status, best_compiled_id=best.compiled_id,
         incumbent_compiled_id=incumbent.compiled_id,
         improved=best.compiled_id != incumbent.compiled_id and delta is not None and delta.delta > 0,
-        candidates=list(search_state.reports.values()), rungs=search_state.rungs, paired_delta=delta,
+        candidates=[report.model_copy(update=dict(zip(("lm_calls", "tokens"), evaluator.cost(cid), strict=True)))
+                    for cid, report in search_state.reports.items()],
+        rungs=search_state.rungs, paired_delta=delta,
         leakage=leaked, lm_calls=evaluator.lm_calls, evaluations=evaluator.evaluations, tokens=evaluator.tokens,
         full_grid_lm_calls=len(candidates) * len(train),
         budget={"max_lm_calls": max_lm_calls, "max_tokens": max_tokens},

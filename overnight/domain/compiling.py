@@ -60,6 +60,8 @@ class CandidateReport(BaseModel):
     holdout_n: int = 0
     holdout_score: float | None = None
     holdout_results: dict[str, float] = Field(default_factory=dict)  # example_id -> reward, finalists only
+    lm_calls: int = Field(default=0, description="LM calls its scores cost (paid now or by an earlier compile)")
+    tokens: int = 0
 
 
 class CompileReport(BaseModel):

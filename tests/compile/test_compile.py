@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert
 
 from overnight.compile.programs import build_candidate
 from overnight.compile.service import compile_signature
@@ -17,6 +18,7 @@ from overnight.errors import DatasetNotReady, InvalidInput
 from overnight.lm.backends import Backend, build_backend
 from overnight.registry import Registry
 from overnight.store import SqlStore
+from overnight.store.schema import aliases
 from tests.factories import make_store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,3 +153,25 @@ def test_a_dspy_optimizer_is_selectable_by_id_and_recorded(open_store: Callable[
     assert again.cached  # the selection is reproducible: same job, same report
     with pytest.raises(InvalidInput, match="unknown optimizer 'mipro'"):
         compile_signature(store, ENTRY, sim(), optimizer_id="mipro")
+
+
+def test_the_champion_is_always_a_candidate_and_the_incumbent(open_store: Callable[..., SqlStore]) -> None:
+    store = seeded_store(open_store)
+    earlier = compile_signature(store, ENTRY, sim(), seed=7)  # another seed: other demos, outside today's grid
+    champion_id = next(c.compiled_id for c in earlier.candidates
+                       if c.params["instruction_index"] == 2 and c.params["demo_count"] == 8)
+    with store.engine.begin() as conn:  # promote is the canary issue's; here the alias is set directly
+        conn.execute(insert(aliases).values(signature_id="SelectTool.v1", alias="champion", compiled_id=champion_id,
+                                            updated_at=0))
+    report = compile_signature(store, ENTRY, sim())
+    champion = next(c for c in report.candidates if c.compiled_id == champion_id)
+    default = next(c for c in report.candidates if c.is_default)
+    assert report.incumbent_compiled_id == champion_id
+    assert champion.is_incumbent
+    assert not default.is_incumbent
+    assert len(report.candidates) == 10  # the 9 of the grid and the champion
+    assert champion.holdout_n == 30  # the incumbent is always scored on holdout, paired
+    assert report.paired_delta is not None
+    assert report.paired_delta.incumbent_mean == champion.holdout_score
+    assert all(c.lm_calls == c.train_n + c.holdout_n for c in report.candidates)
+    assert sum(c.lm_calls for c in report.candidates) == report.evaluations
