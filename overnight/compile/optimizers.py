@@ -40,5 +40,3 @@ def demo_selector(optimizer_id: str, entry: RegisteredSignature) -> DemoSelector
     raise InvalidInput(f"unknown optimizer {optimizer_id!r}; known: grid@1, labeled_fewshot@1",
                        details={"errors": [{"field": "optimizer", "message": "unknown optimizer"}]})
 
-
-KNOWN_OPTIMIZERS = ("grid@1", "labeled_fewshot@1")
