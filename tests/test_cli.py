@@ -114,3 +114,13 @@ def test_serve_starts_cleanly_with_lifespan(tmp_path: Path) -> None:
         log = server.log()
     assert "Application startup complete" in log
     assert "lifespan" not in log.lower().replace("startup", "")
+
+
+def test_plan_prints_the_samples_a_canary_needs(tmp_path: Path) -> None:
+    planned = json.loads(overnight("plan", "--max-error-rate", "0.05", "--expected", "0.01", "--json",
+                                   db=tmp_path / "o.db").stdout)
+    assert (planned["min_samples"], planned["max_errors_at_look"], planned["zero_failure_samples"]) == (153, 3, 59)
+    assert planned["abort_after_errors"]["25"] == 6
+    impossible = overnight("plan", "--max-error-rate", "0.05", "--expected", "0.05", db=tmp_path / "o.db")
+    assert impossible.returncode == 2
+    assert impossible.stderr.startswith("config_error:")
