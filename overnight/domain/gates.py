@@ -131,3 +131,94 @@ def error_gate(*, samples: int, errors: int, max_error_rate: float, alpha: float
             f"rate was not shown to exceed {max_error_rate:g} -> roll back"))
     return Decision(verdict="inconclusive", reason_code="not_enough_evidence", evidence=evidence, message=(
         f"{errors} errors in {samples} requests: keep driving (pass look at {min_samples}, stop at {max_samples})"))
+
+
+QUALITY_METHOD = "newcombe_difference_noninferiority@1"
+SRM_METHOD = "chi_square_1df@1"
+
+
+def _z(alpha: float) -> float:
+    """The one-sided normal quantile for `alpha` (bisection on erfc: no SciPy in the domain)."""
+    low, high = 0.0, 10.0
+    for _ in range(80):
+        mid = (low + high) / 2
+        low, high = (mid, high) if 0.5 * math.erfc(mid / math.sqrt(2)) > alpha else (low, mid)
+    return high
+
+
+def wilson_interval(k: int, n: int, z: float) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre, spread = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    scale = 1 + z * z / n
+    return max(0.0, (centre - spread) / scale), min(1.0, (centre + spread) / scale)
+
+
+def quality_gate(*, candidate_labeled: int, candidate_correct: int, control_labeled: int, control_correct: int,
+                 margin: float, alpha: float, min_labeled: int) -> Decision:
+    """Non-inferiority of labeled accuracy: the one-sided lower bound of (candidate - control) must be at least
+    -margin (Newcombe's hybrid score interval). Too few labels on either arm is inconclusive, never a pass."""
+    z = _z(alpha)
+    p_cand = candidate_correct / candidate_labeled if candidate_labeled else 0.0
+    p_ctrl = control_correct / control_labeled if control_labeled else 0.0
+    evidence: dict[str, Any] = {"candidate_labeled": candidate_labeled, "candidate_correct": candidate_correct,
+                                "control_labeled": control_labeled, "control_correct": control_correct,
+                                "margin": margin, "alpha": alpha, "min_labeled": min_labeled, "method": QUALITY_METHOD}
+    if min(candidate_labeled, control_labeled) < min_labeled:
+        return Decision(verdict="inconclusive", reason_code="not_enough_labels", evidence=evidence, message=(
+            f"{candidate_labeled} candidate and {control_labeled} control labeled requests; "
+            f"the quality gate needs {min_labeled} on each arm"))
+    cand_low, _ = wilson_interval(candidate_correct, candidate_labeled, z)
+    _, ctrl_high = wilson_interval(control_correct, control_labeled, z)
+    delta = p_cand - p_ctrl
+    lower = delta - math.sqrt((p_cand - cand_low) ** 2 + (ctrl_high - p_ctrl) ** 2)
+    evidence.update(estimate=delta, lower_bound=lower)
+    if lower >= -margin:
+        return Decision(verdict="pass", reason_code="quality_not_worse", evidence=evidence, message=(
+            f"accuracy {p_cand:.3f} vs control {p_ctrl:.3f}: difference {delta:+.3f}, lower bound {lower:+.3f} "
+            f">= -{margin:g} -> not worse"))
+    return Decision(verdict="fail", reason_code="quality_worse_than_control", evidence=evidence, message=(
+        f"accuracy {p_cand:.3f} vs control {p_ctrl:.3f}: difference {delta:+.3f}, lower bound {lower:+.3f} "
+        f"< -{margin:g} -> cannot rule out a regression"))
+
+
+def srm_gate(*, candidate_samples: int, control_samples: int, candidate_share: float,
+             threshold_p: float = 0.001) -> Decision:
+    """Sample-ratio mismatch: is the observed split consistent with the rollout? (chi-square, 1 df)"""
+    total = candidate_samples + control_samples
+    evidence: dict[str, Any] = {"candidate_samples": candidate_samples, "control_samples": control_samples,
+                                "candidate_share": candidate_share, "threshold_p": threshold_p, "method": SRM_METHOD}
+    if total == 0 or not 0 < candidate_share < 1:
+        return Decision(verdict="inconclusive", reason_code="no_split_to_check", evidence=evidence,
+                        message="no traffic yet, or a rollout of 0% or 100%: nothing to compare")
+    expected_cand, expected_ctrl = total * candidate_share, total * (1 - candidate_share)
+    chi2 = ((candidate_samples - expected_cand) ** 2 / expected_cand
+            + (control_samples - expected_ctrl) ** 2 / expected_ctrl)
+    p_value = math.erfc(math.sqrt(chi2 / 2))
+    evidence.update(chi_square=chi2, p_value=p_value)
+    if p_value < threshold_p:
+        return Decision(verdict="fail", reason_code="sample_ratio_mismatch", evidence=evidence, message=(
+            f"{candidate_samples} candidate vs {control_samples} control requests for a {candidate_share:.0%} "
+            f"rollout: p = {p_value:.2g} < {threshold_p:g} -> the assignment is broken"))
+    return Decision(verdict="pass", reason_code="split_as_planned", evidence=evidence, message=(
+        f"split {candidate_samples}/{control_samples} is consistent with {candidate_share:.0%} (p = {p_value:.2g})"))
+
+
+def budget_gate(*, latency_p95_ms: float | None, cost_per_call_usd: float | None, max_latency_p95_ms: float,
+                max_cost_per_call_usd: float) -> Decision:
+    """The candidate's latency p95 and cost per call against the signature's budget (unknown cost passes)."""
+    evidence: dict[str, Any] = {"latency_p95_ms": latency_p95_ms, "cost_per_call_usd": cost_per_call_usd,
+                                "max_latency_p95_ms": max_latency_p95_ms,
+                                "max_cost_per_call_usd": max_cost_per_call_usd}
+    if latency_p95_ms is None:
+        return Decision(verdict="inconclusive", reason_code="no_latency_yet", evidence=evidence,
+                        message="no candidate latency measured yet")
+    over = [f"latency p95 {latency_p95_ms:.0f} ms > {max_latency_p95_ms:.0f} ms"] if (
+        latency_p95_ms > max_latency_p95_ms) else []
+    if cost_per_call_usd is not None and cost_per_call_usd > max_cost_per_call_usd:
+        over.append(f"cost per call ${cost_per_call_usd:.5f} > ${max_cost_per_call_usd:.5f}")
+    if over:
+        return Decision(verdict="fail", reason_code="over_budget", evidence=evidence, message="; ".join(over))
+    return Decision(verdict="pass", reason_code="within_budget", evidence=evidence,
+                    message=f"latency p95 {latency_p95_ms:.0f} ms and cost within the signature's budget")

@@ -10,11 +10,14 @@ import pytest
 
 from overnight.domain.gates import (
     abort_thresholds,
+    budget_gate,
     clopper_pearson_upper,
     error_gate,
     log_e_value,
     max_errors_to_pass,
     plan_samples,
+    quality_gate,
+    srm_gate,
 )
 
 P0, ALPHA, MAX_SAMPLES = 0.05, 0.05, 400
@@ -105,3 +108,45 @@ def test_zero_traffic_never_passes() -> None:
         decision = error_gate(samples=0, errors=0, max_error_rate=P0, alpha=ALPHA, min_samples=min_samples,
                               max_samples=MAX_SAMPLES)
         assert decision.verdict != "pass"
+
+
+@pytest.mark.parametrize(("cand", "ctrl", "verdict"), [
+    ((0, 0), (100, 80), "inconclusive"),  # no labels: never a pass
+    ((500, 400), (500, 400), "pass"),  # equal accuracy, large samples
+    ((500, 350), (500, 400), "fail"),  # 10 points worse
+    ((60, 48), (60, 48), "fail"),  # equal, but too few labels to rule out a 10-point regression
+])
+def test_quality_gate_table(cand: tuple[int, int], ctrl: tuple[int, int], verdict: str) -> None:
+    decision = quality_gate(candidate_labeled=cand[0], candidate_correct=cand[1], control_labeled=ctrl[0],
+                            control_correct=ctrl[1], margin=0.10 if cand[0] == 60 else 0.05, alpha=0.05,
+                            min_labeled=30)
+    assert decision.verdict == verdict, decision.message
+
+
+def test_a_candidate_10_points_less_accurate_is_refused_at_the_planned_size() -> None:
+    rng, n, refused = random.Random(9), 153, 0
+    for _ in range(3000):
+        cand = sum(rng.random() < 0.75 for _ in range(n))
+        ctrl = sum(rng.random() < 0.85 for _ in range(n))
+        refused += quality_gate(candidate_labeled=n, candidate_correct=cand, control_labeled=n, control_correct=ctrl,
+                                margin=0.05, alpha=0.05, min_labeled=30).verdict == "fail"
+    print(f"\nquality: a candidate 10 points worse is refused in {refused / 3000:.3f} of 3,000 canaries at n={n}")
+    assert refused / 3000 >= 0.95
+
+
+@pytest.mark.parametrize(("cand", "ctrl", "share", "verdict"), [
+    (50, 950, 0.05, "pass"), (100, 900, 0.05, "fail"), (0, 0, 0.25, "inconclusive"), (260, 740, 0.25, "pass"),
+    (330, 670, 0.25, "fail"),
+])
+def test_sample_ratio_mismatch(cand: int, ctrl: int, share: float, verdict: str) -> None:
+    assert srm_gate(candidate_samples=cand, control_samples=ctrl, candidate_share=share).verdict == verdict
+
+
+@pytest.mark.parametrize(("latency", "cost", "verdict"), [
+    (None, None, "inconclusive"), (900.0, 0.001, "pass"), (3000.0, 0.001, "fail"), (900.0, 0.01, "fail"),
+    (900.0, None, "pass"),
+])
+def test_budget_gate(latency: float | None, cost: float | None, verdict: str) -> None:
+    decision = budget_gate(latency_p95_ms=latency, cost_per_call_usd=cost, max_latency_p95_ms=2500,
+                           max_cost_per_call_usd=0.002)
+    assert decision.verdict == verdict
