@@ -275,27 +275,22 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Print the samples a canary needs before it starts: the planned pass look and the early-abort thresholds."""
-    from overnight.domain.gates import abort_thresholds, max_errors_to_pass, plan_samples  # noqa: PLC0415
+    from overnight.domain.gates import canary_plan  # noqa: PLC0415
 
     with _errors_as_exit_codes():
-        look = plan_samples(max_error_rate=max_error_rate, expected_error_rate=expected, alpha=alpha, power=power)
-        if look is None:
+        planned = canary_plan(max_error_rate=max_error_rate, expected_error_rate=expected, alpha=alpha, power=power)
+        if planned is None:
             raise ConfigError(f"a candidate erring at {expected:g} cannot be shown to be under {max_error_rate:g}: "
                               "--expected must be below --max-error-rate")
-        zero_failure = next(n for n in range(1, 100_000) if max_errors_to_pass(n, max_error_rate, alpha) >= 0)
-        thresholds = abort_thresholds(look, max_error_rate, alpha)
-        report = {"max_error_rate": max_error_rate, "expected_error_rate": expected, "alpha": alpha, "power": power,
-                  "min_samples": look, "max_errors_at_look": max_errors_to_pass(look, max_error_rate, alpha),
-                  "zero_failure_samples": zero_failure,
-                  "abort_after_errors": {str(n): thresholds[n] for n in (10, 25, 50, 100, look) if n <= look}}
         if as_json:
-            out.print_json(json.dumps(report))
+            out.print_json(planned.model_dump_json())
             return
-        out.print(f"pass look at {look} candidate requests: pass with at most {report['max_errors_at_look']} errors "
-                  f"({power:.0%} chance at a true rate of {expected:g}; at most {alpha:g} at {max_error_rate:g})",
-                  markup=False, soft_wrap=True)
-        out.print(f"a clean candidate needs at least {zero_failure} requests to pass at all", markup=False)
-        for n, k in report["abort_after_errors"].items():  # type: ignore[attr-defined]
+        out.print(f"pass look at {planned.min_samples} candidate requests: pass with at most "
+                  f"{planned.max_errors_at_look} errors ({power:.0%} chance at a true rate of {expected:g}; "
+                  f"at most {alpha:g} at {max_error_rate:g})", markup=False, soft_wrap=True)
+        out.print(f"a clean candidate needs at least {planned.zero_failure_samples} requests to pass at all",
+                  markup=False)
+        for n, k in planned.abort_after_errors.items():
             out.print(f"abort early at {k} errors within the first {n} requests", markup=False)
 
 

@@ -28,6 +28,10 @@ class RegisteredSignature:
     alternatives: Callable[[Any], list[dict[str, Any]]]  # every valid output for a (validated) input
     sample_input: dict[str, Any]  # one realistic input, for `overnight lm check`
 
+    def allowed_fields(self, given: Any) -> list[dict[str, Any]]:
+        """Every valid answer for a validated input, as the DSPy output fields an adapter parses."""
+        return [self.to_fields(output) for output in self.alternatives(given)]
+
 
 class Registry:
     def __init__(self, package: str = "signatures") -> None:

@@ -35,20 +35,24 @@ class Evaluator:
     exhausted: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
     used: dict[str, dict[str, ExampleResult]] = field(default_factory=dict)  # compiled_id -> row_hash -> result
+    _known: dict[str, dict[str, ExampleResult]] = field(default_factory=dict)  # the store's, read once per candidate
 
     @property
     def evaluations(self) -> int:
         """Distinct (candidate, example) scores used, paid now or read back from an earlier compile."""
         return sum(len(results) for results in self.used.values())
 
-    def cost(self, compiled_id: str) -> tuple[int, int]:
-        """(LM calls, tokens) that a candidate's scores cost, whether paid now or earlier."""
+    def cost(self, compiled_id: str) -> dict[str, int]:
+        """The LM calls and tokens a candidate's scores cost, whether paid now or earlier."""
         results = self.used.get(compiled_id, {}).values()
-        return len(results), sum(r.tokens_in + r.tokens_out for r in results)
+        return {"lm_calls": len(results), "tokens": sum(r.tokens_in + r.tokens_out for r in results)}
 
     def rewards(self, candidate: Candidate, rows: list[StoredExample]) -> dict[str, float]:
         """example_id -> reward for every row; raises `BudgetExhausted` (after persisting what it computed)."""
-        known = self.store.get_results(compiled_id=candidate.compiled_id, lm_id=self.backend.lm_id)
+        if candidate.compiled_id not in self._known:
+            self._known[candidate.compiled_id] = self.store.get_results(compiled_id=candidate.compiled_id,
+                                                                        lm_id=self.backend.lm_id)
+        known = self._known[candidate.compiled_id]
         todo = [row for row in rows if row.row_hash not in known]
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             for result in pool.map(lambda row: self._score(candidate, row), todo):

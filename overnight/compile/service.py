@@ -28,7 +28,7 @@ from overnight.domain.compiling import CandidateReport, CompileReport, report_id
 from overnight.domain.datasets import StoredExample, dataset_hash
 from overnight.domain.hashing import canonical_json
 from overnight.domain.jobspec import job_spec
-from overnight.domain.stats import paired_delta
+from overnight.domain.stats import PairedDelta, paired_delta
 from overnight.errors import DatasetNotReady
 from overnight.lm.backends import Backend
 from overnight.registry import RegisteredSignature
@@ -78,8 +78,7 @@ def compile_signature(
         job_spec=spec.model_dump(mode="json"), status=status, best_compiled_id=best.compiled_id,
         incumbent_compiled_id=incumbent.compiled_id,
         improved=best.compiled_id != incumbent.compiled_id and delta is not None and delta.delta > 0,
-        candidates=[report.model_copy(update=dict(zip(("lm_calls", "tokens"), evaluator.cost(cid), strict=True)))
-                    for cid, report in search_state.reports.items()],
+        candidates=[report.model_copy(update=evaluator.cost(cid)) for cid, report in search_state.reports.items()],
         rungs=search_state.rungs, paired_delta=delta,
         leakage=leaked, lm_calls=evaluator.lm_calls, evaluations=evaluator.evaluations, tokens=evaluator.tokens,
         full_grid_lm_calls=len(candidates) * len(train),
@@ -144,7 +143,7 @@ class _Search:
         return alive
 
     def holdout(self, alive: list[Candidate], holdout: list[StoredExample],
-                seed: int) -> tuple[Candidate, Any, list[str]]:
+                seed: int) -> tuple[Candidate, PairedDelta | None, list[str]]:
         finalists = alive + ([self.incumbent] if self.incumbent not in alive else [])
         demo_inputs = {canonical_json(d) for c in finalists for d in c.demo_inputs()}
         leaked = sorted(r.example_id for r in holdout if canonical_json(r.input) in demo_inputs)

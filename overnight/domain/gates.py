@@ -104,6 +104,34 @@ def plan_samples(*, max_error_rate: float, expected_error_rate: float, alpha: fl
     return None
 
 
+class CanaryPlan(BaseModel):
+    """What `overnight plan` prints: the planned look, the errors allowed there, and when to abort early."""
+
+    max_error_rate: float
+    expected_error_rate: float
+    alpha: float
+    power: float
+    min_samples: int
+    max_errors_at_look: int
+    zero_failure_samples: int
+    abort_after_errors: dict[int, int]  # within the first n requests -> errors that abort
+
+
+def canary_plan(*, max_error_rate: float, expected_error_rate: float, alpha: float = 0.05,
+                power: float = 0.9) -> CanaryPlan | None:
+    """The plan for a canary, or None when a candidate at the expected rate cannot pass."""
+    look = plan_samples(max_error_rate=max_error_rate, expected_error_rate=expected_error_rate, alpha=alpha,
+                        power=power)
+    if look is None:
+        return None
+    zero_failure = next(n for n in range(1, look + 1) if max_errors_to_pass(n, max_error_rate, alpha) >= 0)
+    thresholds = abort_thresholds(look, max_error_rate, alpha)
+    return CanaryPlan(max_error_rate=max_error_rate, expected_error_rate=expected_error_rate, alpha=alpha,
+                      power=power, min_samples=look, max_errors_at_look=max_errors_to_pass(look, max_error_rate, alpha),
+                      zero_failure_samples=zero_failure,
+                      abort_after_errors={n: thresholds[n] for n in (10, 25, 50, 100, look) if n <= look})
+
+
 def error_gate(*, samples: int, errors: int, max_error_rate: float, alpha: float, min_samples: int,
                max_samples: int) -> Decision:
     """Abort (fail), pass at the planned look, or keep going (inconclusive); fail when max_samples is spent."""

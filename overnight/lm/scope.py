@@ -43,4 +43,4 @@ def current_scope() -> CallScope | None:
 
 def allowed_fields(scope: CallScope) -> list[dict[str, Any]]:
     """Every valid answer for the scope's input, as the DSPy output fields the adapter parses."""
-    return [scope.entry.to_fields(output) for output in scope.entry.alternatives(scope.input)]
+    return scope.entry.allowed_fields(scope.input)

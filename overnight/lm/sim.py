@@ -112,7 +112,7 @@ def simulate_prompt(spec: SimSpec, entry: RegisteredSignature, *, system: str, t
         spec, artifact=sha256_hex(system + "".join(turns[:-1])), given=given.model_dump(mode="json"),
         variant=instruction_variant(system, entry.contract.search_space.instructions),
         demo_count=(len(turns) - 1) // 2,
-        allowed=[entry.to_fields(output) for output in entry.alternatives(given)],
+        allowed=entry.allowed_fields(given),
         expected=entry.to_fields(expected) if expected is not None else None,
     )
 

@@ -31,8 +31,8 @@ CHUNK = 5000  # rows per executemany batch
 def insert_ignoring_duplicates(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """INSERT … ON CONFLICT DO NOTHING, for content-addressed rows that may already be stored."""
     build = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    for start in range(0, len(rows), CHUNK):
-        conn.execute(build(table).on_conflict_do_nothing(), list(rows[start:start + CHUNK]))
+    for batch in _chunks(rows):
+        conn.execute(build(table).on_conflict_do_nothing(), batch)
 
 
 def _chunks(rows: Sequence[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
@@ -71,14 +71,13 @@ def _write_examples(conn: Connection, signature_id: str, fresh: list[ExampleRow]
     insert_ignoring_duplicates(conn, example_rows, versions)
     for batch in _chunks([{**_values(signature_id, r), "created_at": now, "updated_at": now} for r in fresh]):
         conn.execute(insert(examples), batch)
+    # Bind names are the columns with a `b_` prefix: SQLAlchemy reserves the bare names for the SET clause.
+    changing = ("input_json", "expected_json", "split", "tags_json", "row_hash", "updated_at")
     statement = (update(examples)
-                 .where(examples.c.signature_id == bindparam("b_sig"), examples.c.example_id == bindparam("b_id"))
-                 .values(input_json=bindparam("b_input"), expected_json=bindparam("b_expected"),
-                         split=bindparam("b_split"), tags_json=bindparam("b_tags"), row_hash=bindparam("b_hash"),
-                         updated_at=bindparam("b_now")))
-    params = [{"b_sig": signature_id, "b_id": r.example_id, "b_input": canonical_json(r.input),
-               "b_expected": canonical_json(r.expected), "b_split": r.split,
-               "b_tags": canonical_json(list(r.tags)), "b_hash": r.row_hash, "b_now": now} for r in changed]
+                 .where(examples.c.signature_id == bindparam("b_signature_id"),
+                        examples.c.example_id == bindparam("b_example_id"))
+                 .values({column: bindparam(f"b_{column}") for column in changing}))
+    params = [{f"b_{k}": v for k, v in {**_values(signature_id, r), "updated_at": now}.items()} for r in changed]
     for batch in _chunks(params):
         conn.execute(statement, batch)
 
