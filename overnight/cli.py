@@ -213,6 +213,81 @@ def compile_(
     _with_store(work)
 
 
+def _actor(given: str | None) -> str:
+    import getpass  # noqa: PLC0415
+
+    return given or f"cli:{getpass.getuser()}"
+
+
+def _print_move(moved: Any, as_json: bool) -> None:
+    if as_json:
+        out.print_json(moved.model_dump_json())
+        return
+    move = moved.move
+    out.print(f"{move.signature_id}: champion {move.action} {move.from_id or 'default'} -> {move.to_id or 'default'}"
+              f" by {move.actor}{' (forced)' if moved.forced else ''}: {move.reason}", markup=False, soft_wrap=True)
+    for gate in moved.gates:
+        out.print(f"  {gate.verdict:>12}  {gate.message}", markup=False, soft_wrap=True)
+
+
+@app.command()
+def promote(
+    candidate: Annotated[str, typer.Argument(help="The compiled_id to make champion")],
+    signature: Annotated[str, typer.Option("--signature", "-s", help="e.g. SelectTool.v1")],
+    force: Annotated[bool, typer.Option(help="Move even though a gate fails (needs --reason; audited)")] = False,
+    reason: Annotated[str, typer.Option(help="Why; written into the alias history")] = "",
+    actor: Annotated[str | None, typer.Option(help="Who (default cli:$USER)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Promote a candidate: every gate must pass (compile report, holdout delta, passed canary), or --force."""
+    from overnight.lm.backends import build_backend  # noqa: PLC0415 - imports DSPy
+    from overnight.registry import Registry  # noqa: PLC0415
+    from overnight.serving.aliases import PromoteRequest  # noqa: PLC0415
+    from overnight.serving.aliases import promote as promote_candidate  # noqa: PLC0415
+    from overnight.serving.programs import ProgramCache  # noqa: PLC0415
+
+    def work(store: Any) -> None:
+        body = _request(PromoteRequest, candidate_id=candidate, force=force, reason=reason)
+        moved = promote_candidate(store, Registry().get(signature), ProgramCache(), body,
+                                  lm_id=build_backend(_settings()).lm_id, actor=_actor(actor))
+        _print_move(moved, as_json)
+
+    _with_store(work)
+
+
+@app.command()
+def rollback(
+    signature: Annotated[str, typer.Option("--signature", "-s", help="e.g. SelectTool.v1")],
+    reason: Annotated[str, typer.Option(help="Why; written into the alias history")],
+    to: Annotated[str | None, typer.Option(help="A compiled_id of this signature, or `default`")] = None,
+    actor: Annotated[str | None, typer.Option(help="Who (default cli:$USER)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Move the champion one step back through its history (or --to an id), ending any canary. Instant."""
+    from overnight.registry import Registry  # noqa: PLC0415
+    from overnight.serving.aliases import RollbackRequest  # noqa: PLC0415
+    from overnight.serving.aliases import rollback as roll_back  # noqa: PLC0415
+
+    def work(store: Any) -> None:
+        body = _request(RollbackRequest, to=to, reason=reason)
+        _print_move(roll_back(store, Registry().get(signature), body, actor=_actor(actor)), as_json)
+
+    _with_store(work)
+
+
+def _request(model: Any, **values: Any) -> Any:
+    """Validate CLI options with the API's own request model: the same rules, the same messages; exit 2."""
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "options"
+        err.print(f"validation_error: {where}: {first['msg']}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
 @lm_app.command("check")
 def lm_check(
     signature: Annotated[str, typer.Option("--signature", "-s", help="Whose sample input")] = "SelectTool.v1",

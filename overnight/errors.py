@@ -15,7 +15,9 @@ with the documented code. Must not import anything but the standard library.
     │   ├── SignatureNotFound (signature_not_found)
     │   ├── SnapshotNotFound (snapshot_not_found)
     │   ├── ArtifactNotFound (artifact_not_found)
-    │   └── CompileReportNotFound (compile_report_not_found)
+    │   ├── CompileReportNotFound (compile_report_not_found)
+    │   ├── CanaryNotFound (canary_not_found)
+    │   └── ReceiptNotFound (receipt_not_found)
     ├── MethodNotAllowed (method_not_allowed, 405)
     ├── Conflict (conflict, 409)
     │   ├── RunLocked (run_locked)
@@ -25,7 +27,13 @@ with the documented code. Must not import anything but the standard library.
     │   ├── EventLimitReached (event_limit_reached)
     │   ├── DatasetNotReady (dataset_not_ready)
     │   ├── IdempotencyKeyInUse (idempotency_key_in_use)
-    │   └── IdempotencyKeyReused (idempotency_key_reused)
+    │   ├── IdempotencyKeyReused (idempotency_key_reused)
+    │   ├── CanaryActive (canary_active)
+    │   ├── CompileEvidenceMissing (compile_evidence_missing)
+    │   ├── PromotionRefused (promotion_refused)
+    │   ├── NothingToRollBack (nothing_to_roll_back)
+    │   └── AliasMoved (alias_moved)
+    ├── LMCallFailed (lm_call_failed, 502)
     ├── PayloadTooLarge (payload_too_large, 413)
     │   └── EventTooLarge (event_too_large)
     └── InvalidInput (validation_error, 422)
@@ -101,6 +109,14 @@ class CompileReportNotFound(NotFound):
     code = "compile_report_not_found"
 
 
+class CanaryNotFound(NotFound):
+    code = "canary_not_found"
+
+
+class ReceiptNotFound(NotFound):
+    code = "receipt_not_found"
+
+
 class MethodNotAllowed(OvernightError):
     code = "method_not_allowed"
     status = 405
@@ -141,6 +157,37 @@ class IdempotencyKeyInUse(Conflict):
 
 class IdempotencyKeyReused(Conflict):
     code = "idempotency_key_reused"
+
+
+class CanaryActive(Conflict):
+    code = "canary_active"
+
+
+class CompileEvidenceMissing(Conflict):
+    code = "compile_evidence_missing"
+
+
+class PromotionRefused(Conflict):
+    """A promotion whose gates failed; `details` carries every gate's decision."""
+
+    code = "promotion_refused"
+
+
+class NothingToRollBack(Conflict):
+    code = "nothing_to_roll_back"
+
+
+class AliasMoved(Conflict):
+    """The champion changed between reading it and moving it (another replica or caller won the race)."""
+
+    code = "alias_moved"
+
+
+class LMCallFailed(OvernightError):
+    """The LM failed on a predict; the receipt is written and the failure counted on its arm."""
+
+    code = "lm_call_failed"
+    status = 502
 
 
 class PayloadTooLarge(OvernightError):

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from overnight.domain.runs import EventIn, FinishRun, RunStart
+from overnight.store.migrate import head_revision
 from tests.factories import TOKENS, make_store, serve_process
 
 
@@ -40,7 +41,7 @@ def test_short_token_is_allowed_in_dev_mode_only(tmp_path: Path) -> None:
 def test_db_upgrade_reports_the_revision(tmp_path: Path) -> None:
     result = overnight("db", "upgrade", db=tmp_path / "o.db")
     assert result.returncode == 0, result.stderr
-    assert "schema revision 0001" in result.stdout
+    assert f"schema revision {head_revision()}" in result.stdout
 
 
 def test_unreachable_store_is_a_clear_error(tmp_path: Path) -> None:
@@ -124,3 +125,30 @@ def test_plan_prints_the_samples_a_canary_needs(tmp_path: Path) -> None:
     impossible = overnight("plan", "--max-error-rate", "0.05", "--expected", "0.05", db=tmp_path / "o.db")
     assert impossible.returncode == 2
     assert impossible.stderr.startswith("config_error:")
+
+
+def test_promote_refused_then_forced_then_rollback_from_the_cli(tmp_path: Path) -> None:
+    db, sim = tmp_path / "o.db", {"OVERNIGHT_LM": "sim:seed=1,instr=0.55/0.8/0.6,demos=0:0/4:0.1/8:0.05"}
+    dataset = Path(__file__).resolve().parents[1] / "datasets" / "selecttool.v1.jsonl"
+    assert overnight("import", str(dataset), "-s", "SelectTool.v1", db=db).returncode == 0
+    report = json.loads(overnight("compile", "-s", "SelectTool.v1", "--json", db=db, **sim).stdout)
+    best = report["best_compiled_id"]
+    refused = overnight("promote", best, "-s", "SelectTool.v1", db=db, **sim)
+    no_reason = overnight("promote", best, "-s", "SelectTool.v1", "--force", db=db, **sim)
+    forced = overnight("promote", best, "-s", "SelectTool.v1", "--force", "--reason", "manual test", "--actor",
+                       "alice", "--json", db=db, **sim)
+    nothing_given = overnight("rollback", "-s", "SelectTool.v1", db=db)
+    back = overnight("rollback", "-s", "SelectTool.v1", "--reason", "disagree", "--actor", "bob", db=db)
+    again = overnight("rollback", "-s", "SelectTool.v1", "--reason", "disagree", db=db)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("promotion_refused:")
+    assert "no canary has passed" in refused.stderr
+    assert no_reason.returncode == 2
+    assert "reason" in no_reason.stderr
+    moved = json.loads(forced.stdout)
+    assert (moved["forced"], moved["move"]["actor"], moved["move"]["to_id"]) == (True, "alice", best)
+    assert nothing_given.returncode == 2  # --reason is required
+    assert back.returncode == 0, back.stderr
+    assert f"rollback {best} -> default by bob" in back.stdout
+    assert again.returncode == 1
+    assert again.stderr.startswith("nothing_to_roll_back:")

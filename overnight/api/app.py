@@ -14,14 +14,15 @@ from overnight import __version__
 from overnight.api.auth import Require, TokenRegistry
 from overnight.api.errors import install_error_handlers
 from overnight.api.middleware import IdempotencyKeys, RequestContext
+from overnight.api.routes import canary, health, runs, serving, signatures
 from overnight.api.routes import compile as compile_routes
-from overnight.api.routes import health, runs, signatures
 from overnight.config import Settings
 from overnight.lm.backends import Backend
 from overnight.registry import Registry
+from overnight.serving.programs import ProgramCache
 from overnight.store import Store
 
-ROUTERS = (health.router, runs.router, signatures.router, compile_routes.router)
+ROUTERS = (health.router, runs.router, signatures.router, compile_routes.router, canary.router, serving.router)
 
 
 def route_inventory() -> list[tuple[str, str, frozenset[str]]]:
@@ -53,6 +54,7 @@ def create_app(settings: Settings, store: Store, *, tokens: TokenRegistry | None
     app.state.registry = signature_registry
     app.state.backend = backend  # built from the settings on first use when not given
     app.state.backend_lock = threading.Lock()
+    app.state.programs = ProgramCache()  # programs by compiled_id; which id serves is read on every request
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

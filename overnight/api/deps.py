@@ -6,10 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from overnight.api.auth import Principal, require_admin, require_read
+from overnight.api.auth import Principal, require_admin, require_read, require_serve
 from overnight.config import Settings
 from overnight.lm.backends import Backend, build_backend
 from overnight.registry import Registry
+from overnight.serving.programs import ProgramCache
 from overnight.store import Store
 
 
@@ -33,6 +34,15 @@ def _backend(request: Request) -> Backend:
         return backend
 
 
+def _programs(request: Request) -> ProgramCache:
+    programs: ProgramCache = request.app.state.programs
+    return programs
+
+
+def _request_id(request: Request) -> str:
+    return str(request.state.request_id)
+
+
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -42,5 +52,8 @@ StoreDep = Annotated[Store, Depends(_store)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RegistryDep = Annotated[Registry, Depends(_registry)]
 BackendDep = Annotated[Backend, Depends(_backend)]
+ProgramsDep = Annotated[ProgramCache, Depends(_programs)]
+RequestId = Annotated[str, Depends(_request_id)]
 Admin = Annotated[Principal, Depends(require_admin)]
 Reader = Annotated[Principal, Depends(require_read)]
+Server = Annotated[Principal, Depends(require_serve)]

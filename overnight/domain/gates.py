@@ -185,8 +185,9 @@ def wilson_interval(k: int, n: int, z: float) -> tuple[float, float]:
 
 def quality_gate(*, candidate_labeled: int, candidate_correct: int, control_labeled: int, control_correct: int,
                  margin: float, alpha: float, min_labeled: int) -> Decision:
-    """Non-inferiority of labeled accuracy: the one-sided lower bound of (candidate - control) must be at least
-    -margin (Newcombe's hybrid score interval). Too few labels on either arm is inconclusive, never a pass."""
+    """Non-inferiority of labeled accuracy (Newcombe's hybrid score interval on candidate - control): pass when the
+    one-sided lower bound is at least -margin, fail when even the upper bound is below -margin (confidently
+    worse), otherwise inconclusive. Too few labels on either arm is inconclusive, never a pass."""
     z = _z(alpha)
     p_cand = candidate_correct / candidate_labeled if candidate_labeled else 0.0
     p_ctrl = control_correct / control_labeled if control_labeled else 0.0
@@ -197,18 +198,21 @@ def quality_gate(*, candidate_labeled: int, candidate_correct: int, control_labe
         return Decision(verdict="inconclusive", reason_code="not_enough_labels", evidence=evidence, message=(
             f"{candidate_labeled} candidate and {control_labeled} control labeled requests; "
             f"the quality gate needs {min_labeled} on each arm"))
-    cand_low, _ = wilson_interval(candidate_correct, candidate_labeled, z)
-    _, ctrl_high = wilson_interval(control_correct, control_labeled, z)
+    cand_low, cand_high = wilson_interval(candidate_correct, candidate_labeled, z)
+    ctrl_low, ctrl_high = wilson_interval(control_correct, control_labeled, z)
     delta = p_cand - p_ctrl
     lower = delta - math.sqrt((p_cand - cand_low) ** 2 + (ctrl_high - p_ctrl) ** 2)
-    evidence.update(estimate=delta, lower_bound=lower)
+    upper = delta + math.sqrt((cand_high - p_cand) ** 2 + (p_ctrl - ctrl_low) ** 2)
+    evidence.update(estimate=delta, lower_bound=lower, upper_bound=upper)
+    said = f"accuracy {p_cand:.3f} vs control {p_ctrl:.3f}: difference {delta:+.3f} [{lower:+.3f}, {upper:+.3f}]"
     if lower >= -margin:
-        return Decision(verdict="pass", reason_code="quality_not_worse", evidence=evidence, message=(
-            f"accuracy {p_cand:.3f} vs control {p_ctrl:.3f}: difference {delta:+.3f}, lower bound {lower:+.3f} "
-            f">= -{margin:g} -> not worse"))
-    return Decision(verdict="fail", reason_code="quality_worse_than_control", evidence=evidence, message=(
-        f"accuracy {p_cand:.3f} vs control {p_ctrl:.3f}: difference {delta:+.3f}, lower bound {lower:+.3f} "
-        f"< -{margin:g} -> cannot rule out a regression"))
+        return Decision(verdict="pass", reason_code="quality_not_worse", evidence=evidence,
+                        message=f"{said}, lower bound >= -{margin:g} -> not worse")
+    if upper < -margin:
+        return Decision(verdict="fail", reason_code="quality_worse_than_control", evidence=evidence,
+                        message=f"{said}, upper bound < -{margin:g} -> worse than control")
+    return Decision(verdict="inconclusive", reason_code="quality_not_shown", evidence=evidence,
+                    message=f"{said}, lower bound < -{margin:g} -> cannot rule out a regression")
 
 
 def srm_gate(*, candidate_samples: int, control_samples: int, candidate_share: float,

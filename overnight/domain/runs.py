@@ -20,7 +20,8 @@ EventKind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.]{0,63}$")
 Level = Literal["debug", "info", "warning", "error"]
 
 # Event kinds the server writes itself; clients may not post them.
-SERVER_KINDS = frozenset({"run.started", "run.finished", "lease_taken_over", "events_truncated"})
+SERVER_KINDS = frozenset({"run.started", "run.finished", "lease_taken_over", "events_truncated", "gate_evaluated",
+                          "canary.opened", "canary.stopped", "canary.promoted", "alias.moved"})
 
 
 class RunStatus(StrEnum):

@@ -86,6 +86,10 @@ class SignatureContract(BaseModel):
         parsed_input = _validate(self.input_model, raw_input, "input")
         return canonical(parsed_input), self.check_output(parsed_input, raw_expected, where="expected")
 
+    def check_input(self, raw_input: Any) -> dict[str, Any]:
+        """Validate an input alone; return it in canonical form. Raises `ExampleInvalid`."""
+        return canonical(_validate(self.input_model, raw_input, "input"))
+
     def check_output(self, given: BaseModel, raw_output: Any, *, where: str = "output") -> dict[str, Any]:
         """Validate an output for an already validated input; return it in canonical form."""
         parsed_output = _validate(self.output_model, raw_output, where)

@@ -8,6 +8,7 @@ Spec (comma-separated `key=value`, every key optional):
     errors=raise/timeout/garbage   which errors to draw from (uniformly)
     latency_ms=0      how long each call takes
     instr=0.5/0.8/0.6 accuracy per instruction variant (by index in the signature's search space); overrides acc
+    ierr=0/0.3        error rate per instruction variant; overrides err (a candidate that fails 30% of calls)
     demos=0:0/4:0.1/8:0.05   accuracy added per number of few-shot demos in the prompt
 The artifact is identified by its prompt (instructions and demos), so two candidates differ in their draws.
 Must not import the store, the API or DSPy.
@@ -16,7 +17,7 @@ Must not import the store, the API or DSPy.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -24,6 +25,7 @@ from overnight.domain.hashing import canonical_json, sha256_hex
 from overnight.errors import ConfigError
 from overnight.registry import RegisteredSignature
 
+Probability = Annotated[float, Field(ge=0, le=1)]
 ErrorKind = Literal["raise", "timeout", "garbage"]
 GARBAGE = "Hmm, I am not sure. Maybe the second one?"
 
@@ -36,7 +38,8 @@ class SimSpec(BaseModel):
     err: float = Field(default=0.0, ge=0, le=1)
     errors: tuple[ErrorKind, ...] = Field(default=("raise", "timeout", "garbage"), min_length=1)
     latency_ms: int = Field(default=0, ge=0, le=600_000)
-    instr: tuple[float, ...] = ()
+    instr: tuple[Probability, ...] = ()
+    ierr: tuple[Probability, ...] = ()
     demos: dict[int, float] = Field(default_factory=dict)
 
     @classmethod
@@ -59,8 +62,12 @@ class SimSpec(BaseModel):
         return ",".join([
             f"seed={self.seed}", f"acc={self.acc:g}", f"err={self.err:g}", f"errors={'/'.join(self.errors)}",
             f"latency_ms={self.latency_ms}", f"instr={'/'.join(f'{a:g}' for a in self.instr)}",
+            *([f"ierr={'/'.join(f'{e:g}' for e in self.ierr)}"] if self.ierr else []),
             f"demos={'/'.join(f'{k}:{v:g}' for k, v in sorted(self.demos.items()))}",
         ])
+
+    def error_rate(self, variant: int | None) -> float:
+        return self.ierr[variant] if variant is not None and variant < len(self.ierr) else self.err
 
     def accuracy(self, *, variant: int | None, demo_count: int) -> float:
         base = self.instr[variant] if variant is not None and variant < len(self.instr) else self.acc
@@ -68,7 +75,7 @@ class SimSpec(BaseModel):
 
 
 def _value(key: str, value: str) -> Any:
-    if key in ("errors", "instr"):
+    if key in ("errors", "instr", "ierr"):
         return [v for v in value.split("/") if v]
     if key == "demos":
         pairs = [item.split(":", 1) for item in value.split("/") if item]
@@ -95,7 +102,7 @@ def simulate(spec: SimSpec, *, artifact: str, given: dict[str, Any], variant: in
     """One simulated call. `allowed` are the valid answers (as output fields); `expected` the right one, when
     known. Without `expected` the simulator answers validly but can't be right."""
     key = (spec.seed, artifact, canonical_json(given))
-    if unit(*key, "error") < spec.err:
+    if unit(*key, "error") < spec.error_rate(variant):
         return SimOutcome(kind=spec.errors[int(unit(*key, "kind") * len(spec.errors))])
     if expected is not None and unit(*key, "correct") < spec.accuracy(variant=variant, demo_count=demo_count):
         return SimOutcome(kind="answer", fields=expected, correct=True)

@@ -6,12 +6,16 @@ httpx.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
+from overnight.domain.canary import CanaryEntry, CanaryRecord, ServingRoute
 from overnight.domain.compiling import Artifact, CompileReport, ExampleResult
 from overnight.domain.datasets import ExampleRow, ImportResult, SnapshotDetail, StoredExample
+from overnight.domain.promotion import AliasMove
+from overnight.domain.receipts import Receipt
 from overnight.domain.runs import AppendedEvent, EventIn, FinishRun, Run, RunEvent, RunStart, StartedRun
 
 
@@ -25,6 +29,7 @@ class IdempotencyClaim(BaseModel):
 
 class Store(Protocol):
     kind: str
+    clock: Callable[[], int]  # ms since the epoch; tests inject a stepping clock
 
     def ping(self) -> dict[str, Any]: ...
 
@@ -76,6 +81,38 @@ class Store(Protocol):
     def save_compile_report(self, *, report: CompileReport) -> CompileReport: ...
 
     def champion(self, *, signature_id: str) -> str | None: ...
+
+    def list_compile_reports(self, *, signature_id: str, dataset_hash: str) -> list[CompileReport]: ...
+
+    # canaries and serving
+    def start_canary(self, *, canary: CanaryRecord, salt: str) -> CanaryRecord: ...
+
+    def get_canary(self, *, canary_id: str) -> CanaryRecord: ...
+
+    def find_canary(self, *, signature_id: str, active_only: bool = False,
+                    candidate_id: str | None = None) -> CanaryRecord | None: ...
+
+    def canary_history(self, *, canary_id: str) -> list[CanaryEntry]: ...
+
+    def stop_canary(self, *, signature_id: str, actor: str, reason: str) -> CanaryRecord: ...
+
+    def serving_route(self, *, signature_id: str) -> ServingRoute: ...
+
+    def record_receipt(self, *, receipt: Receipt) -> str | None: ...
+
+    def get_receipt(self, *, receipt_id: str) -> Receipt: ...
+
+    def list_receipts(self, *, signature_id: str | None = None, canary_id: str | None = None,
+                      after: str | None = None, limit: int = 100) -> list[Receipt]: ...
+
+    # the champion
+    def alias_history(self, *, signature_id: str, limit: int | None = None) -> list[AliasMove]: ...
+
+    def promote(self, *, signature_id: str, seen: str | None, to_id: str, actor: str, reason: str,
+                run_id: str | None, evidence: dict[str, Any], canary_id: str | None) -> AliasMove: ...
+
+    def rollback(self, *, signature_id: str, to_id: str | None, explicit: bool, actor: str, reason: str,
+                 run_id: str | None) -> AliasMove: ...
 
     # idempotency keys
     def claim_idempotency_key(self, *, actor: str, key: str, fingerprint: str) -> IdempotencyClaim: ...

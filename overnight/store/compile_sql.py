@@ -1,4 +1,4 @@
-"""SQL for artifacts, per-example compile results, compile jobs and reports, and the champion alias.
+"""SQL for artifacts, per-example compile results, compile jobs and reports.
 Must not import FastAPI or httpx."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from overnight.domain.compiling import Artifact, CompileReport, ExampleResult
 from overnight.domain.hashing import canonical_json
 from overnight.errors import ArtifactNotFound, CompileReportNotFound
 from overnight.store.datasets_sql import insert_ignoring_duplicates
-from overnight.store.schema import aliases, artifacts, compile_jobs, compile_reports, compile_results
+from overnight.store.schema import artifacts, compile_jobs, compile_reports, compile_results
 
 
 def put_artifact(conn: Connection, artifact: Artifact, now: int) -> None:
@@ -82,8 +82,3 @@ def save_report(conn: Connection, report: CompileReport, now: int) -> CompileRep
         ))
     return stored
 
-
-def champion(conn: Connection, signature_id: str) -> str | None:
-    row = conn.execute(select(aliases.c.compiled_id).where(
-        aliases.c.signature_id == signature_id, aliases.c.alias == "champion")).first()
-    return row.compiled_id if row else None

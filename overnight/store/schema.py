@@ -175,6 +175,11 @@ canaries = Table(
     Column("end_reason", Text),
     Column("run_id", String(ID)),
     _ts("started_at"), _ts("ended_at", nullable=True),
+    # revision 0002: samples per arm when the current step began (the split test is per step), the compile
+    # report that named the candidate, and who started it.
+    Column("step_base_json", Text, nullable=False, server_default="{}"),
+    Column("report_id", String(ID)),
+    Column("actor", String(ID)),
     # At most one active canary per signature, enforced by the database on both backends.
     Index("uq_canaries_active", "signature_id", unique=True,
           sqlite_where=text("status = 'active'"), postgresql_where=text("status = 'active'")),
@@ -192,6 +197,7 @@ canary_arms = Table(
     Column("tokens_in", BigInteger, nullable=False, server_default="0"),
     Column("tokens_out", BigInteger, nullable=False, server_default="0"),
     Column("cost_usd", Float, nullable=False, server_default="0"),
+    Column("costed", Integer, nullable=False, server_default="0"),  # revision 0002: calls whose cost is known
     PrimaryKeyConstraint("canary_id", "arm"),
 )
 

@@ -25,11 +25,12 @@ from overnight.domain.runs import (
     StartedRun,
 )
 from overnight.errors import EventLimitReached, EventTooLarge, RunNotFound
-from overnight.store import compile_sql, datasets_sql, runs_sql
+from overnight.store import aliases_sql, compile_sql, datasets_sql, runs_sql
 from overnight.store.base import IdempotencyClaim
 from overnight.store.engine import Transactions
 from overnight.store.migrate import current_revision
 from overnight.store.schema import idempotency_keys, ops_run_events, ops_runs
+from overnight.store.serving_store import ServingVerbs
 
 T = TypeVar("T")
 Clock = Callable[[], int]
@@ -40,7 +41,7 @@ def system_clock() -> int:
     return time.time_ns() // 1_000_000
 
 
-class SqlStore:
+class SqlStore(ServingVerbs):
     """The store. `clock` is injectable so tests can age leases without sleeping."""
 
     def __init__(self, engine: Engine, *, bounds: EventBounds, clock: Clock = system_clock) -> None:
@@ -205,7 +206,7 @@ class SqlStore:
 
     def champion(self, *, signature_id: str) -> str | None:
         with self._tx.read() as conn:
-            return compile_sql.champion(conn, signature_id)
+            return aliases_sql.current(conn, signature_id)
 
     # idempotency keys -------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI
 
 from overnight.api.app import route_inventory
+from overnight.store.migrate import head_revision
 from tests.factories import ADMIN_TOKEN, READ_TOKEN, SERVE_TOKEN, LiveServer, SteppingClock, live_server
 
 ERROR_KEYS = {"ok", "code", "error", "status", "request_id"}
@@ -47,7 +48,7 @@ def test_health_needs_no_token_and_readyz_checks_the_store(api: LiveServer) -> N
         assert client.get("/healthz").json() == {"ok": True}
         ready = client.get("/readyz").json()
     assert ready["ok"] is True
-    assert ready["schema_revision"] == "0001"
+    assert ready["schema_revision"] == head_revision()
 
 
 def test_every_api_route_refuses_no_token_with_401_in_the_one_shape(api: LiveServer) -> None:
@@ -86,9 +87,17 @@ def test_roles(api: LiveServer, token: str, method: str, path: str, status: int)
         assert response.status_code == status, response.text
 
 
+SERVED = {("POST", "/api/v1/signatures/{signature_id}/predict")}  # the one route the serve role may call
+
+
 def test_every_mutating_route_needs_admin_and_every_read_allows_read(api: LiveServer) -> None:
     for method, path, roles in api_routes(api):
         if not path.startswith("/api/"):
+            continue
+        if (method, path) in SERVED:
+            assert roles == frozenset({"admin", "serve"}), (method, path)
+            with api.client(token=READ_TOKEN) as client:
+                assert_error_shape(client.request(method, concrete(path), json={}), 403, "forbidden")
             continue
         assert roles == (frozenset({"admin"}) if method == "POST" else frozenset({"admin", "read"})), (method, path)
         with api.client(token=SERVE_TOKEN) as client:

@@ -114,7 +114,8 @@ def test_zero_traffic_never_passes() -> None:
     ((0, 0), (100, 80), "inconclusive"),  # no labels: never a pass
     ((500, 400), (500, 400), "pass"),  # equal accuracy, large samples
     ((500, 350), (500, 400), "fail"),  # 10 points worse
-    ((60, 48), (60, 48), "fail"),  # equal, but too few labels to rule out a 10-point regression
+    ((60, 48), (60, 48), "inconclusive"),  # equal, but too few labels to rule out a 10-point regression
+    ((500, 250), (500, 400), "fail"),  # 30 points worse: confidently below the margin
 ])
 def test_quality_gate_table(cand: tuple[int, int], ctrl: tuple[int, int], verdict: str) -> None:
     decision = quality_gate(candidate_labeled=cand[0], candidate_correct=cand[1], control_labeled=ctrl[0],
@@ -129,7 +130,7 @@ def test_a_candidate_10_points_less_accurate_is_refused_at_the_planned_size() ->
         cand = sum(rng.random() < 0.75 for _ in range(n))
         ctrl = sum(rng.random() < 0.85 for _ in range(n))
         refused += quality_gate(candidate_labeled=n, candidate_correct=cand, control_labeled=n, control_correct=ctrl,
-                                margin=0.05, alpha=0.05, min_labeled=30).verdict == "fail"
+                                margin=0.05, alpha=0.05, min_labeled=30).verdict != "pass"
     print(f"\nquality: a candidate 10 points worse is refused in {refused / 3000:.3f} of 3,000 canaries at n={n}")
     assert refused / 3000 >= 0.95
 

@@ -1,0 +1,71 @@
+"""Canaries and the champion alias: `/api/v1/signatures/{sig}/canary…`, `…/promote`, `…/rollback`,
+`…/aliases/history`. Mutations need admin; reads need read. The actor is the token's name."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel
+
+from overnight.api.deps import Admin, BackendDep, ProgramsDep, Reader, RegistryDep, StoreDep
+from overnight.domain.canary import CanaryRecord
+from overnight.domain.promotion import AliasMove
+from overnight.domain.runs import ID_PATTERN
+from overnight.serving.aliases import AliasMoveOut, PromoteRequest, RollbackRequest, promote, rollback
+from overnight.serving.canary import CanaryStart, CanaryStop, CanaryView, canary_view, start_canary
+
+router = APIRouter(prefix="/api/v1", tags=["canary"])
+SignatureId = Annotated[str, Path(pattern=ID_PATTERN, description="e.g. SelectTool.v1")]
+
+
+class AliasHistory(BaseModel):
+    signature_id: str
+    champion_id: str | None
+    history: list[AliasMove]
+
+
+@router.post("/signatures/{signature_id}/canary:start")
+def start(signature_id: SignatureId, body: CanaryStart, principal: Admin, store: StoreDep, registry: RegistryDep,
+          backend: BackendDep, programs: ProgramsDep) -> CanaryRecord:
+    """Open a canary for a candidate a compile report on the current dataset names. 409 `canary_active` while
+    one runs; 409 `compile_evidence_missing` without the report."""
+    return start_canary(store, registry.get(signature_id), programs, body, lm_id=backend.lm_id,
+                        actor=principal.name)
+
+
+@router.post("/signatures/{signature_id}/canary:stop")
+def stop(signature_id: SignatureId, body: CanaryStop, principal: Admin, store: StoreDep,
+         registry: RegistryDep) -> CanaryRecord:
+    registry.get(signature_id)
+    return store.stop_canary(signature_id=signature_id, actor=principal.name, reason=body.reason)
+
+
+@router.get("/signatures/{signature_id}/canary")
+def get_canary(signature_id: SignatureId, _: Reader, store: StoreDep, registry: RegistryDep) -> CanaryView:
+    """The active (or most recent) canary: config, per-arm counters, the gates right now, and its history."""
+    registry.get(signature_id)
+    return canary_view(store, signature_id)
+
+
+@router.post("/signatures/{signature_id}/promote")
+def promote_route(signature_id: SignatureId, body: PromoteRequest, principal: Admin, store: StoreDep,
+                  registry: RegistryDep, backend: BackendDep, programs: ProgramsDep) -> AliasMoveOut:
+    """Move the champion to a candidate whose gates all pass (or `force` with a reason); 409
+    `promotion_refused` with every gate's evidence otherwise."""
+    return promote(store, registry.get(signature_id), programs, body, lm_id=backend.lm_id, actor=principal.name)
+
+
+@router.post("/signatures/{signature_id}/rollback")
+def rollback_route(signature_id: SignatureId, body: RollbackRequest, principal: Admin, store: StoreDep,
+                   registry: RegistryDep) -> AliasMoveOut:
+    """One step back through the alias history, or `to` a named existing id (or `default`); ends any canary."""
+    return rollback(store, registry.get(signature_id), body, actor=principal.name)
+
+
+@router.get("/signatures/{signature_id}/aliases/history")
+def alias_history(signature_id: SignatureId, _: Reader, store: StoreDep, registry: RegistryDep,
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> AliasHistory:
+    registry.get(signature_id)
+    return AliasHistory(signature_id=signature_id, champion_id=store.champion(signature_id=signature_id),
+                        history=store.alias_history(signature_id=signature_id, limit=limit))

@@ -1,0 +1,49 @@
+"""Serving and receipts: `POST /api/v1/signatures/{sig}/predict` (serve or admin) and the receipts it writes
+(read). No endpoint accepts receipts or counters from clients."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel
+
+from overnight.api.deps import BackendDep, ProgramsDep, Reader, RegistryDep, RequestId, Server, StoreDep
+from overnight.domain.receipts import Receipt
+from overnight.domain.runs import ID_PATTERN
+from overnight.serving.predict import Prediction, PredictRequest, predict
+
+router = APIRouter(prefix="/api/v1", tags=["serving"])
+SignatureId = Annotated[str, Path(pattern=ID_PATTERN, description="e.g. SelectTool.v1")]
+
+
+class ReceiptPage(BaseModel):
+    receipts: list[Receipt]
+    next_after: str | None
+
+
+@router.post("/signatures/{signature_id}/predict")
+def predict_route(signature_id: SignatureId, body: PredictRequest, _: Server, store: StoreDep,
+                  registry: RegistryDep, backend: BackendDep, programs: ProgramsDep,
+                  request_id: RequestId) -> Prediction:
+    """Serve one prediction from the champion, or from the canary's arm for this `request_key` (sticky). An LM
+    failure is 502 `lm_call_failed`, with the receipt id: it is counted as an error on its arm."""
+    return predict(store, registry.get(signature_id), backend, programs, body, request_id=request_id)
+
+
+@router.get("/receipts/{receipt_id}")
+def get_receipt(receipt_id: Annotated[str, Path(pattern=ID_PATTERN)], _: Reader, store: StoreDep) -> Receipt:
+    return store.get_receipt(receipt_id=receipt_id)
+
+
+@router.get("/receipts")
+def list_receipts(
+    _: Reader, store: StoreDep,
+    signature: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    canary: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    after: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> ReceiptPage:
+    """Receipts in the order they were written, paged by `after` (the last receipt_id of the previous page)."""
+    page = store.list_receipts(signature_id=signature, canary_id=canary, after=after, limit=limit)
+    return ReceiptPage(receipts=page, next_after=page[-1].receipt_id if len(page) == limit else None)

@@ -1,0 +1,318 @@
+"""The canary: sticky arm assignment, per-arm counters, the plan, and the pure assessment that moves a canary
+through its steps (argo's `assessMetricStatus`, as one function of counters, config, state and `now`).
+
+A canary's plan is a list of rollout steps (percent of traffic to the candidate, e.g. 5 -> 25 -> 50), each with a
+cumulative target of candidate samples. Assessed after every candidate receipt:
+1. abort (fail) as soon as the Beta-mixture e-process for "error rate > max_error_rate" reaches 1/alpha;
+2. at an intermediate step's target: advance, unless the split of that step is a sample-ratio mismatch or the
+   candidate is over its latency/cost budget (then fail);
+3. at the last step's target, the single pre-planned look: pass only when the error upper bound, the quality
+   gate, the budget and the split all pass; fail when quality is confidently worse, the budget is broken or the
+   split is broken; otherwise the look is missed and nothing can pass any more;
+4. inconclusive (the candidate is not promoted) at `max_samples` or at the deadline.
+No data never passes. Must not import I/O modules, the clock or DSPy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from overnight.domain.gates import (
+    Decision,
+    budget_gate,
+    error_gate,
+    plan_samples,
+    quality_gate,
+    srm_gate,
+)
+from overnight.domain.signatures import Budget
+
+Arm = Literal["control", "candidate"]
+ARMS: tuple[Arm, Arm] = ("control", "candidate")
+CanaryStatus = Literal["active", "passed", "failed", "inconclusive", "stopped", "promoted"]
+Outcome = Literal["continue", "advance", "pass", "fail", "inconclusive"]
+BUCKETS = 10_000
+# Latency histogram: each call counts in the first bucket whose upper edge (ms) it does not exceed.
+LATENCY_EDGES_MS = (10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000)
+OVERFLOW_MS = 2_147_483_647
+
+
+def bucket_of(*, salt: str, signature_id: str, request_key: str) -> int:
+    """The request's bucket in [0, 10000): a salted hash, so the same key always lands in the same bucket."""
+    digest = hashlib.sha256(f"{salt}|{signature_id}|{request_key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % BUCKETS
+
+
+def arm_for(bucket: int, rollout_pct: float) -> Arm:
+    """Buckets below the rollout go to the candidate; a larger later step keeps every earlier candidate key."""
+    return "candidate" if bucket < round(rollout_pct * BUCKETS / 100) else "control"
+
+
+def latency_bucket(latency_ms: int) -> int:
+    return next((edge for edge in LATENCY_EDGES_MS if latency_ms <= edge), OVERFLOW_MS)
+
+
+class ArmCounters(BaseModel):
+    """One arm's counters, bumped by the server with atomic SQL increments; clients can't write them."""
+
+    samples: int = 0
+    errors: int = 0
+    labeled: int = 0
+    correct: int = 0
+    latency_sum_ms: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    costed: int = Field(default=0, description="calls whose cost is known")
+    latency_buckets: dict[int, int] = Field(default_factory=dict)
+
+    def latency_p95_ms(self) -> float | None:
+        """The upper edge of the bucket holding the 95th percentile (conservative: never under-reports)."""
+        total = sum(self.latency_buckets.values())
+        if total == 0:
+            return None
+        seen = 0
+        for edge in sorted(self.latency_buckets):
+            seen += self.latency_buckets[edge]
+            if seen >= math.ceil(0.95 * total):
+                return float(edge)
+        return float(OVERFLOW_MS)
+
+    def cost_per_call_usd(self) -> float | None:
+        return self.cost_usd / self.costed if self.costed else None
+
+    def summary(self) -> dict[str, Any]:
+        return {"samples": self.samples, "errors": self.errors, "error_rate": _rate(self.errors, self.samples),
+                "labeled": self.labeled, "correct": self.correct, "accuracy": _rate(self.correct, self.labeled),
+                "latency_p95_ms": self.latency_p95_ms(), "cost_per_call_usd": self.cost_per_call_usd(),
+                "tokens_in": self.tokens_in, "tokens_out": self.tokens_out}
+
+
+def _rate(k: int, n: int) -> float | None:
+    return k / n if n else None
+
+
+class CanaryPlanRequest(BaseModel):
+    """What a caller asks for when starting a canary; `min_samples` are cumulative candidate samples at the end
+    of each step (planned from `expected_error_rate` when absent)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: list[float] = Field(default=[5.0, 25.0, 50.0], min_length=1, max_length=10,
+                               description="percent of traffic to the candidate at each step, increasing, in (0, 100)")
+    max_error_rate: float = Field(default=0.05, gt=0, lt=1)
+    expected_error_rate: float = Field(default=0.01, ge=0, lt=1)
+    alpha: float = Field(default=0.05, gt=0, le=0.2)
+    power: float = Field(default=0.9, gt=0.5, lt=1)
+    quality_margin: float | None = Field(default=0.05, ge=0, le=1,
+                                         description="null turns the labeled-quality gate off (no labels)")
+    min_labeled: int = Field(default=30, ge=1)
+    min_samples: list[int] | None = None
+    max_samples: int | None = Field(default=None, ge=1)
+    deadline_s: int = Field(default=3600, ge=1, le=7 * 86_400)
+
+    @model_validator(mode="after")
+    def _shape(self) -> CanaryPlanRequest:
+        if any(not 0 < s < 100 for s in self.steps) or not _increasing(self.steps):
+            raise ValueError("steps must be strictly increasing percentages between 0 and 100 (exclusive)")
+        if self.min_samples is not None:
+            if len(self.min_samples) != len(self.steps):
+                raise ValueError(f"min_samples needs one cumulative target per step ({len(self.steps)})")
+            if self.min_samples[0] < 1 or not _increasing(self.min_samples):
+                raise ValueError("min_samples must be strictly increasing positive cumulative sample counts")
+        if self.min_samples is None and self.expected_error_rate >= self.max_error_rate:
+            raise ValueError("expected_error_rate must be below max_error_rate to plan the samples")
+        return self
+
+
+def _increasing(values: list[float] | list[int]) -> bool:
+    return all(a < b for a, b in itertools.pairwise(values))
+
+
+class CanaryConfig(BaseModel):
+    """The resolved plan a canary runs under, stored with it and shown in the review."""
+
+    model_config = ConfigDict(frozen=True)
+
+    steps: tuple[float, ...]
+    targets: tuple[int, ...]
+    max_error_rate: float
+    expected_error_rate: float
+    alpha: float
+    power: float
+    quality_margin: float | None
+    min_labeled: int
+    max_samples: int
+    deadline_at: int
+    budget: Budget
+
+
+def resolve_plan(request: CanaryPlanRequest, *, budget: Budget, now: int) -> CanaryConfig:
+    """Fill in the sample targets (the last is the single pass look) and the deadline."""
+    targets = request.min_samples
+    if targets is None:
+        look = plan_samples(max_error_rate=request.max_error_rate, expected_error_rate=request.expected_error_rate,
+                            alpha=request.alpha, power=request.power)
+        if look is None:
+            raise ValueError(f"no sample size up to 20,000 passes a candidate at {request.expected_error_rate:g}")
+        count = len(request.steps)
+        targets = [max(i + 1, math.ceil(look * (i + 1) / count)) for i in range(count)]
+    max_samples = request.max_samples if request.max_samples is not None else max(400, targets[-1])
+    if max_samples < targets[-1]:
+        raise ValueError(f"max_samples {max_samples} is below the pass look at {targets[-1]} candidate samples")
+    return CanaryConfig(steps=tuple(request.steps), targets=tuple(targets), max_error_rate=request.max_error_rate,
+                        expected_error_rate=request.expected_error_rate, alpha=request.alpha, power=request.power,
+                        quality_margin=request.quality_margin, min_labeled=request.min_labeled,
+                        max_samples=max_samples, deadline_at=now + request.deadline_s * 1000, budget=budget)
+
+
+class Assessment(BaseModel):
+    outcome: Outcome
+    reason_code: str
+    message: str
+    decisions: list[Decision]
+    step: int
+    can_still_pass: bool
+
+    def evidence(self, control: ArmCounters, candidate: ArmCounters) -> dict[str, Any]:
+        return {"outcome": self.outcome, "reason_code": self.reason_code, "message": self.message,
+                "step": self.step, "can_still_pass": self.can_still_pass,
+                "arms": {"control": control.summary(), "candidate": candidate.summary()},
+                "gates": [d.model_dump(mode="json") for d in self.decisions]}
+
+
+def assess(config: CanaryConfig, *, step: int, step_base: dict[str, int], control: ArmCounters,
+           candidate: ArmCounters, now: int) -> Assessment:
+    """What the evidence says now. Called after every candidate receipt, in the transaction that wrote it, so
+    every candidate sample count is assessed exactly once (the single look happens exactly at its target)."""
+    look, last = config.targets[-1], step == len(config.steps) - 1
+    errors = error_gate(samples=candidate.samples, errors=candidate.errors, max_error_rate=config.max_error_rate,
+                        alpha=config.alpha, min_samples=look, max_samples=config.max_samples)
+    if errors.reason_code == "error_rate_exceeded":
+        return _result("fail", errors, [errors], step)
+    if not last and candidate.samples >= config.targets[step]:
+        return _step_end(config, errors, step=step, step_base=step_base, control=control, candidate=candidate)
+    if last and candidate.samples == look:
+        return _the_look(config, errors, step=step, step_base=step_base, control=control, candidate=candidate)
+    if errors.reason_code == "inconclusive_at_max_samples":
+        return _result("inconclusive", errors, [errors], step)
+    if now >= config.deadline_at:
+        late = Decision(verdict="fail", reason_code="deadline_passed", evidence={"deadline_at": config.deadline_at},
+                        message=(f"deadline passed after {candidate.samples} candidate requests "
+                                 f"({candidate.errors} errors) without a pass -> roll back"))
+        return _result("inconclusive", late, [errors, late], step)
+    return _result("continue", errors, [errors], step, can_pass=candidate.samples < look)
+
+
+def _result(outcome: Outcome, decision: Decision, gates: list[Decision], step: int, *,
+            can_pass: bool = False) -> Assessment:
+    return Assessment(outcome=outcome, reason_code=decision.reason_code, message=decision.message,
+                      decisions=gates, step=step, can_still_pass=can_pass)
+
+
+def _step_end(config: CanaryConfig, errors: Decision, *, step: int, step_base: dict[str, int],
+              control: ArmCounters, candidate: ArmCounters) -> Assessment:
+    """An intermediate step's target: advance unless the split or the budget fails."""
+    gates = [_split(config, step, step_base, control, candidate), _budget(config, candidate)]
+    failed = [g for g in gates if g.verdict == "fail"]
+    if failed:
+        return _result("fail", failed[0], [errors, *gates], step)
+    advance = Decision(verdict="pass", reason_code="step_complete", evidence={"step": step}, message=(
+        f"step {step + 1} ({config.steps[step]:g}%) reached {candidate.samples} candidate requests with "
+        f"{candidate.errors} errors; split and budget fine -> rollout {config.steps[step + 1]:g}%"))
+    return _result("advance", advance, [errors, *gates, advance], step, can_pass=True)
+
+
+def _the_look(config: CanaryConfig, errors: Decision, *, step: int, step_base: dict[str, int],
+              control: ArmCounters, candidate: ArmCounters) -> Assessment:
+    """The single pre-planned look: pass only if every gate passes; fail if any fails; else the look is missed."""
+    gates = [errors, _quality(config, control, candidate), _budget(config, candidate),
+             _split(config, step, step_base, control, candidate)]
+    if all(g.verdict == "pass" for g in gates):
+        verdict = Decision(verdict="pass", reason_code="canary_passed", evidence={},
+                           message="; ".join(g.message for g in gates))
+        return _result("pass", verdict, [*gates, verdict], step)
+    failed = [g for g in gates if g.verdict == "fail"]
+    if failed:
+        return _result("fail", failed[0], gates, step)
+    missed = next(g for g in gates if g.verdict != "pass")
+    return _result("continue", missed, gates, step)
+
+
+def _split(config: CanaryConfig, step: int, step_base: dict[str, int], control: ArmCounters,
+           candidate: ArmCounters) -> Decision:
+    return srm_gate(candidate_samples=candidate.samples - step_base.get("candidate", 0),
+                    control_samples=control.samples - step_base.get("control", 0),
+                    candidate_share=config.steps[step] / 100)
+
+
+def _budget(config: CanaryConfig, candidate: ArmCounters) -> Decision:
+    return budget_gate(latency_p95_ms=candidate.latency_p95_ms(), cost_per_call_usd=candidate.cost_per_call_usd(),
+                       max_latency_p95_ms=config.budget.max_latency_p95_ms,
+                       max_cost_per_call_usd=config.budget.max_cost_per_call_usd)
+
+
+def _quality(config: CanaryConfig, control: ArmCounters, candidate: ArmCounters) -> Decision:
+    if config.quality_margin is None:
+        return Decision(verdict="pass", reason_code="quality_gate_off", evidence={"quality_margin": None},
+                        message="quality gate off for this canary (no labeled traffic expected)")
+    return quality_gate(candidate_labeled=candidate.labeled, candidate_correct=candidate.correct,
+                        control_labeled=control.labeled, control_correct=control.correct,
+                        margin=config.quality_margin, alpha=config.alpha, min_labeled=config.min_labeled)
+
+
+class CanaryRecord(BaseModel):
+    """A canary as stored: its plan, where it is, how it ended, and both arms' counters."""
+
+    canary_id: str
+    signature_id: str
+    control_id: str
+    candidate_id: str
+    config: CanaryConfig
+    step: int
+    step_base: dict[str, int]
+    status: CanaryStatus
+    end_reason: str | None
+    run_id: str | None
+    report_id: str | None
+    actor: str | None
+    started_at: int
+    ended_at: int | None
+    arms: dict[str, ArmCounters]
+
+    @property
+    def rollout_pct(self) -> float:
+        return self.config.steps[self.step]
+
+    def assess(self, now: int) -> Assessment:
+        return assess(self.config, step=self.step, step_base=self.step_base, control=self.arms["control"],
+                      candidate=self.arms["candidate"], now=now)
+
+
+class CanaryEntry(BaseModel):
+    """One row of a canary's append-only history: started, step advanced, verdict, stopped, promoted."""
+
+    id: int
+    canary_id: str
+    kind: str
+    step: int
+    verdict: str | None
+    actor: str | None
+    evidence: dict[str, Any]
+    created_at: int
+
+
+class ServingRoute(BaseModel):
+    """What the predict path reads before it calls the LM: the champion and, during a canary, how to split."""
+
+    champion_id: str | None
+    canary_id: str | None = None
+    salt: str | None = None
+    rollout_pct: float = 0.0
+    control_id: str | None = None
+    candidate_id: str | None = None

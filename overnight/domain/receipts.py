@@ -1,0 +1,31 @@
+"""Receipts: the server's record of one served prediction. Written only by the predict path — no endpoint
+accepts receipts or counter values from clients. Must not import I/O modules, the clock or DSPy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Receipt(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    receipt_id: str
+    signature_id: str
+    compiled_id: str
+    canary_id: str | None
+    arm: str  # control | candidate during a canary, champion otherwise
+    request_key: str
+    input_hash: str
+    output: dict[str, Any] | None
+    ok: bool
+    error_code: str | None
+    correct: bool | None
+    latency_ms: int
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float | None
+    lm_id: str
+    request_id: str
+    created_at: int = 0

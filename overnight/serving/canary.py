@@ -1,0 +1,65 @@
+"""Canary start, stop and view. Start is refused unless a compile report for the current dataset names the
+candidate; a new `canary_id` (and salt) per start, so evidence is never reset. Must not import the API."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from overnight.domain.canary import CanaryEntry, CanaryPlanRequest, CanaryRecord, resolve_plan
+from overnight.domain.runs import ID_PATTERN
+from overnight.errors import CanaryNotFound, InvalidInput
+from overnight.registry import RegisteredSignature
+from overnight.serving.evidence import contender_against, naming_report
+from overnight.serving.programs import ProgramCache
+from overnight.store import Store
+
+
+class CanaryStart(CanaryPlanRequest):
+    candidate_id: str = Field(pattern=r"^[0-9a-f]{64}$")
+    report_id: str | None = Field(default=None, pattern=ID_PATTERN,
+                                  description="the compile report naming the candidate (default: the newest)")
+    run_id: str | None = Field(default=None, pattern=ID_PATTERN, description="record gate decisions on this run")
+
+
+class CanaryStop(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class CanaryView(BaseModel):
+    canary: CanaryRecord
+    rollout_pct: float
+    evaluation: dict[str, Any] | None = Field(description="the gates on the counters right now (active canaries)")
+    history: list[CanaryEntry]
+
+
+def start_canary(store: Store, entry: RegisteredSignature, programs: ProgramCache, body: CanaryStart, *,
+                 lm_id: str, actor: str) -> CanaryRecord:
+    sig = entry.contract.signature_id
+    control = contender_against(store, entry, programs, candidate_id=body.candidate_id, run_id=body.run_id,
+                                lm_id=lm_id)
+    report = naming_report(store, entry, lm_id=lm_id, candidate_id=body.candidate_id, report_id=body.report_id)
+    now = store.clock()
+    try:
+        config = resolve_plan(body, budget=entry.contract.budget, now=now)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), details={"field": "min_samples"}) from None
+    canary = CanaryRecord(canary_id=f"can-{now}-{secrets.token_hex(4)}", signature_id=sig, control_id=control,
+                          candidate_id=body.candidate_id, config=config, step=0,
+                          step_base={"control": 0, "candidate": 0}, status="active", end_reason=None,
+                          run_id=body.run_id, report_id=report.report_id, actor=actor, started_at=now, ended_at=None,
+                          arms={})
+    return store.start_canary(canary=canary, salt=secrets.token_hex(16))
+
+
+def canary_view(store: Store, signature_id: str) -> CanaryView:
+    canary = store.find_canary(signature_id=signature_id)
+    if canary is None:
+        raise CanaryNotFound(f"{signature_id} has never had a canary")
+    evaluation = None
+    if canary.status == "active":
+        evaluation = canary.assess(store.clock()).evidence(canary.arms["control"], canary.arms["candidate"])
+    return CanaryView(canary=canary, rollout_pct=canary.rollout_pct, evaluation=evaluation,
+                      history=store.canary_history(canary_id=canary.canary_id))

@@ -1,0 +1,204 @@
+"""SQL for canaries, their per-arm counters and history, and receipts.
+
+A receipt and its arm's counters are written in one transaction with atomic increments (`SET samples = samples
++ 1 … RETURNING`), and the canary is assessed in that same transaction: every candidate sample count is seen by
+exactly one transaction, on any number of replicas, so the single pass look happens exactly at its target.
+Lock order everywhere: arm row, latency bucket row, canary row, run row. Must not import FastAPI or httpx.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from overnight.domain.canary import (
+    ARMS,
+    ArmCounters,
+    Assessment,
+    CanaryConfig,
+    CanaryEntry,
+    CanaryRecord,
+    latency_bucket,
+)
+from overnight.domain.hashing import canonical_json
+from overnight.domain.receipts import Receipt
+from overnight.domain.runs import EventBounds, EventIn
+from overnight.errors import CanaryNotFound, ReceiptNotFound
+from overnight.store import runs_sql
+from overnight.store.schema import canaries, canary_arms, canary_history, canary_latency_buckets, receipts
+
+END_STATUS = {"pass": "passed", "fail": "failed", "inconclusive": "inconclusive"}
+
+
+def insert_canary(conn: Connection, canary: CanaryRecord, *, salt: str) -> None:
+    conn.execute(insert(canaries).values(
+        canary_id=canary.canary_id, signature_id=canary.signature_id, control_id=canary.control_id,
+        candidate_id=canary.candidate_id, salt=salt, plan_json=canonical_json(list(canary.config.steps)),
+        config_json=canary.config.model_dump_json(), step=0, status="active", run_id=canary.run_id,
+        report_id=canary.report_id, actor=canary.actor, started_at=canary.started_at,
+        step_base_json=canonical_json(canary.step_base),
+    ))
+    conn.execute(insert(canary_arms), [{"canary_id": canary.canary_id, "arm": arm} for arm in ARMS])
+
+
+def load(conn: Connection, canary_id: str) -> CanaryRecord:
+    row = conn.execute(select(canaries).where(canaries.c.canary_id == canary_id)).mappings().first()
+    if row is None:
+        raise CanaryNotFound(f"no canary {canary_id!r}")
+    return _record(conn, row)
+
+
+def find(conn: Connection, signature_id: str, *, active_only: bool) -> CanaryRecord | None:
+    """The signature's active canary, or (unless `active_only`) its most recent one."""
+    query = select(canaries).where(canaries.c.signature_id == signature_id)
+    if active_only:
+        query = query.where(canaries.c.status == "active")
+    row = conn.execute(query.order_by(canaries.c.started_at.desc(), canaries.c.canary_id.desc()).limit(1)
+                       ).mappings().first()
+    return _record(conn, row) if row else None
+
+
+def latest_for_candidate(conn: Connection, signature_id: str, candidate_id: str) -> CanaryRecord | None:
+    row = conn.execute(select(canaries).where(
+        canaries.c.signature_id == signature_id, canaries.c.candidate_id == candidate_id,
+    ).order_by(canaries.c.started_at.desc(), canaries.c.canary_id.desc()).limit(1)).mappings().first()
+    return _record(conn, row) if row else None
+
+
+def salt_of(conn: Connection, canary_id: str) -> str:
+    salt: str = conn.execute(select(canaries.c.salt).where(canaries.c.canary_id == canary_id)).scalar_one()
+    return salt
+
+
+def _record(conn: Connection, row: Any) -> CanaryRecord:
+    return CanaryRecord(
+        canary_id=row["canary_id"], signature_id=row["signature_id"], control_id=row["control_id"],
+        candidate_id=row["candidate_id"], config=CanaryConfig.model_validate_json(row["config_json"]),
+        step=row["step"], step_base=json.loads(row["step_base_json"]), status=row["status"],
+        end_reason=row["end_reason"], run_id=row["run_id"], report_id=row["report_id"], actor=row["actor"],
+        started_at=row["started_at"], ended_at=row["ended_at"], arms=arms(conn, row["canary_id"]),
+    )
+
+
+def arms(conn: Connection, canary_id: str) -> dict[str, ArmCounters]:
+    buckets: dict[str, dict[int, int]] = {arm: {} for arm in ARMS}
+    query = select(canary_latency_buckets).where(canary_latency_buckets.c.canary_id == canary_id)
+    for b in conn.execute(query).mappings():
+        buckets[b["arm"]][b["bucket_ms"]] = b["count"]
+    found = {}
+    for r in conn.execute(select(canary_arms).where(canary_arms.c.canary_id == canary_id)).mappings():
+        found[r["arm"]] = ArmCounters(**{k: r[k] for k in ArmCounters.model_fields if k in r},
+                                      latency_buckets=buckets[r["arm"]])
+    return found
+
+
+def history(conn: Connection, canary_id: str) -> list[CanaryEntry]:
+    query = select(canary_history).where(canary_history.c.canary_id == canary_id).order_by(canary_history.c.id)
+    return [CanaryEntry(id=r["id"], canary_id=r["canary_id"], kind=r["kind"], step=r["step"], verdict=r["verdict"],
+                        actor=r["actor"], evidence=json.loads(r["evidence_json"]), created_at=r["created_at"])
+            for r in conn.execute(query).mappings()]
+
+
+def add_history(conn: Connection, canary: CanaryRecord, *, kind: str, step: int, verdict: str | None,
+                actor: str | None, evidence: dict[str, Any], now: int, bounds: EventBounds, message: str) -> None:
+    """A history row and, when the canary belongs to a run, the same decision on the run's event stream."""
+    conn.execute(insert(canary_history).values(
+        canary_id=canary.canary_id, signature_id=canary.signature_id, kind=kind, step=step, verdict=verdict,
+        actor=actor, evidence_json=canonical_json(evidence), created_at=now,
+    ))
+    if canary.run_id is not None:
+        runs_sql.append_bounded(conn, run_id=canary.run_id, bounds=bounds, now=now, event=EventIn(
+            kind="gate_evaluated" if kind in ("step_advanced", "gate_evaluated") else f"canary.{kind}",
+            phase="canary", level="warning" if verdict in ("fail", "inconclusive") else "info",
+            message=f"{canary.signature_id}: {message}",
+            data={"canary_id": canary.canary_id, "kind": kind, "step": step, "verdict": verdict, "actor": actor,
+                  **evidence}))
+
+
+def end(conn: Connection, canary: CanaryRecord, *, status: str, reason: str, now: int) -> bool:
+    """Close an active canary; False when another transaction closed it first."""
+    done = conn.execute(update(canaries).where(
+        canaries.c.canary_id == canary.canary_id, canaries.c.status == canary.status,
+    ).values(status=status, end_reason=reason, ended_at=now if canary.ended_at is None else canary.ended_at))
+    return done.rowcount == 1
+
+
+# receipts -------------------------------------------------------------------------------------------------------
+
+def insert_receipt(conn: Connection, receipt: Receipt, now: int) -> None:
+    conn.execute(insert(receipts).values(
+        **receipt.model_dump(exclude={"output", "created_at"}), created_at=now,
+        output_json=canonical_json(receipt.output) if receipt.output is not None else None,
+    ))
+
+
+def bump(conn: Connection, receipt: Receipt) -> ArmCounters:
+    """Atomic increments of the receipt's arm; returns the arm's counters after this receipt."""
+    arm = canary_arms.c
+    row = conn.execute(update(canary_arms).where(
+        arm.canary_id == receipt.canary_id, arm.arm == receipt.arm,
+    ).values(
+        samples=arm.samples + 1, errors=arm.errors + int(not receipt.ok),
+        labeled=arm.labeled + int(receipt.correct is not None), correct=arm.correct + int(bool(receipt.correct)),
+        latency_sum_ms=arm.latency_sum_ms + receipt.latency_ms, tokens_in=arm.tokens_in + receipt.tokens_in,
+        tokens_out=arm.tokens_out + receipt.tokens_out, cost_usd=arm.cost_usd + (receipt.cost_usd or 0.0),
+        costed=arm.costed + int(receipt.cost_usd is not None),
+    ).returning(*canary_arms.c)).mappings().one()
+    build = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    bucket = build(canary_latency_buckets).values(canary_id=receipt.canary_id, arm=receipt.arm,
+                                                  bucket_ms=latency_bucket(receipt.latency_ms), count=1)
+    conn.execute(bucket.on_conflict_do_update(
+        index_elements=["canary_id", "arm", "bucket_ms"],
+        set_={"count": canary_latency_buckets.c.count + 1},
+    ))
+    return ArmCounters(**{k: row[k] for k in ArmCounters.model_fields if k in row})
+
+
+def apply(conn: Connection, canary: CanaryRecord, assessment: Assessment, *, now: int, bounds: EventBounds) -> str:
+    """Persist what an assessment decided (a step advance or a verdict); return the canary's status after it."""
+    evidence = assessment.evidence(canary.arms["control"], canary.arms["candidate"])
+    if assessment.outcome == "advance":
+        base = {arm: counters.samples for arm, counters in canary.arms.items()}
+        moved = conn.execute(update(canaries).where(
+            canaries.c.canary_id == canary.canary_id, canaries.c.status == "active",
+            canaries.c.step == canary.step,
+        ).values(step=canary.step + 1, step_base_json=canonical_json(base))).rowcount == 1
+        if moved:
+            add_history(conn, canary, kind="step_advanced", step=canary.step + 1, verdict="pass", actor=None,
+                        evidence=evidence, now=now, bounds=bounds, message=assessment.message)
+        return "active"
+    if assessment.outcome == "continue":
+        return "active"
+    status = END_STATUS[assessment.outcome]
+    if end(conn, canary, status=status, reason=assessment.message, now=now):
+        add_history(conn, canary, kind="gate_evaluated", step=canary.step, verdict=assessment.outcome, actor=None,
+                    evidence=evidence, now=now, bounds=bounds, message=assessment.message)
+        return status
+    return load(conn, canary.canary_id).status
+
+
+def get_receipt(conn: Connection, receipt_id: str) -> Receipt:
+    row = conn.execute(select(receipts).where(receipts.c.receipt_id == receipt_id)).mappings().first()
+    if row is None:
+        raise ReceiptNotFound(f"no receipt {receipt_id!r}")
+    return _receipt(row)
+
+
+def list_receipts(conn: Connection, *, signature_id: str | None, canary_id: str | None, after: str | None,
+                  limit: int) -> list[Receipt]:
+    query = select(receipts).order_by(receipts.c.receipt_id).limit(limit)
+    if signature_id is not None:
+        query = query.where(receipts.c.signature_id == signature_id)
+    if canary_id is not None:
+        query = query.where(receipts.c.canary_id == canary_id)
+    if after is not None:
+        query = query.where(receipts.c.receipt_id > after)
+    return [_receipt(row) for row in conn.execute(query).mappings()]
+
+
+def _receipt(row: Any) -> Receipt:
+    values = {k: row[k] for k in Receipt.model_fields if k in row}
+    return Receipt(**values, output=json.loads(row["output_json"]) if row["output_json"] else None)

@@ -1,0 +1,186 @@
+"""The store's serving verbs: canaries, receipts, the champion alias. Mixed into `SqlStore`; every verb is one
+transaction. Must not import FastAPI or httpx."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from overnight.domain.canary import CanaryConfig, CanaryEntry, CanaryRecord, ServingRoute
+from overnight.domain.compiling import CompileReport
+from overnight.domain.promotion import AliasMove, rollback_target
+from overnight.domain.receipts import Receipt
+from overnight.domain.runs import EventBounds, EventIn
+from overnight.errors import CanaryActive, CanaryNotFound, NothingToRollBack
+from overnight.store import aliases_sql, canary_sql, runs_sql
+from overnight.store.engine import Transactions
+from overnight.store.schema import canaries, compile_reports
+
+
+class ServingVerbs:
+    _tx: Transactions
+    bounds: EventBounds
+    clock: Callable[[], int]
+
+    # canaries -----------------------------------------------------------------------------------------------
+
+    def start_canary(self, *, canary: CanaryRecord, salt: str) -> CanaryRecord:
+        """Open a canary; `canary_active` when the signature already has one (a database fact on both stores)."""
+        try:
+            with self._tx.write() as conn:
+                if canary_sql.find(conn, canary.signature_id, active_only=True) is None:
+                    canary_sql.insert_canary(conn, canary, salt=salt)
+                    canary_sql.add_history(
+                        conn, canary, kind="opened", step=0, verdict=None, actor=canary.actor,
+                        evidence={"config": canary.config.model_dump(mode="json"), "control_id": canary.control_id,
+                                  "candidate_id": canary.candidate_id, "report_id": canary.report_id},
+                        now=canary.started_at, bounds=self.bounds,
+                        message=(f"canary {canary.canary_id} opened: {canary.candidate_id[:12]} vs "
+                                 f"{canary.control_id[:12]}, steps {'/'.join(f'{s:g}%' for s in canary.config.steps)}"
+                                 f", pass look at {canary.config.targets[-1]} candidate requests"))
+                    return canary_sql.load(conn, canary.canary_id)
+        except IntegrityError:
+            pass  # another replica opened one between our check and our insert
+        with self._tx.read() as conn:
+            active = canary_sql.find(conn, canary.signature_id, active_only=True)
+        raise CanaryActive(f"{canary.signature_id} already has an active canary"
+                           + (f" ({active.canary_id}, candidate {active.candidate_id[:12]})" if active else "")
+                           + "; stop it first", details={"canary_id": active.canary_id if active else None})
+
+    def get_canary(self, *, canary_id: str) -> CanaryRecord:
+        with self._tx.read() as conn:
+            return canary_sql.load(conn, canary_id)
+
+    def find_canary(self, *, signature_id: str, active_only: bool = False,
+                    candidate_id: str | None = None) -> CanaryRecord | None:
+        with self._tx.read() as conn:
+            if candidate_id is not None:
+                return canary_sql.latest_for_candidate(conn, signature_id, candidate_id)
+            return canary_sql.find(conn, signature_id, active_only=active_only)
+
+    def canary_history(self, *, canary_id: str) -> list[CanaryEntry]:
+        with self._tx.read() as conn:
+            return canary_sql.history(conn, canary_id)
+
+    def stop_canary(self, *, signature_id: str, actor: str, reason: str) -> CanaryRecord:
+        with self._tx.write() as conn:
+            active = canary_sql.find(conn, signature_id, active_only=True)
+            if active is None:
+                raise CanaryNotFound(f"{signature_id} has no active canary to stop")
+            self._close(conn, active, status="stopped", actor=actor, reason=reason)
+            return canary_sql.load(conn, active.canary_id)
+
+    def _close(self, conn: Any, canary: CanaryRecord, *, status: str, actor: str, reason: str) -> None:
+        now = self.clock()
+        if canary_sql.end(conn, canary, status=status, reason=reason, now=now):
+            canary_sql.add_history(conn, canary, kind=status, step=canary.step, verdict=None, actor=actor,
+                                   evidence={"reason": reason, "previous_status": canary.status,
+                                             "arms": {a: c.summary() for a, c in canary.arms.items()}},
+                                   now=now, bounds=self.bounds, message=f"canary {canary.canary_id} {status}: {reason}")
+
+    # serving ------------------------------------------------------------------------------------------------
+
+    def serving_route(self, *, signature_id: str) -> ServingRoute:
+        with self._tx.read() as conn:
+            champion = aliases_sql.current(conn, signature_id)
+            row = conn.execute(select(canaries.c.canary_id, canaries.c.salt, canaries.c.step, canaries.c.config_json,
+                                      canaries.c.control_id, canaries.c.candidate_id).where(
+                canaries.c.signature_id == signature_id, canaries.c.status == "active")).mappings().first()
+        if row is None:
+            return ServingRoute(champion_id=champion)
+        steps = CanaryConfig.model_validate_json(row["config_json"]).steps
+        return ServingRoute(champion_id=champion, canary_id=row["canary_id"], salt=row["salt"],
+                            rollout_pct=steps[row["step"]], control_id=row["control_id"],
+                            candidate_id=row["candidate_id"])
+
+    def record_receipt(self, *, receipt: Receipt) -> str | None:
+        """Write the receipt, bump its arm, and assess the canary, in one transaction. Returns the canary's
+        status afterwards (None outside a canary)."""
+        with self._tx.write() as conn:
+            now = self.clock()
+            canary_sql.insert_receipt(conn, receipt, now)
+            if receipt.canary_id is None:
+                return None
+            canary_sql.bump(conn, receipt)
+            canary = canary_sql.load(conn, receipt.canary_id)
+            if canary.status != "active":
+                return canary.status
+            if receipt.arm != "candidate" and now < canary.config.deadline_at:
+                return "active"
+            return canary_sql.apply(conn, canary, canary.assess(now), now=now, bounds=self.bounds)
+
+    def get_receipt(self, *, receipt_id: str) -> Receipt:
+        with self._tx.read() as conn:
+            return canary_sql.get_receipt(conn, receipt_id)
+
+    def list_receipts(self, *, signature_id: str | None = None, canary_id: str | None = None,
+                      after: str | None = None, limit: int = 100) -> list[Receipt]:
+        with self._tx.read() as conn:
+            return canary_sql.list_receipts(conn, signature_id=signature_id, canary_id=canary_id, after=after,
+                                            limit=limit)
+
+    # the champion -------------------------------------------------------------------------------------------
+
+    def alias_history(self, *, signature_id: str, limit: int | None = None) -> list[AliasMove]:
+        with self._tx.read() as conn:
+            return aliases_sql.history(conn, signature_id, limit=limit)
+
+    def promote(self, *, signature_id: str, seen: str | None, to_id: str, actor: str, reason: str,
+                run_id: str | None, evidence: dict[str, Any], canary_id: str | None) -> AliasMove:
+        """Move the champion and end the canary (the passed one becomes `promoted`; an active one is stopped)."""
+        with self._tx.write() as conn:
+            moved = aliases_sql.move(conn, signature_id=signature_id, seen=seen, to_id=to_id, action="promote",
+                                     actor=actor, reason=reason, run_id=run_id, evidence=evidence, now=self.clock())
+            self._on_run(conn, moved)
+            if canary_id is not None:
+                passed = canary_sql.load(conn, canary_id)
+                if passed.status == "passed":
+                    self._close(conn, passed, status="promoted", actor=actor, reason=reason)
+            active = canary_sql.find(conn, signature_id, active_only=True)
+            if active is not None:
+                self._close(conn, active, status="stopped", actor=actor,
+                            reason=f"champion promoted to {to_id[:12]}: {reason}")
+            return moved
+
+    def rollback(self, *, signature_id: str, to_id: str | None, explicit: bool, actor: str, reason: str,
+                 run_id: str | None) -> AliasMove:
+        """One step back through the history (or to `to_id` when `explicit`), ending any active canary."""
+        with self._tx.write() as conn:
+            seen = aliases_sql.current(conn, signature_id)
+            if not explicit:
+                try:
+                    to_id = rollback_target(aliases_sql.history(conn, signature_id))
+                except ValueError as exc:
+                    raise NothingToRollBack(f"{signature_id}: {exc}") from None
+            if to_id == seen:
+                raise NothingToRollBack(f"{signature_id}: the champion already is {to_id or 'the default program'}")
+            moved = aliases_sql.move(conn, signature_id=signature_id, seen=seen, to_id=to_id, action="rollback",
+                                     actor=actor, reason=reason, run_id=run_id,
+                                     evidence={"explicit_target": explicit}, now=self.clock())
+            self._on_run(conn, moved)
+            active = canary_sql.find(conn, signature_id, active_only=True)
+            if active is not None:
+                self._close(conn, active, status="stopped", actor=actor, reason=f"rolled back: {reason}")
+            return moved
+
+    def _on_run(self, conn: Any, moved: AliasMove) -> None:
+        if moved.run_id is None:
+            return
+        runs_sql.append_bounded(conn, run_id=moved.run_id, bounds=self.bounds, now=moved.created_at, event=EventIn(
+            kind="alias.moved", phase="decide", message=(
+                f"{moved.signature_id}: champion {moved.action} {(moved.from_id or 'default')[:12]} -> "
+                f"{(moved.to_id or 'default')[:12]} by {moved.actor}" + (" (forced)" if moved.forced else "")
+                + f": {moved.reason}"),
+            data=moved.model_dump(mode="json"), client_event_id=f"alias.moved.{moved.id}"))
+
+    def list_compile_reports(self, *, signature_id: str, dataset_hash: str) -> list[CompileReport]:
+        """Completed reports on one dataset, newest first."""
+        query = (select(compile_reports.c.report_json)
+                 .where(compile_reports.c.signature_id == signature_id,
+                        compile_reports.c.dataset_hash == dataset_hash, compile_reports.c.status == "completed")
+                 .order_by(compile_reports.c.created_at.desc()))
+        with self._tx.read() as conn:
+            return [CompileReport.model_validate_json(row.report_json) for row in conn.execute(query)]

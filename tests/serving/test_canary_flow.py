@@ -1,0 +1,97 @@
+"""A candidate meets traffic over real HTTP: canary start, steps, the gates' verdict, promote and rollback."""
+
+from __future__ import annotations
+
+from tests.factories import SERVE_TOKEN, LiveServer
+from tests.serving.helpers import SIG, compiled, drive, drive_until_decided
+
+
+def test_a_better_candidate_passes_every_step_and_is_promoted(api: LiveServer) -> None:
+    with api.client() as admin, api.client(token=SERVE_TOKEN) as app:
+        report = compiled(admin)
+        best = report["best_compiled_id"]
+        run_id = admin.post("/api/v1/runs", json={"signature_ids": [SIG]}).json()["run"]["run_id"]
+        started = admin.post(f"/api/v1/signatures/{SIG}/canary:start",
+                             json={"candidate_id": best, "steps": [25, 50], "run_id": run_id})
+        assert started.status_code == 200, started.text
+        assert started.json()["config"]["targets"] == [77, 153]
+        view = drive_until_decided(app, admin, prefix="good")
+        promoted = admin.post(f"/api/v1/signatures/{SIG}/promote", json={"candidate_id": best, "run_id": run_id})
+        history = admin.get(f"/api/v1/signatures/{SIG}/aliases/history").json()
+        after = drive(app, 5, prefix="after")
+        events = admin.get(f"/api/v1/runs/{run_id}/events").json()["events"]
+    canary = view["canary"]
+    assert canary["status"] == "passed", view["history"][-1]
+    # The verdict was taken at exactly the planned look; requests already routed when it closed still count.
+    assert view["history"][-1]["evidence"]["arms"]["candidate"]["samples"] == 153
+    assert canary["arms"]["candidate"]["samples"] >= 153
+    assert [h["kind"] for h in view["history"]] == ["opened", "step_advanced", "gate_evaluated"]
+    assert view["history"][-1]["verdict"] == "pass"
+    assert "canary error upper bound" in canary["end_reason"]
+    assert promoted.status_code == 200, promoted.text
+    assert promoted.json()["forced"] is False
+    assert history["champion_id"] == best
+    assert [(h["action"], h["from_id"], h["to_id"]) for h in history["history"]] == [("promote", None, best)]
+    assert {r.json()["compiled_id"] for r in after} == {best}
+    assert {r.json()["arm"] for r in after} == {"champion"}
+    kinds = [e["kind"] for e in events]
+    assert kinds.count("gate_evaluated") == 2
+    assert "canary.opened" in kinds
+    assert "canary.promoted" in kinds
+    assert "alias.moved" in kinds
+
+
+def test_starting_a_canary_is_refused_clearly_and_changes_nothing(api: LiveServer) -> None:
+    with api.client() as admin:
+        early = admin.post(f"/api/v1/signatures/{SIG}/canary:start", json={"candidate_id": "a" * 64})
+        report = compiled(admin)
+        best = report["best_compiled_id"]
+        default = report["incumbent_compiled_id"]
+        as_champion = admin.post(f"/api/v1/signatures/{SIG}/canary:start", json={"candidate_id": default})
+        bad_steps = admin.post(f"/api/v1/signatures/{SIG}/canary:start",
+                               json={"candidate_id": best, "steps": [50, 25]})
+        bad_rate = admin.post(f"/api/v1/signatures/{SIG}/canary:start",
+                              json={"candidate_id": best, "expected_error_rate": 0.2})
+        no_canary = admin.get(f"/api/v1/signatures/{SIG}/canary")
+        first = admin.post(f"/api/v1/signatures/{SIG}/canary:start", json={"candidate_id": best})
+        second = admin.post(f"/api/v1/signatures/{SIG}/canary:start", json={"candidate_id": best})
+        stopped = admin.post(f"/api/v1/signatures/{SIG}/canary:stop", json={"reason": "testing"})
+        stop_again = admin.post(f"/api/v1/signatures/{SIG}/canary:stop", json={"reason": "testing"})
+        third = admin.post(f"/api/v1/signatures/{SIG}/canary:start", json={"candidate_id": best})
+    with api.client(token=SERVE_TOKEN) as app:
+        forbidden = app.post(f"/api/v1/signatures/{SIG}/canary:start", json={"candidate_id": best})
+    assert early.status_code == 404
+    assert early.json()["code"] == "artifact_not_found"
+    assert as_champion.status_code == 409
+    assert bad_steps.status_code == 422
+    assert "steps" in bad_steps.json()["error"]
+    assert bad_rate.status_code == 422
+    assert "expected_error_rate" in bad_rate.json()["error"]
+    assert no_canary.status_code == 404
+    assert no_canary.json()["code"] == "canary_not_found"
+    assert first.status_code == 200
+    assert second.status_code == 409
+    assert second.json()["code"] == "canary_active"
+    assert stopped.json()["status"] == "stopped"
+    assert stop_again.status_code == 404
+    assert third.status_code == 200
+    assert third.json()["canary_id"] != first.json()["canary_id"]
+    assert forbidden.status_code == 403
+
+
+def test_a_canary_past_its_deadline_ends_inconclusive_on_the_next_request(api: LiveServer) -> None:
+    assert api.clock is not None
+    with api.client() as admin, api.client(token=SERVE_TOKEN) as app:
+        report = compiled(admin)
+        admin.post(f"/api/v1/signatures/{SIG}/canary:start", json={
+            "candidate_id": report["best_compiled_id"], "steps": [50], "deadline_s": 600}).raise_for_status()
+        drive(app, 10, prefix="early")
+        api.clock.advance(seconds=601)
+        waiting = admin.get(f"/api/v1/signatures/{SIG}/canary").json()
+        drive(app, 1, prefix="late")
+        view = admin.get(f"/api/v1/signatures/{SIG}/canary").json()
+    assert waiting["canary"]["status"] == "active"  # reads never change state ...
+    assert waiting["evaluation"]["reason_code"] == "deadline_passed"  # ... but say what the next request will do
+    assert view["canary"]["status"] == "inconclusive"
+    assert view["history"][-1]["evidence"]["reason_code"] == "deadline_passed"
+    assert "deadline passed" in view["canary"]["end_reason"]

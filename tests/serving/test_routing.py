@@ -1,0 +1,80 @@
+"""Predict over real HTTP: sticky arms, receipts only the server writes, LM failures counted on their arm, and
+a bad candidate cut off by the server itself with no runner watching."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from tests.factories import SERVE_TOKEN, LiveServer
+from tests.serving.helpers import SIG, candidate_with, compiled, holdout, predict
+
+
+def test_the_same_request_key_always_gets_the_same_arm(api: LiveServer) -> None:
+    rows = holdout()
+    with api.client() as admin, api.client(token=SERVE_TOKEN) as app:
+        report = compiled(admin)
+        admin.post(f"/api/v1/signatures/{SIG}/canary:start", json={
+            "candidate_id": report["best_compiled_id"], "steps": [50], "min_samples": [5000],
+        }).raise_for_status()
+        with ThreadPoolExecutor(8) as pool:
+            repeated = list(pool.map(lambda i: predict(app, rows[i % len(rows)], f"user-{i % 20}").json(),
+                                     range(200)))
+    by_key: dict[int, set[str]] = {}
+    for i, answer in enumerate(repeated):
+        by_key.setdefault(i % 20, set()).add(answer["arm"])
+    assert all(len(seen) == 1 for seen in by_key.values()), by_key  # sticky: one arm per key, 10 requests each
+    assert {next(iter(seen)) for seen in by_key.values()} == {"candidate", "control"}  # and both arms are used
+
+
+def test_predict_validates_input_and_writes_receipts_clients_cannot(api: LiveServer) -> None:
+    row = holdout()[0]
+    with api.client(token=SERVE_TOKEN) as app, api.client() as admin, api.client(token=None) as anonymous:
+        plain = predict(app, row, "k-1", labeled=False)
+        labeled = predict(app, row, "k-2")
+        missing = app.post(f"/api/v1/signatures/{SIG}/predict", json={"input": {"message": "hi"}})
+        bad_expected = predict(app, {**row, "expected": {"action": "tool", "tool_name": "not_offered"}}, "k-3")
+        unknown = app.post("/api/v1/signatures/Nope.v1/predict", json={"input": row["input"]})
+        receipt = admin.get(f"/api/v1/receipts/{labeled.json()['receipt_id']}").json()
+        page = admin.get("/api/v1/receipts", params={"signature": SIG}).json()
+        forged = admin.post("/api/v1/receipts", json=receipt)
+        reader_predict = anonymous.post(f"/api/v1/signatures/{SIG}/predict", json={"input": row["input"]})
+    assert plain.status_code == 200, plain.text
+    assert plain.json()["arm"] == "champion"
+    assert plain.json()["correct"] is None
+    assert labeled.json()["correct"] in (True, False)
+    assert missing.status_code == 422
+    assert "input." in missing.json()["error"]
+    assert bad_expected.status_code == 422
+    assert "expected" in bad_expected.json()["error"]
+    assert unknown.status_code == 404
+    assert receipt["request_key"] == "k-2"
+    assert receipt["correct"] == labeled.json()["correct"]
+    assert receipt["lm_id"].startswith("sim:")
+    assert [r["request_key"] for r in page["receipts"]] == ["k-1", "k-2"]  # the refused requests left nothing
+    assert forged.status_code == 405
+    assert reader_predict.status_code == 401
+
+
+def test_a_candidate_erroring_30_percent_is_aborted_by_the_server_with_no_runner(api: LiveServer) -> None:
+    rows = holdout()
+    with api.client() as admin:
+        report = compiled(admin)
+        flaky = candidate_with(report, instruction_index=2, demo_count=0)  # ierr: variant 2 fails 30% of calls
+        admin.post(f"/api/v1/signatures/{SIG}/canary:start",
+                   json={"candidate_id": flaky, "steps": [50], "min_samples": [300]}).raise_for_status()
+    # The runner is gone: only the application's own traffic arrives, with no labels, one request at a time.
+    statuses: list[int] = []
+    with api.client(token=SERVE_TOKEN) as app:
+        for i in range(400):
+            statuses.append(predict(app, rows[i % len(rows)], f"app-{i}", labeled=False).status_code)
+        after = [predict(app, rows[i % len(rows)], f"late-{i}", labeled=False).json() for i in range(20)]
+    with api.client() as admin:
+        view = admin.get(f"/api/v1/signatures/{SIG}/canary").json()
+    verdict = view["history"][-1]
+    assert view["canary"]["status"] == "failed"
+    assert verdict["evidence"]["reason_code"] == "error_rate_exceeded"
+    assert verdict["evidence"]["arms"]["candidate"]["samples"] <= 60
+    assert "e-value" in view["canary"]["end_reason"]
+    assert 502 in statuses  # the failures reached the caller as lm_call_failed, counted on the candidate arm
+    assert {a["arm"] for a in after} == {"champion"}
+    assert {a["compiled_id"] for a in after} != {flaky}
