@@ -19,9 +19,9 @@ from rich.progress import Progress
 from overnight.config import Settings
 from overnight.domain.datasets import ImportResult
 from overnight.domain.runs import Run, RunEvent, RunStatus
-from overnight.errors import ConfigError, NotImplementedYet, OvernightError
-from overnight.logging import configure_logging
-from overnight.review import compile_table, run_document, run_timeline, runs_table
+from overnight.errors import ConfigError, OvernightError
+from overnight.logging import configure_logging, get_logger
+from overnight.review import compile_table, run_document, run_timeline, runs_table, summary_text
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Improve DSPy programs overnight, safely.")
 db_app = typer.Typer(no_args_is_help=True, help="The store's schema.")
@@ -73,7 +73,11 @@ def serve(
         settings = _settings()
         configure_logging(fmt=settings.log_format, level=settings.log_level, secrets=settings.secret_values())
         tokens = TokenRegistry.from_spec(settings.tokens.get_secret_value(), dev=settings.dev)  # before any I/O
-        api = create_app(settings, build_store(settings), tokens=tokens)
+        store = build_store(settings)
+        for run_id in store.expire_runs(actor="overnight-serve"):
+            get_logger("overnight.serve").warning("run_expired", run_id=run_id,
+                                                  reason="lease lapsed: finished failed, its canaries stopped")
+        api = create_app(settings, store, tokens=tokens)
         uvicorn.run(api, host=host or settings.host, port=port if port is not None else settings.port,
                     log_config=None, access_log=False, timeout_graceful_shutdown=5)
 
@@ -240,9 +244,9 @@ def promote(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Promote a candidate: every gate must pass (compile report, holdout delta, passed canary), or --force."""
+    from overnight.domain.promotion import PromoteRequest  # noqa: PLC0415
     from overnight.lm.backends import build_backend  # noqa: PLC0415 - imports DSPy
     from overnight.registry import Registry  # noqa: PLC0415
-    from overnight.serving.aliases import PromoteRequest  # noqa: PLC0415
     from overnight.serving.aliases import promote as promote_candidate  # noqa: PLC0415
     from overnight.serving.programs import ProgramCache  # noqa: PLC0415
 
@@ -264,8 +268,8 @@ def rollback(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Move the champion one step back through its history (or --to an id), ending any canary. Instant."""
+    from overnight.domain.promotion import RollbackRequest  # noqa: PLC0415
     from overnight.registry import Registry  # noqa: PLC0415
-    from overnight.serving.aliases import RollbackRequest  # noqa: PLC0415
     from overnight.serving.aliases import rollback as roll_back  # noqa: PLC0415
 
     def work(store: Any) -> None:
@@ -295,16 +299,13 @@ def lm_check(
 ) -> None:
     """Build the configured LM (OVERNIGHT_LM), make one call, print the backend, lm_id, latency and answer."""
     from overnight.lm.backends import build_backend  # noqa: PLC0415 - imports DSPy, only for LM commands
-    from overnight.lm.invoke import default_program, invoke  # noqa: PLC0415
+    from overnight.lm.invoke import check  # noqa: PLC0415
     from overnight.registry import Registry  # noqa: PLC0415
 
     with _errors_as_exit_codes():
         settings = _settings()
-        entry = Registry().get(signature)
-        backend = build_backend(settings)
-        result = invoke(default_program(entry), backend, entry, entry.sample_input)
-        report = {"backend": backend.kind, "model": backend.model, "lm_id": backend.lm_id, "signature": signature,
-                  "input": entry.sample_input, **result.model_dump()}
+        result = check(Registry().get(signature), build_backend(settings))
+        report = result.model_dump()
         if as_json:
             out.print_json(json.dumps(report))
         else:
@@ -370,13 +371,39 @@ def plan(
 
 
 @app.command()
-def run() -> None:
-    """The nightly loop (import → compile → canary → decide). Not built yet: exits 1 with not_implemented."""
+def run(
+    base_url: Annotated[str | None, typer.Option(help="A running API (default: one in-process on loopback)")] = None,
+    signature: Annotated[list[str] | None, typer.Option("--signature", "-s", help="Repeatable")] = None,
+    dataset: Annotated[list[str] | None, typer.Option(help="FILE, or SIG=FILE per signature (repeatable)")] = None,
+    verify: Annotated[list[str] | None, typer.Option(help="A command that must exit 0 first (repeatable)")] = None,
+    deadline: Annotated[str, typer.Option(help="Give up on the gates after this long: 90m, 2h, 3600s")] = "2h",
+    resume: Annotated[str | None, typer.Option(help="Continue this run from its last finished step")] = None,
+    steps: Annotated[str, typer.Option(help="Canary rollout percentages, e.g. 5,25,50")] = "25,50",
+    dry_run: Annotated[bool, typer.Option(help="Preflight only: change nothing")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
+) -> None:
+    """The nightly loop: import → compile → canary → decide → e2e, every step an event. Exit 0 promoted or no
+    change, 3 rolled back, 4 inconclusive, 1 failed, 2 usage or configuration."""
+    from overnight.nightly import nightly  # noqa: PLC0415 - the embedded server pulls in the app
+
     with _errors_as_exit_codes():
-        raise NotImplementedYet(
-            "the overnight runner is not built yet (open issue: the overnight runner); what works today: "
-            "`overnight serve` (runs, events, leases), `overnight runs`, `overnight show`"
-        )
+        settings = _settings()
+        configure_logging(fmt=settings.log_format, level=settings.log_level, secrets=settings.secret_values())
+        summary = nightly(settings, base_url=base_url, signatures=signature or ["SelectTool.v1"],
+                          datasets=dataset or [], verify=verify or [], deadline=deadline, resume=resume,
+                          steps=steps, dry_run=dry_run, say=_say)
+        if as_json:
+            out.print_json(summary.model_dump_json())
+        else:
+            out.print(summary_text(summary), markup=False, soft_wrap=True)
+    raise typer.Exit(summary.exit_code)
+
+
+def _say(message: str) -> None:
+    if err.is_terminal:
+        err.print(message, markup=False, highlight=False, soft_wrap=True)
+    else:
+        get_logger("overnight.runner").info("runner_progress", message=message)
 
 
 def main() -> None:

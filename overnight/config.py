@@ -28,6 +28,12 @@ class Settings(BaseSettings):
         default=SecretStr(""),
         description="Named bearer tokens: 'name:role:secret,…' with role admin, serve or read",
     )
+    token: SecretStr | None = Field(
+        default=None,
+        description="The bearer secret `overnight run` sends to a remote API (--base-url); needs the admin role",
+    )
+    client_attempts: int = Field(default=6, ge=1, le=20,
+                                 description="Tries per API call by the runner's client (transport errors, 429, 5xx)")
     dev: bool = Field(default=False, description="Allow tokens shorter than 32 characters (never in prod)")
     host: str = Field(default="127.0.0.1", description="Address `overnight serve` binds")
     port: int = Field(default=8000, ge=0, le=65535, description="Port `overnight serve` binds")
@@ -72,4 +78,5 @@ class Settings(BaseSettings):
         secrets = [part.split(":", 2)[2] for part in self.tokens.get_secret_value().split(",") if part.count(":") >= 2]
         password = urlsplit(self.db_url.get_secret_value()).password
         api_key = self.lm_api_key.get_secret_value() if self.lm_api_key else ""
-        return [s for s in [*secrets, password or "", api_key] if s]
+        token = self.token.get_secret_value() if self.token else ""
+        return [s for s in [*secrets, password or "", api_key, token] if s]

@@ -8,6 +8,7 @@ with the documented code. Must not import anything but the standard library.
     ├── ConfigError (config_error, 500; CLI exit 2)
     ├── NotImplementedYet (not_implemented, 501)
     ├── StoreUnavailable (store_unavailable, 503)
+    ├── ApiUnreachable (api_unreachable, 503; the client could not reach the API)
     ├── Unauthorized (unauthorized, 401)
     ├── Forbidden (forbidden, 403)
     ├── NotFound (not_found, 404)
@@ -71,6 +72,13 @@ class NotImplementedYet(OvernightError):
 
 class StoreUnavailable(OvernightError):
     code = "store_unavailable"
+    status = 503
+
+
+class ApiUnreachable(OvernightError):
+    """Raised by the client, never by the server: no answer from the API after the retries."""
+
+    code = "api_unreachable"
     status = 503
 
 

@@ -15,6 +15,12 @@ FORBIDDEN = {
     "api": ("sqlalchemy", "alembic", "psycopg"),
     "compile": ("fastapi", "starlette", "sqlalchemy", "overnight.api"),
     "lm": ("sqlalchemy", "overnight.store", "overnight.api"),
+    "serving": ("fastapi", "starlette", "sqlalchemy", "httpx", "overnight.api"),
+    "client.py": ("sqlalchemy", "fastapi", "dspy", "overnight.store", "overnight.api", "overnight.serving",
+                  "overnight.lm", "overnight.compile"),
+    "runner.py": ("sqlalchemy", "fastapi", "dspy", "overnight.store", "overnight.api", "overnight.serving",
+                  "overnight.lm", "overnight.compile", "httpx"),
+    "nightly.py": ("sqlalchemy", "dspy"),
     "cli.py": ("sqlalchemy", "alembic", "psycopg"),
     "config.py": ("sqlalchemy", "fastapi", "httpx", "overnight.store", "overnight.api"),
     "errors.py": ("sqlalchemy", "fastapi", "httpx", "pydantic", "overnight."),
@@ -41,3 +47,14 @@ def test_layer_imports_nothing_forbidden(layer: str) -> None:
             for banned in FORBIDDEN[layer]:
                 forbidden = module == banned or module.startswith(banned.rstrip(".") + ".")
                 assert not forbidden, f"{path.relative_to(PACKAGE)} imports {module}, which {layer} must not"
+
+
+def test_the_runner_and_its_client_load_neither_dspy_nor_the_store() -> None:
+    """Transitively, not just directly: importing them must not pull in DSPy, SQLAlchemy or FastAPI."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    probe = ("import sys, overnight.runner, overnight.client; "
+             "print(sorted(m for m in ('dspy', 'sqlalchemy', 'fastapi') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

@@ -119,3 +119,4 @@ class Require:
 require_admin = Require()
 require_read = Require("read")
 require_serve = Require("serve")
+require_any = Require("read", "serve")

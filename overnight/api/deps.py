@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from overnight.api.auth import Principal, require_admin, require_read, require_serve
+from overnight.api.auth import Principal, require_admin, require_any, require_read, require_serve
 from overnight.config import Settings
 from overnight.lm.backends import Backend, build_backend
 from overnight.registry import Registry
@@ -57,3 +57,4 @@ RequestId = Annotated[str, Depends(_request_id)]
 Admin = Annotated[Principal, Depends(require_admin)]
 Reader = Annotated[Principal, Depends(require_read)]
 Server = Annotated[Principal, Depends(require_serve)]
+AnyRole = Annotated[Principal, Depends(require_any)]

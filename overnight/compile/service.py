@@ -47,7 +47,8 @@ def compile_signature(
     selector = demo_selector(optimizer_id, entry)
     optimizer = (f"{optimizer_id}+halving(first_slice={first_slice},eta={eta},finalists={finalists})"
                  if search == "halving" else f"{optimizer_id}+full(finalists={finalists})")
-    spec = job_spec(contract, lm_id=backend.lm_id, seed=seed, optimizer_id=optimizer)
+    spec = job_spec(contract, lm_id=backend.lm_id, seed=seed, optimizer_id=optimizer,
+                    incumbent=store.champion(signature_id=contract.signature_id))
     rows = store.all_examples(signature_id=contract.signature_id)
     data_hash = dataset_hash((r.example_id, r.split, r.row_hash) for r in rows)
     cached = store.find_compile_report(signature_id=contract.signature_id, job_hash=spec.job_hash(),

@@ -30,6 +30,7 @@ from overnight.domain.gates import (
     quality_gate,
     srm_gate,
 )
+from overnight.domain.runs import ID_PATTERN
 from overnight.domain.signatures import Budget
 
 Arm = Literal["control", "candidate"]
@@ -316,3 +317,21 @@ class ServingRoute(BaseModel):
     rollout_pct: float = 0.0
     control_id: str | None = None
     candidate_id: str | None = None
+
+
+class CanaryStart(CanaryPlanRequest):
+    candidate_id: str = Field(pattern=r"^[0-9a-f]{64}$")
+    report_id: str | None = Field(default=None, pattern=ID_PATTERN,
+                                  description="the compile report naming the candidate (default: the newest)")
+    run_id: str | None = Field(default=None, pattern=ID_PATTERN, description="record gate decisions on this run")
+
+
+class CanaryStop(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class CanaryView(BaseModel):
+    canary: CanaryRecord
+    rollout_pct: float
+    evaluation: dict[str, Any] | None = Field(description="the gates on the counters right now (active canaries)")
+    history: list[CanaryEntry]

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from overnight.domain.hashing import content_hash
+from overnight.domain.runs import ID_PATTERN
 from overnight.domain.stats import PairedDelta
 
 
@@ -89,3 +90,14 @@ class CompileReport(BaseModel):
 
 def report_id_for(*, signature_id: str, job_hash: str, dataset_hash: str) -> str:
     return "cr-" + content_hash([signature_id, job_hash, dataset_hash])[:24]
+
+
+class CompileRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(default=0, ge=0, le=2**31)
+    max_lm_calls: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    search: Literal["halving", "grid"] = "halving"
+    optimizer: Literal["grid@1", "labeled_fewshot@1"] = "grid@1"
+    run_id: str | None = Field(default=None, pattern=ID_PATTERN, description="record compile events on this run")

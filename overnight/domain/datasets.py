@@ -194,6 +194,19 @@ class StoredExample(BaseModel):
     updated_at: int
 
 
+class DatasetCheck(BaseModel):
+    """A dataset body that would import cleanly: its row count per split (nothing written)."""
+
+    signature_id: str
+    rows: int
+    splits: dict[str, int]
+
+
+class ExamplePage(BaseModel):
+    examples: list[StoredExample]
+    next_after: str | None
+
+
 class ImportResult(BaseModel):
     """What an import did: counts per outcome, the dataset hash after it, and its snapshot."""
 

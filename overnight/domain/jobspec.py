@@ -27,13 +27,16 @@ class JobSpec(BaseModel):
     lm_id: str
     decode: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
+    # The champion the candidates are compared against ("default": none). Not in DESIGN §5's list: without it,
+    # the night after a promotion would get yesterday's cached report, compared against yesterday's champion.
+    incumbent: str = "default"
 
     def job_hash(self) -> str:
         return content_hash(self.model_dump(mode="json"))
 
 
-def job_spec(contract: SignatureContract, *, lm_id: str, seed: int = 0,
-             optimizer_id: str = DEFAULT_OPTIMIZER) -> JobSpec:
+def job_spec(contract: SignatureContract, *, lm_id: str, seed: int = 0, optimizer_id: str = DEFAULT_OPTIMIZER,
+             incumbent: str | None = None) -> JobSpec:
     return JobSpec(signature_id=contract.signature_id, contract_hash=contract.contract_hash(),
                    search_space=contract.search_space.model_dump(mode="json"), metric_id=contract.reward_id,
-                   optimizer_id=optimizer_id, lm_id=lm_id, seed=seed)
+                   optimizer_id=optimizer_id, lm_id=lm_id, seed=seed, incumbent=incumbent or "default")

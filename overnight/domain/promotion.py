@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, model_validator
 
 from overnight.domain.canary import CanaryRecord
 from overnight.domain.compiling import CompileReport
 from overnight.domain.gates import Decision
+from overnight.domain.runs import ID_PATTERN
 from overnight.domain.stats import paired_delta
 
 AliasAction = Literal["promote", "rollback", "manual_set"]
@@ -127,3 +128,41 @@ def _canary_gate(candidate_id: str, champion_id: str, canary: CanaryRecord | Non
             f"{champion_id[:12]}"))
     return Decision(verdict="pass", reason_code="canary_passed", evidence=evidence,
                     message=f"canary {canary.canary_id} passed: {canary.end_reason}")
+
+
+DEFAULT_TARGET = "default"
+
+
+class PromoteRequest(BaseModel):
+    candidate_id: str = Field(pattern=r"^[0-9a-f]{64}$")
+    force: bool = False
+    reason: str = Field(default="", max_length=2000)
+    min_delta: float = Field(default=0.0, ge=-1, le=1)
+    margin: float = Field(default=0.05, ge=0, le=1, description="the holdout delta's lower bound must be >= -margin")
+    report_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    run_id: str | None = Field(default=None, pattern=ID_PATTERN)
+
+    @model_validator(mode="after")
+    def _forced_needs_a_reason(self) -> PromoteRequest:
+        if self.force and not self.reason.strip():
+            raise ValueError("force: true needs a reason (it is written into the alias history)")
+        return self
+
+
+class RollbackRequest(BaseModel):
+    to: str | None = Field(default=None, pattern=rf"^([0-9a-f]{{64}}|{DEFAULT_TARGET})$",
+                           description="a compiled_id of this signature, or `default`; absent: one step back")
+    reason: str = Field(min_length=1, max_length=2000)
+    run_id: str | None = Field(default=None, pattern=ID_PATTERN)
+
+
+class AliasMoveOut(BaseModel):
+    move: AliasMove
+    forced: bool
+    gates: list[Decision] = Field(default_factory=list)
+
+
+class AliasHistory(BaseModel):
+    signature_id: str
+    champion_id: str | None
+    history: list[AliasMove]

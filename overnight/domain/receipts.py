@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Receipt(BaseModel):
@@ -29,3 +29,21 @@ class Receipt(BaseModel):
     lm_id: str
     request_id: str
     created_at: int = 0
+
+
+class PredictRequest(BaseModel):
+    input: dict[str, Any]
+    request_key: str | None = Field(default=None, min_length=1, max_length=256,
+                                    description="sticky routing: the same key always gets the same arm")
+    expected: dict[str, Any] | None = Field(default=None, description="exerciser traffic: scored as `correct`")
+
+
+class Prediction(BaseModel):
+    output: dict[str, Any]
+    receipt_id: str
+    compiled_id: str
+    arm: str
+    canary_id: str | None
+    correct: bool | None
+    latency_ms: int
+    lm_id: str

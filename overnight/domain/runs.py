@@ -127,6 +127,11 @@ class StartedRun(BaseModel):
     took_over: list[dict[str, str]] = Field(default_factory=list)
 
 
+class EventPage(BaseModel):
+    events: list[RunEvent]
+    next_after_seq: int | None
+
+
 class AppendedEvent(BaseModel):
     event: RunEvent
     duplicate: bool

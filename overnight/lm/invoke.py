@@ -15,6 +15,7 @@ from typing import Any
 import dspy
 from pydantic import BaseModel
 
+from overnight.domain.lm import LMCheck
 from overnight.domain.signatures import ExampleInvalid
 from overnight.lm.backends import Backend
 from overnight.lm.scope import call_scope
@@ -85,3 +86,11 @@ def _ms(started: float) -> int:
 
 def _failed(code: str, message: str, started: float) -> Invocation:
     return Invocation(ok=False, output=None, error_code=code, error=message, latency_ms=_ms(started))
+
+
+def check(entry: RegisteredSignature, backend: Backend) -> LMCheck:
+    """One call of the default program on the signature's sample input: does the LM answer, validly?"""
+    result = invoke(default_program(entry), backend, entry, entry.sample_input)
+    return LMCheck(backend=backend.kind, model=backend.model, lm_id=backend.lm_id,
+                   signature=entry.contract.signature_id, input=entry.sample_input, **result.model_dump(
+                       exclude={"cost_usd"}))

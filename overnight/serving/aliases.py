@@ -4,47 +4,19 @@ through the alias history (or to a named existing id, or `default`). Must not im
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, model_validator
-
-from overnight.domain.gates import Decision
-from overnight.domain.promotion import PROMOTE_METHOD, AliasMove, promotion_gates
-from overnight.domain.runs import ID_PATTERN
+from overnight.domain.promotion import (
+    DEFAULT_TARGET,
+    PROMOTE_METHOD,
+    AliasMoveOut,
+    PromoteRequest,
+    RollbackRequest,
+    promotion_gates,
+)
 from overnight.errors import CompileEvidenceMissing, PromotionRefused
 from overnight.registry import RegisteredSignature
 from overnight.serving.evidence import contender_against, naming_report, signature_artifact
 from overnight.serving.programs import ProgramCache
 from overnight.store import Store
-
-DEFAULT_TARGET = "default"
-
-
-class PromoteRequest(BaseModel):
-    candidate_id: str = Field(pattern=r"^[0-9a-f]{64}$")
-    force: bool = False
-    reason: str = Field(default="", max_length=2000)
-    min_delta: float = Field(default=0.0, ge=-1, le=1)
-    margin: float = Field(default=0.05, ge=0, le=1, description="the holdout delta's lower bound must be >= -margin")
-    report_id: str | None = Field(default=None, pattern=ID_PATTERN)
-    run_id: str | None = Field(default=None, pattern=ID_PATTERN)
-
-    @model_validator(mode="after")
-    def _forced_needs_a_reason(self) -> PromoteRequest:
-        if self.force and not self.reason.strip():
-            raise ValueError("force: true needs a reason (it is written into the alias history)")
-        return self
-
-
-class RollbackRequest(BaseModel):
-    to: str | None = Field(default=None, pattern=rf"^([0-9a-f]{{64}}|{DEFAULT_TARGET})$",
-                           description="a compiled_id of this signature, or `default`; absent: one step back")
-    reason: str = Field(min_length=1, max_length=2000)
-    run_id: str | None = Field(default=None, pattern=ID_PATTERN)
-
-
-class AliasMoveOut(BaseModel):
-    move: AliasMove
-    forced: bool
-    gates: list[Decision] = Field(default_factory=list)
 
 
 def promote(store: Store, entry: RegisteredSignature, programs: ProgramCache, body: PromoteRequest, *,

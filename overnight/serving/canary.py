@@ -4,35 +4,13 @@ candidate; a new `canary_id` (and salt) per start, so evidence is never reset. M
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
-from pydantic import BaseModel, Field
-
-from overnight.domain.canary import CanaryEntry, CanaryPlanRequest, CanaryRecord, resolve_plan
-from overnight.domain.runs import ID_PATTERN
+from overnight.domain.canary import CanaryRecord, CanaryStart, CanaryView, resolve_plan
 from overnight.errors import CanaryNotFound, InvalidInput
 from overnight.registry import RegisteredSignature
 from overnight.serving.evidence import contender_against, naming_report
 from overnight.serving.programs import ProgramCache
 from overnight.store import Store
-
-
-class CanaryStart(CanaryPlanRequest):
-    candidate_id: str = Field(pattern=r"^[0-9a-f]{64}$")
-    report_id: str | None = Field(default=None, pattern=ID_PATTERN,
-                                  description="the compile report naming the candidate (default: the newest)")
-    run_id: str | None = Field(default=None, pattern=ID_PATTERN, description="record gate decisions on this run")
-
-
-class CanaryStop(BaseModel):
-    reason: str = Field(min_length=1, max_length=2000)
-
-
-class CanaryView(BaseModel):
-    canary: CanaryRecord
-    rollout_pct: float
-    evaluation: dict[str, Any] | None = Field(description="the gates on the counters right now (active canaries)")
-    history: list[CanaryEntry]
 
 
 def start_canary(store: Store, entry: RegisteredSignature, programs: ProgramCache, body: CanaryStart, *,

@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
-
-from pydantic import BaseModel, Field
 
 from overnight.domain.canary import arm_for, bucket_of
 from overnight.domain.hashing import content_hash
-from overnight.domain.receipts import Receipt
+from overnight.domain.receipts import Prediction, PredictRequest, Receipt
 from overnight.domain.rewards import reward_for
 from overnight.domain.signatures import ExampleInvalid
 from overnight.errors import InvalidInput, LMCallFailed
@@ -22,24 +19,6 @@ from overnight.lm.invoke import invoke
 from overnight.registry import RegisteredSignature
 from overnight.serving.programs import ProgramCache
 from overnight.store import Store
-
-
-class PredictRequest(BaseModel):
-    input: dict[str, Any]
-    request_key: str | None = Field(default=None, min_length=1, max_length=256,
-                                    description="sticky routing: the same key always gets the same arm")
-    expected: dict[str, Any] | None = Field(default=None, description="exerciser traffic: scored as `correct`")
-
-
-class Prediction(BaseModel):
-    output: dict[str, Any]
-    receipt_id: str
-    compiled_id: str
-    arm: str
-    canary_id: str | None
-    correct: bool | None
-    latency_ms: int
-    lm_id: str
 
 
 def predict(store: Store, entry: RegisteredSignature, backend: Backend, programs: ProgramCache,

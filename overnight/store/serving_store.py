@@ -13,11 +13,11 @@ from overnight.domain.canary import CanaryConfig, CanaryEntry, CanaryRecord, Ser
 from overnight.domain.compiling import CompileReport
 from overnight.domain.promotion import AliasMove, rollback_target
 from overnight.domain.receipts import Receipt
-from overnight.domain.runs import EventBounds, EventIn
+from overnight.domain.runs import EventBounds, EventIn, FinishRun
 from overnight.errors import CanaryActive, CanaryNotFound, NothingToRollBack
 from overnight.store import aliases_sql, canary_sql, runs_sql
 from overnight.store.engine import Transactions
-from overnight.store.schema import canaries, compile_reports
+from overnight.store.schema import canaries, compile_reports, ops_runs
 
 
 class ServingVerbs:
@@ -80,6 +80,24 @@ class ServingVerbs:
                                    evidence={"reason": reason, "previous_status": canary.status,
                                              "arms": {a: c.summary() for a, c in canary.arms.items()}},
                                    now=now, bounds=self.bounds, message=f"canary {canary.canary_id} {status}: {reason}")
+
+    def expire_runs(self, *, actor: str) -> list[str]:
+        """Finish `failed` every running run whose lease has lapsed (its runner is gone) and stop its active
+        canaries: what a server does when it starts, so a runner that died with the API leaves nothing running."""
+        now = self.clock()
+        with self._tx.read() as conn:
+            stale = [row.run_id for row in conn.execute(select(ops_runs.c.run_id).where(
+                ops_runs.c.status == "running", ops_runs.c.lease_expires_at < now))]
+        for run_id in stale:
+            reason = f"the run's lease lapsed with no heartbeat: its runner is gone (found by {actor})"
+            with self._tx.write() as conn:
+                for row in conn.execute(select(canaries.c.canary_id).where(
+                        canaries.c.run_id == run_id, canaries.c.status == "active")).all():
+                    self._close(conn, canary_sql.load(conn, row.canary_id), status="stopped", actor=actor,
+                                reason=reason)
+                runs_sql.finish_run(conn, run_id=run_id, actor=actor, now=now, finish=FinishRun(
+                    status="failed", summary={"status": "failed", "verdict": reason}))
+        return stale
 
     # serving ------------------------------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ def test_compile_over_http_then_cached_then_read_back(api: LiveServer) -> None:
     assert any(line.startswith("+You route requests") for line in body["instructions_diff"])
     assert len(body["demos_added"]) == 4
     assert body["demos_removed"] == []
-    assert [e["kind"] for e in events][-1] == "compile.finished"
+    assert [e["kind"] for e in events][-1] == "compile.report"
     assert events[-1]["data"]["report_id"] == first.json()["report_id"]
 
 

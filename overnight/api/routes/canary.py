@@ -6,23 +6,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel
 
 from overnight.api.deps import Admin, BackendDep, ProgramsDep, Reader, RegistryDep, StoreDep
-from overnight.domain.canary import CanaryRecord
-from overnight.domain.promotion import AliasMove
+from overnight.domain.canary import CanaryRecord, CanaryStart, CanaryStop, CanaryView
+from overnight.domain.promotion import AliasHistory, AliasMoveOut, PromoteRequest, RollbackRequest
 from overnight.domain.runs import ID_PATTERN
-from overnight.serving.aliases import AliasMoveOut, PromoteRequest, RollbackRequest, promote, rollback
-from overnight.serving.canary import CanaryStart, CanaryStop, CanaryView, canary_view, start_canary
+from overnight.serving.aliases import promote, rollback
+from overnight.serving.canary import canary_view, start_canary
 
 router = APIRouter(prefix="/api/v1", tags=["canary"])
 SignatureId = Annotated[str, Path(pattern=ID_PATTERN, description="e.g. SelectTool.v1")]
-
-
-class AliasHistory(BaseModel):
-    signature_id: str
-    champion_id: str | None
-    history: list[AliasMove]
 
 
 @router.post("/signatures/{signature_id}/canary:start")

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field
 
 from overnight.api.deps import Admin, BackendDep, Reader, RegistryDep, SettingsDep, StoreDep
 from overnight.compile.service import compile_signature
-from overnight.domain.compiling import Artifact, CompileReport
+from overnight.domain.compiling import Artifact, CompileReport, CompileRequest
 from overnight.domain.diff import ArtifactDiff, diff_artifacts
 from overnight.domain.runs import ID_PATTERN, EventIn
 
 router = APIRouter(prefix="/api/v1", tags=["compile"])
 CompiledId = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="an artifact's compiled_id")]
-
-
-class CompileRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    seed: int = Field(default=0, ge=0, le=2**31)
-    max_lm_calls: int | None = Field(default=None, ge=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    search: Literal["halving", "grid"] = "halving"
-    optimizer: Literal["grid@1", "labeled_fewshot@1"] = "grid@1"
-    run_id: str | None = Field(default=None, pattern=ID_PATTERN, description="record compile events on this run")
 
 
 @router.post("/signatures/{signature_id}/compile")
@@ -49,14 +37,14 @@ def compile_route(
                                concurrency=settings.compile_concurrency, progress=progress)
     if body.run_id is not None:
         store.append_event(run_id=body.run_id, event=EventIn(
-            kind="compile.finished", phase="compile", level="info" if report.status == "completed" else "warning",
+            kind="compile.report", phase="compile", level="info" if report.status == "completed" else "warning",
             message=(f"{signature_id}: {report.status}, {len(report.candidates)} candidates, {report.lm_calls} LM "
                      f"calls, best {report.best_compiled_id[:12]} ({'improved' if report.improved else 'no change'})"
                      + (", cached" if report.cached else "")),
             data={"report_id": report.report_id, "status": report.status, "cached": report.cached,
                   "best_compiled_id": report.best_compiled_id, "improved": report.improved,
                   "lm_calls": report.lm_calls, "dataset_hash": report.dataset_hash, "job_hash": report.job_hash},
-            client_event_id=f"compile.finished.{report.report_id}.{report.status}",
+            client_event_id=f"compile.report.{report.report_id}.{report.status}",
         ))
     return report
 

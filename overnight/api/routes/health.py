@@ -1,13 +1,18 @@
-"""`/healthz` (process up, no auth) and `/readyz` (store reachable and migrated, no auth)."""
+"""`/healthz` (process up, no auth), `/readyz` (store reachable and migrated, no auth), and the two preflight
+checks a runner makes: `GET /api/v1/whoami` (any token) and `POST /api/v1/lm:check` (admin)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
-from overnight.api.deps import StoreDep
+from overnight.api.deps import Admin, AnyRole, BackendDep, RegistryDep, StoreDep
+from overnight.domain.access import Identity
+from overnight.domain.lm import LMCheck
+from overnight.domain.runs import ID_PATTERN
 from overnight.errors import StoreUnavailable
+from overnight.lm.invoke import check
 from overnight.store.migrate import head_revision
 
 router = APIRouter(tags=["health"])
@@ -27,3 +32,16 @@ def readyz(store: StoreDep) -> dict[str, Any]:
             "run `overnight db upgrade`"
         )
     return {"ok": True, **state}
+
+
+@router.get("/api/v1/whoami")
+def whoami(principal: AnyRole) -> Identity:
+    """The token's name and role, so a runner can fail fast without the admin role."""
+    return Identity(name=principal.name, role=principal.role)
+
+
+@router.post("/api/v1/lm:check")
+def lm_check(_: Admin, registry: RegistryDep, backend: BackendDep,
+             signature: Annotated[str, Query(pattern=ID_PATTERN)] = "SelectTool.v1") -> LMCheck:
+    """One call of the signature's default program on its sample input with the server's LM (no receipt)."""
+    return check(registry.get(signature), backend)

@@ -18,6 +18,7 @@ from overnight.domain.runs import (
     SERVER_KINDS,
     AppendedEvent,
     EventIn,
+    EventPage,
     FinishRun,
     Run,
     RunEvent,
@@ -45,11 +46,6 @@ class ClientEvent(EventIn):
 
 class RunList(BaseModel):
     runs: list[Run]
-
-
-class EventPage(BaseModel):
-    events: list[RunEvent]
-    next_after_seq: int | None
 
 
 @router.post("/runs", status_code=201)

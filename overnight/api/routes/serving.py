@@ -9,9 +9,9 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
 from overnight.api.deps import BackendDep, ProgramsDep, Reader, RegistryDep, RequestId, Server, StoreDep
-from overnight.domain.receipts import Receipt
+from overnight.domain.receipts import Prediction, PredictRequest, Receipt
 from overnight.domain.runs import ID_PATTERN
-from overnight.serving.predict import Prediction, PredictRequest, predict
+from overnight.serving.predict import predict
 
 router = APIRouter(prefix="/api/v1", tags=["serving"])
 SignatureId = Annotated[str, Path(pattern=ID_PATTERN, description="e.g. SelectTool.v1")]

@@ -9,8 +9,17 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from overnight.api.deps import Admin, Reader, RegistryDep, StoreDep
-from overnight.domain.datasets import SPLITS, ImportResult, SnapshotDetail, StoredExample, parse_dataset
+from overnight.domain.datasets import (
+    SPLITS,
+    DatasetCheck,
+    ExamplePage,
+    ExampleRow,
+    ImportResult,
+    SnapshotDetail,
+    parse_dataset,
+)
 from overnight.domain.runs import ID_PATTERN
+from overnight.domain.signatures import SignatureContract
 
 router = APIRouter(prefix="/api/v1", tags=["signatures"])
 SignatureId = Annotated[str, Path(pattern=ID_PATTERN, description="e.g. SelectTool.v1")]
@@ -28,11 +37,6 @@ _IMPORT_BODY = {
 
 class SignatureList(BaseModel):
     signatures: list[dict[str, Any]]
-
-
-class ExamplePage(BaseModel):
-    examples: list[StoredExample]
-    next_after: str | None
 
 
 @router.get("/signatures")
@@ -53,12 +57,30 @@ async def import_examples(
 ) -> ImportResult:
     """Upsert a JSONL body (or a JSON list of rows). One bad row rejects the whole body with 422 naming each
     line, field and reason, and nothing is written."""
-    contract = registry.contract(signature_id)  # an unknown signature is 404 before the body is read
+    rows = await _parsed(request, registry.contract(signature_id), body_format)
+    return await run_in_threadpool(store.import_examples, signature_id=signature_id, rows=rows, run_id=run_id)
+
+
+async def _parsed(request: Request, contract: SignatureContract,
+                  body_format: Literal["jsonl", "json"] | None) -> list[ExampleRow]:
+    """The body as validated rows: JSONL, or a JSON list (by content type, or `?format=`). All or nothing."""
     body = await request.body()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    fmt = body_format or ("json" if content_type in JSON_TYPES else "jsonl")
-    rows = await run_in_threadpool(parse_dataset, contract, body, fmt=fmt)
-    return await run_in_threadpool(store.import_examples, signature_id=signature_id, rows=rows, run_id=run_id)
+    fmt: Literal["jsonl", "json"] = body_format or ("json" if content_type in JSON_TYPES else "jsonl")
+    rows: list[ExampleRow] = await run_in_threadpool(parse_dataset, contract, body, fmt=fmt)
+    return rows
+
+
+@router.post("/signatures/{signature_id}/examples:validate", openapi_extra=_IMPORT_BODY)
+async def validate_examples(
+    signature_id: SignatureId, request: Request, _: Admin, registry: RegistryDep,
+    body_format: Annotated[Literal["jsonl", "json"] | None, Query(alias="format")] = None,
+) -> DatasetCheck:
+    """Check a dataset body exactly as an import would, writing nothing: 200 with the counts, or 422
+    `dataset_invalid` naming every line, field and reason. A runner's preflight uses it."""
+    rows = await _parsed(request, registry.contract(signature_id), body_format)
+    return DatasetCheck(signature_id=signature_id, rows=len(rows),
+                        splits={split: sum(r.split == split for r in rows) for split in SPLITS})
 
 
 @router.get("/signatures/{signature_id}/examples")

@@ -1,0 +1,233 @@
+"""The one client for the admin API: it owns the `httpx.Client`, sends the bearer token and an `x-request-id` on
+every call, an `Idempotency-Key` on every POST (the same key on each retry, so a retry never doubles an effect),
+retries (tenacity) only transport errors, 429 and 5xx — honouring `Retry-After` — and maps every failure into our
+error tree in exactly one place (`_raise_for`). Tests pass `transport=`.
+
+A predict that failed because the LM failed (`lm_call_failed`, 502) is a measurement, not an outage: it is never
+retried. Must not import the store or DSPy.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from overnight.domain.access import Identity
+from overnight.domain.canary import CanaryRecord, CanaryView
+from overnight.domain.compiling import CompileReport
+from overnight.domain.datasets import DatasetCheck, ExamplePage, ImportResult
+from overnight.domain.lm import LMCheck
+from overnight.domain.promotion import AliasHistory, AliasMoveOut
+from overnight.domain.receipts import Prediction
+from overnight.domain.runs import AppendedEvent, EventIn, EventPage, Run, StartedRun
+from overnight.errors import ApiUnreachable, OvernightError, all_error_classes
+
+M = TypeVar("M", bound=BaseModel)
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+NOT_RETRIED_CODES = frozenset({"lm_call_failed"})  # an LM failure on predict is counted, not an outage
+ERRORS_BY_CODE = {cls.code: cls for cls in all_error_classes()}
+
+
+class _Retryable(Exception):
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+class OvernightClient:
+    def __init__(self, base_url: str, token: str, *, timeout_s: float = 30.0, attempts: int = 6,
+                 backoff_s: float = 0.5, max_backoff_s: float = 8.0, transport: httpx.BaseTransport | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, transport=transport,
+                                  headers={"authorization": f"Bearer {token}"})
+        self.attempts, self.backoff_s, self.max_backoff_s, self._sleep = attempts, backoff_s, max_backoff_s, sleep
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> OvernightClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # the one place requests are sent, retried and mapped ---------------------------------------------------
+
+    def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
+                content: bytes | None = None, headers: dict[str, str] | None = None,
+                idempotency_key: str | None = None, timeout_s: float | None = None) -> httpx.Response:
+        sent = {"x-request-id": uuid.uuid4().hex, **(headers or {})}
+        if method == "POST":
+            sent["idempotency-key"] = idempotency_key or f"auto-{uuid.uuid4().hex}"
+        retrying = Retrying(stop=stop_after_attempt(self.attempts), wait=self._wait, sleep=self._sleep,
+                            retry=retry_if_exception(lambda e: isinstance(e, httpx.TransportError | _Retryable)),
+                            reraise=True)
+        try:
+            response: httpx.Response = retrying(self._send, method, path, json=json, params=params,
+                                                content=content, headers=sent, timeout_s=timeout_s)
+        except _Retryable as exc:
+            response = exc.response
+        except httpx.TransportError as exc:
+            raise ApiUnreachable(f"the API at {self.base_url} did not answer {method} {path} after {self.attempts} "
+                                 f"attempts: {type(exc).__name__}: {exc}") from None
+        if response.is_error:
+            raise _raise_for(response)
+        return response
+
+    def _send(self, method: str, path: str, *, json: Any, params: dict[str, Any] | None, content: bytes | None,
+              headers: dict[str, str], timeout_s: float | None) -> httpx.Response:
+        response = self._http.request(method, path, json=json, params=params, content=content, headers=headers,
+                                      timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT)
+        if response.status_code in RETRY_STATUSES and _code(response) not in NOT_RETRIED_CODES:
+            raise _Retryable(response)
+        return response
+
+    def _wait(self, state: RetryCallState) -> float:
+        """Exponential backoff, or the server's Retry-After (seconds) when it sent one."""
+        failure = state.outcome.exception() if state.outcome else None
+        if isinstance(failure, _Retryable):
+            after = failure.response.headers.get("retry-after", "")
+            if after.replace(".", "", 1).isdigit():
+                return min(float(after), 60.0)
+        return float(min(self.max_backoff_s, self.backoff_s * 2 ** (state.attempt_number - 1)))
+
+    def _model(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
+        return model.model_validate(self.request(method, path, **kwargs).json())
+
+    # identity and preflight -------------------------------------------------------------------------------
+
+    def ready(self) -> dict[str, Any]:
+        body: dict[str, Any] = self.request("GET", "/readyz").json()
+        return body
+
+    def whoami(self) -> Identity:
+        return self._model(Identity, "GET", "/api/v1/whoami")
+
+    def lm_check(self, signature_id: str, *, timeout_s: float | None = None) -> LMCheck:
+        return self._model(LMCheck, "POST", "/api/v1/lm:check", params={"signature": signature_id},
+                           timeout_s=timeout_s)
+
+    # runs and events --------------------------------------------------------------------------------------
+
+    def start_run(self, *, signature_ids: list[str], run_id: str | None = None, lease_s: int | None = None,
+                  commit_sha: str | None = None, key: str | None = None) -> StartedRun:
+        body = {"signature_ids": signature_ids, "run_id": run_id, "lease_s": lease_s, "commit_sha": commit_sha,
+                "base_url": self.base_url}
+        return self._model(StartedRun, "POST", "/api/v1/runs", json={k: v for k, v in body.items() if v is not None},
+                           idempotency_key=key)
+
+    def get_run(self, run_id: str) -> Run:
+        return self._model(Run, "GET", f"/api/v1/runs/{run_id}")
+
+    def heartbeat(self, run_id: str) -> Run:
+        return self._model(Run, "POST", f"/api/v1/runs/{run_id}/heartbeat")
+
+    def finish_run(self, run_id: str, *, status: str, summary: dict[str, Any], links: dict[str, Any],
+                   key: str | None = None) -> Run:
+        return self._model(Run, "POST", f"/api/v1/runs/{run_id}/finish", idempotency_key=key,
+                           json={"status": status, "summary": summary, "links": links})
+
+    def append_event(self, run_id: str, event: EventIn) -> AppendedEvent:
+        key = f"event-{run_id}-{event.client_event_id}" if event.client_event_id else None
+        return self._model(AppendedEvent, "POST", f"/api/v1/runs/{run_id}/events", idempotency_key=key,
+                           json=event.model_dump(mode="json", exclude_none=True))
+
+    def events(self, run_id: str, *, after_seq: int = 0, limit: int = 1000) -> EventPage:
+        return self._model(EventPage, "GET", f"/api/v1/runs/{run_id}/events",
+                           params={"after_seq": after_seq, "limit": limit})
+
+    def all_events(self, run_id: str) -> list[Any]:
+        found: list[Any] = []
+        while True:
+            page = self.events(run_id, after_seq=found[-1].seq if found else 0)
+            found.extend(page.events)
+            if page.next_after_seq is None:
+                return found
+
+    # datasets and compile ---------------------------------------------------------------------------------
+
+    def import_examples(self, signature_id: str, jsonl: bytes, *, run_id: str | None = None,
+                        key: str | None = None) -> ImportResult:
+        return self._model(ImportResult, "POST", f"/api/v1/signatures/{signature_id}/examples:import",
+                           content=jsonl, headers={"content-type": "application/x-ndjson"}, idempotency_key=key,
+                           params={"run_id": run_id} if run_id else None)
+
+    def validate_examples(self, signature_id: str, jsonl: bytes) -> DatasetCheck:
+        return self._model(DatasetCheck, "POST", f"/api/v1/signatures/{signature_id}/examples:validate",
+                           content=jsonl, headers={"content-type": "application/x-ndjson"})
+
+    def examples(self, signature_id: str, *, split: str | None = None, after: str | None = None,
+                 limit: int = 1000) -> ExamplePage:
+        params = {k: v for k, v in {"split": split, "after": after, "limit": limit}.items() if v is not None}
+        return self._model(ExamplePage, "GET", f"/api/v1/signatures/{signature_id}/examples", params=params)
+
+    def compile(self, signature_id: str, *, run_id: str | None = None, seed: int = 0,
+                max_lm_calls: int | None = None, key: str | None = None, timeout_s: float = 3600.0) -> CompileReport:
+        body = {"seed": seed, "run_id": run_id, "max_lm_calls": max_lm_calls}
+        return self._model(CompileReport, "POST", f"/api/v1/signatures/{signature_id}/compile", idempotency_key=key,
+                           json={k: v for k, v in body.items() if v is not None}, timeout_s=timeout_s)
+
+    # canary, serving, the champion ------------------------------------------------------------------------
+
+    def start_canary(self, signature_id: str, body: dict[str, Any], *, key: str | None = None) -> CanaryRecord:
+        return self._model(CanaryRecord, "POST", f"/api/v1/signatures/{signature_id}/canary:start", json=body,
+                           idempotency_key=key)
+
+    def stop_canary(self, signature_id: str, *, reason: str, key: str | None = None) -> CanaryRecord:
+        return self._model(CanaryRecord, "POST", f"/api/v1/signatures/{signature_id}/canary:stop",
+                           json={"reason": reason}, idempotency_key=key)
+
+    def canary(self, signature_id: str) -> CanaryView:
+        return self._model(CanaryView, "GET", f"/api/v1/signatures/{signature_id}/canary")
+
+    def predict(self, signature_id: str, raw_input: dict[str, Any], *, request_key: str | None = None,
+                expected: dict[str, Any] | None = None) -> Prediction:
+        body = {"input": raw_input, "request_key": request_key, "expected": expected}
+        return self._model(Prediction, "POST", f"/api/v1/signatures/{signature_id}/predict",
+                           json={k: v for k, v in body.items() if v is not None})
+
+    def promote(self, signature_id: str, body: dict[str, Any], *, key: str | None = None) -> AliasMoveOut:
+        return self._model(AliasMoveOut, "POST", f"/api/v1/signatures/{signature_id}/promote", json=body,
+                           idempotency_key=key)
+
+    def rollback(self, signature_id: str, body: dict[str, Any], *, key: str | None = None) -> AliasMoveOut:
+        return self._model(AliasMoveOut, "POST", f"/api/v1/signatures/{signature_id}/rollback", json=body,
+                           idempotency_key=key)
+
+    def alias_history(self, signature_id: str) -> AliasHistory:
+        return self._model(AliasHistory, "GET", f"/api/v1/signatures/{signature_id}/aliases/history")
+
+    def get_compile_report(self, report_id: str) -> CompileReport:
+        return self._model(CompileReport, "GET", f"/api/v1/compile-reports/{report_id}")
+
+
+def _code(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("code") if isinstance(body, dict) else None
+
+
+def _raise_for(response: httpx.Response) -> OvernightError:
+    """An error response as the error it names (the one error shape); anything else by its status."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    code = body.get("code")
+    cls = ERRORS_BY_CODE.get(code or "", OvernightError)
+    message = body.get("error") or f"HTTP {response.status_code} from {response.request.method} {response.request.url}"
+    error = cls(message, details={**(body.get("details") or {}), "status": response.status_code,
+                                  "request_id": body.get("request_id") or response.headers.get("x-request-id")})
+    if cls is OvernightError and code:
+        error.details["code"] = code
+    return error

@@ -1,0 +1,111 @@
+"""`overnight run` wiring: parse the options, find the API (a given `--base-url`, or the app started in-process
+on a free loopback port with the embedded defaults and stopped at the end), and hand a client to the runner.
+
+The embedded API accepts the tokens in OVERNIGHT_TOKENS plus one admin token minted for this process only, which
+the runner uses; a remote API needs OVERNIGHT_TOKEN (an admin secret). Must not import SQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from overnight.client import OvernightClient
+from overnight.config import Settings
+from overnight.errors import ConfigError
+from overnight.runner import Runner, RunOptions, Say, Summary
+
+DURATION = re.compile(r"^(\d+)\s*([smh]?)$")
+
+
+def nightly(settings: Settings, *, base_url: str | None, signatures: list[str], datasets: list[str],
+            verify: list[str], deadline: str, resume: str | None, steps: str, dry_run: bool, say: Say) -> Summary:
+    options = RunOptions(signatures=signatures, datasets=dataset_files(signatures, datasets), verify=verify,
+                         deadline_s=seconds(deadline), resume=resume, dry_run=dry_run, steps=percentages(steps),
+                         lease_s=settings.lease_s)
+    quiet_transport_logs(settings)
+    with api(settings, base_url) as (url, token), OvernightClient(
+            url, token, timeout_s=120, attempts=settings.client_attempts) as client:
+        say(f"API at {url}" + ("" if base_url else " (embedded, stops at the end)"))
+        return Runner(client, options, say=say).run()
+
+
+def quiet_transport_logs(settings: Settings) -> None:
+    """One line per request from httpx and from the embedded API would drown the runner's own progress."""
+    if settings.log_level != "debug":
+        for name in ("httpx", "overnight.api.middleware", "uvicorn.error"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@contextmanager
+def api(settings: Settings, base_url: str | None) -> Iterator[tuple[str, str]]:
+    if base_url is not None:
+        token = settings.token.get_secret_value() if settings.token else _admin_from(settings)
+        yield base_url, token
+        return
+    from overnight.api.app import create_app  # noqa: PLC0415 - only the embedded default needs the app
+    from overnight.api.auth import TokenRegistry, parse_token_spec  # noqa: PLC0415
+    from overnight.api.embedded import embedded_server  # noqa: PLC0415
+    from overnight.store import build_store  # noqa: PLC0415
+
+    minted = secrets.token_urlsafe(32)
+    spec = settings.tokens.get_secret_value()
+    entries = parse_token_spec(spec, dev=settings.dev) if spec.strip() else []
+    tokens = TokenRegistry([*entries, ("overnight-run", "admin", minted)])
+    store = build_store(settings)
+    try:
+        with embedded_server(create_app(settings, store, tokens=tokens)) as url:
+            yield url, minted
+    finally:
+        store.close()
+
+
+def _admin_from(settings: Settings) -> str:
+    from overnight.api.auth import parse_token_spec  # noqa: PLC0415
+
+    spec = settings.tokens.get_secret_value()
+    admins = [secret for _, role, secret in (parse_token_spec(spec, dev=settings.dev) if spec.strip() else [])
+              if role == "admin"]
+    if not admins:
+        raise ConfigError("--base-url needs an admin token: set OVERNIGHT_TOKEN to its secret")
+    return admins[0]
+
+
+def dataset_files(signatures: list[str], given: list[str]) -> dict[str, Path]:
+    """`SIG=FILE` pairs, a bare FILE for a single signature, or by default `datasets/<sig>.jsonl` when present."""
+    found: dict[str, Path] = {}
+    for item in given:
+        sig, sep, path = item.partition("=")
+        if not sep:
+            if len(signatures) != 1:
+                raise ConfigError(f"--dataset {item}: with several signatures, write SIG=FILE")
+            sig, path = signatures[0], item
+        if sig not in signatures:
+            raise ConfigError(f"--dataset {item}: {sig} is not one of the --signature values")
+        found[sig] = Path(path)
+    for sig in signatures:
+        default = Path("datasets") / f"{sig.lower()}.jsonl"
+        if sig not in found and default.is_file():
+            found[sig] = default
+    return found
+
+
+def seconds(text: str) -> int:
+    match = DURATION.match(text.strip())
+    if not match or int(match.group(1)) <= 0:
+        raise ConfigError(f"--deadline {text!r}: give a positive duration such as 90m, 2h or 3600s")
+    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def percentages(text: str) -> list[float]:
+    try:
+        steps = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"--steps {text!r}: give rollout percentages such as 5,25,50") from None
+    if not steps or any(not 0 < s < 100 for s in steps) or steps != sorted(set(steps)):
+        raise ConfigError(f"--steps {text!r}: increasing percentages between 0 and 100, e.g. 5,25,50")
+    return steps

@@ -1,0 +1,382 @@
+"""The overnight runner: one headless loop, talking to the API only through `overnight.client`.
+
+    preflight → run.start → verify → per signature: dataset.import → compile → canary.start → traffic →
+    decide → e2e → run.finish
+
+Each step appends `<phase>.started` and `<phase>.finished` events whose `client_event_id`s are fixed by (run,
+signature, phase), so a resumed run (`--resume RUN_ID`, or a new run that took over a stale lease) skips every
+step already finished — reading its result back from the `finished` event — and never duplicates an event.
+Every exit path stops the canaries this run started and finishes the run. Exit codes (DESIGN §8): 0 promoted or
+no change, 3 rolled back, 4 inconclusive, 1 failed, 2 usage or configuration. Must not import the store or DSPy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from overnight.client import OvernightClient
+from overnight.domain.canary import CanaryView
+from overnight.domain.runs import EventIn
+from overnight.errors import CanaryActive, ConfigError, LMCallFailed, OvernightError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ROLLED_BACK, EXIT_INCONCLUSIVE = 0, 1, 2, 3, 4
+EXIT_BY_DECISION = {"promoted": EXIT_OK, "no_improvement": EXIT_OK, "rolled_back": EXIT_ROLLED_BACK,
+                    "inconclusive": EXIT_INCONCLUSIVE, "failed": EXIT_FAILED}
+SEVERITY = (EXIT_FAILED, EXIT_ROLLED_BACK, EXIT_INCONCLUSIVE, EXIT_OK)
+Say = Callable[[str], None]
+
+
+class RunOptions(BaseModel):
+    signatures: list[str] = Field(min_length=1)
+    datasets: dict[str, Path] = Field(default_factory=dict)
+    verify: list[str] = Field(default_factory=list)
+    deadline_s: int = 7200
+    resume: str | None = None
+    dry_run: bool = False
+    steps: list[float] = Field(default=[25.0, 50.0])
+    concurrency: int = 4
+    batch: int = 40
+    max_requests: int = 5000
+    e2e_requests: int = 5
+    lease_s: int = 120
+    seed: int = 0
+
+
+class SignatureResult(BaseModel):
+    signature_id: str
+    decision: str = "failed"
+    reason: str = ""
+    dataset_hash: str | None = None
+    report_id: str | None = None
+    best_compiled_id: str | None = None
+    champion_before: str | None = None
+    champion_after: str | None = None
+    canary_id: str | None = None
+    canary_status: str | None = None
+    requests_sent: int = 0
+    alias_history_ids: list[int] = Field(default_factory=list)
+    e2e: dict[str, Any] | None = None
+
+
+class Summary(BaseModel):
+    run_id: str | None
+    status: str
+    exit_code: int
+    verdict: str
+    base_url: str
+    signatures: dict[str, SignatureResult] = Field(default_factory=dict)
+    review: str | None = None
+
+
+class Runner:
+    def __init__(self, client: OvernightClient, options: RunOptions, *, say: Say,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.client, self.options, self.say, self.clock = client, options, say, clock
+        self.run_id: str | None = None
+        self.started_at = clock()
+        self.done: dict[str, dict[str, Any]] = {}  # client_event_id of a finished step -> its data
+        self.adoptable: set[str] = set()  # runs whose canaries this run may continue (resumed or taken over)
+        self.our_canaries: dict[str, str] = {}  # signature -> canary_id this run started or adopted
+        self._last_beat = clock()
+        self._beat_lock = threading.Lock()
+
+    # the loop ---------------------------------------------------------------------------------------------
+
+    def run(self) -> Summary:
+        try:
+            self.preflight()
+        except OvernightError as exc:
+            return self._summary(EXIT_USAGE, f"preflight failed: {exc.code}: {exc.message}", {})
+        if self.options.dry_run:
+            return self._summary(EXIT_OK, "dry run: preflight passed; nothing was changed", {})
+        try:
+            self.start()
+        except OvernightError as exc:  # run_locked, run_not_running (a resume of a finished run), unreachable
+            self.say(f"{exc.code}: {exc.message}")
+            return self._summary(EXIT_FAILED, f"{exc.code}: {exc.message}", {})
+        results: dict[str, SignatureResult] = {}
+        try:
+            self.step("run", "verify", self.verify)
+            for sig in self.options.signatures:
+                results[sig] = self.signature(sig)
+        except BaseException as exc:
+            reason = f"{getattr(exc, 'code', type(exc).__name__)}: {exc}"
+            self.say(f"run failed: {reason}")
+            self._cleanup(reason)
+            summary = self._summary(EXIT_FAILED, f"failed: {reason}", results)
+            self._finish(summary)
+            if not isinstance(exc, Exception):
+                raise
+            return summary
+        code = next(c for c in SEVERITY if c in {EXIT_BY_DECISION[r.decision] for r in results.values()} | {0})
+        summary = self._summary(code, "; ".join(f"{s}: {r.decision}" for s, r in results.items()), results)
+        self._finish(summary)
+        return summary
+
+    def preflight(self) -> None:
+        """Fail fast (exit 2): API reachable and migrated, an admin token, an LM that answers, valid datasets."""
+        self.client.ready()
+        identity = self.client.whoami()
+        if identity.role != "admin":
+            raise ConfigError(f"token {identity.name!r} has role {identity.role}; the runner needs an admin token")
+        for sig, path in self.options.datasets.items():
+            if not path.is_file():
+                raise ConfigError(f"dataset file {path} for {sig} does not exist")
+            self.client.validate_examples(sig, path.read_bytes())
+        for sig in self.options.signatures:
+            check = self.client.lm_check(sig, timeout_s=600)
+            if not check.ok:
+                raise ConfigError(f"the LM {check.lm_id} did not answer {sig}'s sample input: "
+                                  f"{check.error_code}: {check.error}")
+            self.say(f"preflight: {sig} answered by {check.lm_id} in {check.latency_ms} ms")
+
+    def start(self) -> None:
+        if self.options.resume:
+            run = self.client.get_run(self.options.resume)
+            self.run_id = run.run_id
+            self.client.heartbeat(run.run_id)  # refuses (run_not_running) a run that finished or was taken over
+            self.adoptable.add(run.run_id)
+            self.done = {e.client_event_id: e.data for e in self.client.all_events(run.run_id)
+                         if e.client_event_id and e.client_event_id.endswith(":finished")}
+            self.say(f"resuming {run.run_id}: {len(self.done)} steps already finished")
+        else:
+            run_id = f"night-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+            started = self.client.start_run(signature_ids=self.options.signatures, run_id=run_id,
+                                            lease_s=self.options.lease_s, key=f"start-{run_id}")
+            self.run_id = started.run.run_id
+            self.adoptable.update(t.get("run_id", "") for t in started.took_over)
+            self.say(f"run {self.run_id} started" + (f", took over {sorted(self.adoptable)}" if self.adoptable else ""))
+        self.event("preflight.finished", "preflight", "preflight passed", {"signatures": self.options.signatures},
+                   "run:preflight:finished")
+
+    def signature(self, sig: str) -> SignatureResult:
+        result = SignatureResult(signature_id=sig)
+        if sig in self.options.datasets:
+            imported = self.step(sig, "dataset.import", lambda: self.import_dataset(sig))
+            result.dataset_hash = imported["dataset_hash"]
+        report = self.step(sig, "compile", lambda: self.compile(sig))
+        result.report_id, result.best_compiled_id = report["report_id"], report["best_compiled_id"]
+        result.dataset_hash = report["dataset_hash"]
+        result.champion_before = report["incumbent_compiled_id"]
+        if not report["improved"]:
+            self.step(sig, "canary.start", lambda: {"skipped": "no_improvement"})
+            result.decision, result.reason = "no_improvement", "compile found nothing better than the champion"
+            result.champion_after = result.champion_before
+        else:
+            canary = self.step(sig, "canary.start", lambda: self.start_canary(sig, report))
+            result.canary_id = canary["canary_id"]
+            self.our_canaries[sig] = canary["canary_id"]
+            traffic = self.step(sig, "traffic", lambda: self.traffic(sig, canary["canary_id"]))
+            result.canary_status, result.requests_sent = traffic["status"], traffic["requests_sent"]
+            decided = self.step(sig, "decide", lambda: self.decide(sig, report, traffic))
+            result.decision, result.reason = decided["decision"], decided["reason"]
+            result.alias_history_ids = decided["alias_history_ids"]
+            result.champion_after = decided["champion_after"]
+        result.e2e = self.step(sig, "e2e", lambda: self.e2e(sig, result.champion_after or ""))
+        if not result.e2e["ok"]:
+            result.decision, result.reason = "failed", f"e2e smoke check failed: {result.e2e['problem']}"
+        return result
+
+    # steps ------------------------------------------------------------------------------------------------
+
+    def step(self, scope: str, phase: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run one step once: skipped (its recorded result returned) when its `finished` event exists."""
+        finished_id = f"{scope}:{phase}:finished"
+        if finished_id in self.done:
+            self.say(f"{scope}: {phase} already finished (resumed)")
+            return self.done[finished_id]
+        self.event(f"{phase}.started", phase, f"{scope}: {phase}", {"signature": scope}, f"{scope}:{phase}:started")
+        data = work()
+        self.event(f"{phase}.finished", phase, f"{scope}: {phase} finished", {"signature": scope, **data},
+                   finished_id)
+        self.done[finished_id] = {"signature": scope, **data}
+        return self.done[finished_id]
+
+    def verify(self) -> dict[str, Any]:
+        checks = []
+        for command in self.options.verify:
+            begun = self.clock()
+            done = subprocess.run(shlex.split(command), capture_output=True, text=True, check=False)  # noqa: S603
+            checks.append({"command": command, "exit_code": done.returncode, "seconds": round(self.clock() - begun, 2),
+                           "output_tail": (done.stdout + done.stderr)[-2000:]})
+            self.say(f"verify: {command} -> exit {done.returncode}")
+            if done.returncode != 0:
+                raise OvernightError(f"verify command failed (exit {done.returncode}): {command}",
+                                     details={"checks": checks})
+        return {"checks": checks}
+
+    def import_dataset(self, sig: str) -> dict[str, Any]:
+        imported = self.client.import_examples(sig, self.options.datasets[sig].read_bytes(), run_id=self.run_id,
+                                               key=f"{self.run_id}:{sig}:import")
+        self.say(f"{sig}: dataset {imported.dataset_hash[:12]} ({imported.inserted} inserted, {imported.updated} "
+                 f"updated, {imported.unchanged} unchanged)")
+        return {"dataset_hash": imported.dataset_hash, "inserted": imported.inserted, "updated": imported.updated,
+                "unchanged": imported.unchanged}
+
+    def compile(self, sig: str) -> dict[str, Any]:
+        report = self.client.compile(sig, run_id=self.run_id, seed=self.options.seed,
+                                     key=f"{self.run_id}:{sig}:compile")
+        delta = report.paired_delta
+        self.say(f"{sig}: compiled {len(report.candidates)} candidates with {report.lm_calls} LM calls; best "
+                 f"{report.best_compiled_id[:12]} " + (f"delta {delta.delta:+.3f} [{delta.low:+.3f}, {delta.high:+.3f}]"
+                                                       if delta else "(no holdout delta)"))
+        return {"report_id": report.report_id, "best_compiled_id": report.best_compiled_id,
+                "incumbent_compiled_id": report.incumbent_compiled_id, "improved": report.improved,
+                "dataset_hash": report.dataset_hash, "lm_calls": report.lm_calls,
+                "paired_delta": delta.model_dump(mode="json") if delta else None}
+
+    def start_canary(self, sig: str, report: dict[str, Any]) -> dict[str, Any]:
+        remaining = max(60, int(self.options.deadline_s - (self.clock() - self.started_at)))
+        body = {"candidate_id": report["best_compiled_id"], "steps": self.options.steps, "run_id": self.run_id,
+                "report_id": report["report_id"], "deadline_s": remaining}
+        try:
+            canary = self.client.start_canary(sig, body, key=f"{self.run_id}:{sig}:canary")
+        except CanaryActive:
+            view = self.client.canary(sig)
+            if view.canary.run_id not in self.adoptable | {self.run_id}:
+                raise
+            canary = view.canary  # ours, from before a crash, or a taken-over run's: continue it
+            self.say(f"{sig}: continuing canary {canary.canary_id} of run {canary.run_id}")
+        self.say(f"{sig}: canary {canary.canary_id} on steps {canary.config.steps}, pass look at "
+                 f"{canary.config.targets[-1]} candidate requests")
+        return {"canary_id": canary.canary_id, "targets": list(canary.config.targets),
+                "steps": list(canary.config.steps), "candidate_id": canary.candidate_id,
+                "control_id": canary.control_id}
+
+    def traffic(self, sig: str, canary_id: str) -> dict[str, Any]:
+        """Drive labeled holdout inputs until the canary decides, cannot pass any more, or time runs out."""
+        rows = self._holdout(sig)
+        sent, started = 0, uuid.uuid4().hex[:8]  # request keys are fresh per (re)start of this step
+        with ThreadPoolExecutor(self.options.concurrency) as pool:
+            while True:
+                view = self.client.canary(sig)
+                if view.canary.canary_id != canary_id or view.canary.status != "active":
+                    break
+                reason = self._stop_reason(view, sent)
+                if reason:
+                    view = CanaryView.model_validate({**view.model_dump(), "canary": self.client.stop_canary(
+                        sig, reason=reason, key=f"{self.run_id}:{sig}:stop").model_dump()})
+                    break
+                batch = range(sent, sent + self.options.batch)
+                list(pool.map(lambda i: self._exercise(sig, rows[i % len(rows)], f"{self.run_id}:{started}:{i}"),
+                              batch))
+                sent += len(batch)
+                self.heartbeat()
+        canary = view.canary
+        self.say(f"{sig}: canary {canary.status} after {sent} requests: {canary.end_reason}")
+        return {"canary_id": canary_id, "status": canary.status, "end_reason": canary.end_reason,
+                "requests_sent": sent, "arms": {a: c.summary() for a, c in canary.arms.items()}}
+
+    def _stop_reason(self, view: CanaryView, sent: int) -> str | None:
+        evaluation = view.evaluation or {}
+        if evaluation.get("can_still_pass") is False and evaluation.get("outcome") == "continue":
+            return f"the planned look was missed and the candidate can no longer pass: {evaluation.get('message')}"
+        if self.clock() - self.started_at > self.options.deadline_s:
+            return f"the run's deadline ({self.options.deadline_s} s) passed before the gates decided"
+        if sent >= self.options.max_requests:
+            return f"sent {sent} requests (the runner's limit) before the gates decided"
+        return None
+
+    def _exercise(self, sig: str, row: dict[str, Any], key: str) -> None:
+        with contextlib.suppress(LMCallFailed):  # counted on its arm by the server: a measurement, not a failure
+            self.client.predict(sig, row["input"], request_key=key, expected=row["expected"])
+
+    def _holdout(self, sig: str) -> list[dict[str, Any]]:
+        rows, after = [], None
+        while True:
+            page = self.client.examples(sig, split="holdout", after=after)
+            rows += [{"input": r.input, "expected": r.expected} for r in page.examples]
+            if page.next_after is None:
+                break
+            after = page.next_after
+        if not rows:
+            raise OvernightError(f"{sig} has no holdout rows to drive the canary with")
+        return rows
+
+    def decide(self, sig: str, report: dict[str, Any], traffic: dict[str, Any]) -> dict[str, Any]:
+        status = traffic["status"]
+        champion = self.client.alias_history(sig).champion_id or report["incumbent_compiled_id"]
+        if status != "passed":
+            decision = "rolled_back" if status == "failed" else "inconclusive"
+            return {"decision": decision, "reason": f"canary {status}: {traffic['end_reason']}",
+                    "alias_history_ids": [], "champion_after": champion}
+        try:
+            moved = self.client.promote(sig, {"candidate_id": report["best_compiled_id"], "run_id": self.run_id,
+                                              "report_id": report["report_id"]}, key=f"{self.run_id}:{sig}:promote")
+        except OvernightError as exc:
+            if exc.code != "promotion_refused":
+                raise
+            return {"decision": "inconclusive", "reason": f"promotion refused: {exc.message}",
+                    "alias_history_ids": [], "champion_after": champion}
+        self.our_canaries.pop(sig, None)
+        self.say(f"{sig}: promoted {report['best_compiled_id'][:12]}")
+        return {"decision": "promoted", "reason": moved.move.reason, "alias_history_ids": [moved.move.id],
+                "champion_after": moved.move.to_id}
+
+    def e2e(self, sig: str, expected: str) -> dict[str, Any]:
+        rows, served, problems = self._holdout(sig), [], []
+        for i in range(self.options.e2e_requests):
+            try:
+                answer = self.client.predict(sig, rows[i % len(rows)]["input"], request_key=f"e2e-{self.run_id}-{i}")
+                served.append(answer.compiled_id)
+            except OvernightError as exc:
+                problems.append(f"{exc.code}: {exc.message}")
+        wrong = [s for s in served if s != expected]
+        problem = "; ".join(problems) or (
+            f"{len(wrong)} served by {wrong[0][:12]}, not {expected[:12]}" if wrong else "")
+        return {"ok": not problem, "requests": self.options.e2e_requests, "expected_compiled_id": expected,
+                "served": sorted(set(served)), "problem": problem}
+
+    # bookkeeping ------------------------------------------------------------------------------------------
+
+    def event(self, kind: str, phase: str, message: str, data: dict[str, Any], client_event_id: str) -> None:
+        if self.run_id is not None:
+            self.client.append_event(self.run_id, EventIn(kind=kind, phase=phase, message=message, data=data,
+                                                          client_event_id=client_event_id))
+
+    def heartbeat(self) -> None:
+        with self._beat_lock:
+            if self.run_id is None or self.clock() - self._last_beat < self.options.lease_s / 3:
+                return
+            self._last_beat = self.clock()
+        self.client.heartbeat(self.run_id)
+
+    def _cleanup(self, reason: str) -> None:
+        """Stop every canary this run started that is still active; best effort, each on its own."""
+        for sig, canary_id in list(self.our_canaries.items()):
+            try:
+                view = self.client.canary(sig)
+                if view.canary.canary_id == canary_id and view.canary.status == "active":
+                    self.client.stop_canary(sig, reason=f"runner failed: {reason}"[:2000])
+                    self.say(f"{sig}: stopped canary {canary_id}")
+            except OvernightError as exc:
+                self.say(f"{sig}: could not stop canary {canary_id}: {exc.code}: {exc.message}")
+
+    def _finish(self, summary: Summary) -> None:
+        if self.run_id is None:
+            return
+        status = "failed" if summary.exit_code == EXIT_FAILED else "succeeded"
+        links = {sig: {"dataset_hash": r.dataset_hash, "compile_report": r.report_id, "canary": r.canary_id,
+                       "alias_history": r.alias_history_ids, "e2e": r.e2e} for sig, r in summary.signatures.items()}
+        try:
+            self.client.finish_run(self.run_id, status=status, summary=summary.model_dump(mode="json"), links=links,
+                                   key=f"{self.run_id}:finish:{status}")
+        except OvernightError as exc:
+            self.say(f"could not finish run {self.run_id}: {exc.code}: {exc.message}")
+
+    def _summary(self, code: int, verdict: str, results: dict[str, SignatureResult]) -> Summary:
+        return Summary(run_id=self.run_id, status="failed" if code in (EXIT_FAILED, EXIT_USAGE) else "succeeded",
+                       exit_code=code, verdict=verdict, base_url=self.client.base_url, signatures=results,
+                       review=f"overnight show {self.run_id}" if self.run_id else None)

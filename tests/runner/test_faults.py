@@ -1,0 +1,137 @@
+"""The runner against real faults: a second runner, SIGKILL and --resume, an API that answers 503 for a while,
+an API that goes away for good."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from tests.factories import ADMIN_TOKEN, live_server, serve_process
+from tests.runner.helpers import BETTER, SELECT, overnight_run, start_runner
+
+SLOW = BETTER + ",latency_ms=15"  # traffic takes a few seconds: time to interfere
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting")
+
+
+def events(client: httpx.Client, run_id: str) -> list[dict[str, object]]:
+    return list(client.get(f"/api/v1/runs/{run_id}/events", params={"limit": 1000}).json()["events"])
+
+
+def current_run(client: httpx.Client) -> str | None:
+    runs = client.get("/api/v1/runs").json()["runs"]
+    return str(runs[0]["run_id"]) if runs else None
+
+
+def traffic_started(client: httpx.Client) -> bool:
+    run_id = current_run(client)
+    return run_id is not None and any(e["kind"] == "traffic.started" for e in events(client, run_id))
+
+
+def test_a_second_runner_for_the_same_signature_exits_run_locked(db_url: str, tmp_path: Path) -> None:
+    first = start_runner(db_url, SLOW, "--dataset", str(SELECT), log=tmp_path / "first.log")
+    try:
+        with live_server(db_url) as server, server.client() as api:
+            wait_for(lambda: current_run(api) is not None)
+        code, summary, _ = overnight_run(db_url, SLOW, "--dataset", str(SELECT))
+    finally:
+        first.wait(timeout=300)
+    assert code == 1
+    assert summary["verdict"].startswith("run_locked:")
+    assert first.returncode == 0, (tmp_path / "first.log").read_text()[-3000:]
+
+
+def test_sigkill_during_traffic_then_resume_completes_without_duplicated_events(db_url: str, tmp_path: Path) -> None:
+    with serve_process(db_url, tmp_path / "serve.log", OVERNIGHT_LM=SLOW) as server, server.client() as api:
+        args = ("--base-url", server.base_url, "--dataset", str(SELECT))
+        runner = start_runner(db_url, SLOW, *args, log=tmp_path / "runner.log", OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        wait_for(lambda: traffic_started(api))
+        time.sleep(1.0)  # some traffic is in flight
+        runner.send_signal(signal.SIGKILL)
+        runner.wait(timeout=30)
+        run_id = current_run(api)
+        assert run_id is not None
+        assert api.get(f"/api/v1/runs/{run_id}").json()["status"] == "running"
+        code, summary, stderr = overnight_run(db_url, SLOW, *args, "--resume", run_id, OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        stream = events(api, run_id)
+        run = api.get(f"/api/v1/runs/{run_id}").json()
+    assert code == 0, stderr[-3000:]
+    assert summary["run_id"] == run_id
+    assert summary["signatures"]["SelectTool.v1"]["decision"] == "promoted"
+    assert run["status"] == "succeeded"
+    markers = Counter(str(e["kind"]) for e in stream if str(e["kind"]).endswith((".started", ".finished"))
+                      and not str(e["kind"]).startswith("run."))
+    assert markers["traffic.started"] == 1
+    assert markers["compile.started"] == 1
+    assert all(n == 1 for n in markers.values()), markers
+    assert [e["seq"] for e in stream] == list(range(1, len(stream) + 1))
+    assert sum(e["kind"] == "canary.opened" for e in stream) == 1  # the same canary carried on
+
+
+def test_a_few_seconds_of_503_mid_run_are_retried_and_the_run_carries_on(db_url: str, tmp_path: Path) -> None:
+    outage = threading.Event()
+    refused = Counter[str]()
+
+    def flaky(app: FastAPI) -> None:
+        @app.middleware("http")
+        async def unavailable(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+            if outage.is_set() and request.url.path.startswith("/api/"):
+                refused[request.url.path.rsplit("/", 1)[-1]] += 1
+                return JSONResponse({"ok": False, "code": "store_unavailable", "error": "down for maintenance",
+                                     "status": 503, "request_id": "x"}, status_code=503)
+            return await call_next(request)
+
+    with live_server(db_url, customize=flaky, lm=SLOW) as server, server.client() as api:
+        runner = start_runner(db_url, SLOW, "--base-url", server.base_url, "--dataset", str(SELECT),
+                              log=tmp_path / "runner.log", OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        wait_for(lambda: traffic_started(api))
+        outage.set()
+        time.sleep(3)
+        outage.clear()
+        runner.wait(timeout=300)
+    log = (tmp_path / "runner.log").read_text()
+    summary = json.loads(log[log.index('{\n  "run_id"'):]) if '{\n  "run_id"' in log else {}
+    assert runner.returncode == 0, log[-3000:]
+    assert summary["signatures"]["SelectTool.v1"]["decision"] == "promoted"
+    assert sum(refused.values()) > 0  # the outage really was seen
+
+
+def test_the_api_gone_for_good_exits_1_and_the_run_is_finished_failed_when_it_returns(
+    db_url: str, tmp_path: Path,
+) -> None:
+    fast = {"OVERNIGHT_TOKEN": ADMIN_TOKEN, "OVERNIGHT_CLIENT_ATTEMPTS": "3", "OVERNIGHT_LEASE_S": "3"}
+    with serve_process(db_url, tmp_path / "serve.log", OVERNIGHT_LM=SLOW) as server, server.client() as api:
+        runner = start_runner(db_url, SLOW, "--base-url", server.base_url, "--dataset", str(SELECT),
+                              log=tmp_path / "runner.log", **fast)
+        wait_for(lambda: traffic_started(api))
+        run_id = current_run(api)
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(timeout=30)
+    runner.wait(timeout=300)
+    log = (tmp_path / "runner.log").read_text()
+    assert runner.returncode == 1, log[-3000:]
+    assert "api_unreachable" in log
+    time.sleep(3.5)  # the lease (3 s) lapses with no heartbeat
+    with serve_process(db_url, tmp_path / "again.log", OVERNIGHT_LM=SLOW) as server, server.client() as api:
+        run = api.get(f"/api/v1/runs/{run_id}").json()
+        canary = api.get("/api/v1/signatures/SelectTool.v1/canary").json()
+    assert run["status"] == "failed"
+    assert "runner is gone" in run["summary"]["verdict"]
+    assert canary["canary"]["status"] == "stopped"
+    assert canary["canary"]["run_id"] == run_id

@@ -1,0 +1,113 @@
+"""`overnight run` end to end with the simulator: each decision, its exit code, and the record it leaves."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+from tests.factories import live_server
+from tests.runner.helpers import BETTER, FLAKY, NOTHING, SELECT, TRIAGE, overnight_run
+
+
+def _kinds(client: httpx.Client, run_id: str) -> list[str]:
+    return [e["kind"] for e in client.get(f"/api/v1/runs/{run_id}/events", params={"limit": 1000}).json()["events"]]
+
+
+def test_a_truly_better_candidate_is_promoted_and_every_link_resolves(db_url: str) -> None:
+    code, summary, stderr = overnight_run(db_url, BETTER, "--dataset", str(SELECT))
+    assert code == 0, stderr[-3000:]
+    result = summary["signatures"]["SelectTool.v1"]
+    assert result["decision"] == "promoted"
+    assert result["e2e"]["ok"] is True
+    assert result["e2e"]["served"] == [result["best_compiled_id"]]
+    with live_server(db_url) as server, server.client() as api:
+        run = api.get(f"/api/v1/runs/{summary['run_id']}").json()
+        report = api.get(f"/api/v1/compile-reports/{result['report_id']}")
+        canary = api.get("/api/v1/signatures/SelectTool.v1/canary").json()
+        history = api.get("/api/v1/signatures/SelectTool.v1/aliases/history").json()
+        snapshot = api.get(f"/api/v1/signatures/SelectTool.v1/snapshots/{result['dataset_hash']}")
+        kinds = _kinds(api, summary["run_id"])
+    assert run["status"] == "succeeded"
+    assert run["links"]["SelectTool.v1"]["compile_report"] == result["report_id"]
+    assert run["summary"]["exit_code"] == 0
+    assert report.status_code == 200
+    assert snapshot.status_code == 200
+    assert (canary["canary"]["canary_id"], canary["canary"]["status"]) == (result["canary_id"], "promoted")
+    assert history["champion_id"] == result["best_compiled_id"]
+    assert [h["id"] for h in history["history"]] == result["alias_history_ids"]
+    for phase in ("preflight", "verify", "dataset.import", "compile", "canary.start", "traffic", "decide", "e2e"):
+        assert f"{phase}.finished" in kinds, phase
+    assert kinds[-1] == "run.finished"
+    assert {"gate_evaluated", "canary.opened", "canary.promoted", "alias.moved", "compile.report"} <= set(kinds)
+    assert all(n == 1 for k, n in Counter(kinds).items() if k.endswith((".started", ".finished")) and
+               k.split(".")[0] not in ("run",)), Counter(kinds)
+    # The next night, same data: compiled against the new champion, nothing beats it, nothing changes.
+    again, second, stderr = overnight_run(db_url, BETTER, "--dataset", str(SELECT))
+    assert again == 0, stderr[-3000:]
+    assert second["signatures"]["SelectTool.v1"]["decision"] == "no_improvement"
+    assert second["signatures"]["SelectTool.v1"]["e2e"]["served"] == [result["best_compiled_id"]]
+
+
+def test_a_candidate_failing_30_percent_is_rolled_back_with_exit_3(db_url: str) -> None:
+    code, summary, stderr = overnight_run(db_url, FLAKY, "--dataset", str(SELECT))
+    assert code == 3, stderr[-3000:]
+    result = summary["signatures"]["SelectTool.v1"]
+    assert result["decision"] == "rolled_back"
+    assert result["canary_status"] == "failed"
+    with live_server(db_url) as server, server.client() as api:
+        canary = api.get("/api/v1/signatures/SelectTool.v1/canary").json()
+        history = api.get("/api/v1/signatures/SelectTool.v1/aliases/history").json()
+    assert history["champion_id"] is None
+    assert history["history"] == []
+    assert canary["history"][-1]["evidence"]["reason_code"] == "error_rate_exceeded"
+    assert "e-value" in canary["canary"]["end_reason"]
+    assert result["e2e"]["served"] == [result["champion_before"]]
+
+
+def test_nothing_better_is_no_improvement_and_no_canary(db_url: str) -> None:
+    code, summary, stderr = overnight_run(db_url, NOTHING, "--dataset", str(SELECT))
+    assert code == 0, stderr[-3000:]
+    result = summary["signatures"]["SelectTool.v1"]
+    assert result["decision"] == "no_improvement"
+    assert result["canary_id"] is None
+    with live_server(db_url) as server, server.client() as api:
+        assert api.get("/api/v1/signatures/SelectTool.v1/canary").status_code == 404
+
+
+def test_two_signatures_each_get_their_own_decision(db_url: str) -> None:
+    code, summary, stderr = overnight_run(db_url, BETTER, "-s", "SelectTool.v1", "-s", "SupportTriage.v1",
+                                          "--dataset", f"SelectTool.v1={SELECT}",
+                                          "--dataset", f"SupportTriage.v1={TRIAGE}")
+    assert code in (0, 3, 4), stderr[-3000:]
+    assert set(summary["signatures"]) == {"SelectTool.v1", "SupportTriage.v1"}
+    assert summary["signatures"]["SelectTool.v1"]["decision"] == "promoted"
+    triage = summary["signatures"]["SupportTriage.v1"]
+    assert triage["decision"] in ("promoted", "no_improvement", "inconclusive", "rolled_back")
+    assert triage["report_id"] != summary["signatures"]["SelectTool.v1"]["report_id"]
+
+
+def test_preflight_fails_fast_with_exit_2_and_changes_nothing(db_url: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(SELECT.read_text() + '{"example_id": "x", "split": "train"}\n')
+    code, summary, _stderr = overnight_run(db_url, BETTER, "--dataset", str(bad))
+    assert code == 2
+    assert "dataset_invalid" in summary["verdict"]
+    assert "line 78" in summary["verdict"]
+    missing = overnight_run(db_url, BETTER, "--dataset", str(tmp_path / "nope.jsonl"))
+    assert missing[0] == 2
+    assert "does not exist" in missing[1]["verdict"]
+    broken_lm = overnight_run(db_url, "sim:err=1,errors=raise", "--dataset", str(SELECT))
+    assert broken_lm[0] == 2
+    assert "did not answer" in broken_lm[1]["verdict"]
+    unreachable = overnight_run(db_url, BETTER, "--base-url", "http://127.0.0.1:9", "--dataset", str(SELECT),
+                                OVERNIGHT_TOKEN="x" * 40)
+    assert unreachable[0] == 2
+    assert "api_unreachable" in unreachable[1]["verdict"]
+    bad_deadline = overnight_run(db_url, BETTER, "--deadline", "soon")
+    assert bad_deadline[0] == 2
+    assert "config_error: --deadline" in bad_deadline[2]
+    with live_server(db_url) as server, server.client() as api:
+        assert api.get("/api/v1/runs").json()["runs"] == []  # no run was started
+        assert api.get("/api/v1/signatures/SelectTool.v1/examples").json()["examples"] == []
