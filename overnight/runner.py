@@ -141,6 +141,10 @@ class Runner:
                 raise ConfigError(f"the LM {check.lm_id} did not answer {sig}'s sample input: "
                                   f"{check.error_code}: {check.error}")
             self.say(f"preflight: {sig} answered by {check.lm_id} in {check.latency_ms} ms")
+            if check.backend == "local":
+                # One in-process model answers one call at a time: more traffic in flight only queues, and the
+                # queueing would be measured as the candidate's latency.
+                self.options = self.options.model_copy(update={"concurrency": 1, "batch": 10})
 
     def start(self) -> None:
         if self.options.resume:
@@ -156,7 +160,7 @@ class Runner:
             started = self.client.start_run(signature_ids=self.options.signatures, run_id=run_id,
                                             lease_s=self.options.lease_s, key=f"start-{run_id}")
             self.run_id = started.run.run_id
-            self.adoptable.update(t.get("run_id", "") for t in started.took_over)
+            self.adoptable.update(t["from_run_id"] for t in started.took_over if t.get("from_run_id"))
             self.say(f"run {self.run_id} started" + (f", took over {sorted(self.adoptable)}" if self.adoptable else ""))
         self.event("preflight.finished", "preflight", "preflight passed", {"signatures": self.options.signatures},
                    "run:preflight:finished")

@@ -83,7 +83,7 @@ CONTRACT = SignatureContract(
     output_model=SelectToolOutput,
     search_space=SearchSpace(instructions=INSTRUCTIONS, demo_counts=(0, 4, 8)),
     reward_id="exact_json_match@1",
-    budget=Budget(max_latency_p95_ms=2500, max_cost_per_call_usd=0.002),
+    budget=Budget(max_latency_p95_ms=10_000, max_cost_per_call_usd=0.002),
     cross_check=_tool_is_offered,
 )
 

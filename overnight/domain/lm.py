@@ -1,4 +1,5 @@
-"""What an LM check reports: one call on a signature's sample input. Must not import I/O modules or DSPy."""
+"""One LM call, measured (`Invocation`), and what an LM check reports about it. Must not import I/O modules or
+DSPy."""
 
 from __future__ import annotations
 
@@ -7,12 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 
-class LMCheck(BaseModel):
-    backend: str
-    model: str
-    lm_id: str
-    signature: str
-    input: dict[str, Any]
+class Invocation(BaseModel):
     ok: bool
     output: dict[str, Any] | None
     error_code: str | None = None
@@ -20,3 +16,14 @@ class LMCheck(BaseModel):
     latency_ms: int
     tokens_in: int = 0
     tokens_out: int = 0
+    cost_usd: float | None = None
+
+
+class LMCheck(Invocation):
+    """One call of a signature's default program on its sample input, with the backend that answered."""
+
+    backend: str
+    model: str
+    lm_id: str
+    signature: str
+    input: dict[str, Any]

@@ -13,24 +13,12 @@ import time
 from typing import Any
 
 import dspy
-from pydantic import BaseModel
 
-from overnight.domain.lm import LMCheck
+from overnight.domain.lm import Invocation, LMCheck
 from overnight.domain.signatures import ExampleInvalid
 from overnight.lm.backends import Backend
 from overnight.lm.scope import call_scope
 from overnight.registry import RegisteredSignature
-
-
-class Invocation(BaseModel):
-    ok: bool
-    output: dict[str, Any] | None
-    error_code: str | None = None
-    error: str | None = None
-    latency_ms: int
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost_usd: float | None = None
 
 
 def default_program(entry: RegisteredSignature) -> Any:
@@ -92,5 +80,4 @@ def check(entry: RegisteredSignature, backend: Backend) -> LMCheck:
     """One call of the default program on the signature's sample input: does the LM answer, validly?"""
     result = invoke(default_program(entry), backend, entry, entry.sample_input)
     return LMCheck(backend=backend.kind, model=backend.model, lm_id=backend.lm_id,
-                   signature=entry.contract.signature_id, input=entry.sample_input, **result.model_dump(
-                       exclude={"cost_usd"}))
+                   signature=entry.contract.signature_id, input=entry.sample_input, **result.model_dump())

@@ -110,7 +110,7 @@ def add_history(conn: Connection, canary: CanaryRecord, *, kind: str, step: int,
         actor=actor, evidence_json=canonical_json(evidence), created_at=now,
     ))
     if canary.run_id is not None:
-        runs_sql.append_bounded(conn, run_id=canary.run_id, bounds=bounds, now=now, event=EventIn(
+        runs_sql.note_on_run(conn, run_id=canary.run_id, bounds=bounds, now=now, event=EventIn(
             kind="gate_evaluated" if kind in ("step_advanced", "gate_evaluated") else f"canary.{kind}",
             phase="canary", level="warning" if verdict in ("fail", "inconclusive") else "info",
             message=f"{canary.signature_id}: {message}",

@@ -97,6 +97,15 @@ def find_client_event(conn: Connection, run_id: str, client_event_id: str) -> Ru
     return event_from_row(row) if row else None
 
 
+def note_on_run(conn: Connection, *, run_id: str, event: EventIn, bounds: EventBounds, now: int) -> None:
+    """Copy a server decision (a gate verdict, an alias move) onto the run it belongs to, while that run still
+    takes events. The decision's own table (canary or alias history) is the record; a run that has finished,
+    been taken over or hit its bound must never make a predict or a rollback fail."""
+    row = conn.execute(select(ops_runs.c.status).where(ops_runs.c.run_id == run_id)).first()
+    if row is not None and row.status == RunStatus.running.value:
+        append_bounded(conn, run_id=run_id, event=event, bounds=bounds, now=now)
+
+
 def append_bounded(
     conn: Connection, *, run_id: str, event: EventIn, bounds: EventBounds, now: int
 ) -> tuple[RunEvent | None, bool]:

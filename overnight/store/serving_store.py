@@ -187,7 +187,7 @@ class ServingVerbs:
     def _on_run(self, conn: Any, moved: AliasMove) -> None:
         if moved.run_id is None:
             return
-        runs_sql.append_bounded(conn, run_id=moved.run_id, bounds=self.bounds, now=moved.created_at, event=EventIn(
+        runs_sql.note_on_run(conn, run_id=moved.run_id, bounds=self.bounds, now=moved.created_at, event=EventIn(
             kind="alias.moved", phase="decide", message=(
                 f"{moved.signature_id}: champion {moved.action} {(moved.from_id or 'default')[:12]} -> "
                 f"{(moved.to_id or 'default')[:12]} by {moved.actor}" + (" (forced)" if moved.forced else "")

@@ -135,3 +135,26 @@ def test_the_api_gone_for_good_exits_1_and_the_run_is_finished_failed_when_it_re
     assert "runner is gone" in run["summary"]["verdict"]
     assert canary["canary"]["status"] == "stopped"
     assert canary["canary"]["run_id"] == run_id
+
+
+def test_a_new_run_that_takes_over_a_stale_lease_continues_the_old_runs_canary(db_url: str, tmp_path: Path) -> None:
+    quick = {"OVERNIGHT_TOKEN": ADMIN_TOKEN, "OVERNIGHT_LEASE_S": "3"}
+    with serve_process(db_url, tmp_path / "serve.log", OVERNIGHT_LM=SLOW) as server, server.client() as api:
+        args = ("--base-url", server.base_url, "--dataset", str(SELECT))
+        first = start_runner(db_url, SLOW, *args, log=tmp_path / "first.log", **quick)
+        wait_for(lambda: traffic_started(api))
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        old_run = current_run(api)
+        old_canary = api.get("/api/v1/signatures/SelectTool.v1/canary").json()["canary"]
+        time.sleep(3.5)  # its lease lapses
+        code, summary, stderr = overnight_run(db_url, SLOW, *args, **quick)
+        old = api.get(f"/api/v1/runs/{old_run}").json()
+        new_events = events(api, str(summary["run_id"]))
+    assert code == 0, stderr[-3000:]
+    assert old["status"] == "abandoned"
+    result = summary["signatures"]["SelectTool.v1"]
+    assert result["decision"] == "promoted"
+    assert result["canary_id"] == old_canary["canary_id"]  # carried on, not restarted: no evidence thrown away
+    assert any(e["kind"] == "lease_taken_over" for e in new_events)
+    assert not any(e["kind"] == "canary.opened" for e in new_events)
