@@ -38,10 +38,10 @@ test: lint typecheck pytest
 
 # The runner prints not_implemented until it is built; `overnight lm check` shows the local model answering.
 # A completed run is a success whatever it decided: 0 promoted or no change, 3 rolled back, 4 inconclusive.
-# The bundled model answers in about a second, so the demo canaries at 50% and gives the gates 25 minutes.
+# The bundled model answers in one to two seconds, so the demo canaries at 50% and gives the run 45 minutes.
 demo: $(LOCAL_STAMP)
 	$(BIN)/overnight lm check
-	@code=0; $(BIN)/overnight run --steps 50 --deadline 25m || code=$$?; \
+	@code=0; $(BIN)/overnight run --steps 50 --deadline 45m || code=$$?; \
 	  case $$code in 0|3|4) echo "demo: the overnight run completed (exit $$code)";; *) exit $$code;; esac
 
 bench-events: $(DEV_STAMP)
