@@ -21,7 +21,7 @@ from overnight.domain.datasets import ImportResult
 from overnight.domain.runs import Run, RunEvent, RunStatus
 from overnight.errors import ConfigError, OvernightError
 from overnight.logging import configure_logging, get_logger
-from overnight.review import compile_table, run_document, run_timeline, runs_table, summary_text
+from overnight.review import compile_table, run_document, run_timeline, runs_table, summary_text, when
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Improve DSPy programs overnight, safely.")
 db_app = typer.Typer(no_args_is_help=True, help="The store's schema.")
@@ -127,6 +127,31 @@ def runs(
     _with_store(work)
 
 
+@runs_app.command("tail")
+def runs_tail(
+    run_id: Annotated[str, typer.Argument(help="The run to follow")],
+    base_url: Annotated[str | None, typer.Option(help="The API (default http://OVERNIGHT_HOST:OVERNIGHT_PORT)")] = None,
+    from_start: Annotated[bool, typer.Option("--all", help="Print the run's earlier events first")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line")] = False,
+) -> None:
+    """Follow a run's events live (Server-Sent Events) until it finishes: in order, no gap, no duplicate."""
+    from overnight.client import OvernightClient  # noqa: PLC0415
+    from overnight.nightly import api_token  # noqa: PLC0415
+
+    with _errors_as_exit_codes():
+        settings = _settings()
+        url = base_url or f"http://{settings.host}:{settings.port}"
+        with OvernightClient(url, api_token(settings, roles=("admin", "read")),
+                             attempts=settings.client_attempts) as client:
+            start = 0 if from_start else client.get_run(run_id).event_count
+            for event in client.follow_events(run_id, after_seq=start):
+                if as_json:
+                    out.print(event.model_dump_json(), markup=False, highlight=False, soft_wrap=True)
+                else:
+                    out.print(f"{event.seq:>6}  {when(event.ts)}  {event.phase:<16} {event.kind:<24} "
+                              f"{event.level:<7} {event.message}", markup=False, highlight=False, soft_wrap=True)
+
+
 @app.command()
 def show(
     run_id: Annotated[str, typer.Argument(help="The run to show")],
@@ -143,6 +168,32 @@ def show(
             out.print_json(json.dumps(run_document(run, events)))
         else:
             out.print(run_timeline(run, events))
+
+    _with_store(work)
+
+
+@app.command("diff")
+def diff(
+    a: Annotated[str, typer.Argument(help="A compiled_id (the old program)")],
+    b: Annotated[str, typer.Argument(help="Another compiled_id (the new program)")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """What changed from one program to another: the instructions as a text diff, demos added and removed,
+    decode changes, and whether the LM differs."""
+    from overnight.domain.diff import diff_artifacts  # noqa: PLC0415
+
+    def work(store: Any) -> None:
+        changed = diff_artifacts(store.get_artifact(compiled_id=a), store.get_artifact(compiled_id=b))
+        if as_json:
+            out.print_json(changed.model_dump_json())
+            return
+        lines = [*changed.instructions_diff] or ["instructions: unchanged"]
+        lines += [f"+ demo {json.dumps(d, sort_keys=True)}" for d in changed.demos_added]
+        lines += [f"- demo {json.dumps(d, sort_keys=True)}" for d in changed.demos_removed]
+        lines += [f"decode {k}: {old!r} -> {new!r}" for k, (old, new) in changed.decode_changes.items()]
+        lines += ["the LM differs"] if changed.lm_id_changed else []
+        for line in lines:
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
 
     _with_store(work)
 

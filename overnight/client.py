@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import httpx
@@ -25,7 +25,7 @@ from overnight.domain.datasets import DatasetCheck, ExamplePage, ImportResult
 from overnight.domain.lm import LMCheck
 from overnight.domain.promotion import AliasHistory, AliasMoveOut
 from overnight.domain.receipts import Prediction
-from overnight.domain.runs import AppendedEvent, EventIn, EventPage, Run, StartedRun
+from overnight.domain.runs import AppendedEvent, EventIn, EventPage, Run, RunEvent, StartedRun
 from overnight.errors import ApiUnreachable, OvernightError, all_error_classes
 
 M = TypeVar("M", bound=BaseModel)
@@ -151,6 +151,31 @@ class OvernightClient:
             if page.next_after_seq is None:
                 return found
 
+    def follow_events(self, run_id: str, *, after_seq: int = 0) -> Iterator[RunEvent]:
+        """Every event after `after_seq`, live, over Server-Sent Events, until the run has finished and all its
+        events were sent. A dropped stream reconnects with `Last-Event-ID`: no gap, no duplicate."""
+        last, failures = after_seq, 0
+        while True:
+            try:
+                with self._http.stream("GET", f"/api/v1/runs/{run_id}/events", params={"follow": "true"},
+                                       headers={"last-event-id": str(last), "x-request-id": uuid.uuid4().hex},
+                                       timeout=httpx.Timeout(30.0, read=None)) as response:
+                    if response.is_error:
+                        response.read()
+                        raise _raise_for(response)
+                    for kind, data in _sse_messages(response.iter_lines()):
+                        if kind == "end":
+                            return
+                        event = RunEvent.model_validate_json(data)
+                        if event.seq > last:
+                            last, failures = event.seq, 0
+                            yield event
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures >= self.attempts:
+                    raise ApiUnreachable(f"lost the event stream of {run_id} at seq {last}: {exc}") from None
+                self._sleep(min(self.max_backoff_s, self.backoff_s * 2 ** (failures - 1)))
+
     # datasets and compile ---------------------------------------------------------------------------------
 
     def import_examples(self, signature_id: str, jsonl: bytes, *, run_id: str | None = None,
@@ -231,3 +256,17 @@ def _raise_for(response: httpx.Response) -> OvernightError:
     if cls is OvernightError and code:
         error.details["code"] = code
     return error
+
+
+def _sse_messages(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
+    """(event, data) per Server-Sent Events message; comments and `retry:` lines are skipped."""
+    kind, data = "message", list[str]()
+    for line in lines:
+        if not line:
+            if data:
+                yield kind, "\n".join(data)
+            kind, data = "message", []
+        elif line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())

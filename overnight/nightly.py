@@ -44,8 +44,7 @@ def quiet_transport_logs(settings: Settings) -> None:
 @contextmanager
 def api(settings: Settings, base_url: str | None) -> Iterator[tuple[str, str]]:
     if base_url is not None:
-        token = settings.token.get_secret_value() if settings.token else _admin_from(settings)
-        yield base_url, token
+        yield base_url, api_token(settings, roles=("admin",))
         return
     from overnight.api.app import create_app  # noqa: PLC0415 - only the embedded default needs the app
     from overnight.api.auth import TokenRegistry, parse_token_spec  # noqa: PLC0415
@@ -64,15 +63,18 @@ def api(settings: Settings, base_url: str | None) -> Iterator[tuple[str, str]]:
         store.close()
 
 
-def _admin_from(settings: Settings) -> str:
+def api_token(settings: Settings, *, roles: tuple[str, ...]) -> str:
+    """The secret to send to a remote API: OVERNIGHT_TOKEN, else the first OVERNIGHT_TOKENS entry with a role."""
+    if settings.token is not None:
+        return settings.token.get_secret_value()
     from overnight.api.auth import parse_token_spec  # noqa: PLC0415
 
     spec = settings.tokens.get_secret_value()
-    admins = [secret for _, role, secret in (parse_token_spec(spec, dev=settings.dev) if spec.strip() else [])
-              if role == "admin"]
-    if not admins:
-        raise ConfigError("--base-url needs an admin token: set OVERNIGHT_TOKEN to its secret")
-    return admins[0]
+    found = [secret for _, role, secret in (parse_token_spec(spec, dev=settings.dev) if spec.strip() else [])
+             if role in roles]
+    if not found:
+        raise ConfigError(f"--base-url needs a token with the {' or '.join(roles)} role: set OVERNIGHT_TOKEN")
+    return found[0]
 
 
 def dataset_files(signatures: list[str], given: list[str]) -> dict[str, Path]:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from overnight.domain.runs import EventIn, FinishRun, RunStart
@@ -133,6 +134,14 @@ def test_promote_refused_then_forced_then_rollback_from_the_cli(tmp_path: Path) 
     assert overnight("import", str(dataset), "-s", "SelectTool.v1", db=db).returncode == 0
     report = json.loads(overnight("compile", "-s", "SelectTool.v1", "--json", db=db, **sim).stdout)
     best = report["best_compiled_id"]
+    changed = json.loads(overnight("diff", report["incumbent_compiled_id"], best, "--json", db=db).stdout)
+    assert (len(changed["demos_added"]), changed["demos_removed"]) == (4, [])
+    assert any(line.startswith("+You route requests") for line in changed["instructions_diff"])
+    text = overnight("diff", report["incumbent_compiled_id"], best, db=db).stdout
+    assert text.count("+ demo ") == 4
+    missing = overnight("diff", best, "f" * 64, db=db)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("artifact_not_found:")
     refused = overnight("promote", best, "-s", "SelectTool.v1", db=db, **sim)
     no_reason = overnight("promote", best, "-s", "SelectTool.v1", "--force", db=db, **sim)
     forced = overnight("promote", best, "-s", "SelectTool.v1", "--force", "--reason", "manual test", "--actor",
@@ -152,3 +161,25 @@ def test_promote_refused_then_forced_then_rollback_from_the_cli(tmp_path: Path) 
     assert f"rollback {best} -> default by bob" in back.stdout
     assert again.returncode == 1
     assert again.stderr.startswith("nothing_to_roll_back:")
+
+
+def test_runs_tail_prints_events_appended_after_it_started_in_order_without_gaps(tmp_path: Path) -> None:
+    db = tmp_path / "o.db"
+    with serve_process(f"sqlite:///{db}", tmp_path / "serve.log") as server, server.client() as api:
+        run_id = api.post("/api/v1/runs", json={"signature_ids": ["SelectTool.v1"]}).json()["run"]["run_id"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")}
+        tail = subprocess.Popen([sys.executable, "-m", "overnight", "runs", "tail", run_id, "--base-url",
+                                 server.base_url, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env={**env, "OVERNIGHT_TOKENS": TOKENS, "COLUMNS": "400"})
+        time.sleep(2.5)  # the tail has started and connected
+        for i in range(200):
+            api.post(f"/api/v1/runs/{run_id}/events", json={"kind": "step.note", "phase": "test",
+                                                            "message": f"note {i}"}).raise_for_status()
+        api.post(f"/api/v1/runs/{run_id}/finish", json={"status": "succeeded"}).raise_for_status()
+        printed, errors = tail.communicate(timeout=60)
+    assert tail.returncode == 0, errors
+    seqs = [json.loads(line)["seq"] for line in printed.splitlines()]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # in order, no gap, no duplicate
+    assert seqs[0] >= 2  # run.started was before the tail began
+    assert seqs[-1] == 202  # through run.finished
+    assert len(seqs) >= 150
