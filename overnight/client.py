@@ -143,8 +143,8 @@ class OvernightClient:
         return self._model(EventPage, "GET", f"/api/v1/runs/{run_id}/events",
                            params={"after_seq": after_seq, "limit": limit})
 
-    def all_events(self, run_id: str) -> list[Any]:
-        found: list[Any] = []
+    def all_events(self, run_id: str) -> list[RunEvent]:
+        found: list[RunEvent] = []
         while True:
             page = self.events(run_id, after_seq=found[-1].seq if found else 0)
             found.extend(page.events)

@@ -89,6 +89,7 @@ class Runner:
         self.done: dict[str, dict[str, Any]] = {}  # client_event_id of a finished step -> its data
         self.adoptable: set[str] = set()  # runs whose canaries this run may continue (resumed or taken over)
         self.our_canaries: dict[str, str] = {}  # signature -> canary_id this run started or adopted
+        self._holdouts: dict[str, list[dict[str, Any]]] = {}  # read once per signature (traffic, then e2e)
         self._last_beat = clock()
         self._beat_lock = threading.Lock()
 
@@ -298,6 +299,11 @@ class Runner:
             self.client.predict(sig, row["input"], request_key=key, expected=row["expected"])
 
     def _holdout(self, sig: str) -> list[dict[str, Any]]:
+        if sig not in self._holdouts:
+            self._holdouts[sig] = self._read_holdout(sig)
+        return self._holdouts[sig]
+
+    def _read_holdout(self, sig: str) -> list[dict[str, Any]]:
         rows, after = [], None
         while True:
             page = self.client.examples(sig, split="holdout", after=after)

@@ -14,8 +14,8 @@ from overnight.domain.promotion import (
 )
 from overnight.errors import CompileEvidenceMissing, PromotionRefused
 from overnight.registry import RegisteredSignature
-from overnight.serving.evidence import contender_against, naming_report, signature_artifact
-from overnight.serving.programs import ProgramCache
+from overnight.serving.evidence import contender_against, naming_report
+from overnight.serving.programs import ProgramCache, signature_artifact
 from overnight.store import Store
 
 

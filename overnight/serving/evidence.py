@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from overnight.domain.compiling import Artifact, CompileReport
+from overnight.domain.compiling import CompileReport
 from overnight.domain.datasets import dataset_hash
-from overnight.errors import CompileEvidenceMissing, Conflict, InvalidInput
+from overnight.errors import CompileEvidenceMissing, Conflict
 from overnight.registry import RegisteredSignature
-from overnight.serving.programs import ProgramCache
+from overnight.serving.programs import ProgramCache, signature_artifact
 from overnight.store import Store
 
 
@@ -50,15 +50,6 @@ def _mismatch(report: CompileReport, *, signature_id: str, contract_hash: str, l
     if all(c.compiled_id != candidate_id for c in report.candidates):
         return "does not name the candidate"
     return None
-
-
-def signature_artifact(store: Store, entry: RegisteredSignature, compiled_id: str) -> Artifact:
-    """An existing artifact of this signature (404 when unknown, 422 when it is another signature's)."""
-    artifact = store.get_artifact(compiled_id=compiled_id)
-    if artifact.signature_id != entry.contract.signature_id:
-        raise InvalidInput(f"artifact {compiled_id[:12]} belongs to {artifact.signature_id}, "
-                           f"not {entry.contract.signature_id}", details={"field": "candidate_id"})
-    return artifact
 
 
 def serving_champion(store: Store, entry: RegisteredSignature, programs: ProgramCache, lm_id: str) -> str:

@@ -8,6 +8,7 @@ import threading
 
 from overnight.compile.programs import Candidate, build_candidate, candidate_from_artifact
 from overnight.domain.candidates import CandidateParams
+from overnight.domain.compiling import Artifact
 from overnight.errors import InvalidInput
 from overnight.registry import RegisteredSignature
 from overnight.store import Store
@@ -20,6 +21,15 @@ def default_candidate(entry: RegisteredSignature, lm_id: str) -> Candidate:
     params = CandidateParams(instruction_index=0, demo_count=0, decode_index=0, demo_ids=(),
                              decode=dict(space.decode[0]))
     return build_candidate(entry, params, {}, lm_id=lm_id)
+
+
+def signature_artifact(store: Store, entry: RegisteredSignature, compiled_id: str) -> Artifact:
+    """An existing artifact of this signature (404 when unknown, 422 when it is another signature's)."""
+    artifact = store.get_artifact(compiled_id=compiled_id)
+    if artifact.signature_id != entry.contract.signature_id:
+        raise InvalidInput(f"artifact {compiled_id[:12]} belongs to {artifact.signature_id}, "
+                           f"not {entry.contract.signature_id}", details={"field": "candidate_id"})
+    return artifact
 
 
 class ProgramCache:
@@ -46,10 +56,6 @@ class ProgramCache:
             found = self._programs.get(compiled_id)
         if found is not None:
             return found
-        artifact = store.get_artifact(compiled_id=compiled_id)
-        if artifact.signature_id != entry.contract.signature_id:
-            raise InvalidInput(f"artifact {compiled_id[:12]} belongs to {artifact.signature_id}, "
-                               f"not {entry.contract.signature_id}")
-        candidate = candidate_from_artifact(entry, artifact)
+        candidate = candidate_from_artifact(entry, signature_artifact(store, entry, compiled_id))
         with self._lock:
             return self._programs.setdefault(compiled_id, candidate)

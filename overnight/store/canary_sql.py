@@ -135,10 +135,10 @@ def insert_receipt(conn: Connection, receipt: Receipt, now: int) -> None:
     ))
 
 
-def bump(conn: Connection, receipt: Receipt) -> ArmCounters:
-    """Atomic increments of the receipt's arm; returns the arm's counters after this receipt."""
+def bump(conn: Connection, receipt: Receipt) -> None:
+    """Atomic increments of the receipt's arm and its latency bucket."""
     arm = canary_arms.c
-    row = conn.execute(update(canary_arms).where(
+    conn.execute(update(canary_arms).where(
         arm.canary_id == receipt.canary_id, arm.arm == receipt.arm,
     ).values(
         samples=arm.samples + 1, errors=arm.errors + int(not receipt.ok),
@@ -146,7 +146,7 @@ def bump(conn: Connection, receipt: Receipt) -> ArmCounters:
         latency_sum_ms=arm.latency_sum_ms + receipt.latency_ms, tokens_in=arm.tokens_in + receipt.tokens_in,
         tokens_out=arm.tokens_out + receipt.tokens_out, cost_usd=arm.cost_usd + (receipt.cost_usd or 0.0),
         costed=arm.costed + int(receipt.cost_usd is not None),
-    ).returning(*canary_arms.c)).mappings().one()
+    ))
     build = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     bucket = build(canary_latency_buckets).values(canary_id=receipt.canary_id, arm=receipt.arm,
                                                   bucket_ms=latency_bucket(receipt.latency_ms), count=1)
@@ -154,11 +154,22 @@ def bump(conn: Connection, receipt: Receipt) -> ArmCounters:
         index_elements=["canary_id", "arm", "bucket_ms"],
         set_={"count": canary_latency_buckets.c.count + 1},
     ))
-    return ArmCounters(**{k: row[k] for k in ArmCounters.model_fields if k in row})
 
 
-def apply(conn: Connection, canary: CanaryRecord, assessment: Assessment, *, now: int, bounds: EventBounds) -> str:
-    """Persist what an assessment decided (a step advance or a verdict); return the canary's status after it."""
+def needs_assessment(conn: Connection, canary_id: str, *, arm: str, now: int) -> bool:
+    """Only a candidate sample, or any request past the deadline, can change an active canary's verdict: the
+    other receipts skip loading both arms and the histograms."""
+    row = conn.execute(select(canaries.c.status, canaries.c.config_json).where(
+        canaries.c.canary_id == canary_id)).one()
+    if row.status != "active":
+        return False
+    return arm == "candidate" or now >= CanaryConfig.model_validate_json(row.config_json).deadline_at
+
+
+def apply(conn: Connection, canary: CanaryRecord, assessment: Assessment, *, now: int, bounds: EventBounds) -> None:
+    """Persist what an assessment decided: a step advance or a verdict (once, if another replica has not)."""
+    if assessment.outcome == "continue":
+        return
     evidence = assessment.evidence(canary.arms["control"], canary.arms["candidate"])
     if assessment.outcome == "advance":
         base = {arm: counters.samples for arm, counters in canary.arms.items()}
@@ -169,15 +180,10 @@ def apply(conn: Connection, canary: CanaryRecord, assessment: Assessment, *, now
         if moved:
             add_history(conn, canary, kind="step_advanced", step=canary.step + 1, verdict="pass", actor=None,
                         evidence=evidence, now=now, bounds=bounds, message=assessment.message)
-        return "active"
-    if assessment.outcome == "continue":
-        return "active"
-    status = END_STATUS[assessment.outcome]
-    if end(conn, canary, status=status, reason=assessment.message, now=now):
+        return
+    if end(conn, canary, status=END_STATUS[assessment.outcome], reason=assessment.message, now=now):
         add_history(conn, canary, kind="gate_evaluated", step=canary.step, verdict=assessment.outcome, actor=None,
                     evidence=evidence, now=now, bounds=bounds, message=assessment.message)
-        return status
-    return load(conn, canary.canary_id).status
 
 
 def get_receipt(conn: Connection, receipt_id: str) -> Receipt:

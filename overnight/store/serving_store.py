@@ -114,21 +114,17 @@ class ServingVerbs:
                             rollout_pct=steps[row["step"]], control_id=row["control_id"],
                             candidate_id=row["candidate_id"])
 
-    def record_receipt(self, *, receipt: Receipt) -> str | None:
-        """Write the receipt, bump its arm, and assess the canary, in one transaction. Returns the canary's
-        status afterwards (None outside a canary)."""
+    def record_receipt(self, *, receipt: Receipt) -> None:
+        """Write the receipt, bump its arm, and assess the canary, in one transaction."""
         with self._tx.write() as conn:
             now = self.clock()
             canary_sql.insert_receipt(conn, receipt, now)
             if receipt.canary_id is None:
-                return None
+                return
             canary_sql.bump(conn, receipt)
-            canary = canary_sql.load(conn, receipt.canary_id)
-            if canary.status != "active":
-                return canary.status
-            if receipt.arm != "candidate" and now < canary.config.deadline_at:
-                return "active"
-            return canary_sql.apply(conn, canary, canary.assess(now), now=now, bounds=self.bounds)
+            if canary_sql.needs_assessment(conn, receipt.canary_id, arm=receipt.arm, now=now):
+                canary = canary_sql.load(conn, receipt.canary_id)
+                canary_sql.apply(conn, canary, canary.assess(now), now=now, bounds=self.bounds)
 
     def get_receipt(self, *, receipt_id: str) -> Receipt:
         with self._tx.read() as conn:
