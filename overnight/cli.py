@@ -21,7 +21,15 @@ from overnight.domain.datasets import ImportResult
 from overnight.domain.runs import Run, RunEvent, RunStatus
 from overnight.errors import ConfigError, OvernightError
 from overnight.logging import configure_logging, get_logger
-from overnight.review import compile_table, run_document, run_timeline, runs_table, summary_text, when
+from overnight.review.terminal import (
+    compile_table,
+    run_document,
+    run_timeline,
+    runs_document,
+    runs_table,
+    summary_text,
+    when,
+)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Improve DSPy programs overnight, safely.")
 db_app = typer.Typer(no_args_is_help=True, help="The store's schema.")
@@ -109,18 +117,22 @@ def _with_store(work: Callable[[Any], None]) -> None:
 @runs_app.callback(invoke_without_command=True)
 def runs(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option(min=1, max=500, help="How many runs")] = 20,
+    since: Annotated[str | None, typer.Option(help="Only runs started this long ago or less, e.g. 24h, 90m")] = None,
     status: Annotated[RunStatus | None, typer.Option(help="Only runs with this status")] = None,
+    signature: Annotated[str | None, typer.Option(help="Only runs for this signature")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="How many runs")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """A table of recent runs, newest first."""
+    """A table of recent runs, newest first: status, exit code, duration and the verdict per signature."""
     if ctx.invoked_subcommand is not None:
         return
+    from overnight.nightly import seconds  # noqa: PLC0415
 
     def work(store: Any) -> None:
-        found: list[Run] = store.list_runs(limit=limit, status=status)
+        after = None if since is None else store.clock() - seconds(since, option="--since") * 1000
+        found: list[Run] = store.list_runs(limit=limit, status=status, signature_id=signature, since=after)
         if as_json:
-            out.print_json(json.dumps([r.model_dump(mode="json") for r in found]))
+            out.print_json(json.dumps(runs_document(found)))
         else:
             out.print(runs_table(found))
 
@@ -155,19 +167,29 @@ def runs_tail(
 @app.command()
 def show(
     run_id: Annotated[str, typer.Argument(help="The run to show")],
+    events: Annotated[bool, typer.Option("--events", help="Also print every event of the run")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """A run's header and the timeline of its events."""
+    """What a run did and why: its steps with durations, the compile table and paired delta, the canary per arm
+    with every gate decision, the alias moves, the e2e check, and one closing sentence."""
+    from overnight.review.assemble import run_review  # noqa: PLC0415
+    from overnight.review.show import review_text  # noqa: PLC0415
 
     def work(store: Any) -> None:
-        run: Run = store.get_run(run_id=run_id)
-        events: list[RunEvent] = []
-        while batch := store.list_events(run_id=run_id, after_seq=events[-1].seq if events else 0, limit=1000):
-            events.extend(batch)
+        review = run_review(store, run_id)
+        timeline: list[RunEvent] = []
+        while events and (batch := store.list_events(run_id=run_id, limit=1000,
+                                                     after_seq=timeline[-1].seq if timeline else 0)):
+            timeline.extend(batch)
         if as_json:
-            out.print_json(json.dumps(run_document(run, events)))
-        else:
-            out.print(run_timeline(run, events))
+            document = review.model_dump(mode="json")
+            if events:
+                document["events"] = run_document(store.get_run(run_id=run_id), timeline)["events"]
+            out.print_json(json.dumps(document))
+            return
+        out.print(review_text(review))
+        if events:
+            out.print(run_timeline(store.get_run(run_id=run_id), timeline))
 
     _with_store(work)
 

@@ -96,10 +96,10 @@ def dataset_files(signatures: list[str], given: list[str]) -> dict[str, Path]:
     return found
 
 
-def seconds(text: str) -> int:
+def seconds(text: str, *, option: str = "--deadline") -> int:
     match = DURATION.match(text.strip())
     if not match or int(match.group(1)) <= 0:
-        raise ConfigError(f"--deadline {text!r}: give a positive duration such as 90m, 2h or 3600s")
+        raise ConfigError(f"{option} {text!r}: give a positive duration such as 90m, 2h or 3600s")
     return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 

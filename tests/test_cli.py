@@ -73,11 +73,15 @@ def test_runs_and_show(tmp_path: Path) -> None:
 
     shown = overnight("show", "nightly-1", db=db)
     assert shown.returncode == 0, shown.stderr
+    assert "Run nightly-1 succeeded: nothing changed (select_tool.v1 not decided)." in shown.stdout
+    assert "compiling 12 candidates" not in shown.stdout  # the review, not the log
+    with_events = overnight("show", "nightly-1", "--events", db=db)
     for text in ("run.started", "compile.started", "compiling 12 candidates", "run.finished"):
-        assert text in shown.stdout
+        assert text in with_events.stdout
 
-    document = json.loads(overnight("show", "nightly-1", "--json", db=db).stdout)
+    document = json.loads(overnight("show", "nightly-1", "--json", "--events", db=db).stdout)
     assert [e["seq"] for e in document["events"]] == [1, 2, 3]
+    assert document["signatures"][0]["decision"] == "not_decided"
 
     missing = overnight("show", "nope", db=db)
     assert missing.returncode == 1

@@ -16,6 +16,8 @@ FORBIDDEN = {
     "compile": ("fastapi", "starlette", "sqlalchemy", "overnight.api"),
     "lm": ("sqlalchemy", "overnight.store", "overnight.api"),
     "serving": ("fastapi", "starlette", "sqlalchemy", "httpx", "overnight.api"),
+    "review": ("fastapi", "starlette", "sqlalchemy", "httpx", "uvicorn", "dspy", "overnight.api",
+               "overnight.lm", "overnight.compile"),
     "client.py": ("sqlalchemy", "fastapi", "dspy", "overnight.store", "overnight.api", "overnight.serving",
                   "overnight.lm", "overnight.compile"),
     "runner.py": ("sqlalchemy", "fastapi", "dspy", "overnight.store", "overnight.api", "overnight.serving",

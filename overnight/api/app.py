@@ -11,10 +11,10 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from overnight import __version__
-from overnight.api.auth import Require, TokenRegistry
+from overnight.api.auth import Require, SignInRequired, TokenRegistry
 from overnight.api.errors import install_error_handlers
 from overnight.api.middleware import IdempotencyKeys, RequestContext
-from overnight.api.routes import canary, health, runs, serving, signatures
+from overnight.api.routes import canary, health, review, runs, serving, signatures
 from overnight.api.routes import compile as compile_routes
 from overnight.config import Settings
 from overnight.lm.backends import Backend
@@ -22,7 +22,8 @@ from overnight.registry import Registry
 from overnight.serving.programs import ProgramCache
 from overnight.store import Store
 
-ROUTERS = (health.router, runs.router, signatures.router, compile_routes.router, canary.router, serving.router)
+ROUTERS = (health.router, runs.router, signatures.router, compile_routes.router, canary.router, serving.router,
+           review.router)
 
 
 def route_inventory() -> list[tuple[str, str, frozenset[str]]]:
@@ -56,6 +57,7 @@ def create_app(settings: Settings, store: Store, *, tokens: TokenRegistry | None
     app.state.backend_lock = threading.Lock()
     app.state.programs = ProgramCache()  # programs by compiled_id; which id serves is read on every request
     install_error_handlers(app)
+    app.add_exception_handler(SignInRequired, review.redirect_to_sign_in)
     for router in ROUTERS:
         app.include_router(router)
     # Added last = outermost: RequestContext sees (and renders) every failure, idempotency's included.

@@ -66,6 +66,7 @@ def parse_token_spec(spec: str, *, dev: bool) -> list[tuple[str, Role, str]]:
 class TokenRegistry:
     def __init__(self, entries: list[tuple[str, Role, str]]) -> None:
         self._tokens = [_Token(Principal(name, role), _digest(secret)) for name, role, secret in entries]
+        self._by_name = {token.principal.name: token for token in self._tokens}
 
     @classmethod
     def from_spec(cls, spec: str, *, dev: bool) -> TokenRegistry:
@@ -93,6 +94,25 @@ class TokenRegistry:
         return principal
 
 
+    def issue_session(self, principal: Principal, *, expires_at: int) -> str:
+        """A review-page session: `name:expires_at:mac`, keyed by the token's own digest, so the secret never sits
+        in a cookie, and removing or changing a token ends its sessions."""
+        return f"{principal.name}:{expires_at}:{self._session_mac(principal.name, expires_at)}"
+
+    def from_session(self, cookie: str | None, *, now: int) -> Principal | None:
+        name, _, rest = (cookie or "").partition(":")
+        expires, _, mac = rest.partition(":")
+        if name not in self._by_name or not expires.isdigit() or int(expires) <= now:
+            return None
+        if not hmac.compare_digest(mac, self._session_mac(name, int(expires))):
+            return None
+        return self._by_name[name].principal
+
+    def _session_mac(self, name: str, expires_at: int) -> str:
+        key = self._by_name[name].digest
+        return hmac.new(key, f"review-session|{name}|{expires_at}".encode(), hashlib.sha256).hexdigest()
+
+
 def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8")).digest()
 
@@ -111,6 +131,34 @@ class Require:
             raise Forbidden(
                 f"token {principal.name!r} has role {principal.role}; this needs {' or '.join(sorted(self.roles))}"
             )
+        request.state.actor = principal.name
+        structlog.contextvars.bind_contextvars(actor=principal.name)
+        return principal
+
+
+SESSION_COOKIE = "overnight_review"
+
+
+class SignInRequired(Exception):  # not an error shape: the review pages answer it with a redirect
+    def __init__(self, wanted: str) -> None:
+        super().__init__(wanted)
+        self.wanted = wanted
+
+
+class ReviewSession(Require):
+    """`Require("read")` for the browser: a bearer token or the review session cookie. With neither, the page
+    redirects to the sign-in form instead of answering 401; a serve token is refused (403) either way."""
+
+    async def __call__(self, request: Request) -> Principal:
+        registry: TokenRegistry = request.app.state.tokens
+        authorization = request.headers.get("authorization")
+        if authorization:
+            return await super().__call__(request)
+        principal = registry.from_session(request.cookies.get(SESSION_COOKIE), now=request.app.state.store.clock())
+        if principal is None:
+            raise SignInRequired(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+        if principal.role not in self.roles:
+            raise Forbidden(f"token {principal.name!r} has role {principal.role}; the review pages need read or admin")
         request.state.actor = principal.name
         structlog.contextvars.bind_contextvars(actor=principal.name)
         return principal

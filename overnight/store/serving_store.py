@@ -190,11 +190,13 @@ class ServingVerbs:
                 + f": {moved.reason}"),
             data=moved.model_dump(mode="json"), client_event_id=f"alias.moved.{moved.id}"))
 
-    def list_compile_reports(self, *, signature_id: str, dataset_hash: str) -> list[CompileReport]:
-        """Completed reports on one dataset, newest first."""
+    def list_compile_reports(self, *, signature_id: str, dataset_hash: str | None = None,
+                             limit: int | None = None) -> list[CompileReport]:
+        """Completed reports (on one dataset when it is named), newest first."""
         query = (select(compile_reports.c.report_json)
-                 .where(compile_reports.c.signature_id == signature_id,
-                        compile_reports.c.dataset_hash == dataset_hash, compile_reports.c.status == "completed")
-                 .order_by(compile_reports.c.created_at.desc()))
+                 .where(compile_reports.c.signature_id == signature_id, compile_reports.c.status == "completed")
+                 .order_by(compile_reports.c.created_at.desc(), compile_reports.c.report_id).limit(limit))
+        if dataset_hash is not None:
+            query = query.where(compile_reports.c.dataset_hash == dataset_hash)
         with self._tx.read() as conn:
             return [CompileReport.model_validate_json(row.report_json) for row in conn.execute(query)]

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, delete, insert, select, text, update
+from sqlalchemy import Engine, delete, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from overnight.domain.compiling import Artifact, CompileReport, ExampleResult
@@ -83,8 +83,11 @@ class SqlStore(ServingVerbs):
             raise RunNotFound(f"no run {run_id!r}")
         return run
 
-    def list_runs(self, *, limit: int, status: str | None = None, signature_id: str | None = None) -> list[Run]:
+    def list_runs(self, *, limit: int, status: str | None = None, signature_id: str | None = None,
+                  since: int | None = None) -> list[Run]:
         query = select(ops_runs).order_by(ops_runs.c.started_at.desc(), ops_runs.c.run_id.desc()).limit(limit)
+        if since is not None:
+            query = query.where(ops_runs.c.started_at >= since)
         if status is not None:
             query = query.where(ops_runs.c.status == status)
         if signature_id is not None:
@@ -123,10 +126,15 @@ class SqlStore(ServingVerbs):
             )
         return AppendedEvent(event=stored, duplicate=duplicate)
 
-    def list_events(self, *, run_id: str, after_seq: int, limit: int) -> list[RunEvent]:
+    def list_events(self, *, run_id: str, after_seq: int, limit: int,
+                    kinds_ending: tuple[str, ...] = ()) -> list[RunEvent]:
+        """A page of events after `after_seq`; `kinds_ending` keeps only kinds with one of those suffixes (the
+        review reads a 10,000-event run's step marks without reading every event)."""
         query = (select(ops_run_events)
                  .where(ops_run_events.c.run_id == run_id, ops_run_events.c.seq > after_seq)
                  .order_by(ops_run_events.c.seq).limit(limit))
+        if kinds_ending:
+            query = query.where(or_(*(ops_run_events.c.kind.endswith(s, autoescape=True) for s in kinds_ending)))
         with self._tx.read() as conn:
             if runs_sql.find_run(conn, run_id) is None:
                 raise RunNotFound(f"no run {run_id!r}")

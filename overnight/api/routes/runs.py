@@ -98,21 +98,24 @@ def list_events(
     if follow:
         start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after_seq
         store.get_run(run_id=run_id)  # 404 before the stream starts, not inside it
-        stream = _follow(store, run_id, start, settings.sse_poll_ms / 1000, request)
+        stream = follow_events(store, run_id, start, settings.sse_poll_ms / 1000, request)
         return StreamingResponse(stream, media_type="text/event-stream",
                                  headers={"cache-control": "no-store", "x-accel-buffering": "no"})
     events = store.list_events(run_id=run_id, after_seq=after_seq, limit=limit)
     return EventPage(events=events, next_after_seq=events[-1].seq if len(events) == limit else None)
 
 
-async def _follow(store: Store, run_id: str, after_seq: int, poll_s: float, request: Request) -> AsyncIterator[str]:
+async def follow_events(store: Store, run_id: str, after_seq: int, poll_s: float, request: Request, *,
+                        named: bool = True) -> AsyncIterator[str]:
+    """Server-Sent Events of a run from `after_seq` until it has finished and every event was sent. `named`
+    sends each as `event: <kind>`; a browser's `onmessage` sees only unnamed ones."""
     last, idle = after_seq, 0.0
     yield "retry: 2000\n\n"
     while not await request.is_disconnected():
         events = await run_in_threadpool(store.list_events, run_id=run_id, after_seq=last, limit=500)
         for event in events:
             last = event.seq
-            yield _sse(event)
+            yield _sse(event, named=named)
         if events:
             idle = 0.0
             continue
@@ -127,6 +130,7 @@ async def _follow(store: Store, run_id: str, after_seq: int, poll_s: float, requ
             yield ": keepalive\n\n"
 
 
-def _sse(event: RunEvent) -> str:
+def _sse(event: RunEvent, *, named: bool) -> str:
     payload: dict[str, Any] = event.model_dump()
-    return f"id: {event.seq}\nevent: {event.kind}\ndata: {canonical_json(payload)}\n\n"
+    kind = f"event: {event.kind}\n" if named else ""
+    return f"id: {event.seq}\n{kind}data: {canonical_json(payload)}\n\n"

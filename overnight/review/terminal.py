@@ -1,4 +1,4 @@
-"""Terminal rendering of runs for `overnight runs` and `overnight show` (the full morning review comes later).
+"""Terminal rendering for `overnight runs`, `overnight show` and the compile command.
 
 Pure presentation: takes domain models, returns Rich renderables or plain dicts. Must not import SQL.
 """
@@ -33,16 +33,32 @@ def duration(start: int, end: int | None) -> str:
     return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
+def verdicts(run: Run) -> str:
+    """Each signature's decision from the run's summary (`-` while it runs or when it never got there)."""
+    decided = run.summary.get("signatures", {})
+    return ", ".join(f"{sig}: {(decided.get(sig) or {}).get('decision', '-')}" for sig in run.signature_ids)
+
+
 def runs_table(runs: list[Run]) -> Table:
     table = Table(title="recent runs", expand=False)
     table.add_column("run", no_wrap=True)
-    for column in ("status", "started", "duration", "signatures", "actor", "events"):
+    for column in ("status", "exit", "started", "duration", "verdict per signature", "actor", "events"):
         table.add_column(column)
     for run in runs:
+        exit_code = run.summary.get("exit_code")
         table.add_row(run.run_id, Text(run.status.value, style=_STATUS_STYLE.get(run.status.value, "")),
-                      when(run.started_at), duration(run.started_at, run.ended_at), ", ".join(run.signature_ids),
-                      run.actor, str(run.event_count))
+                      "-" if exit_code is None else str(exit_code), when(run.started_at),
+                      duration(run.started_at, run.ended_at), verdicts(run), run.actor, str(run.event_count))
     return table
+
+
+def runs_document(runs: list[Run]) -> list[dict[str, Any]]:
+    """The `runs --json` rows: the table's columns, plus the whole run record."""
+    return [{"run_id": r.run_id, "status": r.status.value, "exit_code": r.summary.get("exit_code"),
+             "started_at": r.started_at, "ended_at": r.ended_at,
+             "decisions": {sig: (r.summary.get("signatures", {}).get(sig) or {}).get("decision")
+                           for sig in r.signature_ids},
+             "run": r.model_dump(mode="json")} for r in runs]
 
 
 def run_timeline(run: Run, events: list[RunEvent]) -> RenderableType:

@@ -1,0 +1,313 @@
+"""The morning review as data: what a run did for each signature, and why each decision was taken.
+
+Built from the run's own records (step events, compile report, canary counters and history, alias moves, e2e)
+by `overnight.review.assemble`; rendered by `overnight show` and by the `/review` pages, so the terminal and
+the browser say the same thing. Pure: no I/O, no clock. Must not import SQL, HTTP, FastAPI or DSPy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from overnight.domain.canary import CanaryEntry, CanaryRecord
+from overnight.domain.compiling import CompileReport
+from overnight.domain.gates import clopper_pearson_upper
+from overnight.domain.promotion import AliasMove
+from overnight.domain.runs import Run, RunEvent
+from overnight.domain.stats import PairedDelta
+
+UNDECIDED = ("in_progress", "not_decided")
+SERIES_POINTS = 120  # points per arm in a canary chart: enough to see the shape, small enough to inline
+
+
+class PhaseSpan(BaseModel):
+    """One runner step: when it began (from the run's start) and how long it took."""
+
+    scope: str = Field(description="'run' or the signature the step was for")
+    phase: str
+    offset_ms: int
+    duration_ms: int | None = Field(description="None: it started and never finished")
+
+
+class CandidateRow(BaseModel):
+    compiled_id: str
+    instruction: int | None
+    demos: int | None
+    train_score: float | None
+    train_n: int
+    holdout_score: float | None
+    holdout_n: int
+    eliminated_at_rung: int | None
+    lm_calls: int
+    roles: list[str]
+
+
+class CompileSection(BaseModel):
+    report_id: str
+    status: str
+    cached: bool
+    improved: bool
+    best_compiled_id: str
+    incumbent_compiled_id: str
+    dataset_hash: str
+    lm_calls: int
+    full_grid_lm_calls: int
+    tokens: int
+    paired_delta: PairedDelta | None
+    leakage: list[str]
+    candidates: list[CandidateRow]
+
+
+class ArmRow(BaseModel):
+    arm: str
+    compiled_id: str
+    samples: int
+    errors: int
+    error_rate: float | None
+    error_upper: float | None = Field(description="one-sided Clopper-Pearson upper bound at the canary's alpha")
+    labeled: int
+    accuracy: float | None
+    latency_p95_ms: float | None
+    cost_per_call_usd: float | None
+
+
+class GateLine(BaseModel):
+    """One entry of the canary's history as a sentence: opened, a step advanced, the verdict, stopped."""
+
+    kind: str
+    step: int
+    verdict: str | None
+    actor: str | None
+    message: str
+    gates: list[dict[str, Any]] = Field(default_factory=list, description="each gate's decision at this point")
+
+
+class SeriesPoint(BaseModel):
+    n: int = Field(description="the arm's requests so far")
+    error_upper: float
+    accuracy: float | None
+
+
+class ArmSeries(BaseModel):
+    arm: str
+    points: list[SeriesPoint]
+
+
+class CanarySection(BaseModel):
+    canary_id: str
+    status: str
+    end_reason: str | None
+    control_id: str
+    candidate_id: str
+    steps: list[float]
+    targets: list[int]
+    max_error_rate: float
+    alpha: float
+    quality_margin: float | None
+    arms: list[ArmRow]
+    history: list[GateLine]
+    series: list[ArmSeries]
+
+
+class MoveLine(BaseModel):
+    id: int
+    action: str
+    from_id: str | None
+    to_id: str | None
+    actor: str
+    reason: str
+    forced: bool
+    offset_ms: int
+
+
+class SignatureReview(BaseModel):
+    signature_id: str
+    decision: str
+    reason: str
+    champion_before: str | None
+    champion_after: str | None
+    compile: CompileSection | None
+    canary: CanarySection | None
+    moves: list[MoveLine]
+    e2e: dict[str, Any] | None
+    sentence: str
+
+
+class RunReview(BaseModel):
+    run_id: str
+    status: str
+    actor: str
+    commit_sha: str | None
+    exit_code: int | None
+    verdict: str | None
+    started_at: int
+    ended_at: int | None
+    event_count: int
+    truncated: bool
+    phases: list[PhaseSpan]
+    signatures: list[SignatureReview]
+    sentence: str
+
+
+# phases ---------------------------------------------------------------------------------------------------
+
+def phase_spans(events: Iterable[RunEvent], *, started_at: int) -> list[PhaseSpan]:
+    """Pair each step's `…:started` / `…:finished` events (the runner's fixed client ids), in start order."""
+    begun: dict[tuple[str, str], int] = {}
+    ended: dict[tuple[str, str], int] = {}
+    for event in events:
+        scope, _, rest = (event.client_event_id or "").partition(":")
+        phase, _, mark = rest.rpartition(":")
+        if not scope or not phase or mark not in ("started", "finished"):
+            continue
+        (begun if mark == "started" else ended).setdefault((scope, phase), event.ts)
+    for key, ts in ended.items():
+        begun.setdefault(key, ts)  # a step recorded only as finished (preflight) took no measured time
+    return [PhaseSpan(scope=scope, phase=phase, offset_ms=ts - started_at,
+                      duration_ms=ended[(scope, phase)] - ts if (scope, phase) in ended else None)
+            for (scope, phase), ts in sorted(begun.items(), key=lambda item: (item[1], item[0]))]
+
+
+# compile --------------------------------------------------------------------------------------------------
+
+def compile_section(report: CompileReport) -> CompileSection:
+    rows = [CandidateRow(
+        compiled_id=c.compiled_id, instruction=c.params.get("instruction_index"), demos=c.params.get("demo_count"),
+        train_score=c.train_score, train_n=c.train_n, holdout_score=c.holdout_score, holdout_n=c.holdout_n,
+        eliminated_at_rung=c.eliminated_at_rung, lm_calls=c.lm_calls,
+        roles=[name for name, on in (("best", c.compiled_id == report.best_compiled_id),
+                                     ("incumbent", c.is_incumbent), ("default", c.is_default)) if on],
+    ) for c in report.candidates]
+    rows.sort(key=lambda r: (-_or(r.holdout_score), -_or(r.train_score), r.compiled_id))
+    return CompileSection(
+        report_id=report.report_id, status=report.status, cached=report.cached, improved=report.improved,
+        best_compiled_id=report.best_compiled_id, incumbent_compiled_id=report.incumbent_compiled_id,
+        dataset_hash=report.dataset_hash, lm_calls=report.lm_calls, full_grid_lm_calls=report.full_grid_lm_calls,
+        tokens=report.tokens, paired_delta=report.paired_delta, leakage=report.leakage, candidates=rows)
+
+
+def _or(score: float | None) -> float:
+    return -1.0 if score is None else score
+
+
+# canary ---------------------------------------------------------------------------------------------------
+
+def canary_section(canary: CanaryRecord, history: list[CanaryEntry], series: list[ArmSeries]) -> CanarySection:
+    config = canary.config
+    arms = []
+    for arm, compiled_id in (("control", canary.control_id), ("candidate", canary.candidate_id)):
+        counters = canary.arms[arm]
+        summary = counters.summary()
+        arms.append(ArmRow(
+            arm=arm, compiled_id=compiled_id, samples=counters.samples, errors=counters.errors,
+            error_rate=summary["error_rate"], labeled=counters.labeled, accuracy=summary["accuracy"],
+            error_upper=(clopper_pearson_upper(counters.errors, counters.samples, config.alpha)
+                         if counters.samples else None),
+            latency_p95_ms=summary["latency_p95_ms"], cost_per_call_usd=summary["cost_per_call_usd"]))
+    return CanarySection(
+        canary_id=canary.canary_id, status=canary.status, end_reason=canary.end_reason,
+        control_id=canary.control_id, candidate_id=canary.candidate_id, steps=list(config.steps),
+        targets=list(config.targets), max_error_rate=config.max_error_rate, alpha=config.alpha,
+        quality_margin=config.quality_margin, arms=arms, history=[_gate_line(e) for e in history], series=series)
+
+
+def _gate_line(entry: CanaryEntry) -> GateLine:
+    evidence = entry.evidence
+    message = str(evidence.get("message") or evidence.get("reason") or "")
+    if entry.kind == "opened":
+        config = evidence.get("config", {})
+        message = (f"steps {'/'.join(f'{s:g}%' for s in config.get('steps', []))}, pass look at "
+                   f"{(config.get('targets') or ['?'])[-1]} candidate requests, errors must stay under "
+                   f"{config.get('max_error_rate', 0):.1%}")
+    return GateLine(kind=entry.kind, step=entry.step, verdict=entry.verdict, actor=entry.actor, message=message,
+                    gates=list(evidence.get("gates", [])))
+
+
+def canary_series(outcomes: Iterable[tuple[str, bool, bool | None]], *, totals: dict[str, int], alpha: float,
+                  points: int = SERIES_POINTS) -> list[ArmSeries]:
+    """Each arm's error-rate upper bound and accuracy as its requests accumulate, in receipt order, thinned
+    to about `points` per arm (the last request is always a point, so the chart ends where the counters do)."""
+    counts = {arm: [0, 0, 0, 0] for arm in totals}  # n, errors, labeled, correct
+    series: dict[str, list[SeriesPoint]] = {arm: [] for arm in totals}
+    stride = {arm: max(1, math.ceil(total / points)) for arm, total in totals.items()}
+    for arm, ok, correct in outcomes:
+        if arm not in counts:
+            continue
+        c = counts[arm]
+        c[0] += 1
+        c[1] += 0 if ok else 1
+        c[2] += 0 if correct is None else 1
+        c[3] += 1 if correct else 0
+        if c[0] % stride[arm] == 0 or c[0] == totals[arm]:
+            series[arm].append(SeriesPoint(n=c[0], error_upper=clopper_pearson_upper(c[1], c[0], alpha),
+                                           accuracy=c[3] / c[2] if c[2] else None))
+    return [ArmSeries(arm=arm, points=found) for arm, found in series.items()]
+
+
+# alias moves ----------------------------------------------------------------------------------------------
+
+def move_lines(moves: Iterable[AliasMove], *, run_id: str, started_at: int) -> list[MoveLine]:
+    return [MoveLine(id=m.id, action=m.action, from_id=m.from_id, to_id=m.to_id, actor=m.actor, reason=m.reason,
+                     forced=m.forced, offset_ms=m.created_at - started_at)
+            for m in sorted(moves, key=lambda m: m.id) if m.run_id == run_id]
+
+
+# sentences ------------------------------------------------------------------------------------------------
+
+def short(compiled_id: str | None) -> str:
+    return compiled_id[:12] if compiled_id else "the default program"
+
+
+def signature_sentence(*, signature_id: str, decision: str, reason: str, champion_before: str | None,
+                       champion_after: str | None, compile: CompileSection | None,
+                       canary: CanarySection | None) -> str:
+    """Why this signature ended where it did, in one sentence a person can check against the tables."""
+    delta = compile.paired_delta if compile else None
+    holdout = (f"holdout {delta.delta:+.3f} [{delta.low:+.3f}, {delta.high:+.3f}] over {delta.n} paired examples"
+               if delta else "no paired holdout delta")
+    if decision == "promoted":
+        return (f"{signature_id}: promoted {short(champion_after)} over {short(champion_before)} — {holdout}; "
+                f"canary passed: {canary_numbers(canary)}")
+    if decision == "no_improvement":
+        best = f" (best {short(compile.best_compiled_id)}, {holdout})" if compile else ""
+        return f"{signature_id}: no change — compile found nothing better than {short(champion_before)}{best}"
+    if decision == "rolled_back":
+        return (f"{signature_id}: rolled back — {reason}; {canary_numbers(canary)}; "
+                f"{short(champion_after)} still serves")
+    if decision == "inconclusive":
+        return f"{signature_id}: no change — {reason}; {short(champion_after)} still serves"
+    return f"{signature_id}: {decision.replace('_', ' ')} — {reason}"
+
+
+def canary_numbers(canary: CanarySection | None) -> str:
+    """The candidate's errors with their bound against the threshold, and accuracy against control."""
+    if canary is None:
+        return "no canary"
+    arms = {a.arm: a for a in canary.arms}
+    cand, ctrl = arms["candidate"], arms["control"]
+    bound = "" if cand.error_upper is None else (
+        f" (upper bound {cand.error_upper:.3f} {'<' if cand.error_upper < canary.max_error_rate else '>='} "
+        f"{canary.max_error_rate:g})")
+    accuracy = ("" if cand.accuracy is None or ctrl.accuracy is None
+                else f", accuracy {cand.accuracy:.3f} vs control {ctrl.accuracy:.3f}")
+    return f"{cand.errors} errors in {cand.samples} candidate requests{bound}{accuracy}"
+
+
+def run_sentence(run: Run, signatures: list[SignatureReview]) -> str:
+    """The closing sentence: what changed, and the one command that undoes it."""
+    if run.status == "running":
+        decided = sum(s.decision not in UNDECIDED for s in signatures)
+        return f"Run {run.run_id} is still running ({decided} of {len(run.signature_ids)} signatures decided)."
+    promoted = [s for s in signatures if s.decision == "promoted"]
+    others = [f"{s.signature_id} {s.decision.replace('_', ' ')}" for s in signatures if s.decision != "promoted"]
+    if promoted:
+        changed = "; ".join(f"{s.signature_id} now serves {short(s.champion_after)}" for s in promoted)
+        undo = " — to undo: " + "; ".join(f"overnight rollback {s.signature_id}" for s in promoted)
+        return f"Run {run.run_id} {run.status}: {changed}" + (f"; {', '.join(others)}" if others else "") + f"{undo}."
+    verdict = str(run.summary.get("verdict") or "no signature was decided")
+    said = ", ".join(others) if others else verdict
+    return f"Run {run.run_id} {run.status}: nothing changed ({said})."

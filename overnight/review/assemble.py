@@ -1,0 +1,147 @@
+"""Reads one run's records from the store and builds its `RunReview`; also a signature's overview page.
+
+The decision for a signature comes from the run's summary when the run finished, otherwise from its step
+events (so a running or crashed run is reviewable too). Reads only; never writes. Must not import SQL,
+FastAPI or HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from overnight.domain.canary import CanaryRecord
+from overnight.domain.compiling import CompileReport
+from overnight.domain.promotion import AliasMove
+from overnight.domain.review import (
+    ArmSeries,
+    CanarySection,
+    CompileSection,
+    RunReview,
+    SignatureReview,
+    canary_section,
+    canary_series,
+    compile_section,
+    move_lines,
+    phase_spans,
+    run_sentence,
+    signature_sentence,
+)
+from overnight.domain.runs import Run, RunEvent
+from overnight.errors import NotFound
+from overnight.store import Store
+
+PAGE = 1000
+SERIES_RECEIPTS = 50_000  # receipts read for a canary chart; past this the chart stops, the counters don't
+
+
+def run_review(store: Store, run_id: str) -> RunReview:
+    run = store.get_run(run_id=run_id)
+    steps = _step_events(store, run_id)
+    signatures = [_signature(store, run, sig, steps) for sig in run.signature_ids]
+    summary = run.summary
+    return RunReview(
+        run_id=run.run_id, status=run.status.value, actor=run.actor, commit_sha=run.commit_sha,
+        exit_code=summary.get("exit_code"), verdict=summary.get("verdict"), started_at=run.started_at,
+        ended_at=run.ended_at, event_count=run.event_count, truncated=run.truncated,
+        phases=phase_spans(steps, started_at=run.started_at), signatures=signatures,
+        sentence=run_sentence(run, signatures))
+
+
+def _step_events(store: Store, run_id: str) -> list[RunEvent]:
+    found: list[RunEvent] = []
+    while batch := store.list_events(run_id=run_id, after_seq=found[-1].seq if found else 0, limit=PAGE,
+                                     kinds_ending=(".started", ".finished")):
+        found.extend(batch)
+    return found
+
+
+def _signature(store: Store, run: Run, sig: str, steps: list[RunEvent]) -> SignatureReview:
+    prefix, suffix = f"{sig}:", ":finished"
+    done = {e.client_event_id[len(prefix):-len(suffix)]: e.data for e in steps
+            if e.client_event_id and e.client_event_id.startswith(prefix) and e.client_event_id.endswith(suffix)}
+    result: dict[str, Any] = run.summary.get("signatures", {}).get(sig) or {}
+    compiled = done.get("compile", {})
+    report_id = result.get("report_id") or compiled.get("report_id")
+    canary_id = result.get("canary_id") or done.get("canary.start", {}).get("canary_id")
+    decision, reason = _decision(run, result, done)
+    compile = _compile(store, report_id)
+    canary = _canary(store, canary_id)
+    champion_before = result.get("champion_before") or compiled.get("incumbent_compiled_id")
+    champion_after = result.get("champion_after") or done.get("decide", {}).get("champion_after")
+    return SignatureReview(
+        signature_id=sig, decision=decision, reason=reason, champion_before=champion_before,
+        champion_after=champion_after, compile=compile, canary=canary,
+        moves=move_lines(store.alias_history(signature_id=sig), run_id=run.run_id, started_at=run.started_at),
+        e2e=result.get("e2e") or done.get("e2e"),
+        sentence=signature_sentence(signature_id=sig, decision=decision, reason=reason,
+                                    champion_before=champion_before, champion_after=champion_after,
+                                    compile=compile, canary=canary))
+
+
+def _decision(run: Run, result: dict[str, Any], done: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    if result.get("decision"):
+        return str(result["decision"]), str(result.get("reason", ""))
+    if "decide" in done:
+        return str(done["decide"]["decision"]), str(done["decide"].get("reason", ""))
+    if done.get("canary.start", {}).get("skipped") == "no_improvement":
+        return "no_improvement", "compile found nothing better than the champion"
+    if run.status == "running":
+        return "in_progress", f"last finished step: {next(reversed(done), 'none')}"
+    return "not_decided", f"the run ended {run.status} ({run.summary.get('verdict', 'no summary')})"
+
+
+def _compile(store: Store, report_id: str | None) -> CompileSection | None:
+    report = _maybe(lambda: store.get_compile_report(report_id=report_id)) if report_id else None
+    return compile_section(report) if isinstance(report, CompileReport) else None
+
+
+def _canary(store: Store, canary_id: str | None) -> CanarySection | None:
+    canary = _maybe(lambda: store.get_canary(canary_id=canary_id)) if canary_id else None
+    if not isinstance(canary, CanaryRecord):
+        return None
+    return canary_section(canary, store.canary_history(canary_id=canary.canary_id), _series(store, canary))
+
+
+def _series(store: Store, canary: CanaryRecord) -> list[ArmSeries]:
+    outcomes: list[tuple[str, bool, bool | None]] = []
+    after: str | None = None
+    while len(outcomes) < SERIES_RECEIPTS:
+        page = store.list_receipts(canary_id=canary.canary_id, after=after, limit=PAGE)
+        outcomes += [(r.arm, r.ok, r.correct) for r in page]
+        if len(page) < PAGE:
+            break
+        after = page[-1].receipt_id
+    totals = {arm: canary.arms[arm].samples for arm in ("control", "candidate")}
+    return canary_series(outcomes, totals=totals, alpha=canary.config.alpha)
+
+
+def _maybe(read: Any) -> Any:
+    """A linked record that is gone (or never written, for a crashed run) leaves its section empty."""
+    try:
+        return read()
+    except NotFound:
+        return None
+
+
+class SignatureOverview(BaseModel):
+    """The signature page: who serves now, how it got there, and what the last compiles found."""
+
+    signature_id: str
+    champion_id: str | None
+    moves: list[AliasMove]
+    reports: list[CompileSection]
+    runs: list[Run]
+    canary: CanarySection | None
+
+
+def signature_overview(store: Store, sig: str, *, moves: int = 50, reports: int = 10) -> SignatureOverview:
+    history = store.alias_history(signature_id=sig)
+    latest = store.find_canary(signature_id=sig)
+    return SignatureOverview(
+        signature_id=sig, champion_id=store.champion(signature_id=sig),
+        moves=sorted(history, key=lambda m: -m.id)[:moves],
+        reports=[compile_section(r) for r in store.list_compile_reports(signature_id=sig, limit=reports)],
+        runs=store.list_runs(limit=10, signature_id=sig),
+        canary=_canary(store, latest.canary_id) if latest else None)

@@ -1,0 +1,144 @@
+"""`overnight show RUN_ID`: a `RunReview` as text a person reads over coffee.
+
+The header, the timeline of steps with durations, then per signature: the compile table, the paired delta,
+the canary per arm, every gate decision as a sentence, the alias moves, the e2e check and the signature's
+sentence; last, the run's closing sentence. Deterministic for a given review (golden-tested): rows are sorted,
+times are offsets from the run's start. Pure presentation; must not import SQL.
+"""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from overnight.domain.review import CanarySection, CompileSection, RunReview, SignatureReview, short
+from overnight.review.terminal import duration, when
+
+_DECISION_STYLE = {"promoted": "bold green", "no_improvement": "cyan", "rolled_back": "bold red",
+                   "inconclusive": "yellow", "failed": "bold red"}
+
+
+def review_text(review: RunReview) -> RenderableType:
+    parts: list[RenderableType] = [_header(review), _timeline(review)]
+    for sig in review.signatures:
+        parts += _signature(sig)
+    parts.append(Text(review.sentence, style="bold"))
+    return Group(*parts)
+
+
+def seconds(ms: int | None) -> str:
+    if ms is None:
+        return "unfinished"
+    return f"{ms / 1000:.1f}s" if ms < 60_000 else duration(0, ms)
+
+
+def _header(review: RunReview) -> Text:
+    exit_code = "" if review.exit_code is None else f" (exit {review.exit_code})"
+    return Text.assemble(
+        (review.run_id, "bold"), f"  {review.status}{exit_code}  by {review.actor}",
+        f"  commit {review.commit_sha}" if review.commit_sha else "", "\n",
+        f"started {when(review.started_at)}, took {duration(review.started_at, review.ended_at)}, "
+        f"{review.event_count} events{' (truncated)' if review.truncated else ''}",
+        f"\nverdict: {review.verdict}" if review.verdict else "",
+    )
+
+
+def _timeline(review: RunReview) -> Table:
+    table = Table(title="timeline", title_justify="left", expand=False)
+    for column in ("for", "step", "began", "took"):
+        table.add_column(column, justify="right" if column in ("began", "took") else "left")
+    for span in review.phases:
+        table.add_row(span.scope, span.phase, f"+{seconds(span.offset_ms)}", seconds(span.duration_ms))
+    return table
+
+
+def _signature(sig: SignatureReview) -> list[RenderableType]:
+    parts: list[RenderableType] = [
+        Text.assemble("\n", (sig.signature_id, "bold"), ": ",
+                      (sig.decision.replace("_", " "), _DECISION_STYLE.get(sig.decision, "")),
+                      f"  (champion {short(sig.champion_before)} -> {short(sig.champion_after)})")]
+    if sig.compile is not None:
+        parts += [compile_candidates(sig.compile), Text(delta_sentence(sig.compile))]
+    if sig.canary is not None:
+        parts += [canary_arms(sig.canary), gate_sentences(sig.canary)]
+    for move in sig.moves:
+        why = "the gates above passed" if move.action == "promote" and not move.forced else move.reason
+        parts.append(Text(f"alias move #{move.id} at +{seconds(move.offset_ms)}: {move.action} "
+                          f"{short(move.from_id)} -> {short(move.to_id)} by {move.actor}"
+                          f"{' (FORCED)' if move.forced else ''}: {why}"))
+    if sig.e2e is not None:
+        served = ", ".join(s[:12] for s in sig.e2e.get("served", [])) or "nothing"
+        parts.append(Text(f"e2e: {'ok' if sig.e2e.get('ok') else 'FAILED'} — {sig.e2e.get('requests')} requests "
+                          f"served by {served}" + (f": {sig.e2e['problem']}" if sig.e2e.get("problem") else "")))
+    parts.append(Text(sig.sentence))
+    return parts
+
+
+def _score(score: float | None, n: int) -> str:
+    return "-" if score is None else f"{score:.3f} (n={n})"
+
+
+def compile_candidates(section: CompileSection) -> Table:
+    table = Table(title=(f"compile {section.report_id} ({section.status}{', cached' if section.cached else ''}): "
+                         f"{len(section.candidates)} candidates, {section.lm_calls} LM calls (full grid "
+                         f"{section.full_grid_lm_calls}), dataset {section.dataset_hash[:12]}"),
+                  title_justify="left", expand=False)
+    for column in ("compiled_id", "instr", "demos", "train", "holdout", "out at rung", "LM calls", "role"):
+        table.add_column(column)
+    for c in section.candidates:
+        table.add_row(c.compiled_id[:12], "-" if c.instruction is None else str(c.instruction),
+                      "-" if c.demos is None else str(c.demos), _score(c.train_score, c.train_n),
+                      _score(c.holdout_score, c.holdout_n),
+                      "-" if c.eliminated_at_rung is None else str(c.eliminated_at_rung), str(c.lm_calls),
+                      ", ".join(c.roles))
+    return table
+
+
+def delta_sentence(section: CompileSection) -> str:
+    delta = section.paired_delta
+    said = (f"paired holdout delta {delta.delta:+.3f} [{delta.low:+.3f}, {delta.high:+.3f}] "
+            f"({delta.confidence:.0%} bootstrap) over {delta.n} examples, {delta.discordant_wins} won / "
+            f"{delta.discordant_losses} lost, McNemar p={delta.mcnemar_p:.3g}" if delta else "no paired holdout delta")
+    leak = f"; leakage excluded: {', '.join(section.leakage)}" if section.leakage else ""
+    return (f"{'improved' if section.improved else 'no improvement'}: best {section.best_compiled_id[:12]} vs "
+            f"incumbent {section.incumbent_compiled_id[:12]}: {said}{leak}")
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def canary_arms(section: CanarySection) -> Table:
+    table = Table(title=(f"canary {section.canary_id} {section.status}: steps "
+                         f"{'/'.join(f'{s:g}%' for s in section.steps)}, pass look at {section.targets[-1]} "
+                         f"candidate requests, errors under {section.max_error_rate:.1%}"),
+                  title_justify="left", expand=False)
+    for column in ("arm", "compiled_id", "requests", "errors", "error rate", "upper bound", "accuracy",
+                   "p95 ms", "cost/call"):
+        table.add_column(column)
+    for arm in section.arms:
+        table.add_row(arm.arm, arm.compiled_id[:12], str(arm.samples), str(arm.errors), _rate(arm.error_rate),
+                      _rate(arm.error_upper),
+                      "-" if arm.accuracy is None else f"{arm.accuracy:.3f} (n={arm.labeled})",
+                      "-" if arm.latency_p95_ms is None else f"{arm.latency_p95_ms:.0f}",
+                      "-" if arm.cost_per_call_usd is None else f"${arm.cost_per_call_usd:.6f}")
+    return table
+
+
+def gate_sentences(section: CanarySection) -> Text:
+    """Each history entry as a line, then the gates it evaluated (the combined verdict is not repeated)."""
+    lines = []
+    for entry in section.history:
+        rollout = section.steps[min(entry.step, len(section.steps) - 1)]
+        verdict = f" {entry.verdict}" if entry.verdict else ""
+        by = f" by {entry.actor}" if entry.actor else ""
+        gates = [g for g in entry.gates if g.get("message") != entry.message]
+        said = "" if gates else f": {entry.message}"
+        if entry.kind == "promoted":
+            said = ": the champion moved (the alias move below)"
+        label = {"opened": "opened at", "step_advanced": "advanced to", "gate_evaluated": "verdict at"}.get(
+            entry.kind, f"{entry.kind} at")
+        lines.append(f"  {label} {rollout:g}% (step {entry.step}){verdict}{by}{said}")
+        lines += [f"    - {g.get('reason_code')}: {g.get('verdict')} — {g.get('message')}" for g in gates]
+    return Text("gates:\n" + "\n".join(lines))

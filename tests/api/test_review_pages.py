@@ -1,0 +1,228 @@
+"""The /review pages over real HTTP: sign-in and its cookie, redirects without a session, serve tokens refused,
+no mutation from any page, the run page's content, paging through 10,000 events, and the live feed."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from overnight.api.app import route_inventory
+from overnight.domain.runs import EventIn, RunStart
+from overnight.store.sql import SqlStore
+from tests.factories import ADMIN_TOKEN, READ_TOKEN, SERVE_TOKEN, LiveServer, SteppingClock, auth, live_server
+from tests.review import golden_run
+
+RUN_PAGE = f"/review/runs/{golden_run.RUN_ID}"
+PAGES = ["/review", RUN_PAGE, f"/review/signatures/{golden_run.SIG}",
+         f"/review/artifacts/{golden_run.DEFAULT}/diff/{golden_run.BEST}"]
+
+
+@pytest.fixture
+def server(db_url: str, clock: SteppingClock, open_store: Callable[..., SqlStore]) -> Iterator[LiveServer]:
+    golden_run.build(open_store(), clock)
+    with live_server(db_url, clock=clock, max_events_per_run=20_000) as live:
+        yield live
+
+
+@contextmanager
+def signed_in(server: LiveServer, token: str = READ_TOKEN) -> Iterator[httpx.Client]:
+    with server.client(token=None, follow_redirects=False) as client:
+        answer = client.post("/review/sign-in", content=f"token={quote(token)}&next=/review",
+                             headers={"content-type": "application/x-www-form-urlencoded"})
+        assert answer.status_code == 303, answer.text
+        yield client
+
+
+def test_without_a_session_every_page_redirects_to_sign_in(server: LiveServer) -> None:
+    with server.client(token=None, follow_redirects=False) as client:
+        for path in [*PAGES, f"{RUN_PAGE}/stream", "/review?status=failed"]:
+            answer = client.get(path)
+            assert answer.status_code == 303, path
+            assert answer.headers["location"] == f"/review/sign-in?next={quote(path, safe='')}"
+        form = client.get("/review/sign-in", params={"next": RUN_PAGE})
+        assert form.status_code == 200
+        assert 'name="token"' in form.text
+        assert f'value="{RUN_PAGE}"' in form.text
+
+
+def test_sign_in_sets_a_strict_http_only_cookie_that_is_not_the_token(server: LiveServer) -> None:
+    with server.client(token=None, follow_redirects=False) as client:
+        answer = client.post("/review/sign-in", content=f"token={READ_TOKEN}&next={quote(RUN_PAGE)}",
+                             headers={"content-type": "application/x-www-form-urlencoded"})
+        assert answer.status_code == 303
+        assert answer.headers["location"] == RUN_PAGE
+        cookie = answer.headers["set-cookie"]
+        flags = [part.strip().lower() for part in cookie.split(";")]
+        assert "httponly" in flags
+        assert "samesite=strict" in flags
+        assert "path=/review" in flags
+        assert "secure" not in flags  # plain HTTP on loopback
+        assert READ_TOKEN not in cookie
+        assert client.get(RUN_PAGE).status_code == 200
+        # the cookie is scoped to the pages: the API still wants a bearer token
+        assert client.get(f"/api/v1/runs/{golden_run.RUN_ID}").status_code == 401
+
+
+def test_the_cookie_is_secure_when_the_page_is_served_over_https(server: LiveServer) -> None:
+    with server.client(token=None, follow_redirects=False) as client:
+        # uvicorn trusts X-Forwarded-Proto from loopback (its default forwarded_allow_ips), as behind a proxy
+        answer = client.post("/review/sign-in", content=f"token={READ_TOKEN}",
+                             headers={"content-type": "application/x-www-form-urlencoded",
+                                      "x-forwarded-proto": "https"})
+        assert "secure" in [part.strip().lower() for part in answer.headers["set-cookie"].split(";")]
+
+
+@pytest.mark.parametrize(("token", "status", "problem"), [
+    (SERVE_TOKEN, 403, "has role serve; the review needs read or admin"),
+    ("not-a-token-" + "x" * 30, 401, "That token is not valid."),
+    ("", 401, "That token is not valid."),
+])
+def test_sign_in_refuses_serve_and_unknown_tokens_without_a_cookie(server: LiveServer, token: str, status: int,
+                                                                   problem: str) -> None:
+    with server.client(token=None, follow_redirects=False) as client:
+        answer = client.post("/review/sign-in", content=f"token={quote(token)}",
+                             headers={"content-type": "application/x-www-form-urlencoded"})
+        assert answer.status_code == status
+        assert problem in answer.text
+        assert "set-cookie" not in answer.headers
+        assert client.get("/review").status_code == 303
+
+
+def test_a_serve_token_is_refused_on_every_page_and_read_and_admin_tokens_are_let_in(server: LiveServer) -> None:
+    for path in PAGES:
+        with server.client(token=SERVE_TOKEN) as client:
+            refused = client.get(path)
+            assert refused.status_code == 403, path
+            assert refused.json()["code"] == "forbidden"
+        for token in (READ_TOKEN, ADMIN_TOKEN):
+            with server.client(token=token) as client:
+                assert client.get(path).status_code == 200, path
+
+
+def test_sign_in_only_redirects_to_review_pages(server: LiveServer) -> None:
+    with server.client(token=None, follow_redirects=False) as client:
+        for target in ("https://evil.example/", "//evil.example/review", "/review/../api/v1/runs", "/api/v1/runs"):
+            answer = client.post("/review/sign-in", content=f"token={READ_TOKEN}&next={quote(target, safe='')}",
+                                 headers={"content-type": "application/x-www-form-urlencoded"})
+            location = answer.headers["location"]
+            assert location == "/review" or (location.startswith("/review") and ".." not in location), target
+
+
+def test_sign_out_clears_the_cookie_and_a_tampered_or_expired_cookie_is_no_session(server: LiveServer) -> None:
+    assert server.clock is not None
+    with signed_in(server) as client:
+        cookie = client.cookies["overnight_review"]
+        name, expires, mac = cookie.split(":")
+        assert name == "alice"
+        for forged in (f"ops-agent:{expires}:{mac}", f"{name}:{int(expires) + 1}:{mac}", f"{name}:{expires}:00"):
+            with server.client(token=None, follow_redirects=False, cookies={"overnight_review": forged}) as other:
+                assert other.get("/review").status_code == 303, forged
+        out = client.post("/review/sign-out")
+        assert out.status_code == 303
+        assert "max-age=0" in out.headers["set-cookie"].lower()
+        assert client.get("/review").status_code == 303
+    with signed_in(server) as client:
+        assert client.get("/review").status_code == 200
+        server.clock.advance(seconds=12 * 3600 + 1)
+        assert client.get("/review").status_code == 303
+
+
+def test_the_pages_have_no_controls_and_reading_them_changes_nothing(server: LiveServer) -> None:
+    review = [(method, path, roles) for method, path, roles in route_inventory() if path.startswith("/review")]
+    assert {p for m, p, _ in review if m != "GET"} == {"/review/sign-in", "/review/sign-out"}
+    session = {"/review/sign-in", "/review/sign-out"}  # the form itself needs no session
+    assert all(roles == frozenset({"admin", "read"}) for _, p, roles in review if p not in session)
+    assert all(roles == frozenset() for _, p, roles in review if p in session)
+    before = snapshot(server.store)
+    with signed_in(server) as client:
+        for path in PAGES:
+            page = client.get(path)
+            assert page.status_code == 200, path
+            forms = re.findall(r'<form[^>]*action="([^"]+)"', page.text)
+            assert set(forms) <= {"/review/sign-out"}, (path, forms)
+            assert "<button" not in page.text.replace('<button type="submit">sign out</button>', ""), path
+    assert snapshot(server.store) == before
+
+
+def snapshot(store: SqlStore) -> tuple[object, ...]:
+    run = store.get_run(run_id=golden_run.RUN_ID)
+    canary = store.get_canary(canary_id="can-golden")
+    return (run.event_count, run.status, run.summary, len(store.alias_history(signature_id=golden_run.SIG)),
+            canary.status, canary.arms, len(store.list_receipts(canary_id="can-golden", limit=1000)))
+
+
+def test_the_run_page_says_what_show_says(server: LiveServer) -> None:
+    with signed_in(server) as client:
+        page = client.get(RUN_PAGE).text
+    assert "Run night-golden succeeded: SelectTool.v1 now serves bbbbbbbbbbbb" in page
+    assert "to undo: overnight rollback SelectTool.v1" in page
+    table = page[page.index('<table class="candidates">'):]
+    table = table[:table.index("</table>")]
+    assert re.findall(r'<td class="mono">(\w{12})</td>', table) == ["b" * 12, "d" * 12, "e" * 12]
+    for needle in ('class="chart candidate-chart"', 'class="chart canary-chart"', 'class="threshold"',
+                   "pass look at 153", "paired holdout delta +0.300 [+0.133, +0.467]", "error_rate_within_bound",
+                   "quality_not_worse", "alias moves", "e2e:", f"/review/artifacts/{golden_run.DEFAULT}/diff/"):
+        assert needle.lower() in page.lower(), needle
+    assert page.count('<polyline class="arm-') == 4  # two arms, two panels
+
+
+def test_the_signature_and_diff_pages(server: LiveServer) -> None:
+    with signed_in(server) as client:
+        signature = client.get(f"/review/signatures/{golden_run.SIG}").text
+        diff = client.get(f"/review/artifacts/{golden_run.DEFAULT}/diff/{golden_run.BEST}").text
+        missing = client.get(f"/review/artifacts/{'f' * 64}/diff/{golden_run.BEST}")
+    assert f"Serving now: <code>{golden_run.BEST}</code>" in signature
+    assert "overnight rollback SelectTool.v1" in signature
+    assert "cr-golden" in signature
+    assert golden_run.RUN_ID in signature
+    assert "+Answer with the tool&#39;s name only." in diff
+    assert "send_email" in diff
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "artifact_not_found"
+
+
+def test_ten_thousand_events_are_paged_not_sent_at_once(server: LiveServer) -> None:
+    store = server.store
+    store.start_run(request=RunStart(run_id="night-busy", signature_ids=["SupportTriage.v1"]), actor="ops-agent",
+                    default_lease_s=600)
+    for i in range(10_000 - 1):
+        store.append_event(run_id="night-busy", event=EventIn(kind="traffic.batch", phase="traffic",
+                                                             message=f"batch {i}"))
+    assert store.get_run(run_id="night-busy").event_count == 10_000
+    with signed_in(server) as client:
+        first = client.get("/review/runs/night-busy")
+        last = client.get("/review/runs/night-busy", params={"after": 9_800})
+    assert first.status_code == 200
+    assert first.text.count("<td>traffic.batch</td>") == 199  # 200 rows: run.started, then 199 batches
+    assert 'id="next-events" href="?after=200#events"' in first.text
+    assert len(first.content) < 200_000
+    assert last.text.count("<td>traffic.batch</td>") == 200
+    assert "batch 9998" in last.text
+    assert 'id="next-events"' not in last.text
+    assert "following live" in first.text  # the run is still running: the page follows it
+
+
+def test_the_live_feed_sends_plain_messages_a_browser_sees_and_ends_with_the_run(server: LiveServer) -> None:
+    store = server.store
+    store.start_run(request=RunStart(run_id="night-live", signature_ids=["SupportTriage.v1"]), actor="ops-agent",
+                    default_lease_s=600)
+    store.append_event(run_id="night-live", event=EventIn(kind="compile.started", phase="compile"))
+    from overnight.domain.runs import FinishRun  # noqa: PLC0415
+
+    store.finish_run(run_id="night-live", finish=FinishRun(status="succeeded"), actor="ops-agent")
+    with signed_in(server) as client:
+        stream = client.get("/review/runs/night-live/stream", params={"after": 1}).text
+    blocks = [b for b in stream.split("\n\n") if b.startswith("id:")]
+    assert [b.splitlines()[0] for b in blocks] == ["id: 2", "id: 3"]
+    assert all(not line.startswith("event:") for b in blocks for line in b.splitlines())
+    assert stream.rstrip().endswith("event: end\ndata: {}")
+
+
+def test_a_bearer_read_token_works_for_scripts(server: LiveServer) -> None:
+    with httpx.Client(base_url=server.base_url, headers=auth(READ_TOKEN)) as client:
+        assert client.get("/review").status_code == 200

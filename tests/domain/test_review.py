@@ -1,0 +1,99 @@
+"""The review's pure pieces: step spans from the runner's events, the canary series, the sentences."""
+
+from __future__ import annotations
+
+import pytest
+
+from overnight.domain.gates import clopper_pearson_upper
+from overnight.domain.review import (
+    ArmRow,
+    CanarySection,
+    SignatureReview,
+    canary_series,
+    phase_spans,
+    run_sentence,
+    signature_sentence,
+)
+from overnight.domain.runs import Run, RunEvent, RunStatus
+
+A, B = "a" * 64, "b" * 64
+
+
+def event(seq: int, ts: int, client_event_id: str | None, kind: str = "x.started") -> RunEvent:
+    return RunEvent(run_id="r", seq=seq, ts=ts, kind=kind, phase="p", level="info", message="", data={},
+                    client_event_id=client_event_id)
+
+
+def test_phase_spans_pair_started_and_finished_in_start_order() -> None:
+    events = [event(1, 1000, "run:preflight:finished"), event(2, 1100, "S.v1:compile:started"),
+              event(3, 1200, "other-client-id"), event(4, 5100, "S.v1:compile:finished"),
+              event(5, 5200, "S.v1:canary.start:started"), event(6, 5300, None),
+              event(7, 5400, "S.v1:compile:finished")]  # a retried append: the first one counts
+    spans = phase_spans(events, started_at=1000)
+    assert [(s.scope, s.phase, s.offset_ms, s.duration_ms) for s in spans] == [
+        ("run", "preflight", 0, 0), ("S.v1", "compile", 100, 4000), ("S.v1", "canary.start", 4200, None)]
+
+
+def test_canary_series_thins_each_arm_and_always_ends_at_its_last_request() -> None:
+    outcomes = [o for i in range(1000) for o in (("candidate", i % 50 != 7, i % 3 != 0), ("control", True, None))]
+    series = {s.arm: s.points for s in canary_series(outcomes, totals={"control": 1000, "candidate": 1000},
+                                                     alpha=0.05, points=100)}
+    assert [p.n for p in series["candidate"]][:3] == [10, 20, 30]
+    assert series["candidate"][-1].n == 1000
+    assert len(series["candidate"]) == 100
+    last = series["candidate"][-1]
+    assert last.error_upper == pytest.approx(clopper_pearson_upper(20, 1000, 0.05))
+    assert last.accuracy == pytest.approx(666 / 1000, abs=1e-3)
+    assert all(p.accuracy is None for p in series["control"])  # unlabeled traffic has no accuracy
+    assert series["control"][-1].error_upper == pytest.approx(clopper_pearson_upper(0, 1000, 0.05))
+
+
+def canary(candidate_errors: int = 0) -> CanarySection:
+    def arm(name: str, compiled_id: str, errors: int, accuracy: float) -> ArmRow:
+        return ArmRow(arm=name, compiled_id=compiled_id, samples=153, errors=errors, error_rate=errors / 153,
+                      error_upper=clopper_pearson_upper(errors, 153, 0.05), labeled=153, accuracy=accuracy,
+                      latency_p95_ms=500, cost_per_call_usd=None)
+    return CanarySection(canary_id="c", status="passed", end_reason=None, control_id=A, candidate_id=B,
+                         steps=[50], targets=[153], max_error_rate=0.05, alpha=0.05, quality_margin=0.05,
+                         arms=[arm("control", A, 0, 0.6), arm("candidate", B, candidate_errors, 0.9)], history=[],
+                         series=[])
+
+
+@pytest.mark.parametrize(("decision", "reason", "after", "has_canary", "says"), [
+    ("promoted", "", B, True, "S.v1: promoted bbbbbbbbbbbb over aaaaaaaaaaaa — no paired holdout delta; canary "
+                              "passed: 0 errors in 153 candidate requests (upper bound 0.019 < 0.05), accuracy "
+                              "0.900 vs control 0.600"),
+    ("rolled_back", "canary failed: too many errors", A, True,
+     "S.v1: rolled back — canary failed: too many errors; 12 errors in 153 candidate requests (upper bound 0.124 >= "
+     "0.05), accuracy 0.900 vs control 0.600; aaaaaaaaaaaa still serves"),
+    ("no_improvement", "", A, False, "S.v1: no change — compile found nothing better than aaaaaaaaaaaa"),
+    ("inconclusive", "canary inconclusive: deadline", A, True,
+     "S.v1: no change — canary inconclusive: deadline; aaaaaaaaaaaa still serves"),
+    ("failed", "api_unreachable: gone", None, False, "S.v1: failed — api_unreachable: gone"),
+])
+def test_signature_sentences(decision: str, reason: str, after: str | None, has_canary: bool, says: str) -> None:
+    section = canary(12 if decision == "rolled_back" else 0) if has_canary else None
+    assert signature_sentence(signature_id="S.v1", decision=decision, reason=reason, champion_before=A,
+                              champion_after=after, compile=None, canary=section) == says
+
+
+def run(status: RunStatus = RunStatus.succeeded) -> Run:
+    return Run(run_id="night-1", status=status, actor="a", commit_sha=None, base_url=None,
+               signature_ids=["S.v1", "T.v1"], lease_s=60, lease_expires_at=0, summary={"verdict": "v"}, links={},
+               event_count=1, event_bytes=1, truncated=False, started_at=0, ended_at=1)
+
+
+def review(sig: str, decision: str, after: str | None) -> SignatureReview:
+    return SignatureReview(signature_id=sig, decision=decision, reason="", champion_before=A, champion_after=after,
+                           compile=None, canary=None, moves=[], e2e=None, sentence="")
+
+
+def test_the_closing_sentence_names_what_changed_and_how_to_undo_it() -> None:
+    assert run_sentence(run(), [review("S.v1", "promoted", B), review("T.v1", "no_improvement", A)]) == (
+        "Run night-1 succeeded: S.v1 now serves bbbbbbbbbbbb; T.v1 no improvement — to undo: "
+        "overnight rollback S.v1.")
+    assert run_sentence(run(), [review("S.v1", "rolled_back", A), review("T.v1", "inconclusive", A)]) == (
+        "Run night-1 succeeded: nothing changed (S.v1 rolled back, T.v1 inconclusive).")
+    running = [review("S.v1", "promoted", B), review("T.v1", "in_progress", None)]
+    assert run_sentence(run(RunStatus.running), running) == (
+        "Run night-1 is still running (1 of 2 signatures decided).")

@@ -1,0 +1,99 @@
+"""`overnight show` on a fixed finished run: the whole review, byte for byte (golden), on both stores; and
+`overnight runs` with its filters."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from overnight.domain.runs import RunStart
+from overnight.store.sql import SqlStore
+from tests.factories import SteppingClock
+from tests.review import golden_run
+
+GOLDEN = Path(__file__).parent / "golden" / "show.txt"
+
+
+def overnight(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")}
+    return subprocess.run([sys.executable, "-m", "overnight", *args], capture_output=True, text=True, timeout=60,
+                          check=False, env={**base, "OVERNIGHT_DB_URL": db_url, "COLUMNS": "120", "TERM": "dumb"})
+
+
+@pytest.fixture
+def golden_db(db_url: str, open_store: Callable[..., SqlStore], clock: SteppingClock) -> str:
+    golden_run.build(open_store(), clock)
+    return db_url
+
+
+def test_show_prints_the_same_review_every_time(golden_db: str) -> None:
+    shown = overnight(golden_db, "show", golden_run.RUN_ID)
+    assert shown.returncode == 0, shown.stderr
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        GOLDEN.write_text(shown.stdout, encoding="utf-8")
+    assert shown.stdout == GOLDEN.read_text(encoding="utf-8")
+
+
+def test_the_golden_review_says_what_changed_and_why(golden_db: str) -> None:
+    """What the golden file must keep saying, whatever its layout becomes."""
+    text = GOLDEN.read_text(encoding="utf-8")
+    for needle in ("night-golden  succeeded (exit 0)", "SelectTool.v1: promoted", "cr-golden",
+                   "paired holdout delta +0.300", "canary can-golden promoted", "error_rate_within_bound: pass",
+                   "quality_not_worse: pass", "alias move #1", "e2e: ok — 5 requests served by bbbbbbbbbbbb",
+                   "to undo: overnight rollback SelectTool.v1"):
+        assert needle in text, needle
+    assert text.index("timeline") < text.index("compile cr-golden") < text.index("canary can-golden") \
+        < text.index("alias move") < text.index("e2e:") < text.index("Run night-golden succeeded")
+
+
+def test_show_json_is_the_same_review(golden_db: str) -> None:
+    shown = overnight(golden_db, "show", golden_run.RUN_ID, "--json")
+    assert shown.returncode == 0, shown.stderr
+    review = json.loads(shown.stdout)
+    sig = review["signatures"][0]
+    assert (sig["decision"], sig["champion_before"], sig["champion_after"]) == (
+        "promoted", golden_run.DEFAULT, golden_run.BEST)
+    assert [c["compiled_id"] for c in sig["compile"]["candidates"]] == [golden_run.BEST, golden_run.DEFAULT,
+                                                                       golden_run.OTHER]
+    arms = {a["arm"]: a for a in sig["canary"]["arms"]}
+    assert arms["candidate"]["samples"] == sig["canary"]["targets"][-1]
+    assert arms["candidate"]["errors"] == 0
+    assert [p["phase"] for p in review["phases"]] == ["verify", "dataset.import", "compile", "canary.start",
+                                                      "traffic", "decide", "e2e"]
+    assert review["phases"][2]["duration_ms"] == 95_000
+    series = {s["arm"]: s["points"] for s in sig["canary"]["series"]}
+    assert series["candidate"][-1]["n"] == arms["candidate"]["samples"]
+    assert series["control"][-1]["n"] == arms["control"]["samples"]
+
+
+def test_show_of_an_unknown_run_says_so_and_exits_1(golden_db: str) -> None:
+    shown = overnight(golden_db, "show", "night-nope")
+    assert shown.returncode == 1
+    assert shown.stderr.strip().startswith("run_not_found:")
+
+
+def test_runs_lists_the_verdict_per_signature_and_filters(golden_db: str, open_store: Callable[..., SqlStore],
+                                                          clock: SteppingClock) -> None:
+    clock.advance(seconds=48 * 3600)
+    open_store().start_run(request=RunStart(run_id="night-later", signature_ids=["SupportTriage.v1"]),
+                           actor="ops-agent", default_lease_s=600)
+    listed = overnight(golden_db, "runs", "--json")
+    assert [r["run_id"] for r in json.loads(listed.stdout)] == ["night-later", "night-golden"]
+    golden = json.loads(listed.stdout)[1]
+    assert (golden["status"], golden["exit_code"], golden["decisions"]) == (
+        "succeeded", 0, {"SelectTool.v1": "promoted"})
+    table = overnight(golden_db, "runs", "--status", "succeeded")
+    assert "night-golden" in table.stdout
+    assert "SelectTool.v1: promoted" in table.stdout
+    assert "night-later" not in table.stdout
+    # --since counts back from the store's clock (here: the wall clock, far past both runs)
+    assert json.loads(overnight(golden_db, "runs", "--since", "24h", "--json").stdout) == []
+    refused = overnight(golden_db, "runs", "--since", "yesterday")
+    assert refused.returncode == 2
+    assert "--since 'yesterday'" in refused.stderr
