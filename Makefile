@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.dev-installed
 LOCAL_STAMP := $(VENV)/.local-installed
 
-.PHONY: test lint typecheck pytest demo local bench bench-events bench-import bench-lm bench-compile clean
+.PHONY: test lint typecheck pytest demo local bench bench-events bench-import bench-lm bench-compile bench-predict bench-run clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -56,7 +56,13 @@ bench-lm: $(LOCAL_STAMP)
 bench-compile: $(DEV_STAMP)
 	$(BIN)/python benchmarks/bench_compile.py
 
-bench: bench-events bench-import bench-compile bench-lm
+bench-predict: $(DEV_STAMP)
+	$(BIN)/python benchmarks/bench_predict.py
+
+bench-run: $(DEV_STAMP)
+	$(BIN)/python benchmarks/bench_run.py
+
+bench: bench-events bench-import bench-compile bench-predict bench-run bench-lm
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -116,7 +116,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         shutil.copy(request.getfixturevalue("_sqlite_template"), path)
         yield f"sqlite:///{path}"
         return
-    template = request.getfixturevalue("_pg_template")
+    yield from _fresh_pg(request.getfixturevalue("_pg_template"))
+
+
+@pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.postgres)])
+def postgres_db_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database, for tests that need a database behind a network connection."""
+    yield from _fresh_pg(request.getfixturevalue("_pg_template"))
+
+
+def _fresh_pg(template: str) -> Iterator[str]:
     name = f"overnight_t_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     with admin.connect() as conn:

@@ -6,13 +6,15 @@ Must not import SQL.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from overnight import __version__
 from overnight.api.auth import Require, SignInRequired, TokenRegistry
-from overnight.api.errors import install_error_handlers
+from overnight.api.errors import ERROR_RESPONSES, install_error_handlers
 from overnight.api.middleware import IdempotencyKeys, RequestContext
 from overnight.api.routes import canary, health, review, runs, serving, signatures
 from overnight.api.routes import compile as compile_routes
@@ -26,16 +28,44 @@ ROUTERS = (health.router, runs.router, signatures.router, compile_routes.router,
            review.router)
 
 
-def route_inventory() -> list[tuple[str, str, frozenset[str]]]:
-    """Every (method, path, roles allowed) the app serves; roles are empty for the unauthenticated probes."""
+# Routes anyone may call: the probes, the review sign-in form, and FastAPI's schema and docs pages.
+PUBLIC_ROUTES = frozenset({("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/review/sign-in"),
+                           ("POST", "/review/sign-in"), ("POST", "/review/sign-out"), ("GET", "/openapi.json"),
+                           ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
+                           ("HEAD", "/openapi.json"), ("HEAD", "/docs"), ("HEAD", "/docs/oauth2-redirect"),
+                           ("HEAD", "/redoc")})
+
+
+def route_inventory(app: FastAPI | None = None) -> list[tuple[str, str, frozenset[str]]]:
+    """Every (method, path, roles allowed) served: of `app` (every route it really has, however added) or of
+    our routers. Roles are empty for a route with no `Require` dependency."""
+    routes = app.routes if app is not None else [r for router in ROUTERS for r in router.routes]
     found: list[tuple[str, str, frozenset[str]]] = []
-    for router in ROUTERS:
-        for route in router.routes:
-            if isinstance(route, APIRoute):
-                roles = next((d.call.roles for d in route.dependant.dependencies if isinstance(d.call, Require)),
-                             frozenset())
-                found.extend((method, route.path, roles) for method in sorted(route.methods or ()))
+    for prefix, route in _flatten(routes, ""):
+        methods = sorted(getattr(route, "methods", None) or ())
+        roles: frozenset[str] = frozenset()
+        if isinstance(route, APIRoute):
+            roles = next((d.call.roles for d in route.dependant.dependencies if isinstance(d.call, Require)),
+                         frozenset())
+        found.extend((method, prefix + getattr(route, "path", "?"), roles) for method in methods)
     return found
+
+
+def _flatten(routes: list[BaseRoute], prefix: str) -> Iterator[tuple[str, BaseRoute]]:
+    """FastAPI keeps an included router as one route holding the original router: walk into it."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            context = getattr(route, "include_context", None)
+            yield from _flatten(inner.routes, prefix + getattr(context, "prefix", ""))
+        else:
+            yield prefix, route
+
+
+def undeclared_routes(app: FastAPI) -> list[tuple[str, str]]:
+    """Routes that would answer without a role check and are not meant to: each must declare `Require(...)`."""
+    return sorted((method, path) for method, path, roles in route_inventory(app)
+                  if not roles and (method, path) not in PUBLIC_ROUTES)
 
 
 def create_app(settings: Settings, store: Store, *, tokens: TokenRegistry | None = None,
@@ -59,7 +89,7 @@ def create_app(settings: Settings, store: Store, *, tokens: TokenRegistry | None
     install_error_handlers(app)
     app.add_exception_handler(SignInRequired, review.redirect_to_sign_in)
     for router in ROUTERS:
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
     # Added last = outermost: RequestContext sees (and renders) every failure, idempotency's included.
     app.add_middleware(IdempotencyKeys, store=store, tokens=token_registry)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)

@@ -14,12 +14,36 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from overnight.errors import InvalidInput, MethodNotAllowed, NotFound, OvernightError
 
 _HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
                413: "payload_too_large", 422: "validation_error", 429: "rate_limited"}
+
+
+class ErrorBody(BaseModel):
+    """The one error shape, as the OpenAPI schema documents it for every route."""
+
+    ok: bool = Field(description="always false")
+    code: str = Field(description="stable snake_case code (runbook: Error codes)")
+    error: str = Field(description="a human sentence")
+    status: int
+    request_id: str
+    details: dict[str, Any] | None = None
+
+
+# Documented on every API route, so a client (and the schema fuzzer) knows every failure's shape. 422 replaces
+# FastAPI's own validation schema: our handler answers validation errors in the one shape too.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorBody, "description": "Invalid input: `validation_error` naming each field, or a domain "
+                                             "check such as `dataset_invalid`"},
+    "4XX": {"model": ErrorBody, "description": "Refused: see `code` (unauthorized, forbidden, not found, "
+                                               "conflict, payload too large…)"},
+    "5XX": {"model": ErrorBody, "description": "The store or the LM failed: see `code` (store_unavailable, "
+                                               "lm_call_failed…)"},
+}
 
 
 def error_body(*, code: str, message: str, status: int, request_id: str, details: dict[str, Any] | None) -> bytes:

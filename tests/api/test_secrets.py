@@ -1,4 +1,5 @@
-"""No token value ever appears in a log line, a response body or a response header."""
+"""No token value ever appears in a log line, a response body, a response header or a cookie (the review
+pages' sign-in included)."""
 
 from __future__ import annotations
 
@@ -32,9 +33,15 @@ def test_tokens_never_reach_logs_or_responses(tmp_path: Path) -> None:
                 headers = {"authorization": f"Bearer {token}"}
                 seen += [anon.post("/api/v1/runs", json={"signature_ids": ["c"]}, headers=headers),
                          anon.get("/api/v1/runs", headers=headers)]
+        for token in (READ_TOKEN, SERVE_TOKEN, near_miss, ADMIN_TOKEN):  # the review pages' sign-in form
+            with server.client(token=None, follow_redirects=True) as browser:
+                form = {"content": f"token={token}&next=/review/runs/{run_id}",
+                        "headers": {"content-type": "application/x-www-form-urlencoded"}}
+                seen += [browser.post("/review/sign-in", **form), browser.get("/review"),
+                         browser.get("/review/signatures/a")]
         log = server.log()
     assert "request_finished" in log  # the log really was captured
-    assert len(seen) == 15
+    assert len(seen) == 27
     for token in (*ALL_TOKENS, near_miss):
         assert token not in log
         for response in seen:

@@ -1,0 +1,112 @@
+"""Predict overhead: `POST …/predict` on the real server (auth, champion lookup, the program run by DSPy against
+the zero-latency simulator, receipt written) against a bare FastAPI endpoint returning the same payload, both
+served by uvicorn in their own process, driven the same way in the same run.
+
+    make bench-predict                      # SQLite in a temporary directory
+    OVERNIGHT_BENCH_PG_URL=postgresql+psycopg://… make bench-predict   # PostgreSQL too
+
+Prints requests per second and p50/p99 latency for each, and the overhead ratio (real / bare; the figure of
+merit, target <= 2x). The physical limit: the bare endpoint is what uvicorn and FastAPI cost per request on this
+machine; everything above it is ours. The load comes from this process (CLIENTS threads, one connection each),
+so on 2 cores client and server share the CPU equally in both measurements.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "bench-" + "B" * 40
+REQUESTS, CLIENTS, WARMUP = 2000, 8, 100
+ROW = json.loads((ROOT / "datasets" / "selecttool.v1.jsonl").read_text(encoding="utf-8").splitlines()[0])
+BODY = {"input": ROW["input"]}
+PATH = "/api/v1/signatures/SelectTool.v1/predict"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start(command: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    # our own command lines (this interpreter, our files): nothing untrusted reaches them
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    for _ in range(600):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)  # any answer (the bare app's is 404) = up
+        except httpx.TransportError:
+            time.sleep(0.05)
+        else:
+            return process
+    process.kill()
+    raise RuntimeError(f"{command} did not start")
+
+
+def drive(base: str) -> tuple[float, float, float]:
+    """Requests per second, p50 ms, p99 ms."""
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    latencies: list[float] = []
+
+    def client(share: int) -> list[float]:
+        seen = []
+        with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
+            for _ in range(share):
+                begun = time.perf_counter()
+                http.post(PATH, json=BODY).raise_for_status()
+                seen.append((time.perf_counter() - begun) * 1000)
+        return seen
+
+    client(WARMUP)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        for seen in pool.map(client, [REQUESTS // CLIENTS] * CLIENTS):
+            latencies += seen
+    elapsed = time.perf_counter() - started
+    cuts = statistics.quantiles(latencies, n=100)
+    return len(latencies) / elapsed, cuts[49], cuts[98]
+
+
+def measure(command: list[str], env: dict[str, str], port: int) -> tuple[float, float, float]:
+    process = start(command, env, port)
+    try:
+        return drive(f"http://127.0.0.1:{port}")
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def main() -> None:
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")}
+    targets = {"sqlite": f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.db'}"}
+    if os.environ.get("OVERNIGHT_BENCH_PG_URL"):
+        targets["postgresql"] = os.environ["OVERNIGHT_BENCH_PG_URL"]
+    port = free_port()
+    bare = measure([sys.executable, str(ROOT / "benchmarks" / "bare_predict.py"), str(port)], base_env, port)
+    print(f"{REQUESTS} requests, {CLIENTS} concurrent clients, zero-latency simulator")
+    print(f"{'server':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'overhead (req/s)':>18}{'(p50)':>8}")
+    print(f"{'bare FastAPI':<22}{bare[0]:>10,.0f}{bare[1]:>10.2f}{bare[2]:>10.2f}{'1.00x':>18}{'1.00x':>8}")
+    for name, url in targets.items():
+        port = free_port()
+        env = {**base_env, "OVERNIGHT_DB_URL": url, "OVERNIGHT_TOKENS": f"bench:admin:{TOKEN}",
+               "OVERNIGHT_LM": "sim:seed=1", "OVERNIGHT_LOG_LEVEL": "warning", "OVERNIGHT_LOG_FORMAT": "json"}
+        real = measure([sys.executable, "-m", "overnight", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                       env, port)
+        print(f"{'overnight on ' + name:<22}{real[0]:>10,.0f}{real[1]:>10.2f}{real[2]:>10.2f}"
+              f"{bare[0] / real[0]:>17.2f}x{real[1] / bare[1]:>7.2f}x")
+
+
+if __name__ == "__main__":
+    main()
