@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.dev-installed
 LOCAL_STAMP := $(VENV)/.local-installed
 
-.PHONY: test lint typecheck pytest demo local bench bench-events bench-import bench-lm bench-compile bench-predict bench-run clean
+.PHONY: test lint typecheck pytest demo local bench bench-events bench-import bench-lm bench-compile bench-predict bench-run bench-canary clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -44,25 +44,15 @@ demo: $(LOCAL_STAMP)
 	@code=0; $(BIN)/overnight run --steps 50 --deadline 45m || code=$$?; \
 	  case $$code in 0|3|4) echo "demo: the overnight run completed (exit $$code)";; *) exit $$code;; esac
 
-bench-events: $(DEV_STAMP)
-	$(BIN)/python benchmarks/bench_events.py
-
-bench-import: $(DEV_STAMP)
-	$(BIN)/python benchmarks/bench_import.py
+# One script a benchmark: benchmarks/bench_<name>.py (see benchmarks/README.md); the local model's needs the extra.
+BENCHES := events import compile predict run canary
+$(addprefix bench-,$(BENCHES)): bench-%: $(DEV_STAMP)
+	$(BIN)/python benchmarks/bench_$*.py
 
 bench-lm: $(LOCAL_STAMP)
 	$(BIN)/python benchmarks/bench_lm.py
 
-bench-compile: $(DEV_STAMP)
-	$(BIN)/python benchmarks/bench_compile.py
-
-bench-predict: $(DEV_STAMP)
-	$(BIN)/python benchmarks/bench_predict.py
-
-bench-run: $(DEV_STAMP)
-	$(BIN)/python benchmarks/bench_run.py
-
-bench: bench-events bench-import bench-compile bench-predict bench-run bench-lm
+bench: bench-events bench-import bench-compile bench-predict bench-run bench-canary bench-lm
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

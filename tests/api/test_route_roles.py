@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from overnight.api.app import PUBLIC_ROUTES, create_app, route_inventory, undeclared_routes
 from overnight.api.auth import Require
+from overnight.domain.runs import RunStart
 from tests.factories import ADMIN_TOKEN, READ_TOKEN, SERVE_TOKEN, make_settings, make_store
 
 PUBLIC: frozenset[str] = frozenset()
@@ -125,3 +126,30 @@ def test_the_roles_in_the_table_are_the_roles_the_server_enforces(tmp_path: Path
                     else:
                         assert answer.status_code == 403, (role, method, path)
                         assert answer.json()["code"] == "forbidden"
+
+
+def test_every_mutating_route_refuses_an_oversize_body_with_413_and_writes_nothing(tmp_path: Path) -> None:
+    from tests.factories import live_server  # noqa: PLC0415
+
+    posts = [path for (method, path) in INVENTORY if method == "POST"]
+    with live_server(f"sqlite:///{tmp_path / 'live.db'}", max_body_bytes=4096) as live, \
+            httpx.Client(base_url=live.base_url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
+        live.store.start_run(request=RunStart(run_id="r1", signature_ids=["SelectTool.v1"]), actor="ops-agent",
+                             default_lease_s=600)
+        before = live.store.get_run(run_id="r1").event_count
+        for path in posts:
+            concrete = path.replace("{run_id}", "r1").replace("{signature_id}", "SelectTool.v1")
+            # a declared length is refused before anything runs; a streamed body (no length) when it is read —
+            # routes that take no body (heartbeat, lm:check, sign-out) never read one: nothing to refuse
+            streamed = () if concrete.endswith(("/heartbeat", "lm:check", "/sign-out")) else (None,)
+            for body in ({"reason": "x" * 10_000}, *streamed):
+                if body is not None:
+                    answer = client.post(concrete, json=body)
+                else:
+                    answer = client.post(concrete, content=(b"y" * 1024 for _ in range(10)),
+                                         headers={"content-type": "application/json"})
+                assert answer.status_code == 413, (path, answer.status_code, answer.text[:200])
+                assert answer.json()["code"] == "payload_too_large"
+        assert live.store.get_run(run_id="r1").event_count == before
+        assert live.store.list_runs(limit=10)[0].run_id == "r1"
+        assert len(live.store.list_runs(limit=10)) == 1
