@@ -22,8 +22,6 @@ from overnight.domain.runs import Run, RunEvent, RunStatus
 from overnight.errors import ConfigError, OvernightError
 from overnight.logging import configure_logging, get_logger
 from overnight.review.terminal import (
-    compile_table,
-    run_document,
     run_timeline,
     runs_document,
     runs_table,
@@ -184,7 +182,7 @@ def show(
         if as_json:
             document = review.model_dump(mode="json")
             if events:
-                document["events"] = run_document(store.get_run(run_id=run_id), timeline)["events"]
+                document["events"] = [e.model_dump(mode="json") for e in timeline]
             out.print_json(json.dumps(document))
             return
         out.print(review_text(review))
@@ -285,6 +283,8 @@ def compile_(
         if as_json:
             out.print_json(report.model_dump_json())
         else:
+            from overnight.review.show import compile_table  # noqa: PLC0415
+
             out.print(compile_table(report))
 
     _with_store(work)

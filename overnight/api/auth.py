@@ -126,7 +126,10 @@ class Require:
 
     async def __call__(self, request: Request) -> Principal:
         registry: TokenRegistry = request.app.state.tokens
-        principal = registry.authenticate(request.headers.get("authorization"))
+        return self.admit(request, registry.authenticate(request.headers.get("authorization")))
+
+    def admit(self, request: Request, principal: Principal) -> Principal:
+        """Refuse a role outside `roles`; otherwise the principal becomes the request's actor."""
         if principal.role not in self.roles:
             raise Forbidden(
                 f"token {principal.name!r} has role {principal.role}; this needs {' or '.join(sorted(self.roles))}"
@@ -157,11 +160,7 @@ class ReviewSession(Require):
         principal = registry.from_session(request.cookies.get(SESSION_COOKIE), now=request.app.state.store.clock())
         if principal is None:
             raise SignInRequired(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
-        if principal.role not in self.roles:
-            raise Forbidden(f"token {principal.name!r} has role {principal.role}; the review pages need read or admin")
-        request.state.actor = principal.name
-        structlog.contextvars.bind_contextvars(actor=principal.name)
-        return principal
+        return self.admit(request, principal)
 
 
 require_admin = Require()

@@ -137,11 +137,10 @@ class SignatureOverview(BaseModel):
 
 
 def signature_overview(store: Store, sig: str, *, moves: int = 50, reports: int = 10) -> SignatureOverview:
-    history = store.alias_history(signature_id=sig)
     latest = store.find_canary(signature_id=sig)
     return SignatureOverview(
         signature_id=sig, champion_id=store.champion(signature_id=sig),
-        moves=sorted(history, key=lambda m: -m.id)[:moves],
+        moves=list(reversed(store.alias_history(signature_id=sig, limit=moves))),  # newest first
         reports=[compile_section(r) for r in store.list_compile_reports(signature_id=sig, limit=reports)],
         runs=store.list_runs(limit=10, signature_id=sig),
         canary=_canary(store, latest.canary_id) if latest else None)

@@ -1,4 +1,4 @@
-"""`overnight show RUN_ID`: a `RunReview` as text a person reads over coffee.
+"""`overnight show RUN_ID`: a `RunReview` as text a person reads over coffee (and `overnight compile`'s table).
 
 The header, the timeline of steps with durations, then per signature: the compile table, the paired delta,
 the canary per arm, every gate decision as a sentence, the alias moves, the e2e check and the signature's
@@ -12,7 +12,15 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from overnight.domain.review import CanarySection, CompileSection, RunReview, SignatureReview, short
+from overnight.domain.compiling import CompileReport
+from overnight.domain.review import (
+    CanarySection,
+    CompileSection,
+    RunReview,
+    SignatureReview,
+    compile_section,
+    short,
+)
 from overnight.review.terminal import duration, when
 
 _DECISION_STYLE = {"promoted": "bold green", "no_improvement": "cyan", "rolled_back": "bold red",
@@ -98,6 +106,12 @@ def compile_candidates(section: CompileSection) -> Table:
                       "-" if c.eliminated_at_rung is None else str(c.eliminated_at_rung), str(c.lm_calls),
                       ", ".join(c.roles))
     return table
+
+
+def compile_table(report: CompileReport) -> RenderableType:
+    """`overnight compile`'s output: the review's candidate table and verdict for one report."""
+    section = compile_section(report)
+    return Group(compile_candidates(section), Text(f"{delta_sentence(section)}; {report.tokens} tokens"))
 
 
 def delta_sentence(section: CompileSection) -> str:

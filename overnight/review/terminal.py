@@ -12,7 +12,6 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from overnight.domain.compiling import CompileReport
 from overnight.domain.runs import Run, RunEvent
 
 _STATUS_STYLE = {"running": "cyan", "succeeded": "green", "failed": "red", "cancelled": "yellow",
@@ -33,10 +32,14 @@ def duration(start: int, end: int | None) -> str:
     return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
-def verdicts(run: Run) -> str:
-    """Each signature's decision from the run's summary (`-` while it runs or when it never got there)."""
+def decisions(run: Run) -> dict[str, str | None]:
+    """Each signature's decision from the run's summary (None while it runs or when it never got there)."""
     decided = run.summary.get("signatures", {})
-    return ", ".join(f"{sig}: {(decided.get(sig) or {}).get('decision', '-')}" for sig in run.signature_ids)
+    return {sig: (decided.get(sig) or {}).get("decision") for sig in run.signature_ids}
+
+
+def verdicts(run: Run) -> str:
+    return ", ".join(f"{sig}: {decision or '-'}" for sig, decision in decisions(run).items())
 
 
 def runs_table(runs: list[Run]) -> Table:
@@ -56,8 +59,7 @@ def runs_document(runs: list[Run]) -> list[dict[str, Any]]:
     """The `runs --json` rows: the table's columns, plus the whole run record."""
     return [{"run_id": r.run_id, "status": r.status.value, "exit_code": r.summary.get("exit_code"),
              "started_at": r.started_at, "ended_at": r.ended_at,
-             "decisions": {sig: (r.summary.get("signatures", {}).get(sig) or {}).get("decision")
-                           for sig in r.signature_ids},
+             "decisions": decisions(r),
              "run": r.model_dump(mode="json")} for r in runs]
 
 
@@ -75,36 +77,6 @@ def run_timeline(run: Run, events: list[RunEvent]) -> RenderableType:
         table.add_row(str(event.seq), f"+{(event.ts - run.started_at) / 1000:.1f}s", event.phase, event.kind,
                       event.level, event.message)
     return Group(header, table)
-
-
-def run_document(run: Run, events: list[RunEvent]) -> dict[str, Any]:
-    """The same content as `run_timeline`, as JSON for agents."""
-    return {"run": run.model_dump(mode="json"), "events": [e.model_dump(mode="json") for e in events]}
-
-
-def compile_table(report: CompileReport) -> RenderableType:
-    """Candidates with their scores, then the verdict and the paired delta."""
-    table = Table(title=f"compile {report.report_id} ({report.status}{', cached' if report.cached else ''})")
-    for column in ("compiled_id", "instr", "demos", "train", "holdout", "rung out", "role"):
-        table.add_column(column)
-    for c in sorted(report.candidates, key=lambda c: (-(c.holdout_score or -1), -(c.train_score or -1))):
-        role = ", ".join(name for name, on in (("best", c.compiled_id == report.best_compiled_id),
-                                               ("incumbent", c.is_incumbent), ("default", c.is_default)) if on)
-        table.add_row(c.compiled_id[:12], str(c.params.get("instruction_index", "-")),
-                      str(c.params.get("demo_count", "-")),
-                      "-" if c.train_score is None else f"{c.train_score:.3f} (n={c.train_n})",
-                      "-" if c.holdout_score is None else f"{c.holdout_score:.3f} (n={c.holdout_n})",
-                      "-" if c.eliminated_at_rung is None else str(c.eliminated_at_rung), role)
-    delta = report.paired_delta
-    verdict = Text(
-        f"{'improved' if report.improved else 'no improvement'}: best {report.best_compiled_id[:12]} vs incumbent "
-        f"{report.incumbent_compiled_id[:12]}"
-        + (f"; paired delta {delta.delta:+.3f} [{delta.low:+.3f}, {delta.high:+.3f}] on {delta.n} holdout examples, "
-           f"McNemar p={delta.mcnemar_p:.3g}" if delta else "")
-        + f"; {report.lm_calls} LM calls (full grid on train: {report.full_grid_lm_calls}), {report.tokens} tokens"
-        + (f"; leakage excluded: {', '.join(report.leakage)}" if report.leakage else "")
-    )
-    return Group(table, verdict)
 
 
 def summary_text(summary: Any) -> str:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from overnight.api.app import route_inventory
-from overnight.domain.runs import EventIn, RunStart
+from overnight.domain.runs import EventIn, FinishRun, RunStart
 from overnight.store.sql import SqlStore
 from tests.factories import ADMIN_TOKEN, READ_TOKEN, SERVE_TOKEN, LiveServer, SteppingClock, auth, live_server
 from tests.review import golden_run
@@ -212,8 +212,6 @@ def test_the_live_feed_sends_plain_messages_a_browser_sees_and_ends_with_the_run
     store.start_run(request=RunStart(run_id="night-live", signature_ids=["SupportTriage.v1"]), actor="ops-agent",
                     default_lease_s=600)
     store.append_event(run_id="night-live", event=EventIn(kind="compile.started", phase="compile"))
-    from overnight.domain.runs import FinishRun  # noqa: PLC0415
-
     store.finish_run(run_id="night-live", finish=FinishRun(status="succeeded"), actor="ops-agent")
     with signed_in(server) as client:
         stream = client.get("/review/runs/night-live/stream", params={"after": 1}).text

@@ -27,10 +27,11 @@ from overnight.domain.runs import ID_PATTERN, RunStatus
 from overnight.review.assemble import run_review, signature_overview
 from overnight.review.charts import canary_chart, candidate_chart
 from overnight.review.show import delta_sentence, seconds
-from overnight.review.terminal import duration, verdicts, when
+from overnight.review.terminal import decisions, duration, verdicts, when
 
 router = APIRouter(prefix="/review", tags=["review"], include_in_schema=False)
-Viewer = Annotated[Principal, Depends(ReviewSession("read"))]
+REVIEWER = ReviewSession("read")
+Viewer = Annotated[Principal, Depends(REVIEWER)]
 RunId = Annotated[str, Path(pattern=ID_PATTERN)]
 CompiledId = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
 EVENTS_PER_PAGE = 200
@@ -42,7 +43,7 @@ def _templates() -> Environment:
     env = Environment(loader=PackageLoader("overnight.api", "templates"), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(when=when, short=short, seconds=seconds, delta_sentence=delta_sentence, svg=_chart)
-    env.globals.update(duration=duration, verdicts=verdicts)
+    env.globals.update(duration=duration, verdicts=verdicts, decisions=decisions)
     return env
 
 
@@ -116,7 +117,7 @@ async def sign_in(request: Request, store: StoreDep) -> Response:
     principal = tokens.find(f"Bearer {form.get('token', '').strip()}")
     if principal is None:
         return page("sign_in.html", 401, next=wanted, problem="That token is not valid.", viewer=None)
-    if principal.role not in ("read", "admin"):
+    if principal.role not in REVIEWER.roles:  # the role the pages themselves require
         return page("sign_in.html", 403, next=wanted, viewer=None,
                     problem=f"Token {principal.name!r} has role {principal.role}; the review needs read or admin.")
     expires_at = store.clock() + SESSION_MS
