@@ -287,7 +287,9 @@ class Runner:
     def _stop_reason(self, view: CanaryView, sent: int) -> str | None:
         evaluation = view.evaluation or {}
         if evaluation.get("can_still_pass") is False and evaluation.get("outcome") == "continue":
-            return f"the planned look was missed and the candidate can no longer pass: {evaluation.get('message')}"
+            missed = next((h for h in reversed(view.history) if h.kind == "look_missed"), None)
+            why = missed.evidence.get("message") if missed else evaluation.get("message")
+            return f"the candidate can no longer pass: {why}"
         if self.clock() - self.started_at > self.options.deadline_s:
             return f"the run's deadline ({self.options.deadline_s} s) passed before the gates decided"
         if sent >= self.options.max_requests:

@@ -70,6 +70,9 @@ class ArmCounters(BaseModel):
     tokens_out: int = 0
     cost_usd: float = 0.0
     costed: int = Field(default=0, description="calls whose cost is known")
+    carried: int = Field(default=0, description=(
+        "receipts routed under an earlier step but recorded after the canary advanced (their LM call was in "
+        "flight): counted in every gate but the split test, which must only see the current step's routing"))
     latency_buckets: dict[int, int] = Field(default_factory=dict)
 
     def latency_p95_ms(self) -> float | None:
@@ -86,6 +89,10 @@ class ArmCounters(BaseModel):
 
     def cost_per_call_usd(self) -> float | None:
         return self.cost_usd / self.costed if self.costed else None
+
+    def routed_here(self) -> int:
+        """Samples routed under the step the canary was at when they were recorded (what a step base counts)."""
+        return self.samples - self.carried
 
     def summary(self) -> dict[str, Any]:
         return {"samples": self.samples, "errors": self.errors, "error_rate": _rate(self.errors, self.samples),
@@ -179,6 +186,7 @@ class Assessment(BaseModel):
     decisions: list[Decision]
     step: int
     can_still_pass: bool
+    look_missed: bool = Field(default=False, description="this is the pass look, and a gate was not shown")
 
     def evidence(self, control: ArmCounters, candidate: ArmCounters) -> dict[str, Any]:
         return {"outcome": self.outcome, "reason_code": self.reason_code, "message": self.message,
@@ -242,13 +250,15 @@ def _the_look(config: CanaryConfig, errors: Decision, *, step: int, step_base: d
     if failed:
         return _result("fail", failed[0], gates, step)
     missed = next(g for g in gates if g.verdict != "pass")
-    return _result("continue", missed, gates, step)
+    return _result("continue", missed, gates, step).model_copy(update={"look_missed": True, "message": (
+        f"the pass look at {candidate.samples} candidate requests was missed ({missed.reason_code}): "
+        f"{missed.message}")})
 
 
 def _split(config: CanaryConfig, step: int, step_base: dict[str, int], control: ArmCounters,
            candidate: ArmCounters) -> Decision:
-    return srm_gate(candidate_samples=candidate.samples - step_base.get("candidate", 0),
-                    control_samples=control.samples - step_base.get("control", 0),
+    return srm_gate(candidate_samples=candidate.routed_here() - step_base.get("candidate", 0),
+                    control_samples=control.routed_here() - step_base.get("control", 0),
                     candidate_share=config.steps[step] / 100)
 
 
@@ -315,6 +325,7 @@ class ServingRoute(BaseModel):
     canary_id: str | None = None
     salt: str | None = None
     rollout_pct: float = 0.0
+    step: int | None = None
     control_id: str | None = None
     candidate_id: str | None = None
 

@@ -16,6 +16,7 @@ class Receipt(BaseModel):
     compiled_id: str
     canary_id: str | None
     arm: str  # control | candidate during a canary, champion otherwise
+    step: int | None = None  # the canary step the request was routed under
     request_key: str
     input_hash: str
     output: dict[str, Any] | None

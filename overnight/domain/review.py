@@ -85,6 +85,15 @@ class GateLine(BaseModel):
     message: str
     gates: list[dict[str, Any]] = Field(default_factory=list, description="each gate's decision at this point")
 
+    @property
+    def label(self) -> str:
+        """How the entry starts in the review, before the rollout it happened at."""
+        return HISTORY_LABELS.get(self.kind, f"{self.kind} at")
+
+
+HISTORY_LABELS = {"opened": "opened at", "step_advanced": "advanced to", "look_missed": "look missed at",
+                  "gate_evaluated": "verdict at"}
+
 
 class SeriesPoint(BaseModel):
     n: int = Field(description="the arm's requests so far")

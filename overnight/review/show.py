@@ -154,8 +154,6 @@ def gate_sentences(section: CanarySection) -> Text:
         said = "" if gates else f": {entry.message}"
         if entry.kind == "promoted":
             said = ": the champion moved (the alias move below)"
-        label = {"opened": "opened at", "step_advanced": "advanced to", "gate_evaluated": "verdict at"}.get(
-            entry.kind, f"{entry.kind} at")
-        lines.append(f"  {label} {rollout:g}% (step {entry.step}){verdict}{by}{said}")
+        lines.append(f"  {entry.label} {rollout:g}% (step {entry.step}){verdict}{by}{said}")
         lines += [f"    - {g.get('reason_code')}: {g.get('verdict')} — {g.get('message')}" for g in gates]
     return Text("gates:\n" + "\n".join(lines))

@@ -45,7 +45,8 @@ def predict(store: Store, entry: RegisteredSignature, backend: Backend, programs
     receipt = Receipt(
         receipt_id=f"rc-{time.time_ns() // 1_000_000:013d}-{secrets.token_hex(6)}",
         signature_id=contract.signature_id, compiled_id=program.compiled_id, canary_id=route.canary_id, arm=arm,
-        request_key=key, input_hash=content_hash(given), output=call.output, ok=call.ok, error_code=call.error_code,
+        step=route.step, request_key=key, input_hash=content_hash(given), output=call.output, ok=call.ok,
+        error_code=call.error_code,
         correct=correct, latency_ms=call.latency_ms, tokens_in=call.tokens_in, tokens_out=call.tokens_out,
         cost_usd=call.cost_usd, lm_id=backend.lm_id, request_id=request_id,
     )

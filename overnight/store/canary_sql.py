@@ -44,7 +44,12 @@ def insert_canary(conn: Connection, canary: CanaryRecord, *, salt: str) -> None:
     conn.execute(insert(canary_arms), [{"canary_id": canary.canary_id, "arm": arm} for arm in ARMS])
 
 
-def load(conn: Connection, canary_id: str) -> CanaryRecord:
+def load(conn: Connection, canary_id: str, *, lock_arms: bool = False) -> CanaryRecord:
+    """A canary with both arms' counters; `lock_arms` first waits for every in-flight bump of either arm (row
+    locks on PostgreSQL; SQLite's writer is already alone), so a step base counts exactly what was recorded."""
+    if lock_arms:
+        conn.execute(select(canary_arms.c.arm).where(canary_arms.c.canary_id == canary_id)
+                     .order_by(canary_arms.c.arm).with_for_update()).all()
     row = conn.execute(select(canaries).where(canaries.c.canary_id == canary_id)).mappings().first()
     if row is None:
         raise CanaryNotFound(f"no canary {canary_id!r}")
@@ -102,6 +107,9 @@ def history(conn: Connection, canary_id: str) -> list[CanaryEntry]:
             for r in conn.execute(query).mappings()]
 
 
+GATE_KINDS = frozenset({"step_advanced", "look_missed", "gate_evaluated"})  # history rows that are gate decisions
+
+
 def add_history(conn: Connection, canary: CanaryRecord, *, kind: str, step: int, verdict: str | None,
                 actor: str | None, evidence: dict[str, Any], now: int, bounds: EventBounds, message: str) -> None:
     """A history row and, when the canary belongs to a run, the same decision on the run's event stream."""
@@ -111,7 +119,7 @@ def add_history(conn: Connection, canary: CanaryRecord, *, kind: str, step: int,
     ))
     if canary.run_id is not None:
         runs_sql.note_on_run(conn, run_id=canary.run_id, bounds=bounds, now=now, event=EventIn(
-            kind="gate_evaluated" if kind in ("step_advanced", "gate_evaluated") else f"canary.{kind}",
+            kind="gate_evaluated" if kind in GATE_KINDS else f"canary.{kind}",
             phase="canary", level="warning" if verdict in ("fail", "inconclusive") else "info",
             message=f"{canary.signature_id}: {message}",
             data={"canary_id": canary.canary_id, "kind": kind, "step": step, "verdict": verdict, "actor": actor,
@@ -156,23 +164,33 @@ def bump(conn: Connection, receipt: Receipt) -> None:
     ))
 
 
-def needs_assessment(conn: Connection, canary_id: str, *, arm: str, now: int) -> bool:
-    """Only a candidate sample, or any request past the deadline, can change an active canary's verdict: the
-    other receipts skip loading both arms and the histograms."""
-    row = conn.execute(select(canaries.c.status, canaries.c.config_json).where(
-        canaries.c.canary_id == canary_id)).one()
+def needs_assessment(conn: Connection, receipt: Receipt, *, now: int) -> bool:
+    """Mark a receipt routed under an earlier step as carried (read after `bump` holds the arm's row lock, so a
+    concurrent advance has either counted it in the new step's base or committed before we read the step).
+    Then: only a candidate sample, or any request past the deadline, can change an active canary's verdict;
+    the other receipts skip loading both arms and the histograms."""
+    row = conn.execute(select(canaries.c.status, canaries.c.step, canaries.c.config_json).where(
+        canaries.c.canary_id == receipt.canary_id)).one()
+    if receipt.step is not None and receipt.step != row.step:
+        conn.execute(update(canary_arms).where(
+            canary_arms.c.canary_id == receipt.canary_id, canary_arms.c.arm == receipt.arm,
+        ).values(carried=canary_arms.c.carried + 1))
     if row.status != "active":
         return False
-    return arm == "candidate" or now >= CanaryConfig.model_validate_json(row.config_json).deadline_at
+    return receipt.arm == "candidate" or now >= CanaryConfig.model_validate_json(row.config_json).deadline_at
 
 
 def apply(conn: Connection, canary: CanaryRecord, assessment: Assessment, *, now: int, bounds: EventBounds) -> None:
     """Persist what an assessment decided: a step advance or a verdict (once, if another replica has not)."""
-    if assessment.outcome == "continue":
+    if assessment.outcome == "continue" and not assessment.look_missed:
         return
     evidence = assessment.evidence(canary.arms["control"], canary.arms["candidate"])
+    if assessment.look_missed:  # nothing can pass any more: say why, once (the look is assessed exactly once)
+        add_history(conn, canary, kind="look_missed", step=canary.step, verdict="inconclusive", actor=None,
+                    evidence=evidence, now=now, bounds=bounds, message=assessment.message)
+        return
     if assessment.outcome == "advance":
-        base = {arm: counters.samples for arm, counters in canary.arms.items()}
+        base = {arm: counters.routed_here() for arm, counters in canary.arms.items()}
         moved = conn.execute(update(canaries).where(
             canaries.c.canary_id == canary.canary_id, canaries.c.status == "active",
             canaries.c.step == canary.step,

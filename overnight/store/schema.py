@@ -198,6 +198,7 @@ canary_arms = Table(
     Column("tokens_out", BigInteger, nullable=False, server_default="0"),
     Column("cost_usd", Float, nullable=False, server_default="0"),
     Column("costed", Integer, nullable=False, server_default="0"),  # revision 0002: calls whose cost is known
+    Column("carried", Integer, nullable=False, server_default="0"),  # revision 0003: routed under an earlier step
     PrimaryKeyConstraint("canary_id", "arm"),
 )
 
@@ -231,6 +232,7 @@ receipts = Table(
     Column("compiled_id", String(HASH), nullable=False),
     Column("canary_id", String(ID)),
     Column("arm", String(16), nullable=False),
+    Column("step", Integer),  # revision 0003: the canary step the request was routed under
     Column("request_key", String(256), nullable=False),
     Column("input_hash", String(HASH), nullable=False),
     Column("output_json", Text),

@@ -111,7 +111,7 @@ class ServingVerbs:
             return ServingRoute(champion_id=champion)
         steps = CanaryConfig.model_validate_json(row["config_json"]).steps
         return ServingRoute(champion_id=champion, canary_id=row["canary_id"], salt=row["salt"],
-                            rollout_pct=steps[row["step"]], control_id=row["control_id"],
+                            rollout_pct=steps[row["step"]], step=row["step"], control_id=row["control_id"],
                             candidate_id=row["candidate_id"])
 
     def record_receipt(self, *, receipt: Receipt) -> None:
@@ -121,10 +121,14 @@ class ServingVerbs:
             canary_sql.insert_receipt(conn, receipt, now)
             if receipt.canary_id is None:
                 return
-            canary_sql.bump(conn, receipt)
-            if canary_sql.needs_assessment(conn, receipt.canary_id, arm=receipt.arm, now=now):
+            canary_sql.bump(conn, receipt)  # takes the arm's row lock before the step is read (PostgreSQL)
+            if canary_sql.needs_assessment(conn, receipt, now=now):
                 canary = canary_sql.load(conn, receipt.canary_id)
-                canary_sql.apply(conn, canary, canary.assess(now), now=now, bounds=self.bounds)
+                assessment = canary.assess(now)
+                if assessment.outcome == "advance" and receipt.arm == "candidate":  # lock order: candidate first
+                    canary = canary_sql.load(conn, receipt.canary_id, lock_arms=True)
+                    assessment = canary.assess(now)
+                canary_sql.apply(conn, canary, assessment, now=now, bounds=self.bounds)
 
     def get_receipt(self, *, receipt_id: str) -> Receipt:
         with self._tx.read() as conn:

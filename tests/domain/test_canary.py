@@ -88,6 +88,17 @@ def test_assessment_table(step: int, control: ArmCounters, candidate: ArmCounter
     assert (result.outcome, result.reason_code) == (outcome, reason), result.message
 
 
+def test_a_missed_look_says_so_once_with_every_gate_and_the_next_request_only_keeps_watching() -> None:
+    base = {"control": 230, "candidate": 77}
+    at_look = assess(config(), step=1, step_base=base, control=arm(306), candidate=arm(153, 1), now=NOW)
+    after = assess(config(), step=1, step_base=base, control=arm(308), candidate=arm(154, 1), now=NOW)
+    assert (at_look.outcome, at_look.look_missed, at_look.can_still_pass) == ("continue", True, False)
+    assert at_look.message.startswith("the pass look at 153 candidate requests was missed (quality_not_shown):")
+    assert [d.reason_code for d in at_look.decisions] == [
+        "error_rate_within_bound", "quality_not_shown", "within_budget", "split_as_planned"]
+    assert (after.outcome, after.look_missed, after.can_still_pass) == ("continue", False, False)
+
+
 def test_the_quality_gate_can_be_turned_off_for_unlabeled_traffic() -> None:
     result = assess(config(quality_margin=None), step=1, step_base={"control": 230, "candidate": 77},
                     control=arm(306, labeled=0), candidate=arm(153, labeled=0), now=NOW)

@@ -8,6 +8,7 @@ from overnight.domain.gates import clopper_pearson_upper
 from overnight.domain.review import (
     ArmRow,
     CanarySection,
+    GateLine,
     SignatureReview,
     canary_series,
     phase_spans,
@@ -97,3 +98,9 @@ def test_the_closing_sentence_names_what_changed_and_how_to_undo_it() -> None:
     running = [review("S.v1", "promoted", B), review("T.v1", "in_progress", None)]
     assert run_sentence(run(RunStatus.running), running) == (
         "Run night-1 is still running (1 of 2 signatures decided).")
+
+
+def test_a_missed_look_reads_as_one_in_the_history() -> None:
+    line = GateLine(kind="look_missed", step=0, verdict="inconclusive", actor=None, message="m")
+    assert (line.label, GateLine(kind="stopped", step=0, verdict=None, actor="a", message="").label) == (
+        "look missed at", "stopped at")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.factories import SERVE_TOKEN, LiveServer
-from tests.serving.helpers import SIG, compiled, drive, drive_until_decided
+from tests.serving.helpers import SIG, compiled, drive, drive_until_decided, holdout, predict
 
 
 def test_a_better_candidate_passes_every_step_and_is_promoted(api: LiveServer) -> None:
@@ -95,3 +95,25 @@ def test_a_canary_past_its_deadline_ends_inconclusive_on_the_next_request(api: L
     assert view["canary"]["status"] == "inconclusive"
     assert view["history"][-1]["evidence"]["reason_code"] == "deadline_passed"
     assert "deadline passed" in view["canary"]["end_reason"]
+
+
+def test_a_missed_look_leaves_its_reason_in_the_history_and_the_canary_watching(api: LiveServer) -> None:
+    """Unlabeled traffic can't show quality: the look is missed, which the history says once, with every gate."""
+    with api.client() as admin, api.client(token=SERVE_TOKEN) as app:
+        report = compiled(admin)
+        admin.post(f"/api/v1/signatures/{SIG}/canary:start", json={
+            "candidate_id": report["best_compiled_id"], "steps": [50], "min_samples": [10],
+            "max_error_rate": 0.3}).raise_for_status()
+        rows, sent = holdout(), 0
+        while admin.get(f"/api/v1/signatures/{SIG}/canary").json()["canary"]["arms"]["candidate"]["samples"] < 14:
+            predict(app, rows[sent % len(rows)], f"unlabeled-{sent}", labeled=False)
+            sent += 1
+        view = admin.get(f"/api/v1/signatures/{SIG}/canary").json()
+    missed = [h for h in view["history"] if h["kind"] == "look_missed"]
+    assert view["canary"]["status"] == "active"
+    assert view["evaluation"]["can_still_pass"] is False
+    assert len(missed) == 1
+    assert missed[0]["verdict"] == "inconclusive"
+    assert missed[0]["evidence"]["arms"]["candidate"]["samples"] == 10
+    assert "was missed (not_enough_labels)" in missed[0]["evidence"]["message"]
+    assert {g["reason_code"] for g in missed[0]["evidence"]["gates"]} >= {"not_enough_labels", "split_as_planned"}

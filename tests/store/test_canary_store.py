@@ -1,0 +1,101 @@
+"""The canary's store verbs on both stores: what a step's split test counts, and what a missed look records.
+
+A step's split test counts only what was routed under that step. A request is routed when it arrives and
+recorded after its LM call; if the canary advanced in between, the receipt was routed at the old rollout.
+Counting it in the new step's split would bias that step towards control by up to the number of requests in
+flight, and the split test would roll back good candidates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from overnight.domain.canary import ArmCounters, CanaryPlanRequest, CanaryRecord, resolve_plan
+from overnight.domain.receipts import Receipt
+from overnight.domain.runs import RunStart
+from overnight.domain.signatures import Budget
+from overnight.store import SqlStore
+from tests.factories import SteppingClock
+
+SIG, CANARY = "SelectTool.v1", "can-steps"
+CONTROL, CANDIDATE = "c" * 64, "d" * 64
+
+
+def open_canary(store: SqlStore, clock: SteppingClock, *, run_id: str | None = None, **plan: object) -> None:
+    request = CanaryPlanRequest.model_validate({"steps": [20.0, 50.0], "min_samples": [4, 10], "max_error_rate": 0.5,
+                                                "quality_margin": None, **plan})
+    config = resolve_plan(request, budget=Budget(max_latency_p95_ms=10_000, max_cost_per_call_usd=0.01), now=clock())
+    store.start_canary(canary=CanaryRecord(
+        canary_id=CANARY, signature_id=SIG, control_id=CONTROL, candidate_id=CANDIDATE, config=config, step=0,
+        step_base={"control": 0, "candidate": 0}, status="active", end_reason=None, run_id=run_id, report_id=None,
+        actor="ops-agent", started_at=clock(), ended_at=None,
+        arms={"control": ArmCounters(), "candidate": ArmCounters()}), salt="s")
+
+
+def record(store: SqlStore, arm: str, *, routed_at: int, count: int, prefix: str, right: int | None = None) -> None:
+    """`count` receipts on `arm`; with `right`, labeled and the first `right` of them correct."""
+    for i in range(count):
+        store.record_receipt(receipt=Receipt(
+            receipt_id=f"{prefix}-{arm}-{i}", signature_id=SIG, compiled_id=CANDIDATE if arm == "candidate"
+            else CONTROL, canary_id=CANARY, arm=arm, step=routed_at, request_key=f"{prefix}-{arm}-{i}",
+            input_hash="i" * 64, output={"tool": "x"}, ok=True, error_code=None,
+            correct=None if right is None else i < right, latency_ms=10,
+            tokens_in=1, tokens_out=1, cost_usd=None, lm_id="sim:test", request_id=f"req-{prefix}-{arm}-{i}"))
+
+
+def test_receipts_routed_before_an_advance_are_left_out_of_the_next_steps_split(
+        open_store: Callable[..., SqlStore], clock: SteppingClock) -> None:
+    store = open_store()
+    open_canary(store, clock)
+    record(store, "control", routed_at=0, count=16, prefix="a")
+    record(store, "candidate", routed_at=0, count=4, prefix="a")  # the 4th reaches step 1's target: advance
+    assert store.get_canary(canary_id=CANARY).step == 1
+    record(store, "control", routed_at=0, count=30, prefix="late")  # in flight at 20% when the step moved on
+    record(store, "control", routed_at=1, count=6, prefix="b")
+    record(store, "candidate", routed_at=1, count=6, prefix="b")  # the look: 6 vs 6 at 50% in this step
+    canary = store.get_canary(canary_id=CANARY)
+    look = store.canary_history(canary_id=CANARY)[-1]
+    split = next(g for g in look.evidence["gates"] if g["evidence"].get("method", "").startswith("chi_square"))
+    assert canary.status == "passed", canary.end_reason
+    assert canary.step_base == {"control": 16, "candidate": 4}
+    assert canary.arms["control"].samples == 52  # every receipt still counts on its arm
+    assert canary.arms["control"].carried == 30
+    assert (split["evidence"]["control_samples"], split["evidence"]["candidate_samples"]) == (6, 6)
+    assert store.get_receipt(receipt_id="late-control-0").step == 0
+
+
+def test_a_lopsided_split_routed_under_the_step_itself_still_fails(
+        open_store: Callable[..., SqlStore], clock: SteppingClock) -> None:
+    """The control for the test above: the same counts, but routed under step 1, are a broken split."""
+    store = open_store()
+    open_canary(store, clock)
+    record(store, "control", routed_at=0, count=16, prefix="a")
+    record(store, "candidate", routed_at=0, count=4, prefix="a")
+    record(store, "control", routed_at=1, count=36, prefix="b")
+    record(store, "candidate", routed_at=1, count=6, prefix="b")
+    canary = store.get_canary(canary_id=CANARY)
+    assert canary.status == "failed"
+    assert "the assignment is broken" in (canary.end_reason or "")
+
+
+def test_a_missed_look_is_recorded_once_with_every_gate_and_on_the_runs_stream(
+        open_store: Callable[..., SqlStore], clock: SteppingClock) -> None:
+    store = open_store()
+    run = store.start_run(request=RunStart(signature_ids=[SIG]), actor="ops-agent", default_lease_s=60).run
+    open_canary(store, clock, run_id=run.run_id, steps=[50.0], min_samples=[6], quality_margin=0.05,
+                min_labeled=2)
+    record(store, "control", routed_at=0, count=6, prefix="a", right=3)
+    record(store, "candidate", routed_at=0, count=6, prefix="a", right=3)  # the look: 3/6 vs 3/6 proves nothing
+    record(store, "candidate", routed_at=0, count=3, prefix="b", right=3)
+    canary = store.get_canary(canary_id=CANARY)
+    history = store.canary_history(canary_id=CANARY)
+    events = [e for e in store.list_events(run_id=run.run_id, after_seq=0, limit=100) if e.kind == "gate_evaluated"]
+    assert canary.status == "active"  # the e-process keeps watching; the runner stops it
+    assert [(h.kind, h.verdict) for h in history] == [("opened", None), ("look_missed", "inconclusive")]
+    missed = history[-1].evidence
+    assert missed["message"].startswith("the pass look at 6 candidate requests was missed (quality_not_shown)")
+    assert missed["arms"]["candidate"]["samples"] == 6
+    assert [g["reason_code"] for g in missed["gates"]] == [
+        "error_rate_within_bound", "quality_not_shown", "within_budget", "split_as_planned"]
+    assert len(events) == 1
+    assert events[0].level == "warning"
+    assert events[0].data["kind"] == "look_missed"
