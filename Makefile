@@ -52,7 +52,14 @@ $(addprefix bench-,$(BENCHES)): bench-%: $(DEV_STAMP)
 bench-lm: $(LOCAL_STAMP)
 	$(BIN)/python benchmarks/bench_lm.py
 
-bench: bench-events bench-import bench-compile bench-predict bench-run bench-canary bench-lm
+# Every benchmark's own table, then one table of the headline figures against what each is held to.
+BENCH_RESULTS := $(CURDIR)/test-artifacts/bench.jsonl
+bench: $(LOCAL_STAMP)
+	mkdir -p $(dir $(BENCH_RESULTS)) && rm -f $(BENCH_RESULTS)
+	for name in $(BENCHES) lm; do \
+	  echo "== bench-$$name"; OVERNIGHT_BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python benchmarks/bench_$$name.py || exit 1; \
+	done
+	$(BIN)/python benchmarks/summary.py $(BENCH_RESULTS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -16,6 +16,8 @@ from __future__ import annotations
 import random
 import statistics
 
+from figures import record  # benchmarks/ is on sys.path when a script runs
+
 from overnight.domain.canary import ArmCounters, CanaryPlanRequest, assess, resolve_plan
 from overnight.domain.signatures import Budget
 
@@ -56,6 +58,9 @@ def main() -> None:
         mean = statistics.mean(samples)
         print(f"{rate:>16.2f}{passed:>8.1%}{failed:>8.1%}{1 - passed - failed:>8.1%}{mean:>10.1f}"
               f"{statistics.median(samples):>10.0f}{1 - mean / look:>16.0%}")
+        if rate in (0.0, 0.2, 0.4):
+            record("canary", f"requests to a decision at {rate:.0%} errors", mean, "req", limit=look,
+                   limit_says="(fixed sample)", higher_is_better=False)
 
 
 if __name__ == "__main__":

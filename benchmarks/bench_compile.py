@@ -12,6 +12,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from figures import record  # benchmarks/ is on sys.path when a script runs
+
 from overnight.compile.service import compile_signature
 from overnight.config import Settings
 from overnight.domain.datasets import parse_dataset
@@ -30,6 +32,7 @@ def main() -> None:
     rows = parse_dataset(entry.contract, (ROOT / "datasets" / "selecttool.v1.jsonl").read_bytes(), fmt="jsonl")
     print(f"SelectTool.v1, {TRUTH}: truly best = instruction 1 with 4 demos (0.90); default 0.55")
     print(f"{'search':<10}{'LM calls':>10}{'winner (instr, demos)':>24}{'holdout delta [95% CI]':>30}")
+    calls = {}
     for search in ("halving", "grid"):
         store = build_store(Settings(db_url=f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.db'}",
                                      tokens="bench:admin:" + "B" * 40))
@@ -42,6 +45,9 @@ def main() -> None:
             raise SystemExit(f"{search}: the compile produced no paired delta ({report.status})")
         print(f"{search:<10}{report.lm_calls:>10}{(best['instruction_index'], best['demo_count'])!s:>24}"
               f"{f'{d.delta:+.3f} [{d.low:+.3f}, {d.high:+.3f}]':>30}")
+        calls[search] = report.lm_calls
+    record("compile", "LM calls, successive halving", calls["halving"], "calls", limit=calls["grid"],
+           limit_says="(full grid)", higher_is_better=False)
 
 
 if __name__ == "__main__":

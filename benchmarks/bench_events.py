@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from figures import record  # benchmarks/ is on sys.path when a script runs
 
 from overnight.api.app import create_app
 from overnight.api.embedded import embedded_server
@@ -74,7 +75,10 @@ def main() -> None:
         config = settings(url)
         store = build_store(config)
         try:
-            print(f"{name:<12}{bench_store(store):>18,.0f}{bench_http(store, config):>18,.0f}")
+            direct, http = bench_store(store), bench_http(store, config)
+            print(f"{name:<12}{direct:>18,.0f}{http:>18,.0f}")
+            record("events", f"appends/s, store alone ({name})", direct, "/s")
+            record("events", f"appends/s, HTTP x{APPENDERS} ({name})", http, "/s")
         finally:
             store.close()
 

@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from figures import record  # benchmarks/ is on sys.path when a script runs
+
 from overnight.config import Settings
 from overnight.domain.datasets import parse_dataset
 from overnight.logging import configure_logging
@@ -66,6 +68,8 @@ def main() -> None:
         first, first_note = timed_import(url, data)
         again, again_note = timed_import(url, data)
         print(f"{name:<12}{first:>22,.0f}{again:>30,.0f}   ({first_note}; then {again_note})")
+        record("import", f"rows/s, first import ({name})", first, "/s")
+        record("import", f"rows/s, unchanged re-import ({name})", again, "/s")
 
 
 if __name__ == "__main__":

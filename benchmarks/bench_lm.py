@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from statistics import mean, quantiles
 
+from figures import record  # benchmarks/ is on sys.path when a script runs
+
 from overnight.config import Settings
 from overnight.lm.backends import build_backend
 from overnight.lm.invoke import default_program, invoke
@@ -40,6 +42,9 @@ def main() -> None:
         answered = [(row, r) for row, r in results if r.ok]
         latencies = [r.latency_ms for _, r in results]
         accuracy = mean(float(r.output == row["expected"]) for row, r in answered) if answered else 0.0
+        record("lm", f"{signature_id} accuracy (format failures {len(results) - len(answered)})", accuracy,
+               "")
+        record("lm", f"{signature_id} mean latency", mean(latencies), "ms")
         print(f"{signature_id:<18}{len(results):>8}{len(results) - len(answered):>17}{accuracy:>10.3f}"
               f"{mean(latencies):>9.0f}{quantiles(latencies, n=20)[-1]:>8.0f}"
               f"{mean(r.tokens_in for _, r in answered):>9.0f}/{mean(r.tokens_out for _, r in answered):.0f}")

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from figures import record  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-" + "B" * 40
@@ -98,6 +99,7 @@ def main() -> None:
     print(f"{REQUESTS} requests, {CLIENTS} concurrent clients, zero-latency simulator")
     print(f"{'server':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'overhead (req/s)':>18}{'(p50)':>8}")
     print(f"{'bare FastAPI':<22}{bare[0]:>10,.0f}{bare[1]:>10.2f}{bare[2]:>10.2f}{'1.00x':>18}{'1.00x':>8}")
+    record("predict", "req/s, bare FastAPI", bare[0], "/s")
     for name, url in targets.items():
         port = free_port()
         env = {**base_env, "OVERNIGHT_DB_URL": url, "OVERNIGHT_TOKENS": f"bench:admin:{TOKEN}",
@@ -106,6 +108,11 @@ def main() -> None:
                        env, port)
         print(f"{'overnight on ' + name:<22}{real[0]:>10,.0f}{real[1]:>10.2f}{real[2]:>10.2f}"
               f"{bare[0] / real[0]:>17.2f}x{real[1] / bare[1]:>7.2f}x")
+        record("predict", f"req/s ({name})", real[0], "/s")
+        record("predict", f"overhead, bare req/s / ours ({name})", bare[0] / real[0], "x", limit=2.0,
+               limit_says="(target)", higher_is_better=False)
+        record("predict", f"p50 latency ({name}; bare {bare[1]:.1f} ms)", real[1], "ms", limit=bare[1],
+               limit_says="(bare)", higher_is_better=False)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -264,6 +264,7 @@ class Runner:
         """Drive labeled holdout inputs until the canary decides, cannot pass any more, or time runs out."""
         rows = self._holdout(sig)
         sent, started = 0, uuid.uuid4().hex[:8]  # request keys are fresh per (re)start of this step
+        in_flight: set[Future[None]] = set()
         with ThreadPoolExecutor(self.options.concurrency) as pool:
             while True:
                 view = self.client.canary(sig)
@@ -274,11 +275,12 @@ class Runner:
                     view = CanaryView.model_validate({**view.model_dump(), "canary": self.client.stop_canary(
                         sig, reason=reason, key=f"{self.run_id}:{sig}:stop").model_dump()})
                     break
-                batch = range(sent, sent + self.options.batch)
-                list(pool.map(lambda i: self._exercise(sig, rows[i % len(rows)], f"{self.run_id}:{started}:{i}"),
-                              batch))
-                sent += len(batch)
+                for i in range(sent, sent + self.options.batch):  # topped up as each call ends: no batch barrier
+                    in_flight = _settle(in_flight, below=self.options.concurrency)
+                    in_flight.add(pool.submit(self._exercise, sig, rows[i % len(rows)], f"{self.run_id}:{started}:{i}"))
+                sent += self.options.batch
                 self.heartbeat()
+            _settle(in_flight, below=1)
         canary = view.canary
         self.say(f"{sig}: canary {canary.status} after {sent} requests: {canary.end_reason}")
         return {"canary_id": canary_id, "status": canary.status, "end_reason": canary.end_reason,
@@ -392,3 +394,13 @@ class Runner:
         return Summary(run_id=self.run_id, status="failed" if code in (EXIT_FAILED, EXIT_USAGE) else "succeeded",
                        exit_code=code, verdict=verdict, base_url=self.client.base_url, signatures=results,
                        review=f"overnight show {self.run_id}" if self.run_id else None)
+
+
+def _settle(in_flight: set[Future[None]], *, below: int) -> set[Future[None]]:
+    """Wait until fewer than `below` calls are in flight; a call that raised (not an LM error: those are
+    measurements) re-raises here."""
+    while len(in_flight) >= below:
+        done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+        for call in done:
+            call.result()
+    return in_flight

@@ -60,7 +60,7 @@ class SimEngine:
                                   given=scope.input, expected=scope.expected)
         if outcome.kind == "raise":
             raise SimulatedLMError("simulated provider error")
-        if outcome.kind == "timeout":
+        if outcome.kind in ("timeout", "hang"):  # in-process, a hang ends at the client's timeout: a timeout
             raise TimeoutError("simulated LM timeout")
         text = GARBAGE if outcome.kind == "garbage" else json.dumps(outcome.fields)
         prompt_chars = len(system) + sum(len(m.text or "") for m in request.messages)

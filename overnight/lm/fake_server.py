@@ -5,7 +5,8 @@ It reads the prompt the way a model would: the signature is the registered one w
 names the system prompt lists; the input is parsed from the last user turn's `[[ ## field ## ]]` blocks; the
 instruction variant and demo count come from the prompt as in-process. Correct answers come from an oracle of
 labeled rows (`--dataset FILE --signature SIG`); without one, answers are valid but never right.
-Errors: `raise` → HTTP 500, `timeout` → HTTP 504 after the latency, `garbage` → unparsable text.
+Errors: `raise` → HTTP 500, `timeout` → HTTP 504 after the latency, `garbage` → unparsable text, `hang` → no
+answer for an hour (the caller's own timeout has to end the call).
 Must not import the store.
 """
 
@@ -26,6 +27,7 @@ from overnight.lm.sim import GARBAGE, SimSpec, simulate_prompt
 from overnight.registry import RegisteredSignature, Registry
 
 _FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nRespond with |\Z)", re.S)
+HANG_S = 3600
 Oracle = dict[str, dict[str, Any]]  # (signature_id + canonical input) -> expected output
 
 
@@ -51,6 +53,14 @@ def _parse_input(entry: RegisteredSignature, text: str) -> BaseModel:
         raw[name] = value if field.annotation is str or typing.get_origin(field.annotation) is typing.Literal \
             else json.loads(value or "null")
     return model.model_validate(raw)
+
+
+async def _hold(request: Request) -> None:
+    """Answer nothing until the caller gives up (or an hour passes), so a shutdown does not wait on it."""
+    for _ in range(HANG_S * 10):
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(0.1)
 
 
 def _completion(model: str, content: str, prompt_chars: int) -> dict[str, Any]:
@@ -93,6 +103,8 @@ def create_fake_llm_app(spec: SimSpec, *, registry: Registry | None = None, orac
             return _error(500, "simulated provider error")
         if outcome.kind == "timeout":
             return _error(504, "simulated upstream timeout")
+        if outcome.kind == "hang":
+            await _hold(request)
         content = GARBAGE if outcome.kind == "garbage" else json.dumps(outcome.fields)
         prompt_chars = len(system) + sum(len(t) for t in turns)
         return JSONResponse(_completion(str(body.get("model", "sim")), content, prompt_chars))

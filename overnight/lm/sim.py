@@ -5,7 +5,9 @@ Spec (comma-separated `key=value`, every key optional):
     seed=7            the seed; answers are a pure function of (seed, artifact, input)
     acc=0.8           P(correct | answered): base accuracy
     err=0.02          P(error): the call raises, times out, or returns unparsable text
-    errors=raise/timeout/garbage   which errors to draw from (uniformly)
+    errors=raise/timeout/garbage   which errors to draw from (uniformly); also `hang`: over HTTP (`overnight
+                      fake-llm`) the call never answers, so only the caller's timeout ends it; in-process it is
+                      a timeout
     latency_ms=0      how long each call takes
     instr=0.5/0.8/0.6 accuracy per instruction variant (by index in the signature's search space); overrides acc
     ierr=0/0.3        error rate per instruction variant; overrides err (a candidate that fails 30% of calls)
@@ -26,7 +28,7 @@ from overnight.errors import ConfigError
 from overnight.registry import RegisteredSignature
 
 Probability = Annotated[float, Field(ge=0, le=1)]
-ErrorKind = Literal["raise", "timeout", "garbage"]
+ErrorKind = Literal["raise", "timeout", "garbage", "hang"]
 GARBAGE = "Hmm, I am not sure. Maybe the second one?"
 
 
@@ -86,7 +88,7 @@ def _value(key: str, value: str) -> Any:
 
 
 class SimOutcome(BaseModel):
-    kind: Literal["answer", "raise", "timeout", "garbage"]
+    kind: Literal["answer", "raise", "timeout", "garbage", "hang"]
     fields: dict[str, Any] | None = None
     correct: bool | None = None
 

@@ -1,5 +1,5 @@
-"""A real `overnight serve` using a remote LM (`overnight fake-llm` on loopback) that answers 5xx, times out and
-returns garbage: compile records the failed examples and completes (or stops on its budget); during a canary the
+"""A real `overnight serve` using a remote LM (`overnight fake-llm` on loopback) that answers 5xx, times out,
+hangs past the client's timeout and returns garbage: compile records the failed examples and completes (or stops on its budget); during a canary the
 failures are counted as errors on the candidate's arm and the gates roll it back. Real processes, real HTTP."""
 
 from __future__ import annotations
@@ -105,3 +105,21 @@ def _receipts(http: httpx.Client, canary_id: str) -> list[dict[str, object]]:
         if len(batch) < 1000:
             return found
         after = batch[-1]["receipt_id"]
+
+
+def test_an_lm_that_never_answers_is_cut_off_by_the_client_timeout_and_counted(db_url: str, tmp_path: Path) -> None:
+    """The fake holds every call open for an hour; the server's 2 s LM timeout ends each one as a counted
+    `timeout` (a 502 to the caller with its receipt), and the server keeps answering."""
+    row = json.loads(SELECT.read_text(encoding="utf-8").splitlines()[0])
+    with fake_llm("seed=3,err=1,errors=hang", tmp_path) as base, \
+            serve_process(db_url, tmp_path / "serve.log", **{**remote(base), "OVERNIGHT_LM_TIMEOUT_S": "2"}) as server, \
+            server.client() as http:
+        answers = [http.post("/api/v1/signatures/SelectTool.v1/predict", json={"input": row["input"]}, timeout=120)
+                   for _ in range(2)]
+        receipts = [http.get(f"/api/v1/receipts/{a.json()['details']['receipt_id']}").json() for a in answers]
+        healthy = http.get("/readyz")
+    assert [a.status_code for a in answers] == [502, 502]
+    assert {a.json()["code"] for a in answers} == {"lm_call_failed"}
+    assert [(r["ok"], r["error_code"]) for r in receipts] == [(False, "timeout"), (False, "timeout")]
+    assert all(1500 <= r["latency_ms"] < 60_000 for r in receipts)  # ended by the timeout, not by an answer
+    assert healthy.status_code == 200
