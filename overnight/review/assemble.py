@@ -73,7 +73,8 @@ def _signature(store: Store, run: Run, sig: str, steps: list[RunEvent]) -> Signa
     return SignatureReview(
         signature_id=sig, decision=decision, reason=reason, champion_before=champion_before,
         champion_after=champion_after, compile=compile, canary=canary,
-        moves=move_lines(store.alias_history(signature_id=sig), run_id=run.run_id, started_at=run.started_at),
+        moves=move_lines(store.alias_history(signature_id=sig, run_id=run.run_id), run_id=run.run_id,
+                         started_at=run.started_at),
         e2e=result.get("e2e") or done.get("e2e"),
         sentence=signature_sentence(signature_id=sig, decision=decision, reason=reason,
                                     champion_before=champion_before, champion_after=champion_after,
@@ -105,14 +106,7 @@ def _canary(store: Store, canary_id: str | None) -> CanarySection | None:
 
 
 def _series(store: Store, canary: CanaryRecord) -> list[ArmSeries]:
-    outcomes: list[tuple[str, bool, bool | None]] = []
-    after: str | None = None
-    while len(outcomes) < SERIES_RECEIPTS:
-        page = store.list_receipts(canary_id=canary.canary_id, after=after, limit=PAGE)
-        outcomes += [(r.arm, r.ok, r.correct) for r in page]
-        if len(page) < PAGE:
-            break
-        after = page[-1].receipt_id
+    outcomes = store.canary_outcomes(canary_id=canary.canary_id, limit=SERIES_RECEIPTS)
     totals = {arm: canary.arms[arm].samples for arm in ("control", "candidate")}
     return canary_series(outcomes, totals=totals, alpha=canary.config.alpha)
 

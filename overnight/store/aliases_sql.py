@@ -27,9 +27,12 @@ def current(conn: Connection, signature_id: str) -> str | None:
     return row.compiled_id if row else None
 
 
-def history(conn: Connection, signature_id: str, *, limit: int | None = None) -> list[AliasMove]:
+def history(conn: Connection, signature_id: str, *, limit: int | None = None,
+            run_id: str | None = None) -> list[AliasMove]:
     query = select(alias_history).where(alias_history.c.signature_id == signature_id,
                                         alias_history.c.alias == CHAMPION)
+    if run_id is not None:
+        query = query.where(alias_history.c.run_id == run_id)
     if limit is not None:
         query = query.order_by(alias_history.c.id.desc()).limit(limit)
         rows = list(reversed(conn.execute(query).mappings().all()))

@@ -109,8 +109,15 @@ class Store(Protocol):
     def list_receipts(self, *, signature_id: str | None = None, canary_id: str | None = None,
                       after: str | None = None, limit: int = 100) -> list[Receipt]: ...
 
+    def canary_outcomes(self, *, canary_id: str, limit: int) -> list[tuple[str, bool, bool | None]]:
+        """(arm, ok, correct) of the canary's first `limit` receipts, in the order written."""
+        ...
+
     # the champion
-    def alias_history(self, *, signature_id: str, limit: int | None = None) -> list[AliasMove]: ...
+    def alias_history(self, *, signature_id: str, limit: int | None = None,
+                      run_id: str | None = None) -> list[AliasMove]:
+        """The champion's moves, oldest first: the last `limit`, or only those made by `run_id`."""
+        ...
 
     def promote(self, *, signature_id: str, seen: str | None, to_id: str, actor: str, reason: str,
                 run_id: str | None, evidence: dict[str, Any], canary_id: str | None) -> AliasMove: ...

@@ -225,6 +225,13 @@ def list_receipts(conn: Connection, *, signature_id: str | None, canary_id: str 
     return [_receipt(row) for row in conn.execute(query).mappings()]
 
 
+def outcomes(conn: Connection, canary_id: str, *, limit: int) -> list[tuple[str, bool, bool | None]]:
+    """(arm, ok, correct) of a canary's first `limit` receipts in the order written: what its chart plots."""
+    query = select(receipts.c.arm, receipts.c.ok, receipts.c.correct).where(
+        receipts.c.canary_id == canary_id).order_by(receipts.c.receipt_id).limit(limit)
+    return [(row.arm, row.ok, row.correct) for row in conn.execute(query)]
+
+
 def _receipt(row: Any) -> Receipt:
     values = {k: row[k] for k in Receipt.model_fields if k in row}
     return Receipt(**values, output=json.loads(row["output_json"]) if row["output_json"] else None)

@@ -140,11 +140,16 @@ class ServingVerbs:
             return canary_sql.list_receipts(conn, signature_id=signature_id, canary_id=canary_id, after=after,
                                             limit=limit)
 
+    def canary_outcomes(self, *, canary_id: str, limit: int) -> list[tuple[str, bool, bool | None]]:
+        with self._tx.read() as conn:
+            return canary_sql.outcomes(conn, canary_id, limit=limit)
+
     # the champion -------------------------------------------------------------------------------------------
 
-    def alias_history(self, *, signature_id: str, limit: int | None = None) -> list[AliasMove]:
+    def alias_history(self, *, signature_id: str, limit: int | None = None,
+                      run_id: str | None = None) -> list[AliasMove]:
         with self._tx.read() as conn:
-            return aliases_sql.history(conn, signature_id, limit=limit)
+            return aliases_sql.history(conn, signature_id, limit=limit, run_id=run_id)
 
     def promote(self, *, signature_id: str, seen: str | None, to_id: str, actor: str, reason: str,
                 run_id: str | None, evidence: dict[str, Any], canary_id: str | None) -> AliasMove:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from overnight.domain.canary import ArmCounters, CanaryPlanRequest, CanaryRecord, resolve_plan
+from overnight.domain.compiling import Artifact
 from overnight.domain.receipts import Receipt
 from overnight.domain.runs import RunStart
 from overnight.domain.signatures import Budget
@@ -99,3 +100,30 @@ def test_a_missed_look_is_recorded_once_with_every_gate_and_on_the_runs_stream(
     assert len(events) == 1
     assert events[0].level == "warning"
     assert events[0].data["kind"] == "look_missed"
+
+
+def test_canary_outcomes_are_each_receipts_arm_ok_and_correct_in_the_order_written(
+        open_store: Callable[..., SqlStore], clock: SteppingClock) -> None:
+    store = open_store()
+    open_canary(store, clock)
+    record(store, "control", routed_at=0, count=3, prefix="a", right=1)
+    record(store, "candidate", routed_at=0, count=2, prefix="b")
+    assert store.canary_outcomes(canary_id=CANARY, limit=10) == [
+        ("control", True, True), ("control", True, False), ("control", True, False),
+        ("candidate", True, None), ("candidate", True, None)]
+    assert len(store.canary_outcomes(canary_id=CANARY, limit=4)) == 4
+    assert store.canary_outcomes(canary_id="can-unknown", limit=10) == []
+
+
+def test_alias_history_can_be_read_for_one_run(open_store: Callable[..., SqlStore]) -> None:
+    store = open_store()
+    for compiled_id in (CONTROL, CANDIDATE):
+        store.put_artifact(artifact=Artifact(compiled_id=compiled_id, signature_id=SIG, lm_id="sim:test",
+                                             state={}, params={}))
+    first = store.promote(signature_id=SIG, seen=None, to_id=CONTROL, actor="ops-agent", reason="night 1",
+                          run_id="run-1", evidence={}, canary_id=None)
+    second = store.promote(signature_id=SIG, seen=CONTROL, to_id=CANDIDATE, actor="ops-agent", reason="night 2",
+                           run_id="run-2", evidence={}, canary_id=None)
+    assert [m.id for m in store.alias_history(signature_id=SIG, run_id="run-2")] == [second.id]
+    assert [m.id for m in store.alias_history(signature_id=SIG)] == [first.id, second.id]
+    assert store.alias_history(signature_id=SIG, run_id="run-3") == []
