@@ -1,6 +1,7 @@
 """A real `overnight serve` using a remote LM (`overnight fake-llm` on loopback) that answers 5xx, times out,
-hangs past the client's timeout and returns garbage: compile records the failed examples and completes (or stops on its budget); during a canary the
-failures are counted as errors on the candidate's arm and the gates roll it back. Real processes, real HTTP."""
+hangs past the client's timeout and returns garbage: compile records the failed examples and completes (or
+stops on its budget); during a canary the failures are counted as errors on the candidate's arm and the gates
+roll it back; a call that never answers is ended by the LM timeout. Real processes, real HTTP."""
 
 from __future__ import annotations
 
@@ -112,7 +113,7 @@ def test_an_lm_that_never_answers_is_cut_off_by_the_client_timeout_and_counted(d
     `timeout` (a 502 to the caller with its receipt), and the server keeps answering."""
     row = json.loads(SELECT.read_text(encoding="utf-8").splitlines()[0])
     with fake_llm("seed=3,err=1,errors=hang", tmp_path) as base, \
-            serve_process(db_url, tmp_path / "serve.log", **{**remote(base), "OVERNIGHT_LM_TIMEOUT_S": "2"}) as server, \
+            serve_process(db_url, tmp_path / "serve.log", **remote(base) | {"OVERNIGHT_LM_TIMEOUT_S": "2"}) as server, \
             server.client() as http:
         answers = [http.post("/api/v1/signatures/SelectTool.v1/predict", json={"input": row["input"]}, timeout=120)
                    for _ in range(2)]
