@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,8 +90,6 @@ class Runner:
         self.adoptable: set[str] = set()  # runs whose canaries this run may continue (resumed or taken over)
         self.our_canaries: dict[str, str] = {}  # signature -> canary_id this run started or adopted
         self._holdouts: dict[str, list[dict[str, Any]]] = {}  # read once per signature (traffic, then e2e)
-        self._last_beat = clock()
-        self._beat_lock = threading.Lock()
 
     # the loop ---------------------------------------------------------------------------------------------
 
@@ -203,7 +201,8 @@ class Runner:
             self.say(f"{scope}: {phase} already finished (resumed)")
             return self.done[finished_id]
         self.event(f"{phase}.started", phase, f"{scope}: {phase}", {"signature": scope}, f"{scope}:{phase}:started")
-        data = work()
+        with self._pulse():
+            data = work()
         self.event(f"{phase}.finished", phase, f"{scope}: {phase} finished", {"signature": scope, **data},
                    finished_id)
         self.done[finished_id] = {"signature": scope, **data}
@@ -279,7 +278,6 @@ class Runner:
                     in_flight = _settle(in_flight, below=self.options.concurrency)
                     in_flight.add(pool.submit(self._exercise, sig, rows[i % len(rows)], f"{self.run_id}:{started}:{i}"))
                 sent += self.options.batch
-                self.heartbeat()
             _settle(in_flight, below=1)
         canary = view.canary
         self.say(f"{sig}: canary {canary.status} after {sent} requests: {canary.end_reason}")
@@ -360,12 +358,33 @@ class Runner:
             self.client.append_event(self.run_id, EventIn(kind=kind, phase=phase, message=message, data=data,
                                                           client_event_id=client_event_id))
 
-    def heartbeat(self) -> None:
-        with self._beat_lock:
-            if self.run_id is None or self.clock() - self._last_beat < self.options.lease_s / 3:
-                return
-            self._last_beat = self.clock()
-        self.client.heartbeat(self.run_id)
+    @contextlib.contextmanager
+    def _pulse(self) -> Iterator[None]:
+        """Keep the run's lease from a background thread while a step works: one step can block for minutes (a
+        compile on the local model is one long request) and an unrenewed lease lets another runner take the run
+        over. A lost lease (`run_not_running`: finished or taken over) is raised when the step ends."""
+        stop, lost = threading.Event(), list[OvernightError]()
+
+        def beat() -> None:
+            while not stop.wait(self.options.lease_s / 3):
+                try:
+                    self.client.heartbeat(str(self.run_id))
+                except OvernightError as exc:  # the client already retried transport errors and 5xx
+                    if exc.code == "run_not_running":
+                        lost.append(exc)
+                        return
+
+        pulse = threading.Thread(target=beat, name="overnight-lease", daemon=True)
+        if self.run_id is not None:
+            pulse.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if pulse.is_alive():
+                pulse.join()
+        if lost:
+            raise lost[0]
 
     def _cleanup(self, reason: str) -> None:
         """Stop every canary this run started that is still active; best effort, each on its own."""

@@ -57,6 +57,28 @@ def test_a_second_runner_for_the_same_signature_exits_run_locked(db_url: str, tm
     assert first.returncode == 0, (tmp_path / "first.log").read_text()[-3000:]
 
 
+def test_a_compile_longer_than_the_lease_keeps_it_so_a_second_runner_is_refused(db_url: str, tmp_path: Path) -> None:
+    """The compile is one long request (here ~10 s of 150 ms calls; minutes on the local model) and the lease is
+    3 s: the runner renews it from a background thread, so the run is not stale and cannot be taken over."""
+    quick = {"OVERNIGHT_TOKEN": ADMIN_TOKEN, "OVERNIGHT_LEASE_S": "3"}
+    slow = BETTER + ",latency_ms=150"
+    with serve_process(db_url, tmp_path / "serve.log", OVERNIGHT_LM=slow) as server, server.client() as api:
+        args = ("--base-url", server.base_url, "--dataset", str(SELECT))
+        first = start_runner(db_url, slow, *args, log=tmp_path / "first.log", **quick)
+        wait_for(lambda: (run := current_run(api)) is not None
+                 and any(e["kind"] == "compile.started" for e in events(api, run)))
+        time.sleep(3.5)  # longer than the lease, while the compile request is still running
+        still_compiling = not any(e["kind"] == "compile.finished" for e in events(api, str(current_run(api))))
+        code, summary, _ = overnight_run(db_url, slow, *args, **quick)
+        first.wait(timeout=300)
+        run_events = events(api, str(current_run(api)))
+    assert still_compiling
+    assert code == 1
+    assert summary["verdict"].startswith("run_locked:")
+    assert first.returncode == 0, (tmp_path / "first.log").read_text()[-3000:]
+    assert not any(e["kind"] == "lease_taken_over" for e in run_events)
+
+
 def test_sigkill_during_traffic_then_resume_completes_without_duplicated_events(db_url: str, tmp_path: Path) -> None:
     with serve_process(db_url, tmp_path / "serve.log", OVERNIGHT_LM=SLOW) as server, server.client() as api:
         args = ("--base-url", server.base_url, "--dataset", str(SELECT))
