@@ -9,7 +9,7 @@ Lock order everywhere: arm row, latency bucket row, canary row, run row. Must no
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -166,20 +166,25 @@ def bump(conn: Connection, receipt: Receipt) -> None:
     ))
 
 
-def needs_assessment(conn: Connection, receipt: Receipt, *, now: int) -> bool:
-    """Mark a receipt routed under an earlier step as carried (read after `bump` holds the arm's row lock, so a
-    concurrent advance has either counted it in the new step's base or committed before we read the step).
-    Then: only a candidate sample, or any request past the deadline, can change an active canary's verdict;
-    the other receipts skip loading both arms and the histograms."""
+class CanaryState(NamedTuple):
+    status: str
+    step: int
+    deadline_at: int
+
+
+def state(conn: Connection, canary_id: str) -> CanaryState:
+    """Status, current step and deadline, without the counters. Read after `bump`, which holds the arm's row
+    lock: a concurrent advance has then either counted this receipt in its new base, or committed first."""
     row = conn.execute(select(canaries.c.status, canaries.c.step, canaries.c.config_json).where(
-        canaries.c.canary_id == receipt.canary_id)).one()
-    if receipt.step is not None and receipt.step != row.step:
-        conn.execute(update(canary_arms).where(
-            canary_arms.c.canary_id == receipt.canary_id, canary_arms.c.arm == receipt.arm,
-        ).values(carried=canary_arms.c.carried + 1))
-    if row.status != "active":
-        return False
-    return receipt.arm == "candidate" or now >= CanaryConfig.model_validate_json(row.config_json).deadline_at
+        canaries.c.canary_id == canary_id)).one()
+    return CanaryState(row.status, row.step, CanaryConfig.model_validate_json(row.config_json).deadline_at)
+
+
+def carry(conn: Connection, receipt: Receipt) -> None:
+    """The receipt was routed under an earlier step than the canary is at: keep it out of this step's split."""
+    conn.execute(update(canary_arms).where(
+        canary_arms.c.canary_id == receipt.canary_id, canary_arms.c.arm == receipt.arm,
+    ).values(carried=canary_arms.c.carried + 1))
 
 
 def apply(conn: Connection, canary: CanaryRecord, assessment: Assessment, *, now: int, bounds: EventBounds) -> None:

@@ -122,7 +122,11 @@ class ServingVerbs:
             if receipt.canary_id is None:
                 return
             canary_sql.bump(conn, receipt)  # takes the arm's row lock before the step is read (PostgreSQL)
-            if canary_sql.needs_assessment(conn, receipt, now=now):
+            current = canary_sql.state(conn, receipt.canary_id)
+            if receipt.step is not None and receipt.step != current.step:
+                canary_sql.carry(conn, receipt)
+            # only a candidate sample, or any request past the deadline, can change an active canary's verdict
+            if current.status == "active" and (receipt.arm == "candidate" or now >= current.deadline_at):
                 canary = canary_sql.load(conn, receipt.canary_id)
                 assessment = canary.assess(now)
                 if assessment.outcome == "advance" and receipt.arm == "candidate":  # lock order: candidate first
