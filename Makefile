@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.dev-installed
 LOCAL_STAMP := $(VENV)/.local-installed
 
-.PHONY: test lint typecheck pytest demo local bench bench-events bench-import bench-lm bench-compile bench-predict bench-run bench-canary clean
+.PHONY: test lint typecheck pytest audit demo local bench bench-events bench-import bench-lm bench-compile bench-predict bench-run bench-canary clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,7 +26,7 @@ $(LOCAL_STAMP): $(DEV_STAMP)
 local: $(LOCAL_STAMP)
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check overnight signatures tests benchmarks
+	$(BIN)/ruff check overnight signatures tests benchmarks scripts
 
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy overnight signatures
@@ -35,6 +35,16 @@ pytest: $(DEV_STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# pip-audit over what .venv holds (scripts/audit.py: every dependency audited or named as not audited; exit 1 on a
+# known vulnerability with a fix). pip-audit gets its own virtualenv so its dependencies stay out of the audit.
+AUDIT_VENV := .venv-audit
+$(AUDIT_VENV)/bin/pip-audit:
+	$(PY) -m venv $(AUDIT_VENV)
+	$(AUDIT_VENV)/bin/pip install -q 'pip-audit>=2.9,<3'
+
+audit: $(DEV_STAMP) $(AUDIT_VENV)/bin/pip-audit
+	$(BIN)/python scripts/audit.py --python $(BIN)/python --pip-audit $(AUDIT_VENV)/bin/pip-audit $(AUDIT_FLAGS)
 
 # The runner prints not_implemented until it is built; `overnight lm check` shows the local model answering.
 # A completed run is a success whatever it decided: 0 promoted or no change, 3 rolled back, 4 inconclusive.
@@ -62,4 +72,4 @@ bench: $(LOCAL_STAMP)
 	$(BIN)/python benchmarks/summary.py $(BENCH_RESULTS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(AUDIT_VENV) .pytest_cache .mypy_cache .ruff_cache
