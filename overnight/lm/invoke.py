@@ -16,6 +16,7 @@ import dspy
 
 from overnight.domain.lm import Invocation, LMCheck
 from overnight.domain.signatures import ExampleInvalid
+from overnight.lm.adapter import ADAPTER
 from overnight.lm.backends import Backend
 from overnight.lm.scope import call_scope
 from overnight.registry import RegisteredSignature
@@ -47,7 +48,7 @@ def invoke(program: Any, backend: Backend, entry: RegisteredSignature, raw_input
     started = time.perf_counter()
     try:
         with call_scope(entry, given, expected), dspy.context(
-            lm=backend.lm, adapter=dspy.JSONAdapter(), track_usage=True, disable_history=True,
+            lm=backend.lm, adapter=ADAPTER, track_usage=True, disable_history=True,
         ):
             inputs = {name: getattr(given, name) for name in type(given).model_fields}
             prediction = program(**inputs, config=decode) if decode else program(**inputs)

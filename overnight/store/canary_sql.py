@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from overnight.domain.canary import (
@@ -54,6 +54,17 @@ def load(conn: Connection, canary_id: str, *, lock_arms: bool = False) -> Canary
     if row is None:
         raise CanaryNotFound(f"no canary {canary_id!r}")
     return _record(conn, row)
+
+
+_ACTIVE_ROUTE = select(canaries.c.canary_id, canaries.c.salt, canaries.c.step, canaries.c.config_json,
+                       canaries.c.control_id, canaries.c.candidate_id).where(
+    canaries.c.signature_id == bindparam("signature_id"), canaries.c.status == "active")
+
+
+def active_route(conn: Connection, signature_id: str) -> Any:
+    """What serving needs of the signature's active canary (a row, or None); one statement built once, as it is
+    read on every predict."""
+    return conn.execute(_ACTIVE_ROUTE, {"signature_id": signature_id}).mappings().first()
 
 
 def find(conn: Connection, signature_id: str, *, active_only: bool) -> CanaryRecord | None:

@@ -104,9 +104,7 @@ class ServingVerbs:
     def serving_route(self, *, signature_id: str) -> ServingRoute:
         with self._tx.read() as conn:
             champion = aliases_sql.current(conn, signature_id)
-            row = conn.execute(select(canaries.c.canary_id, canaries.c.salt, canaries.c.step, canaries.c.config_json,
-                                      canaries.c.control_id, canaries.c.candidate_id).where(
-                canaries.c.signature_id == signature_id, canaries.c.status == "active")).mappings().first()
+            row = canary_sql.active_route(conn, signature_id)
         if row is None:
             return ServingRoute(champion_id=champion)
         steps = CanaryConfig.model_validate_json(row["config_json"]).steps
