@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 import time
 from pathlib import Path
@@ -29,12 +30,16 @@ TOOLS = [{"name": name, "description": f"does {name.replace('_', ' ')}"}
 
 
 def generate(path: Path) -> None:
+    """Example ids unique to this invocation: on a PostgreSQL database kept between runs, the first pass must
+    still insert every row (else it measures a re-import)."""
+    batch = secrets.token_hex(4)
     with path.open("w", encoding="utf-8") as out:
         for n in range(ROWS):
             tool = TOOLS[n % len(TOOLS)]["name"]
             expected = {"action": "none"} if n % 6 == 0 else {"action": "tool", "tool_name": tool}
             out.write(json.dumps({
-                "example_id": f"gen-{n:06d}", "split": "holdout" if n % 5 == 0 else "train", "tags": ["generated"],
+                "example_id": f"gen-{batch}-{n:06d}", "split": "holdout" if n % 5 == 0 else "train",
+                "tags": ["generated"],
                 "input": {"message": f"request number {n}: please {tool.replace('_', ' ')} for order {n * 7}",
                           "agent_name": "Nova", "user_handle": f"@user{n % 97}", "tools": TOOLS},
                 "expected": expected,
@@ -67,6 +72,8 @@ def main() -> None:
     for name, url in targets.items():
         first, first_note = timed_import(url, data)
         again, again_note = timed_import(url, data)
+        if not first_note.startswith(f"{ROWS} inserted"):
+            raise SystemExit(f"{name}: the first pass was not a first import ({first_note})")
         print(f"{name:<12}{first:>22,.0f}{again:>30,.0f}   ({first_note}; then {again_note})")
         record("import", f"rows/s, first import ({name})", first, "/s")
         record("import", f"rows/s, unchanged re-import ({name})", again, "/s")
