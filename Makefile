@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.dev-installed
 LOCAL_STAMP := $(VENV)/.local-installed
 
-.PHONY: test lint typecheck pytest audit demo local bench bench-events bench-import bench-lm bench-compile bench-predict bench-run bench-canary clean
+.PHONY: test lint typecheck pytest audit demo local bench bench-events bench-import bench-lm bench-compile bench-predict bench-parts bench-run bench-canary clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -55,7 +55,7 @@ demo: $(LOCAL_STAMP)
 	  case $$code in 0|3|4) echo "demo: the overnight run completed (exit $$code)";; *) exit $$code;; esac
 
 # One script a benchmark: benchmarks/bench_<name>.py (see benchmarks/README.md); the local model's needs the extra.
-BENCHES := events import compile predict run canary
+BENCHES := events import compile predict parts run canary
 $(addprefix bench-,$(BENCHES)): bench-%: $(DEV_STAMP)
 	$(BIN)/python benchmarks/bench_$*.py
 
