@@ -23,6 +23,7 @@ import os
 import statistics
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ PARTS = {
     "no-receipt": "overnight, no receipt",
     "full": "overnight",
 }
-ROUNDS, REQUESTS = 3, 1000
+REQUESTS = 1000
 OUTPUT = {"action": "tool", "tool_name": "send_email"}
 
 
@@ -77,12 +78,12 @@ def serve(part: str, port: int) -> None:
 
         fixed = Prediction(output=OUTPUT, receipt_id="rc-" + "0" * 26, compiled_id="c" * 64, arm="champion",
                            canary_id=None, correct=None, latency_ms=0, lm_id="sim:bench")
-        routes.predict = lambda *_args, **_kwargs: fixed  # type: ignore[assignment]
+        routes.predict = lambda *_args, **_kwargs: fixed  # type: ignore[attr-defined]
     elif part == "no-program":
         import overnight.serving.predict as serving  # noqa: PLC0415
 
         answer = Invocation(ok=True, output=OUTPUT, latency_ms=0, tokens_in=1, tokens_out=1)
-        serving.invoke = lambda *_args, **_kwargs: answer  # type: ignore[assignment]
+        serving.invoke = lambda *_args, **_kwargs: answer  # type: ignore[attr-defined]
     elif part == "no-receipt":
         store.record_receipt = lambda **_kwargs: None  # type: ignore[method-assign]
     uvicorn.run(create_app(settings, store), host="127.0.0.1", port=port, log_config=None, access_log=False)
@@ -92,27 +93,20 @@ def main() -> None:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")}
     env = {**base_env, "OVERNIGHT_TOKENS": f"bench:admin:{predict_bench.TOKEN}", "OVERNIGHT_LM": "sim:seed=1",
            "OVERNIGHT_LOG_LEVEL": "warning", "OVERNIGHT_LOG_FORMAT": "json"}
-    predict_bench.REQUESTS = REQUESTS
-    servers: dict[str, tuple[Any, int]] = {}
-    try:
-        for part in PARTS:
-            port = predict_bench.free_port()
-            database = f"sqlite:///{Path(tempfile.mkdtemp()) / 'parts.db'}"
-            command = ([sys.executable, str(predict_bench.ROOT / "benchmarks" / "bare_predict.py"), str(port)]
-                       if part == "bare" else [sys.executable, __file__, "serve", part, str(port)])
-            servers[part] = predict_bench.start(command, {**env, "OVERNIGHT_DB_URL": database}, port), port
-        rounds = [{part: predict_bench.drive(f"http://127.0.0.1:{port}") for part, (_, port) in servers.items()}
-                  for _ in range(ROUNDS)]
-    finally:
-        for process, _ in servers.values():
-            process.terminate()
-            process.wait(timeout=15)
-    report(rounds)
+    servers: dict[str, predict_bench.Server] = {predict_bench.BARE: (predict_bench.bare_command, base_env)}
+    for part in [each for each in PARTS if each != predict_bench.BARE]:
+        servers[part] = (partial(part_command, part),
+                         {**env, "OVERNIGHT_DB_URL": f"sqlite:///{Path(tempfile.mkdtemp()) / 'parts.db'}"})
+    report(predict_bench.rounds(servers, REQUESTS))
 
 
-def report(rounds: list[dict[str, tuple[float, float, float]]]) -> None:
-    print(f"{REQUESTS} requests x {ROUNDS} rounds, {predict_bench.CLIENTS} concurrent clients, zero-latency "
-          "simulator, SQLite; medians")
+def part_command(part: str, port: int) -> list[str]:
+    return [sys.executable, __file__, "serve", part, str(port)]
+
+
+def report(rounds: list[dict[str, predict_bench.Figures]]) -> None:
+    print(f"{REQUESTS} requests x {predict_bench.ROUNDS} rounds, {predict_bench.CLIENTS} concurrent clients, "
+          "zero-latency simulator, SQLite; medians")
     print(f"{'server':<26}{'req/s':>9}{'p50 ms':>9}{'bare req/s / this':>20}{'(bare + program)':>18}"
           f"  {'each round':>12}")
     for part, name in PARTS.items():

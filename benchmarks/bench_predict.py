@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def start(command: list[str], env: dict[str, str], port: int) -> subprocess.Pope
     raise RuntimeError(f"{command} did not start")
 
 
-def drive(base: str) -> tuple[float, float, float]:
+def drive(base: str, requests: int = REQUESTS) -> tuple[float, float, float]:
     """Requests per second, p50 ms, p99 ms."""
     headers = {"authorization": f"Bearer {TOKEN}"}
     latencies: list[float] = []
@@ -74,7 +75,7 @@ def drive(base: str) -> tuple[float, float, float]:
     client(WARMUP)
     started = time.perf_counter()
     with ThreadPoolExecutor(CLIENTS) as pool:
-        for seen in pool.map(client, [REQUESTS // CLIENTS] * CLIENTS):
+        for seen in pool.map(client, [requests // CLIENTS] * CLIENTS):
             latencies += seen
     elapsed = time.perf_counter() - started
     cuts = statistics.quantiles(latencies, n=100)
@@ -82,55 +83,67 @@ def drive(base: str) -> tuple[float, float, float]:
 
 
 ROUNDS, BARE = 3, "bare"
+Figures = tuple[float, float, float]  # req/s, p50 ms, p99 ms
+Server = tuple[Callable[[int], list[str]], dict[str, str]]  # its command line for a port, its environment
+
+
+def bare_command(port: int) -> list[str]:
+    return [sys.executable, str(ROOT / "benchmarks" / "bare_predict.py"), str(port)]
+
+
+def serve_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "overnight", "serve", "--host", "127.0.0.1", "--port", str(port)]
+
+
+def rounds(servers: dict[str, Server], requests: int = REQUESTS) -> list[dict[str, Figures]]:
+    """Start every server for the whole benchmark, then
+    drive each of them in turn in each of ROUNDS rounds: this is a shared 2-core VM (the bare endpoint alone
+    varied 700-1,100 req/s between runs), so a ratio of two separate single runs is mostly noise."""
+    running: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    try:
+        for name, (command, env) in servers.items():
+            port = free_port()
+            running[name] = start(command(port), env, port), port
+        return [{name: drive(f"http://127.0.0.1:{port}", requests) for name, (_, port) in running.items()}
+                for _ in range(ROUNDS)]
+    finally:
+        for process, _ in running.values():
+            process.terminate()
+            process.wait(timeout=15)
 
 
 def main() -> None:
-    """Every server runs for the whole benchmark; each round drives each of them in turn, and the figures are the
-    medians over rounds (this is a shared 2-core VM: the bare endpoint alone varied 700-1,100 req/s between
-    runs, so a ratio of two separate single runs is mostly noise)."""
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")}
     targets = {"sqlite": f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.db'}"}
     if os.environ.get("OVERNIGHT_BENCH_PG_URL"):
         targets["postgresql"] = os.environ["OVERNIGHT_BENCH_PG_URL"]
-    servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
-    try:
-        port = free_port()
-        servers["bare"] = start([sys.executable, str(ROOT / "benchmarks" / "bare_predict.py"), str(port)], base_env,
-                                port), port
-        for name, url in targets.items():
-            port = free_port()
-            env = {**base_env, "OVERNIGHT_DB_URL": url, "OVERNIGHT_TOKENS": f"bench:admin:{TOKEN}",
-                   "OVERNIGHT_LM": "sim:seed=1", "OVERNIGHT_LOG_LEVEL": "warning", "OVERNIGHT_LOG_FORMAT": "json"}
-            servers[name] = start([sys.executable, "-m", "overnight", "serve", "--host", "127.0.0.1", "--port",
-                                   str(port)], env, port), port
-        rounds = [{name: drive(f"http://127.0.0.1:{port}") for name, (_, port) in servers.items()}
-                  for _ in range(ROUNDS)]
-    finally:
-        for process, _ in servers.values():
-            process.terminate()
-            process.wait(timeout=15)
-    report(rounds, list(targets))
+    servers: dict[str, Server] = {BARE: (bare_command, base_env)}
+    for name, url in targets.items():
+        env = {**base_env, "OVERNIGHT_DB_URL": url, "OVERNIGHT_TOKENS": f"bench:admin:{TOKEN}",
+               "OVERNIGHT_LM": "sim:seed=1", "OVERNIGHT_LOG_LEVEL": "warning", "OVERNIGHT_LOG_FORMAT": "json"}
+        servers[name] = (serve_command, env)
+    report(rounds(servers), list(targets))
 
 
-def report(rounds: list[dict[str, tuple[float, float, float]]], targets: list[str]) -> None:
+def report(measured: list[dict[str, Figures]], targets: list[str]) -> None:
     def median(name: str, index: int) -> float:
-        return statistics.median(each[name][index] for each in rounds)
+        return statistics.median(each[name][index] for each in measured)
 
     def ratio(name: str) -> float:  # the median of each round's own ratio: both sides saw the same machine
-        return statistics.median(each["bare"][0] / each[name][0] for each in rounds)
+        return statistics.median(each[BARE][0] / each[name][0] for each in measured)
 
     bare = (median("bare", 0), median("bare", 1), median("bare", 2))
     print(f"{REQUESTS} requests x {ROUNDS} rounds, {CLIENTS} concurrent clients, zero-latency simulator; medians")
     print(f"{'server':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'overhead (req/s)':>18}{'(p50)':>8}"
           f"  {'each round':>12}")
     print(f"{'bare FastAPI':<22}{bare[0]:>10,.0f}{bare[1]:>10.2f}{bare[2]:>10.2f}{'1.00x':>18}{'1.00x':>8}"
-          f"  {' / '.join(f'{each[BARE][0]:,.0f}' for each in rounds)}")
+          f"  {' / '.join(f'{each[BARE][0]:,.0f}' for each in measured)}")
     record("predict", "req/s, bare FastAPI", bare[0], "/s")
     for name in targets:
         real = (median(name, 0), median(name, 1), median(name, 2))
         print(f"{'overnight on ' + name:<22}{real[0]:>10,.0f}{real[1]:>10.2f}{real[2]:>10.2f}"
               f"{ratio(name):>17.2f}x{real[1] / bare[1]:>7.2f}x"
-              f"  {' / '.join(f'{each[BARE][0] / each[name][0]:.2f}x' for each in rounds)}")
+              f"  {' / '.join(f'{each[BARE][0] / each[name][0]:.2f}x' for each in measured)}")
         record("predict", f"req/s ({name})", real[0], "/s")
         record("predict", f"overhead, bare req/s / ours ({name})", ratio(name), "x", limit=2.0,
                limit_says="(target)", higher_is_better=False)

@@ -56,7 +56,7 @@ def judge(service: str, report: dict[str, Any]) -> Verdict:
     return verdict
 
 
-def run_service(pip_audit: str, requirements: Path, service: str, workdir: Path) -> Verdict:
+def run_service(pip_audit: str, requirements: Path, names: list[str], service: str, workdir: Path) -> Verdict:
     """One pip-audit run; a service that cannot be reached leaves no report, and counts every dependency skipped."""
     report = workdir / f"{service}.json"
     # our own command line: the pip-audit we installed, a requirements file we wrote
@@ -67,15 +67,15 @@ def run_service(pip_audit: str, requirements: Path, service: str, workdir: Path)
     if report.exists() and report.stat().st_size:
         return judge(service, json.loads(report.read_text(encoding="utf-8")))
     last_line = (done.stderr.strip().splitlines() or [f"exit {done.returncode}, no report"])[-1]
-    names = [line.split("==")[0] for line in requirements.read_text(encoding="utf-8").splitlines() if "==" in line]
     return Verdict(service, skipped=dict.fromkeys(names, f"the {service} service did not answer: {last_line[:200]}"))
 
 
-def frozen(python: str) -> str:
+def frozen(python: str) -> list[str]:
+    """The environment's `name==version` pins, the project (installed editable) excluded."""
     # our own command line: the project's interpreter
     done = subprocess.run([python, "-m", "pip", "freeze", "--exclude-editable"],  # noqa: S603
                           capture_output=True, text=True, check=True)
-    return "".join(line + "\n" for line in done.stdout.splitlines() if "==" in line)
+    return [line for line in done.stdout.splitlines() if "==" in line]
 
 
 def report(verdict: Verdict, total: int) -> None:
@@ -103,11 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="overnight-audit-") as tmp:
         workdir = Path(tmp)
         requirements = workdir / "requirements.txt"
-        requirements.write_text(frozen(args.python), encoding="utf-8")
-        total = sum(1 for line in requirements.read_text(encoding="utf-8").splitlines() if line)
+        pins = frozen(args.python)
+        requirements.write_text("".join(f"{pin}\n" for pin in pins), encoding="utf-8")
+        names = [pin.split("==")[0] for pin in pins]
         tried = []
         for service in SERVICES:
-            verdict = run_service(args.pip_audit, requirements, service, workdir)
+            verdict = run_service(args.pip_audit, requirements, names, service, workdir)
             tried.append(verdict)
             if verdict.audited:
                 break
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     for other in tried:
         if other is not verdict and not other.audited:
             print(f"pip-audit ({other.service}): audited nothing; {next(iter(other.skipped.values()), '')}")
-    report(verdict, total)
+    report(verdict, len(names))
     if verdict.fixable:
         return 1
     if verdict.skipped and args.require:
