@@ -18,6 +18,7 @@ from rich.progress import Progress
 
 from overnight.config import Settings
 from overnight.domain.datasets import ImportResult
+from overnight.domain.gates import SRM_THRESHOLD_P
 from overnight.domain.runs import Run, RunEvent, RunStatus
 from overnight.errors import ConfigError, OvernightError
 from overnight.logging import configure_logging, get_logger
@@ -452,6 +453,8 @@ def run(
     deadline: Annotated[str, typer.Option(help="Give up on the gates after this long: 90m, 2h, 3600s")] = "2h",
     resume: Annotated[str | None, typer.Option(help="Continue this run from its last finished step")] = None,
     steps: Annotated[str, typer.Option(help="Canary rollout percentages, e.g. 5,25,50")] = "25,50",
+    srm_threshold: Annotated[float, typer.Option(help=(
+        "A step's split with a p-value below this is a sample-ratio mismatch: the canary fails"))] = SRM_THRESHOLD_P,
     dry_run: Annotated[bool, typer.Option(help="Preflight only: change nothing")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
 ) -> None:
@@ -464,7 +467,7 @@ def run(
         configure_logging(fmt=settings.log_format, level=settings.log_level, secrets=settings.secret_values())
         summary = nightly(settings, base_url=base_url, signatures=signature or ["SelectTool.v1"],
                           datasets=dataset or [], verify=verify or [], deadline=deadline, resume=resume,
-                          steps=steps, dry_run=dry_run, say=_say)
+                          steps=steps, srm_threshold=srm_threshold, dry_run=dry_run, say=_say)
         if as_json:
             out.print_json(summary.model_dump_json())
         else:

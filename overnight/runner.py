@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from overnight.client import OvernightClient
 from overnight.domain.canary import CanaryView
+from overnight.domain.gates import SRM_THRESHOLD_P
 from overnight.domain.runs import EventIn
 from overnight.errors import CanaryActive, ConfigError, LMCallFailed, OvernightError
 
@@ -46,6 +47,7 @@ class RunOptions(BaseModel):
     resume: str | None = None
     dry_run: bool = False
     steps: list[float] = Field(default=[25.0, 50.0])
+    srm_threshold_p: float = Field(default=SRM_THRESHOLD_P, gt=0, le=0.05)
     concurrency: int = 4
     batch: int = 40
     max_requests: int = 5000
@@ -244,7 +246,8 @@ class Runner:
     def start_canary(self, sig: str, report: dict[str, Any]) -> dict[str, Any]:
         remaining = max(60, int(self.options.deadline_s - (self.clock() - self.started_at)))
         body = {"candidate_id": report["best_compiled_id"], "steps": self.options.steps, "run_id": self.run_id,
-                "report_id": report["report_id"], "deadline_s": remaining}
+                "report_id": report["report_id"], "deadline_s": remaining,
+                "srm_threshold_p": self.options.srm_threshold_p}
         try:
             canary = self.client.start_canary(sig, body, key=f"{self.run_id}:{sig}:canary")
         except CanaryActive:

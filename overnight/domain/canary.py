@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from overnight.domain.gates import (
+    SRM_THRESHOLD_P,
     Decision,
     budget_gate,
     error_gate,
@@ -123,6 +124,8 @@ class CanaryPlanRequest(BaseModel):
     min_samples: list[int] | None = None
     max_samples: int | None = Field(default=None, ge=1)
     deadline_s: int = Field(default=3600, ge=1, le=7 * 86_400)
+    srm_threshold_p: float = Field(default=SRM_THRESHOLD_P, gt=0, le=0.05, description=(
+        "a step whose split has a chi-square p-value below this is a sample-ratio mismatch and fails the canary"))
 
     @model_validator(mode="after")
     def _shape(self) -> CanaryPlanRequest:
@@ -158,6 +161,7 @@ class CanaryConfig(BaseModel):
     max_samples: int
     deadline_at: int
     budget: Budget
+    srm_threshold_p: float = SRM_THRESHOLD_P  # absent from canaries stored before it was a plan field
 
 
 def resolve_plan(request: CanaryPlanRequest, *, budget: Budget, now: int) -> CanaryConfig:
@@ -176,7 +180,8 @@ def resolve_plan(request: CanaryPlanRequest, *, budget: Budget, now: int) -> Can
     return CanaryConfig(steps=tuple(request.steps), targets=tuple(targets), max_error_rate=request.max_error_rate,
                         expected_error_rate=request.expected_error_rate, alpha=request.alpha, power=request.power,
                         quality_margin=request.quality_margin, min_labeled=request.min_labeled,
-                        max_samples=max_samples, deadline_at=now + request.deadline_s * 1000, budget=budget)
+                        max_samples=max_samples, deadline_at=now + request.deadline_s * 1000, budget=budget,
+                        srm_threshold_p=request.srm_threshold_p)
 
 
 class Assessment(BaseModel):
@@ -259,7 +264,7 @@ def _split(config: CanaryConfig, step: int, step_base: dict[str, int], control: 
            candidate: ArmCounters) -> Decision:
     return srm_gate(candidate_samples=candidate.routed_here() - step_base.get("candidate", 0),
                     control_samples=control.routed_here() - step_base.get("control", 0),
-                    candidate_share=config.steps[step] / 100)
+                    candidate_share=config.steps[step] / 100, threshold_p=config.srm_threshold_p)
 
 
 def _budget(config: CanaryConfig, candidate: ArmCounters) -> Decision:

@@ -214,9 +214,12 @@ def quality_gate(*, candidate_labeled: int, candidate_correct: int, control_labe
     return Decision(verdict="inconclusive", reason_code="quality_not_shown", evidence=evidence,
                     message=f"{said}, lower bound < -{margin:g} -> cannot rule out a regression")
 
+# A fair split falls below this one canary in a thousand per check (GrowthBook's default; ExP uses 0.0005).
+SRM_THRESHOLD_P = 0.001
+
 
 def srm_gate(*, candidate_samples: int, control_samples: int, candidate_share: float,
-             threshold_p: float = 0.001) -> Decision:
+             threshold_p: float = SRM_THRESHOLD_P) -> Decision:
     """Sample-ratio mismatch: is the observed split consistent with the rollout? (chi-square, 1 df)"""
     total = candidate_samples + control_samples
     evidence: dict[str, Any] = {"candidate_samples": candidate_samples, "control_samples": control_samples,

@@ -19,7 +19,7 @@ from overnight.domain.canary import (
     latency_bucket,
     resolve_plan,
 )
-from overnight.domain.gates import binom_cdf, max_errors_to_pass
+from overnight.domain.gates import SRM_THRESHOLD_P, binom_cdf, max_errors_to_pass
 from overnight.domain.signatures import Budget
 
 BUDGET = Budget(max_latency_p95_ms=2500, max_cost_per_call_usd=0.002)
@@ -86,6 +86,25 @@ def test_assessment_table(step: int, control: ArmCounters, candidate: ArmCounter
     base = BASE if step == 0 else {"control": 230, "candidate": 77}
     result = assess(config(), step=step, step_base=base, control=control, candidate=candidate, now=now)
     assert (result.outcome, result.reason_code) == (outcome, reason), result.message
+
+
+def test_the_split_threshold_is_part_of_the_plan_and_older_plans_keep_the_default() -> None:
+    """77 candidate vs 142 control on a 25% step (p = 0.0005): a mismatch at the default threshold, not at 1e-4."""
+    at_default = assess(config(), step=0, step_base=BASE, control=arm(142), candidate=arm(77), now=NOW)
+    lenient = config(srm_threshold_p=1e-4)
+    at_lenient = assess(lenient, step=0, step_base=BASE, control=arm(142), candidate=arm(77), now=NOW)
+    assert (at_default.outcome, at_default.reason_code) == ("fail", "sample_ratio_mismatch")
+    mismatch = next(d for d in at_default.decisions if d.reason_code == "sample_ratio_mismatch")
+    assert mismatch.evidence["threshold_p"] == SRM_THRESHOLD_P == 0.001
+    assert (at_lenient.outcome, at_lenient.reason_code) == ("advance", "step_complete")
+    split = next(d for d in at_lenient.decisions if d.reason_code == "split_as_planned")
+    assert split.evidence["threshold_p"] == 1e-4
+    stored = config().model_dump(mode="json")
+    del stored["srm_threshold_p"]  # a canary started before the threshold was a plan field
+    assert CanaryConfig.model_validate(stored).srm_threshold_p == SRM_THRESHOLD_P
+    for bad in (0, 0.2):
+        with pytest.raises(ValidationError, match="srm_threshold_p"):
+            CanaryPlanRequest(srm_threshold_p=bad)
 
 
 def test_a_missed_look_says_so_once_with_every_gate_and_the_next_request_only_keeps_watching() -> None:

@@ -35,6 +35,7 @@ def test_a_truly_better_candidate_is_promoted_and_every_link_resolves(db_url: st
     assert report.status_code == 200
     assert snapshot.status_code == 200
     assert (canary["canary"]["canary_id"], canary["canary"]["status"]) == (result["canary_id"], "promoted")
+    assert canary["canary"]["config"]["srm_threshold_p"] == 1e-9  # the helper's --srm-threshold reached the plan
     assert history["champion_id"] == result["best_compiled_id"]
     assert [h["id"] for h in history["history"]] == result["alias_history_ids"]
     for phase in ("preflight", "verify", "dataset.import", "compile", "canary.start", "traffic", "decide", "e2e"):
@@ -108,6 +109,9 @@ def test_preflight_fails_fast_with_exit_2_and_changes_nothing(db_url: str, tmp_p
     bad_deadline = overnight_run(db_url, BETTER, "--deadline", "soon")
     assert bad_deadline[0] == 2
     assert "config_error: --deadline" in bad_deadline[2]
+    bad_threshold = overnight_run(db_url, BETTER, "--srm-threshold", "0.5", "--dataset", str(SELECT))
+    assert bad_threshold[0] == 2
+    assert "config_error: --srm-threshold 0.5: give a p-value in (0, 0.05]" in bad_threshold[2]
     with live_server(db_url) as server, server.client() as api:
         assert api.get("/api/v1/runs").json()["runs"] == []  # no run was started
         assert api.get("/api/v1/signatures/SelectTool.v1/examples").json()["examples"] == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.factories import SERVE_TOKEN, LiveServer
-from tests.serving.helpers import SIG, compiled, drive, drive_until_decided, holdout, predict
+from tests.serving.helpers import FAIR_SPLIT, SIG, compiled, drive, drive_until_decided, holdout, predict
 
 
 def test_a_better_candidate_passes_every_step_and_is_promoted(api: LiveServer) -> None:
@@ -12,7 +12,7 @@ def test_a_better_candidate_passes_every_step_and_is_promoted(api: LiveServer) -
         best = report["best_compiled_id"]
         run_id = admin.post("/api/v1/runs", json={"signature_ids": [SIG]}).json()["run"]["run_id"]
         started = admin.post(f"/api/v1/signatures/{SIG}/canary:start",
-                             json={"candidate_id": best, "steps": [25, 50], "run_id": run_id})
+                             json={"candidate_id": best, "steps": [25, 50], "run_id": run_id, **FAIR_SPLIT})
         assert started.status_code == 200, started.text
         assert started.json()["config"]["targets"] == [77, 153]
         view = drive_until_decided(app, admin, prefix="good")
@@ -52,6 +52,8 @@ def test_starting_a_canary_is_refused_clearly_and_changes_nothing(api: LiveServe
                                json={"candidate_id": best, "steps": [50, 25]})
         bad_rate = admin.post(f"/api/v1/signatures/{SIG}/canary:start",
                               json={"candidate_id": best, "expected_error_rate": 0.2})
+        bad_split = admin.post(f"/api/v1/signatures/{SIG}/canary:start",
+                               json={"candidate_id": best, "srm_threshold_p": 0.5})
         no_canary = admin.get(f"/api/v1/signatures/{SIG}/canary")
         first = admin.post(f"/api/v1/signatures/{SIG}/canary:start", json={"candidate_id": best})
         second = admin.post(f"/api/v1/signatures/{SIG}/canary:start", json={"candidate_id": best})
@@ -67,6 +69,8 @@ def test_starting_a_canary_is_refused_clearly_and_changes_nothing(api: LiveServe
     assert "steps" in bad_steps.json()["error"]
     assert bad_rate.status_code == 422
     assert "expected_error_rate" in bad_rate.json()["error"]
+    assert bad_split.status_code == 422
+    assert "srm_threshold_p" in bad_split.json()["error"]
     assert no_canary.status_code == 404
     assert no_canary.json()["code"] == "canary_not_found"
     assert first.status_code == 200
@@ -103,7 +107,7 @@ def test_a_missed_look_leaves_its_reason_in_the_history_and_the_canary_watching(
         report = compiled(admin)
         admin.post(f"/api/v1/signatures/{SIG}/canary:start", json={
             "candidate_id": report["best_compiled_id"], "steps": [50], "min_samples": [10],
-            "max_error_rate": 0.3}).raise_for_status()
+            "max_error_rate": 0.3, **FAIR_SPLIT}).raise_for_status()
         rows, sent = holdout(), 0
         while admin.get(f"/api/v1/signatures/{SIG}/canary").json()["canary"]["arms"]["candidate"]["samples"] < 14:
             predict(app, rows[sent % len(rows)], f"unlabeled-{sent}", labeled=False)
