@@ -132,7 +132,7 @@ def report(measured: list[dict[str, Figures]], targets: list[str]) -> None:
     def ratio(name: str) -> float:  # the median of each round's own ratio: both sides saw the same machine
         return statistics.median(each[BARE][0] / each[name][0] for each in measured)
 
-    bare = (median("bare", 0), median("bare", 1), median("bare", 2))
+    bare = (median(BARE, 0), median(BARE, 1), median(BARE, 2))
     print(f"{REQUESTS} requests x {ROUNDS} rounds, {CLIENTS} concurrent clients, zero-latency simulator; medians")
     print(f"{'server':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'overhead (req/s)':>18}{'(p50)':>8}"
           f"  {'each round':>12}")

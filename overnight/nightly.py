@@ -16,7 +16,7 @@ from pathlib import Path
 
 from overnight.client import OvernightClient
 from overnight.config import Settings
-from overnight.domain.gates import SRM_THRESHOLD_P
+from overnight.domain.gates import SRM_THRESHOLD_MAX, SRM_THRESHOLD_P
 from overnight.errors import ConfigError
 from overnight.runner import Runner, RunOptions, Say, Summary
 
@@ -24,11 +24,11 @@ DURATION = re.compile(r"^(\d+)\s*([smh]?)$")
 
 
 def nightly(settings: Settings, *, base_url: str | None, signatures: list[str], datasets: list[str],
-            verify: list[str], deadline: str, resume: str | None, steps: str, dry_run: bool, say: Say,
-            srm_threshold: float = SRM_THRESHOLD_P) -> Summary:
+            verify: list[str], deadline: str, resume: str | None, steps: str, srm_threshold: float, dry_run: bool,
+            say: Say) -> Summary:
     options = RunOptions(signatures=signatures, datasets=dataset_files(signatures, datasets), verify=verify,
                          deadline_s=seconds(deadline), resume=resume, dry_run=dry_run, steps=percentages(steps),
-                         srm_threshold_p=probability(srm_threshold), lease_s=settings.lease_s)
+                         srm_threshold_p=split_threshold(srm_threshold), lease_s=settings.lease_s)
     quiet_transport_logs(settings)
     with api(settings, base_url) as (url, token), OvernightClient(
             url, token, timeout_s=120, attempts=settings.client_attempts) as client:
@@ -105,9 +105,10 @@ def seconds(text: str, *, option: str = "--deadline") -> int:
     return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
-def probability(value: float) -> float:
-    if not 0 < value <= 0.05:
-        raise ConfigError(f"--srm-threshold {value:g}: give a p-value in (0, 0.05], e.g. 0.001")
+def split_threshold(value: float) -> float:
+    if not 0 < value <= SRM_THRESHOLD_MAX:
+        raise ConfigError(f"--srm-threshold {value:g}: give a p-value in (0, {SRM_THRESHOLD_MAX:g}], "
+                          f"e.g. {SRM_THRESHOLD_P:g}")
     return value
 
 

@@ -47,7 +47,7 @@ class RunOptions(BaseModel):
     resume: str | None = None
     dry_run: bool = False
     steps: list[float] = Field(default=[25.0, 50.0])
-    srm_threshold_p: float = Field(default=SRM_THRESHOLD_P, gt=0, le=0.05)
+    srm_threshold_p: float = SRM_THRESHOLD_P  # the server's plan validates it
     concurrency: int = 4
     batch: int = 40
     max_requests: int = 5000

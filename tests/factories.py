@@ -27,6 +27,9 @@ READ_TOKEN = "rd-" + "R" * 40
 SERVE_TOKEN = "srv-" + "S" * 40
 TOKENS = f"ops-agent:admin:{ADMIN_TOKEN},alice:read:{READ_TOKEN},app:serve:{SERVE_TOKEN}"
 ALL_TOKENS = (ADMIN_TOKEN, READ_TOKEN, SERVE_TOKEN)
+# The split test fails one fair canary in a thousand per step (SRM_THRESHOLD_P): canaries in tests about
+# something else use a threshold no fair split reaches, so that coin cannot decide them.
+FAIR_SPLIT_P = 1e-9
 START_MS = 1_790_000_000_000  # 2026-09-21, a fixed instant for the stepping clock
 
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from overnight.domain.gates import (
+    SRM_THRESHOLD_MAX,
     SRM_THRESHOLD_P,
     Decision,
     budget_gate,
@@ -124,7 +125,7 @@ class CanaryPlanRequest(BaseModel):
     min_samples: list[int] | None = None
     max_samples: int | None = Field(default=None, ge=1)
     deadline_s: int = Field(default=3600, ge=1, le=7 * 86_400)
-    srm_threshold_p: float = Field(default=SRM_THRESHOLD_P, gt=0, le=0.05, description=(
+    srm_threshold_p: float = Field(default=SRM_THRESHOLD_P, gt=0, le=SRM_THRESHOLD_MAX, description=(
         "a step whose split has a chi-square p-value below this is a sample-ratio mismatch and fails the canary"))
 
     @model_validator(mode="after")

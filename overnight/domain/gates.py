@@ -215,7 +215,8 @@ def quality_gate(*, candidate_labeled: int, candidate_correct: int, control_labe
                     message=f"{said}, lower bound < -{margin:g} -> cannot rule out a regression")
 
 # A fair split falls below this one canary in a thousand per check (GrowthBook's default; ExP uses 0.0005).
-SRM_THRESHOLD_P = 0.001
+# A plan may set its own, up to SRM_THRESHOLD_MAX (beyond it the alarm would ring on one fair canary in 20).
+SRM_THRESHOLD_P, SRM_THRESHOLD_MAX = 0.001, 0.05
 
 
 def srm_gate(*, candidate_samples: int, control_samples: int, candidate_share: float,

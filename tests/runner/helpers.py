@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.factories import FAIR_SPLIT_P
+
 ROOT = Path(__file__).resolve().parents[2]
 SELECT = ROOT / "datasets" / "selecttool.v1.jsonl"
 TRIAGE = ROOT / "datasets" / "supporttriage.v1.jsonl"
@@ -17,10 +19,7 @@ FLAKY = "sim:seed=1,instr=0.3/1/0.3,ierr=0/0.3/0,demos=0:0/4:0/8:0"  # the best 
 NOTHING = "sim:seed=1,instr=0.9/0.5/0.5,demos=0:0/4:-0.3/8:-0.3"  # the default is already the best
 
 
-# The split test fails one fair canary in a thousand per step (SRM_THRESHOLD_P): tests about something else run
-# their canaries with a threshold no fair split reaches, so that coin cannot decide them. Tests of the split
-# itself pass their own --srm-threshold.
-FAIR_SPLIT = ("--srm-threshold", "1e-9")
+FAIR_SPLIT = ("--srm-threshold", str(FAIR_SPLIT_P))  # unless a test passes its own
 
 
 def with_split_threshold(args: tuple[str, ...]) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.factories import live_server
+from tests.factories import FAIR_SPLIT_P, live_server
 from tests.runner.helpers import BETTER, FLAKY, NOTHING, SELECT, TRIAGE, overnight_run
 
 
@@ -35,7 +35,7 @@ def test_a_truly_better_candidate_is_promoted_and_every_link_resolves(db_url: st
     assert report.status_code == 200
     assert snapshot.status_code == 200
     assert (canary["canary"]["canary_id"], canary["canary"]["status"]) == (result["canary_id"], "promoted")
-    assert canary["canary"]["config"]["srm_threshold_p"] == 1e-9  # the helper's --srm-threshold reached the plan
+    assert canary["canary"]["config"]["srm_threshold_p"] == FAIR_SPLIT_P  # the helper's flag reached the plan
     assert history["champion_id"] == result["best_compiled_id"]
     assert [h["id"] for h in history["history"]] == result["alias_history_ids"]
     for phase in ("preflight", "verify", "dataset.import", "compile", "canary.start", "traffic", "decide", "e2e"):

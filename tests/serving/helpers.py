@@ -9,14 +9,14 @@ from typing import Any
 
 import httpx
 
+from tests.factories import FAIR_SPLIT_P
+
 ROOT = Path(__file__).resolve().parents[2]
 SIG = "SelectTool.v1"
 NDJSON = {"content-type": "application/x-ndjson"}
 # Variant 1 with 4 demos is truly better than the default (0.55); variant 2 errors 30% of the time.
 TRUTH = "sim:seed=1,instr=0.55/0.8/0.6,ierr=0/0/0.3,demos=0:0/4:0.1/8:0.05"
-# The split test fails one fair canary in a thousand per step; canaries in tests about something else set a
-# threshold no fair split reaches, so that coin cannot decide them (the split itself is tested in test_replicas).
-FAIR_SPLIT: dict[str, float] = {"srm_threshold_p": 1e-9}
+FAIR_SPLIT = {"srm_threshold_p": FAIR_SPLIT_P}  # the split itself is checked in test_replicas
 
 
 def holdout() -> list[dict[str, Any]]:
