@@ -110,7 +110,9 @@ def test_the_roles_in_the_table_are_the_roles_the_server_enforces(tmp_path: Path
     """For each role, every /api route outside its set answers 403 in the one shape; inside it, not 401/403."""
     from tests.factories import live_server  # noqa: PLC0415
 
-    with live_server(f"sqlite:///{tmp_path / 'live.db'}") as live:
+    # the simulator: `lm:check` with the default LM loads the local model, which took more than the client's 5 s
+    # on a loaded CI machine (a timeout, not a role) — the roles are the subject here
+    with live_server(f"sqlite:///{tmp_path / 'live.db'}", lm="sim:seed=1") as live:
         for token, role in ((READ_TOKEN, "read"), (SERVE_TOKEN, "serve"), (ADMIN_TOKEN, "admin")):
             with httpx.Client(base_url=live.base_url, headers={"authorization": f"Bearer {token}"}) as client:
                 for (method, path), roles in INVENTORY.items():
