@@ -21,7 +21,7 @@ from overnight.store.schema import alias_history, aliases
 CHAMPION = "champion"
 
 
-# built once: read on every predict, where keying a freshly built statement cost a third of the read
+# built once: keying a freshly built statement cost a third of a short read
 _CURRENT = select(aliases.c.compiled_id).where(aliases.c.signature_id == bindparam("signature_id"),
                                                aliases.c.alias == CHAMPION)
 

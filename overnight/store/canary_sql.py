@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from overnight.domain.canary import (
@@ -28,7 +28,8 @@ from overnight.domain.receipts import Receipt
 from overnight.domain.runs import EventBounds, EventIn
 from overnight.errors import CanaryNotFound, ReceiptNotFound
 from overnight.store import runs_sql
-from overnight.store.schema import canaries, canary_arms, canary_history, canary_latency_buckets, receipts
+from overnight.store.aliases_sql import CHAMPION
+from overnight.store.schema import aliases, canaries, canary_arms, canary_history, canary_latency_buckets, receipts
 
 END_STATUS = {"pass": "passed", "fail": "failed", "inconclusive": "inconclusive"}
 
@@ -56,15 +57,16 @@ def load(conn: Connection, canary_id: str, *, lock_arms: bool = False) -> Canary
     return _record(conn, row)
 
 
-_ACTIVE_ROUTE = select(canaries.c.canary_id, canaries.c.salt, canaries.c.step, canaries.c.config_json,
-                       canaries.c.control_id, canaries.c.candidate_id).where(
-    canaries.c.signature_id == bindparam("signature_id"), canaries.c.status == "active")
-
-
-def active_route(conn: Connection, signature_id: str) -> Any:
-    """What serving needs of the signature's active canary (a row, or None); one statement built once, as it is
-    read on every predict."""
-    return conn.execute(_ACTIVE_ROUTE, {"signature_id": signature_id}).mappings().first()
+# What serving reads on every predict, built once: the champion (NULL when none) and the signature's active
+# canary (NULLs when none) in one row — the anchor row makes a row whether either exists.
+_ANCHOR = select(literal(1).label("one")).subquery("anchor")
+SERVING_ROUTE = select(
+    select(aliases.c.compiled_id).where(aliases.c.signature_id == bindparam("signature_id"),
+                                        aliases.c.alias == CHAMPION).scalar_subquery().label("champion_id"),
+    canaries.c.canary_id, canaries.c.salt, canaries.c.step, canaries.c.config_json, canaries.c.control_id,
+    canaries.c.candidate_id,
+).select_from(_ANCHOR.outerjoin(canaries, and_(canaries.c.signature_id == bindparam("signature_id"),
+                                               canaries.c.status == "active")))
 
 
 def find(conn: Connection, signature_id: str, *, active_only: bool) -> CanaryRecord | None:

@@ -59,8 +59,10 @@ def _sqlite_engine(url: str, database: str | None, busy_timeout_ms: int) -> Engi
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get("overnight_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get("overnight_statement", False):
+            return  # one statement, its own transaction (the driver's autocommit, set at connect)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("overnight_write", False) else "BEGIN")
 
     return engine
 
@@ -83,6 +85,18 @@ class Transactions:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         with self._open(write=False) as conn:
+            yield conn
+
+    @contextmanager
+    def statement(self) -> Iterator[Connection]:
+        """A connection for a read that is one statement, outside any transaction: a statement sees one snapshot
+        on both stores, so BEGIN and COMMIT add nothing but two round trips (PostgreSQL) or two calls (SQLite).
+        For the reads on every request; anything that reads twice uses `read`."""
+        with outages_as_unavailable(), self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn.execution_options(overnight_statement=True)
+            else:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
     @contextmanager

@@ -102,13 +102,13 @@ class ServingVerbs:
     # serving ------------------------------------------------------------------------------------------------
 
     def serving_route(self, *, signature_id: str) -> ServingRoute:
-        with self._tx.read() as conn:
-            champion = aliases_sql.current(conn, signature_id)
-            row = canary_sql.active_route(conn, signature_id)
-        if row is None:
-            return ServingRoute(champion_id=champion)
+        """The champion and the active canary, in one statement (read on every predict)."""
+        with self._tx.statement() as conn:
+            row = conn.execute(canary_sql.SERVING_ROUTE, {"signature_id": signature_id}).mappings().one()
+        if row["canary_id"] is None:
+            return ServingRoute(champion_id=row["champion_id"])
         steps = CanaryConfig.model_validate_json(row["config_json"]).steps
-        return ServingRoute(champion_id=champion, canary_id=row["canary_id"], salt=row["salt"],
+        return ServingRoute(champion_id=row["champion_id"], canary_id=row["canary_id"], salt=row["salt"],
                             rollout_pct=steps[row["step"]], step=row["step"], control_id=row["control_id"],
                             candidate_id=row["candidate_id"])
 

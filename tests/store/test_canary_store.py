@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from overnight.domain.canary import ArmCounters, CanaryPlanRequest, CanaryRecord, resolve_plan
+from sqlalchemy import event
+
+from overnight.domain.canary import ArmCounters, CanaryPlanRequest, CanaryRecord, ServingRoute, resolve_plan
 from overnight.domain.compiling import Artifact
 from overnight.domain.receipts import Receipt
 from overnight.domain.runs import RunStart
@@ -127,3 +129,31 @@ def test_alias_history_can_be_read_for_one_run(open_store: Callable[..., SqlStor
     assert [m.id for m in store.alias_history(signature_id=SIG, run_id="run-2")] == [second.id]
     assert [m.id for m in store.alias_history(signature_id=SIG)] == [first.id, second.id]
     assert store.alias_history(signature_id=SIG, run_id="run-3") == []
+
+
+def test_the_serving_route_is_read_in_one_statement_with_or_without_a_champion_and_a_canary(
+        open_store: Callable[..., SqlStore], clock: SteppingClock) -> None:
+    """Read on every predict: the champion and the active canary come back from one statement in every state,
+    and on SQLite with no BEGIN/COMMIT around it (one statement is its own snapshot)."""
+    store = open_store()
+    executed: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda *args: executed.append(args[2]))
+
+    def route() -> ServingRoute:
+        executed.clear()
+        found = store.serving_route(signature_id=SIG)
+        assert len(executed) == 1, executed
+        return found
+
+    assert route() == ServingRoute(champion_id=None)
+    store.put_artifact(artifact=Artifact(compiled_id=CONTROL, signature_id=SIG, lm_id="sim:test", state={},
+                                         params={}))
+    store.promote(signature_id=SIG, seen=None, to_id=CONTROL, actor="ops-agent", reason="night 1", run_id=None,
+                  evidence={}, canary_id=None)
+    assert route() == ServingRoute(champion_id=CONTROL)
+    open_canary(store, clock)
+    assert route() == ServingRoute(champion_id=CONTROL, canary_id=CANARY, salt="s", rollout_pct=20.0, step=0,
+                                   control_id=CONTROL, candidate_id=CANDIDATE)
+    store.stop_canary(signature_id=SIG, actor="ops-agent", reason="done")
+    assert route() == ServingRoute(champion_id=CONTROL)
+    assert store.serving_route(signature_id="Other.v1") == ServingRoute(champion_id=None)

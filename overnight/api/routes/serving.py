@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from overnight.api.deps import BackendDep, ProgramsDep, Reader, RegistryDep, RequestId, Server, StoreDep
 from overnight.domain.receipts import Prediction, PredictRequest, Receipt
@@ -22,13 +23,17 @@ class ReceiptPage(BaseModel):
     next_after: str | None
 
 
-@router.post("/signatures/{signature_id}/predict")
-def predict_route(signature_id: SignatureId, body: PredictRequest, _: Server, store: StoreDep,
-                  registry: RegistryDep, backend: BackendDep, programs: ProgramsDep,
-                  request_id: RequestId) -> Prediction:
+@router.post("/signatures/{signature_id}/predict", response_model=Prediction)
+async def predict_route(signature_id: SignatureId, body: PredictRequest, _: Server, store: StoreDep,
+                        registry: RegistryDep, backend: BackendDep, programs: ProgramsDep,
+                        request_id: RequestId) -> Response:
     """Serve one prediction from the champion, or from the canary's arm for this `request_key` (sticky). An LM
     failure is 502 `lm_call_failed`, with the receipt id: it is counted as an error on its arm."""
-    return predict(store, registry.get(signature_id), backend, programs, body, request_id=request_id)
+    # One hop to the thread pool for the blocking work (the LM call, the store), and the answer serialized here
+    # from the model it already is: a plain `def` route costs a second hop for FastAPI to re-validate it.
+    prediction = await run_in_threadpool(predict, store, registry.get(signature_id), backend, programs, body,
+                                         request_id=request_id)
+    return Response(prediction.model_dump_json(), media_type="application/json")
 
 
 @router.get("/receipts/{receipt_id}")
