@@ -157,3 +157,6 @@ def test_the_serving_route_is_read_in_one_statement_with_or_without_a_champion_a
     store.stop_canary(signature_id=SIG, actor="ops-agent", reason="done")
     assert route() == ServingRoute(champion_id=CONTROL)
     assert store.serving_route(signature_id="Other.v1") == ServingRoute(champion_id=None)
+    with store.engine.connect() as conn:  # the pooled connection the route read used is out of autocommit again
+        raw = conn.connection.dbapi_connection
+        assert store.kind == "sqlite" or getattr(raw, "autocommit", None) is False
