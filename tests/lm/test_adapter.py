@@ -4,7 +4,6 @@ instruction variant, with and without demos, call after call — only built once
 from __future__ import annotations
 
 import gc
-import json
 import weakref
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from pydantic import BaseModel
 
 from overnight.compile.programs import build_candidate, candidate_from_artifact
 from overnight.domain.candidates import CandidateParams
+from overnight.domain.datasets import parse_dataset
 from overnight.lm.adapter import JSONAdapter
 from overnight.registry import RegisteredSignature, Registry
 
@@ -24,8 +24,10 @@ REGISTRY = Registry()
 DATASETS = Path(__file__).resolve().parents[2] / "datasets"
 
 
-def messages(adapter: Any, program: Any, entry: RegisteredSignature) -> list[dict[str, Any]]:
-    given = entry.contract.input_model.model_validate(entry.sample_input)
+def messages(adapter: Any, program: Any, entry: RegisteredSignature,
+             raw_input: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The messages `adapter` sends for one input (the signature's sample input unless given)."""
+    given = entry.contract.input_model.model_validate(entry.sample_input if raw_input is None else raw_input)
     inputs = {name: getattr(given, name) for name in type(given).model_fields}
     result: list[dict[str, Any]] = adapter.format(program.signature, program.demos, inputs)
     return result
@@ -78,14 +80,10 @@ def test_every_dataset_input_is_formatted_exactly_as_dspy_formats_it(signature_i
     entry = REGISTRY.get(signature_id)
     ours, theirs = JSONAdapter(), dspy.JSONAdapter()
     program = programs(entry)[1]  # with demos: their user messages are formatted too
-    path = DATASETS / f"{signature_id.lower()}.jsonl"
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = parse_dataset(entry.contract, (DATASETS / f"{signature_id.lower()}.jsonl").read_bytes(), fmt="jsonl")
     assert len(rows) >= 20
     for row in rows:
-        given_input = entry.contract.input_model.model_validate(row["input"])
-        inputs = {name: getattr(given_input, name) for name in type(given_input).model_fields}
-        assert (ours.format(program.signature, program.demos, inputs)
-                == theirs.format(program.signature, program.demos, inputs))
+        assert messages(ours, program, entry, row.input) == messages(theirs, program, entry, row.input)
 
 
 class Nested(BaseModel):
