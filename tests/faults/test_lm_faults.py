@@ -87,10 +87,13 @@ def test_canary_failures_are_errors_on_the_candidate_arm_and_it_is_rolled_back(d
     for arm, counters in view["canary"]["arms"].items():
         assert counters["samples"] == len(by_arm[arm])
         assert counters["errors"] == sum(not r["ok"] for r in by_arm[arm])
+    # Which kinds of failure the candidate met before the gates decided depends on which requests the split sent
+    # it (one kind alone happens: CI once saw only `parse_failure`); each kind's code is pinned in
+    # tests/lm/test_remote.py. Here: every failure is an error on the candidate's arm, and only there.
     candidate_codes = {r["error_code"] for r in by_arm["candidate"] if not r["ok"]}
+    assert candidate_codes
     assert candidate_codes <= FAILURES
-    assert len(candidate_codes) >= 2
-    assert view["canary"]["arms"]["candidate"]["errors"] > view["canary"]["arms"]["control"]["errors"]
+    assert view["canary"]["arms"]["control"]["errors"] == 0  # the control's instructions never fail
     assert champion is None  # nothing was promoted
     assert json.dumps(summary).count("sk-fake") == 0
 
