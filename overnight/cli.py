@@ -97,7 +97,8 @@ def db_upgrade() -> None:
 
     with _errors_as_exit_codes():
         settings = _settings()
-        engine = build_engine(settings.db_url.get_secret_value(), busy_timeout_ms=settings.db_busy_timeout_ms)
+        engine = build_engine(settings.db_url.get_secret_value(), busy_timeout_ms=settings.db_busy_timeout_ms,
+                              pool_timeout_s=settings.db_pool_timeout_s)
         revision = upgrade(engine)
         out.print(f"store {engine.dialect.name} at schema revision {revision}")
 

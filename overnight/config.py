@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, description="Largest request body")
     sse_poll_ms: int = Field(default=200, ge=10, le=10_000, description="How often a followed stream polls")
     db_busy_timeout_ms: int = Field(default=30_000, ge=0, description="SQLite busy timeout")
+    db_pool_timeout_s: float = Field(
+        default=10.0, gt=0, le=600,
+        description="How long a request waits for a free store connection before 503 store_unavailable",
+    )
     lm: str = Field(
         default="local",
         description="LM backend: local (bundled SmolLM2), sim:<spec>, or a litellm model like openai/gpt-4o-mini",
@@ -65,6 +69,10 @@ class Settings(BaseSettings):
     local_threads: int = Field(default=2, ge=1, le=256, description="CPU threads for the local model")
     local_ctx: int = Field(default=4096, ge=512, le=131_072, description="Context window of the local model")
     compile_concurrency: int = Field(default=4, ge=1, le=64, description="Parallel LM calls while compiling")
+    predict_concurrency: int = Field(
+        default=128, ge=1, le=4096,
+        description="Predicts one server process runs at once (each holds a thread for its LM call); more wait",
+    )
     log_format: LogFormat = Field(default="auto", description="auto (console on a TTY), json or console")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
+import anyio
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
@@ -86,6 +87,9 @@ def create_app(settings: Settings, store: Store, *, tokens: TokenRegistry | None
     app.state.backend = backend  # built from the settings on first use when not given
     app.state.backend_lock = threading.Lock()
     app.state.programs = ProgramCache()  # programs by compiled_id; which id serves is read on every request
+    # Predicts' own threads: each holds one while its LM call is in flight, so a slow LM must not be capped by (or
+    # starve the admin routes of) the 40 threads anyio lends every other blocking call.
+    app.state.predict_slots = anyio.CapacityLimiter(settings.predict_concurrency)
     install_error_handlers(app)
     app.add_exception_handler(SignInRequired, review.redirect_to_sign_in)
     for router in ROUTERS:

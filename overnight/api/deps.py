@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -49,6 +50,11 @@ async def _programs(request: Request) -> ProgramCache:
     return programs
 
 
+async def _predict_slots(request: Request) -> anyio.CapacityLimiter:
+    slots: anyio.CapacityLimiter = request.app.state.predict_slots
+    return slots
+
+
 async def _request_id(request: Request) -> str:
     return str(request.state.request_id)
 
@@ -63,6 +69,7 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 RegistryDep = Annotated[Registry, Depends(_registry)]
 BackendDep = Annotated[Backend, Depends(_backend)]
 ProgramsDep = Annotated[ProgramCache, Depends(_programs)]
+PredictSlots = Annotated[anyio.CapacityLimiter, Depends(_predict_slots)]
 RequestId = Annotated[str, Depends(_request_id)]
 Admin = Annotated[Principal, Depends(require_admin)]
 Reader = Annotated[Principal, Depends(require_read)]

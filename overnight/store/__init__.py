@@ -22,7 +22,8 @@ def bounds_from(settings: Settings) -> EventBounds:
 
 def build_store(settings: Settings, *, clock: Clock = system_clock, migrate: bool = True) -> SqlStore:
     """Connect to the store named by the settings and, by default, bring its schema up to date."""
-    engine = build_engine(settings.db_url.get_secret_value(), busy_timeout_ms=settings.db_busy_timeout_ms)
+    engine = build_engine(settings.db_url.get_secret_value(), busy_timeout_ms=settings.db_busy_timeout_ms,
+                          pool_timeout_s=settings.db_pool_timeout_s)
     if migrate:
         upgrade(engine)
     return SqlStore(engine, bounds=bounds_from(settings), clock=clock)

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from overnight.errors import ConfigError, StoreUnavailable
 from overnight.logging import get_logger
@@ -24,14 +25,16 @@ from overnight.logging import get_logger
 log = get_logger(__name__)
 
 
-def build_engine(url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
-    """An engine for `url`; refuses URLs overnight does not support with a clear message."""
+def build_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_timeout_s: float = 10.0) -> Engine:
+    """An engine for `url`; refuses URLs overnight does not support with a clear message. Each process keeps at
+    most 40 connections; a request that finds none free within `pool_timeout_s` is a 503 `store_unavailable`."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, parsed.database, busy_timeout_ms)
+        return _sqlite_engine(url, parsed.database, busy_timeout_ms, pool_timeout_s)
     if parsed.drivername == "postgresql+psycopg":
         return create_engine(
-            url, pool_size=10, max_overflow=30, pool_pre_ping=True, connect_args={"connect_timeout": 5}
+            url, pool_size=10, max_overflow=30, pool_timeout=pool_timeout_s, pool_pre_ping=True,
+            connect_args={"connect_timeout": 5},
         )
     raise ConfigError(
         f"unsupported OVERNIGHT_DB_URL scheme {parsed.drivername!r}: use sqlite:///path or "
@@ -39,12 +42,12 @@ def build_engine(url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
     )
 
 
-def _sqlite_engine(url: str, database: str | None, busy_timeout_ms: int) -> Engine:
+def _sqlite_engine(url: str, database: str | None, busy_timeout_ms: int, pool_timeout_s: float) -> Engine:
     if not database or database == ":memory:":
         raise ConfigError("OVERNIGHT_DB_URL must name a SQLite file (sqlite:///path); in-memory is not shared")
     Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
-        url, pool_size=8, max_overflow=32,
+        url, pool_size=8, max_overflow=32, pool_timeout=pool_timeout_s,
         connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
     )
 
@@ -110,15 +113,24 @@ class Transactions:
 
 @contextmanager
 def outages_as_unavailable() -> Iterator[None]:
-    """Turn a lost or refused database connection into `StoreUnavailable` (503); other errors pass."""
+    """Turn a lost or refused database connection, or no free connection in time, into `StoreUnavailable` (503);
+    other errors pass."""
     try:
         yield
+    except PoolTimeout as exc:
+        raise _no_free_connection(exc) from exc
     except (OperationalError, InterfaceError) as exc:
         raise _unavailable(exc) from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:
             raise _unavailable(exc) from exc
         raise
+
+
+def _no_free_connection(exc: PoolTimeout) -> StoreUnavailable:
+    log.error("store_unavailable", error_type="PoolTimeout", error=str(exc))
+    return StoreUnavailable("the store is unavailable (every connection stayed in use past "
+                            "OVERNIGHT_DB_POOL_TIMEOUT_S); retry later, and see the server log")
 
 
 def _unavailable(exc: DBAPIError) -> StoreUnavailable:

@@ -6,8 +6,9 @@ import threading
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import Connection, insert, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from overnight.domain.runs import EventIn, FinishRun, RunStart, RunStatus
 from overnight.errors import (
@@ -247,6 +248,37 @@ def test_unreachable_postgres_is_store_unavailable() -> None:
     with pytest.raises(StoreUnavailable):
         store.ping()
     store.close()
+
+
+def every_connection(store: SqlStore) -> list[Connection]:
+    """Check out every connection the store's pool will give (until it times out waiting for one)."""
+    held: list[Connection] = []
+    try:
+        while len(held) < 1000:
+            held.append(store.engine.connect())
+    except PoolTimeout:
+        return held
+    raise AssertionError("the pool never ran out")
+
+
+def test_no_free_connection_in_time_is_store_unavailable_and_the_store_recovers(
+        open_store: Callable[..., SqlStore]) -> None:
+    store = open_store(db_pool_timeout_s=0.2)
+    run = start(store, "select_tool.v1").run
+    held = every_connection(store)
+    try:
+        with pytest.raises(StoreUnavailable) as busy:
+            store.get_run(run_id=run.run_id)
+        with pytest.raises(StoreUnavailable):
+            store.append_event(run_id=run.run_id, event=event())
+    finally:
+        for conn in held:
+            conn.close()
+    assert busy.value.code == "store_unavailable"
+    assert "OVERNIGHT_DB_POOL_TIMEOUT_S" in busy.value.message
+    assert len(held) == 40  # the pool's documented size, per process
+    assert kinds(store, run.run_id) == ["run.started"]  # the refused append wrote nothing
+    assert store.get_run(run_id=run.run_id).run_id == run.run_id
 
 
 def test_list_runs_filters_by_exact_signature_and_status(store: SqlStore) -> None:

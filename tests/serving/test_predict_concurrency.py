@@ -1,0 +1,125 @@
+"""How many predicts one server process runs at once: `OVERNIGHT_PREDICT_CONCURRENCY`, in the predicts' own
+thread pool. With a real LM a predict holds its thread for the whole LM call, so the pool's size is the process's
+concurrency: it must not be anyio's default 40 threads (shared with every other blocking call), and it must hold.
+
+The LM here is the simulator behind a gate that keeps every call waiting until the test opens it, so the number
+of calls in flight at once is counted, not inferred from timing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import dspy
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from overnight.config import Settings
+from overnight.lm.backends import Backend
+from overnight.lm.engines import AsyncSimEngine, SimEngine
+from overnight.lm.sim import SimSpec
+from tests.factories import SERVE_TOKEN, LiveServer, live_server
+from tests.serving.helpers import SIG, holdout, predict
+
+
+class GatedEngine:
+    """The simulator, answering only once `opened` is set; counts the calls waiting inside it."""
+
+    def __init__(self) -> None:
+        self.sim = SimEngine(SimSpec.parse("seed=1"))
+        self.opened = threading.Event()
+        self.in_flight = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+
+    def complete(self, request: Any) -> Any:
+        with self._lock:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+        try:
+            if not self.opened.wait(timeout=60):
+                raise TimeoutError("the test never opened the gate")
+            return self.sim.complete(request)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def close(self) -> None:
+        return None
+
+
+@contextmanager
+def gated_server(db_url: str, **settings: Any) -> Iterator[tuple[LiveServer, GatedEngine]]:
+    gate = GatedEngine()
+    lm = dspy.LM("sim/gated", engine=gate, async_engine=AsyncSimEngine(gate.sim), cache=False)
+    backend = Backend("sim", "sim:gated", "sim:gated|test", lm, engine=gate.sim)
+
+    def use_gate(app: FastAPI) -> None:
+        app.state.backend = backend
+
+    with live_server(db_url, customize=use_gate, lm="sim:seed=1", **settings) as server:
+        try:
+            yield server, gate
+        finally:
+            gate.opened.set()  # never leave a server thread waiting on a failed test
+
+
+def wait_for(condition: Callable[[], bool], *, seconds: float = 20) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@contextmanager
+def burst(server: LiveServer, count: int) -> Iterator[list[Future[httpx.Response]]]:
+    """`count` predicts sent at once, each on its own connection; yields their futures."""
+    rows = holdout()
+    limits = httpx.Limits(max_connections=count)
+    with server.client(token=SERVE_TOKEN, limits=limits) as client, ThreadPoolExecutor(count) as pool:
+        yield [pool.submit(predict, client, rows[i % len(rows)], f"burst-{i}", labeled=False) for i in range(count)]
+
+
+def test_more_predicts_than_anyios_default_pool_are_in_flight_at_once(db_url: str) -> None:
+    count = 60  # anyio lends 40 threads by default: a predict route on that pool never has 60 LM calls in flight
+    with gated_server(db_url) as (server, gate), burst(server, count) as futures:
+        all_waiting = wait_for(lambda: gate.in_flight == count)
+        gate.opened.set()
+        answers = [future.result() for future in futures]
+    assert all_waiting, f"only {gate.peak} of {count} predicts reached the LM at once"
+    assert [a.status_code for a in answers] == [200] * count, answers[0].text
+    assert gate.peak == count
+
+
+def test_the_limit_holds_and_admin_routes_answer_while_every_predict_slot_waits(db_url: str) -> None:
+    count, limit = 10, 4
+    with (gated_server(db_url, predict_concurrency=limit) as (server, gate), server.client() as admin,
+          burst(server, count) as futures):
+        slots_full = wait_for(lambda: gate.in_flight >= limit)
+        time.sleep(0.5)  # time for a fifth call to get in, were the limit not holding
+        waiting_then = gate.in_flight
+        health = admin.get("/healthz", timeout=10)
+        receipts = admin.get("/api/v1/receipts", params={"signature": SIG}, timeout=10)
+        gate.opened.set()
+        answers = [future.result() for future in futures]
+    assert slots_full, f"only {gate.peak} predicts reached the LM"
+    assert (waiting_then, gate.peak) == (limit, limit), f"{gate.peak} predicts were in the LM at once, not {limit}"
+    assert health.status_code == 200, health.text
+    assert receipts.status_code == 200, receipts.text
+    assert receipts.json()["receipts"] == []  # none had finished while the gate was shut
+    assert [a.status_code for a in answers] == [200] * count, answers[0].text
+
+
+@pytest.mark.parametrize("value", ["0", "many", "5000"])
+def test_a_bad_predict_concurrency_is_refused_by_name(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OVERNIGHT_PREDICT_CONCURRENCY", value)
+    with pytest.raises(ValidationError, match="predict_concurrency"):
+        Settings()
