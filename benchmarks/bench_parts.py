@@ -108,14 +108,16 @@ def report(rounds: list[dict[str, predict_bench.Figures]]) -> None:
     print(f"{REQUESTS} requests x {predict_bench.ROUNDS} rounds, {predict_bench.CLIENTS} concurrent clients, "
           "zero-latency simulator, SQLite; medians")
     print(f"{'server':<26}{'req/s':>9}{'p50 ms':>9}{'bare req/s / this':>20}{'(bare + program)':>18}"
-          f"  {'each round':>12}")
+          f"{'CPU ms/req':>12}{'/ bare':>8}  {'each round':>12}")
     for part, name in PARTS.items():
         rate = statistics.median(each[part][0] for each in rounds)
         p50 = statistics.median(each[part][1] for each in rounds)
         ratios = [each["bare"][0] / each[part][0] for each in rounds]
         over_program = statistics.median(each["program"][0] / each[part][0] for each in rounds)
-        print(f"{name:<26}{rate:>9,.0f}{p50:>9.2f}{statistics.median(ratios):>19.2f}x{over_program:>17.2f}x  "
-              f"{' / '.join(f'{r:.2f}x' for r in ratios)}")
+        cpu = statistics.median(each[part][3] for each in rounds)
+        cpu_ratio = statistics.median(each[part][3] / each["bare"][3] for each in rounds)
+        print(f"{name:<26}{rate:>9,.0f}{p50:>9.2f}{statistics.median(ratios):>19.2f}x{over_program:>17.2f}x"
+              f"{cpu:>12.2f}{cpu_ratio:>7.2f}x  {' / '.join(f'{r:.2f}x' for r in ratios)}")
         if part != "bare":
             record("parts", f"overhead, bare req/s / {name}", statistics.median(ratios), "x", limit=2.0,
                    limit_says="(predict target)", higher_is_better=False)
