@@ -26,4 +26,5 @@ def build_store(settings: Settings, *, clock: Clock = system_clock, migrate: boo
                           pool_timeout_s=settings.db_pool_timeout_s)
     if migrate:
         upgrade(engine)
-    return SqlStore(engine, bounds=bounds_from(settings), clock=clock)
+    return SqlStore(engine, bounds=bounds_from(settings), clock=clock,
+                    write_wait_s=settings.db_busy_timeout_ms / 1000)

@@ -1,7 +1,8 @@
 """Engines and transactions for SQLite and PostgreSQL, and the mapping of driver failures to our errors.
 
 SQLite: WAL, a busy timeout, BEGIN IMMEDIATE for write transactions (so a read-then-write never deadlocks
-between processes) and one in-process write lock (so threads queue instead of spinning in the busy handler).
+between processes) and one in-process write lock (so threads queue instead of spinning in the busy handler),
+waited on no longer than the busy timeout.
 PostgreSQL: psycopg 3, a pooled engine, row locks (SELECT … FOR UPDATE) for serialisation.
 Must not import FastAPI or httpx.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,17 +74,32 @@ def _sqlite_engine(url: str, database: str | None, busy_timeout_ms: int, pool_ti
 class Transactions:
     """Opens read and write transactions on one engine and turns driver outages into `StoreUnavailable`."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, write_wait_s: float = 30.0) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
-        self._write_lock: AbstractContextManager[Any] = (
-            threading.Lock() if self.dialect == "sqlite" else nullcontext()
-        )
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        self._write_wait_s = write_wait_s
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        with self._write_lock, self._open(write=True) as conn:
+        with self._writer_turn(), self._open(write=True) as conn:
             yield conn
+
+    @contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """SQLite: this process's writers one at a time, each waiting no longer than SQLite's busy timeout would
+        for another process's write lock."""
+        if self._write_lock is None:
+            yield
+            return
+        if not self._write_lock.acquire(timeout=self._write_wait_s):
+            log.error("store_unavailable", error_type="WriteLockWait", waited_s=self._write_wait_s)
+            raise StoreUnavailable("the store is busy (another write in this process held SQLite's write lock past "
+                                   "OVERNIGHT_DB_BUSY_TIMEOUT_MS); retry later")
+        try:
+            yield
+        finally:
+            self._write_lock.release()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

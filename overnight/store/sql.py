@@ -44,8 +44,9 @@ def system_clock() -> int:
 class SqlStore(ServingVerbs):
     """The store. `clock` is injectable so tests can age leases without sleeping."""
 
-    def __init__(self, engine: Engine, *, bounds: EventBounds, clock: Clock = system_clock) -> None:
-        self._tx = Transactions(engine)
+    def __init__(self, engine: Engine, *, bounds: EventBounds, clock: Clock = system_clock,
+                 write_wait_s: float = 30.0) -> None:
+        self._tx = Transactions(engine, write_wait_s=write_wait_s)
         self.engine = engine
         self.kind = self._tx.dialect
         self.bounds = bounds

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, insert, text
@@ -23,7 +25,7 @@ from overnight.errors import (
 )
 from overnight.store import SqlStore, build_store
 from overnight.store.schema import alias_history, canary_history
-from tests.factories import SteppingClock, make_settings
+from tests.factories import SteppingClock, make_settings, make_store
 
 
 @pytest.fixture
@@ -289,3 +291,35 @@ def test_list_runs_filters_by_exact_signature_and_status(store: SqlStore) -> Non
     assert [r.run_id for r in store.list_runs(limit=10, signature_id="select_tool.v1")] == [wanted.run_id]
     assert [r.run_id for r in store.list_runs(limit=10, status="failed")] == [wanted.run_id]
     assert len(store.list_runs(limit=2)) == 2
+
+
+def test_a_sqlite_writer_waits_for_another_in_process_writer_no_longer_than_the_busy_timeout(tmp_path: Path) -> None:
+    """Writers in one process queue on a lock (so they don't spin in SQLite's busy handler); the wait is bounded
+    like a wait on another process's write: past OVERNIGHT_DB_BUSY_TIMEOUT_MS it is 503 `store_unavailable`,
+    nothing written, and the store writes again once the lock is free."""
+    store = make_store(f"sqlite:///{tmp_path / 'overnight.db'}", db_busy_timeout_ms=300)
+    run = start(store, "select_tool.v1").run
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_write_lock() -> None:
+        with store._tx.write():  # a long write transaction, as a big import is
+            holding.set()
+            release.wait(timeout=60)
+
+    holder, writer = threading.Thread(target=hold_the_write_lock), ThreadPoolExecutor(1)
+    holder.start()
+    try:
+        assert holding.wait(timeout=10)
+        waited = writer.submit(store.append_event, run_id=run.run_id, event=event())
+        with pytest.raises(StoreUnavailable) as busy:
+            waited.result(timeout=20)  # unbounded, it would wait here until the holder lets go
+    finally:
+        release.set()
+        holder.join(timeout=10)
+        writer.shutdown()
+    assert busy.value.code == "store_unavailable"
+    assert "OVERNIGHT_DB_BUSY_TIMEOUT_MS" in busy.value.message
+    assert kinds(store, run.run_id) == ["run.started"]
+    store.append_event(run_id=run.run_id, event=event())
+    assert kinds(store, run.run_id) == ["run.started", "compile.started"]
+    store.close()
