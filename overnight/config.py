@@ -73,6 +73,10 @@ class Settings(BaseSettings):
         default=128, ge=1, le=4096,
         description="Predicts one server process runs at once (each holds a thread for its LM call); more wait",
     )
+    predict_queue_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="How long a predict waits for one of those slots before 503 server_busy (shed, not served late)",
+    )
     log_format: LogFormat = Field(default="auto", description="auto (console on a TTY), json or console")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level")
 

@@ -8,6 +8,7 @@ with the documented code. Must not import anything but the standard library.
     ├── ConfigError (config_error, 500; CLI exit 2)
     ├── NotImplementedYet (not_implemented, 501)
     ├── StoreUnavailable (store_unavailable, 503)
+    ├── ServerBusy (server_busy, 503; every predict slot stayed taken)
     ├── ApiUnreachable (api_unreachable, 503; the client could not reach the API)
     ├── Unauthorized (unauthorized, 401)
     ├── Forbidden (forbidden, 403)
@@ -72,6 +73,13 @@ class NotImplementedYet(OvernightError):
 
 class StoreUnavailable(OvernightError):
     code = "store_unavailable"
+    status = 503
+
+
+class ServerBusy(OvernightError):
+    """Every predict slot of this server process stayed taken past the queue timeout: shed, retry later."""
+
+    code = "server_busy"
     status = 503
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-import anyio
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
@@ -17,6 +16,7 @@ from overnight import __version__
 from overnight.api.auth import Require, SignInRequired, TokenRegistry
 from overnight.api.errors import ERROR_RESPONSES, install_error_handlers
 from overnight.api.middleware import IdempotencyKeys, RequestContext
+from overnight.api.predict_pool import PredictPool
 from overnight.api.routes import canary, health, review, runs, serving, signatures
 from overnight.api.routes import compile as compile_routes
 from overnight.config import Settings
@@ -89,7 +89,7 @@ def create_app(settings: Settings, store: Store, *, tokens: TokenRegistry | None
     app.state.programs = ProgramCache()  # programs by compiled_id; which id serves is read on every request
     # Predicts' own threads: each holds one while its LM call is in flight, so a slow LM must not be capped by (or
     # starve the admin routes of) the 40 threads anyio lends every other blocking call.
-    app.state.predict_slots = anyio.CapacityLimiter(settings.predict_concurrency)
+    app.state.predict_pool = PredictPool(settings.predict_concurrency, wait_s=settings.predict_queue_timeout_s)
     install_error_handlers(app)
     app.add_exception_handler(SignInRequired, review.redirect_to_sign_in)
     for router in ROUTERS:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import anyio
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from overnight.api.auth import Principal, require_admin, require_any, require_read, require_serve
+from overnight.api.predict_pool import PredictPool
 from overnight.config import Settings
 from overnight.lm.backends import Backend, build_backend
 from overnight.registry import Registry
@@ -50,9 +50,9 @@ async def _programs(request: Request) -> ProgramCache:
     return programs
 
 
-async def _predict_slots(request: Request) -> anyio.CapacityLimiter:
-    slots: anyio.CapacityLimiter = request.app.state.predict_slots
-    return slots
+async def _predict_pool(request: Request) -> PredictPool:
+    pool: PredictPool = request.app.state.predict_pool
+    return pool
 
 
 async def _request_id(request: Request) -> str:
@@ -69,7 +69,7 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 RegistryDep = Annotated[Registry, Depends(_registry)]
 BackendDep = Annotated[Backend, Depends(_backend)]
 ProgramsDep = Annotated[ProgramCache, Depends(_programs)]
-PredictSlots = Annotated[anyio.CapacityLimiter, Depends(_predict_slots)]
+PredictPoolDep = Annotated[PredictPool, Depends(_predict_pool)]
 RequestId = Annotated[str, Depends(_request_id)]
 Admin = Annotated[Principal, Depends(require_admin)]
 Reader = Annotated[Principal, Depends(require_read)]

@@ -41,8 +41,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
                                              "check such as `dataset_invalid`"},
     "4XX": {"model": ErrorBody, "description": "Refused: see `code` (unauthorized, forbidden, not found, "
                                                "conflict, payload too large…)"},
-    "5XX": {"model": ErrorBody, "description": "The store or the LM failed: see `code` (store_unavailable, "
-                                               "lm_call_failed…)"},
+    "5XX": {"model": ErrorBody, "description": "The store or the LM failed, or the server is busy: see "
+                                               "`code` (store_unavailable, lm_call_failed, server_busy…)"},
 }
 
 

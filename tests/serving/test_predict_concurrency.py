@@ -118,8 +118,39 @@ def test_the_limit_holds_and_admin_routes_answer_while_every_predict_slot_waits(
     assert [a.status_code for a in answers] == [200] * count, answers[0].text
 
 
-@pytest.mark.parametrize("value", ["0", "many", "5000"])
-def test_a_bad_predict_concurrency_is_refused_by_name(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OVERNIGHT_PREDICT_CONCURRENCY", value)
-    with pytest.raises(ValidationError, match="predict_concurrency"):
+def test_a_predict_that_waits_past_the_queue_timeout_is_refused_server_busy_and_counted_nowhere(db_url: str) -> None:
+    """Behind a slow LM the queue is shed, not served long after its callers gave up: a predict that finds no free
+    slot within OVERNIGHT_PREDICT_QUEUE_TIMEOUT_S is 503 `server_busy` (retryable), never reaches the LM and
+    writes no receipt, so it counts on neither arm of a canary."""
+    count, limit = 5, 2
+    with (gated_server(db_url, predict_concurrency=limit, predict_queue_timeout_s=0.3) as (server, gate),
+          server.client() as admin, burst(server, count) as futures):
+        shed = wait_for(lambda: sum(f.done() for f in futures) == count - limit, seconds=15)
+        wait_for(lambda: gate.in_flight == limit)  # the two with slots may still be on their way on a busy machine
+        in_lm_then = gate.in_flight
+        receipts_then = admin.get("/api/v1/receipts", params={"signature": SIG}).json()["receipts"]
+        gate.opened.set()
+        answers = [future.result() for future in futures]
+        receipts = admin.get("/api/v1/receipts", params={"signature": SIG}).json()["receipts"]
+    assert shed, "the predicts past the limit were still waiting for a slot with the LM shut"
+    assert (in_lm_then, gate.peak) == (limit, limit)
+    assert receipts_then == []
+    refused = [a for a in answers if a.status_code != 200]
+    assert len(refused) == count - limit, [a.status_code for a in answers]
+    for answer in refused:
+        body = answer.json()
+        assert (answer.status_code, body["code"]) == (503, "server_busy"), answer.text
+        assert "OVERNIGHT_PREDICT_CONCURRENCY" in body["error"]
+    served = {a.json()["receipt_id"] for a in answers if a.status_code == 200}
+    assert len(served) == limit
+    assert {r["receipt_id"] for r in receipts} == served  # the refused ones left no receipt
+
+
+@pytest.mark.parametrize(("name", "value"), [("predict_concurrency", "0"), ("predict_concurrency", "many"),
+                                           ("predict_concurrency", "5000"), ("predict_queue_timeout_s", "0"),
+                                           ("predict_queue_timeout_s", "-1"), ("predict_queue_timeout_s", "soon")])
+def test_a_bad_predict_concurrency_or_queue_timeout_is_refused_by_name(name: str, value: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(f"OVERNIGHT_{name.upper()}", value)
+    with pytest.raises(ValidationError, match=name):
         Settings()

@@ -6,11 +6,10 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated
 
-import anyio
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel
 
-from overnight.api.deps import BackendDep, PredictSlots, ProgramsDep, Reader, RegistryDep, RequestId, Server, StoreDep
+from overnight.api.deps import BackendDep, PredictPoolDep, ProgramsDep, Reader, RegistryDep, RequestId, Server, StoreDep
 from overnight.domain.receipts import Prediction, PredictRequest, Receipt
 from overnight.domain.runs import ID_PATTERN
 from overnight.serving.predict import predict
@@ -26,15 +25,16 @@ class ReceiptPage(BaseModel):
 
 @router.post("/signatures/{signature_id}/predict", response_model=Prediction)
 async def predict_route(signature_id: SignatureId, body: PredictRequest, _: Server, store: StoreDep,
-                        registry: RegistryDep, backend: BackendDep, programs: ProgramsDep, slots: PredictSlots,
+                        registry: RegistryDep, backend: BackendDep, programs: ProgramsDep, pool: PredictPoolDep,
                         request_id: RequestId) -> Response:
     """Serve one prediction from the champion, or from the canary's arm for this `request_key` (sticky). An LM
-    failure is 502 `lm_call_failed`, with the receipt id: it is counted as an error on its arm."""
-    # One hop to a thread for the blocking work (the LM call, the store), from the predicts' own pool
-    # (OVERNIGHT_PREDICT_CONCURRENCY at once), and the answer serialized here from the model it already is: a plain
+    failure is 502 `lm_call_failed`, with the receipt id: it is counted as an error on its arm. With every predict
+    slot taken past the queue timeout it is 503 `server_busy`: not run, counted nowhere; retry later."""
+    # One hop to a thread for the blocking work (the LM call, the store), from the predicts' own pool (a bounded
+    # wait for a turn, then 503 server_busy), and the answer serialized here from the model it already is: a plain
     # `def` route costs a second hop for FastAPI to re-validate it.
     work = partial(predict, store, registry.get(signature_id), backend, programs, body, request_id=request_id)
-    prediction = await anyio.to_thread.run_sync(work, limiter=slots)
+    prediction = await pool.run(work)
     return Response(prediction.model_dump_json(), media_type="application/json")
 
 
