@@ -171,7 +171,7 @@ def report(measured: list[dict[str, Figures]], targets: list[str]) -> None:
         record("predict", f"req/s ({name})", real[0], "/s")
         record("predict", f"overhead, bare req/s / ours ({name})", ratio(name), "x", limit=2.0,
                limit_says="(target)", higher_is_better=False)
-        record("predict", f"overhead, server CPU per request / bare ({name})", cpu_ratio(name), "x", limit=2.0,
+        record("predict", f"overhead, server CPU / bare ({name})", cpu_ratio(name), "x", limit=2.0,
                limit_says="(target)", higher_is_better=False)
         record("predict", f"p50 latency ({name}; bare {bare[1]:.1f} ms)", real[1], "ms", limit=bare[1],
                limit_says="(bare)", higher_is_better=False)
