@@ -91,12 +91,10 @@ def serve(part: str, port: int) -> None:
 
 def main() -> None:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")}
-    env = {**base_env, "OVERNIGHT_TOKENS": f"bench:admin:{predict_bench.TOKEN}", "OVERNIGHT_LM": "sim:seed=1",
-           "OVERNIGHT_LOG_LEVEL": "warning", "OVERNIGHT_LOG_FORMAT": "json"}
     servers: dict[str, predict_bench.Server] = {predict_bench.BARE: (predict_bench.bare_command, base_env)}
     for part in [each for each in PARTS if each != predict_bench.BARE]:
-        servers[part] = (partial(part_command, part),
-                         {**env, "OVERNIGHT_DB_URL": f"sqlite:///{Path(tempfile.mkdtemp()) / 'parts.db'}"})
+        db_url = f"sqlite:///{Path(tempfile.mkdtemp()) / 'parts.db'}"
+        servers[part] = (partial(part_command, part), predict_bench.serve_env(base_env, OVERNIGHT_DB_URL=db_url))
     report(predict_bench.rounds(servers, REQUESTS))
 
 

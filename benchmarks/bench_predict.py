@@ -131,6 +131,13 @@ def rounds(servers: dict[str, Server], requests: int = REQUESTS) -> list[dict[st
             process.wait(timeout=15)
 
 
+def serve_env(base_env: dict[str, str], **settings: str) -> dict[str, str]:
+    """The environment of a benchmarked `overnight serve`: the bench token, the zero-latency simulator, quiet JSON
+    logs, then `settings` (OVERNIGHT_* names) on top."""
+    return {**base_env, "OVERNIGHT_TOKENS": f"bench:admin:{TOKEN}", "OVERNIGHT_LM": "sim:seed=1",
+            "OVERNIGHT_LOG_LEVEL": "warning", "OVERNIGHT_LOG_FORMAT": "json", **settings}
+
+
 def main() -> None:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")}
     targets = {"sqlite": f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.db'}"}
@@ -138,9 +145,7 @@ def main() -> None:
         targets["postgresql"] = os.environ["OVERNIGHT_BENCH_PG_URL"]
     servers: dict[str, Server] = {BARE: (bare_command, base_env)}
     for name, url in targets.items():
-        env = {**base_env, "OVERNIGHT_DB_URL": url, "OVERNIGHT_TOKENS": f"bench:admin:{TOKEN}",
-               "OVERNIGHT_LM": "sim:seed=1", "OVERNIGHT_LOG_LEVEL": "warning", "OVERNIGHT_LOG_FORMAT": "json"}
-        servers[name] = (serve_command, env)
+        servers[name] = (serve_command, serve_env(base_env, OVERNIGHT_DB_URL=url))
     measured = rounds(servers)
     report(measured, list(targets))
     slow_lm(targets, base_env, {name: statistics.median(each[name][0] for each in measured) for name in targets})
@@ -193,9 +198,8 @@ def slow_lm(targets: dict[str, str], base_env: dict[str, str], zero_latency: dic
           "req/s above if lower")
     print(f"{'server':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'limit':>10}{'of it':>8}")
     for name, url in targets.items():
-        env = {**base_env, "OVERNIGHT_DB_URL": url, "OVERNIGHT_TOKENS": f"bench:admin:{TOKEN}",
-               "OVERNIGHT_LM": f"sim:seed=1,latency_ms={SLOW_MS}", "OVERNIGHT_LOG_LEVEL": "warning",
-               "OVERNIGHT_LOG_FORMAT": "json", "OVERNIGHT_PREDICT_CONCURRENCY": str(concurrency)}
+        env = serve_env(base_env, OVERNIGHT_DB_URL=url, OVERNIGHT_LM=f"sim:seed=1,latency_ms={SLOW_MS}",
+                        OVERNIGHT_PREDICT_CONCURRENCY=str(concurrency))
         port = free_port()
         process = start(serve_command(port), env, port)
         try:

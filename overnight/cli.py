@@ -92,13 +92,11 @@ def serve(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending migration to OVERNIGHT_DB_URL and print the revision."""
-    from overnight.store.engine import build_engine  # noqa: PLC0415
+    from overnight.store import engine_for  # noqa: PLC0415
     from overnight.store.migrate import upgrade  # noqa: PLC0415
 
     with _errors_as_exit_codes():
-        settings = _settings()
-        engine = build_engine(settings.db_url.get_secret_value(), busy_timeout_ms=settings.db_busy_timeout_ms,
-                              pool_timeout_s=settings.db_pool_timeout_s)
+        engine = engine_for(_settings())
         revision = upgrade(engine)
         out.print(f"store {engine.dialect.name} at schema revision {revision}")
 
