@@ -73,7 +73,10 @@ def test_a_candidate_erroring_30_percent_is_aborted_by_the_server_with_no_runner
     verdict = view["history"][-1]
     assert view["canary"]["status"] == "failed"
     assert verdict["evidence"]["reason_code"] == "error_rate_exceeded"
-    assert verdict["evidence"]["arms"]["candidate"]["samples"] <= 60
+    # How many samples the e-process needs varies with the canary's random salt (which inputs the candidate gets):
+    # 3 to 24 in 12 runs here, 72 once in a clean-clone run. Half the planned look is far outside that, and still
+    # shows the error gate decided long before the look at 300 could.
+    assert verdict["evidence"]["arms"]["candidate"]["samples"] < 150
     assert "e-value" in view["canary"]["end_reason"]
     assert 502 in statuses  # the failures reached the caller as lm_call_failed, counted on the candidate arm
     assert {a["arm"] for a in after} == {"champion"}
