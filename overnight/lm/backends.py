@@ -7,6 +7,7 @@ OVERNIGHT_LM_CACHE_DIR says, else none), and each LM built with `cache=False`. M
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,9 @@ from typing import Any, Literal
 import dspy
 
 from overnight.config import Settings
+from overnight.errors import ConfigError
 from overnight.lm.engines import AsyncLlamaCppEngine, AsyncSimEngine, LlamaCppEngine, SimEngine
-from overnight.lm.local import bundled_model_path, load_llama, model_identity
+from overnight.lm.local import INSTALL_HINT, bundled_model_path, load_llama, model_identity
 from overnight.lm.sim import SimSpec
 
 BackendKind = Literal["remote", "local", "sim"]
@@ -70,8 +72,40 @@ def build_backend(settings: Settings) -> Backend:
     return _remote(settings, name)
 
 
+def check_backend(settings: Settings) -> str | None:
+    """What can be known of `OVERNIGHT_LM` without loading a model or calling one, for `overnight serve` at start.
+
+    A setting that cannot work (a bad simulator spec, no model name, a local model file that is not there) raises
+    `ConfigError`. The local extra not being installed is returned instead, as a problem to warn of: the server
+    still serves everything but predicts (a reader's review server needs no model).
+    """
+    name = settings.lm.strip()
+    if name != "local":
+        build_backend(settings)  # the simulator or a remote model: objects only, no network call
+        return None
+    if settings.local_model_path:
+        _local_model_path(settings)
+        return None
+    try:
+        bundled_model_path()
+    except ConfigError as exc:
+        return exc.message
+    if importlib.util.find_spec("llama_cpp") is None:
+        return f"OVERNIGHT_LM=local: llama-cpp-python is not installed; {INSTALL_HINT}"
+    return None
+
+
+def _local_model_path(settings: Settings) -> Path:
+    if not settings.local_model_path:
+        return bundled_model_path()
+    path = Path(settings.local_model_path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"OVERNIGHT_LOCAL_MODEL_PATH={settings.local_model_path}: no such file (a GGUF model file)")
+    return path
+
+
 def _local(settings: Settings) -> Backend:
-    path = Path(settings.local_model_path) if settings.local_model_path else bundled_model_path()
+    path = _local_model_path(settings)
     llama = load_llama(str(path), settings.local_ctx, settings.local_threads)
     model = model_identity(path)
     engine = LlamaCppEngine(llama, model_name=model, max_tokens=settings.lm_max_tokens,
@@ -82,12 +116,18 @@ def _local(settings: Settings) -> Backend:
 
 
 def _remote(settings: Settings, model: str) -> Backend:
+    if not model:
+        raise ConfigError("OVERNIGHT_LM is empty: set `local`, `sim:<spec>` or a litellm model such as "
+                          "openai/gpt-4o-mini")
     client: dict[str, Any] = {"timeout": settings.lm_timeout_s}
     if settings.lm_api_base:
         client["api_base"] = settings.lm_api_base
     if settings.lm_api_key:
         client["api_key"] = settings.lm_api_key.get_secret_value()
-    lm = dspy.LM(model, cache=settings.lm_cache_dir is not None, num_retries=settings.lm_retries,
-                 temperature=settings.lm_temperature, max_tokens=settings.lm_max_tokens, **client)
+    try:
+        lm = dspy.LM(model, cache=settings.lm_cache_dir is not None, num_retries=settings.lm_retries,
+                     temperature=settings.lm_temperature, max_tokens=settings.lm_max_tokens, **client)
+    except ValueError as exc:  # DSPy refuses a model string it cannot route, e.g. "openai/" (no model)
+        raise ConfigError(f"OVERNIGHT_LM={model!r}: {exc}") from None
     return Backend("remote", model, f"remote:{model}|{_decode(settings)}", lm,
                    settings.lm_price_in_per_1k, settings.lm_price_out_per_1k)

@@ -52,7 +52,9 @@ def _header(review: RunReview) -> Text:
     )
 
 
-def _timeline(review: RunReview) -> Table:
+def _timeline(review: RunReview) -> RenderableType:
+    if not review.phases:  # a run driven by hand, or one that stopped before its first step
+        return Text("timeline: no runner steps (its events: overnight show RUN_ID --events)")
     table = Table(title="timeline", title_justify="left", expand=False)
     for column in ("for", "step", "began", "took"):
         table.add_column(column, justify="right" if column in ("began", "took") else "left")
