@@ -157,7 +157,7 @@ def runs_tail(
     with _errors_as_exit_codes():
         settings = _settings()
         url = base_url or f"http://{settings.host}:{settings.port}"
-        with OvernightClient(url, api_token(settings, roles=("admin", "read")),
+        with OvernightClient(url, api_token(settings, roles=("admin", "read"), url=url),
                              attempts=settings.client_attempts) as client:
             start = 0 if from_start else client.get_run(run_id).event_count
             for event in client.follow_events(run_id, after_seq=start):

@@ -9,6 +9,7 @@ with the documented code. Must not import anything but the standard library.
     ├── NotImplementedYet (not_implemented, 501)
     ├── StoreUnavailable (store_unavailable, 503)
     ├── ServerBusy (server_busy, 503; every predict slot stayed taken)
+    ├── ClientGone (client_closed_request, 499; the caller left while its predict waited: only logged)
     ├── ApiUnreachable (api_unreachable, 503; the client could not reach the API)
     ├── Unauthorized (unauthorized, 401)
     ├── Forbidden (forbidden, 403)
@@ -81,6 +82,14 @@ class ServerBusy(OvernightError):
 
     code = "server_busy"
     status = 503
+
+
+class ClientGone(OvernightError):
+    """The caller disconnected while its predict waited for a slot, so it was dropped. Nobody receives the answer;
+    the status (nginx's 499, "client closed request") is for the server's request log."""
+
+    code = "client_closed_request"
+    status = 499
 
 
 class ApiUnreachable(OvernightError):

@@ -46,7 +46,7 @@ def quiet_transport_logs(settings: Settings) -> None:
 @contextmanager
 def api(settings: Settings, base_url: str | None) -> Iterator[tuple[str, str]]:
     if base_url is not None:
-        yield base_url, api_token(settings, roles=("admin",))
+        yield base_url, api_token(settings, roles=("admin",), url=base_url)
         return
     from overnight.api.app import create_app  # noqa: PLC0415 - only the embedded default needs the app
     from overnight.api.auth import TokenRegistry, parse_token_spec  # noqa: PLC0415
@@ -65,7 +65,7 @@ def api(settings: Settings, base_url: str | None) -> Iterator[tuple[str, str]]:
         store.close()
 
 
-def api_token(settings: Settings, *, roles: tuple[str, ...]) -> str:
+def api_token(settings: Settings, *, roles: tuple[str, ...], url: str) -> str:
     """The secret to send to a remote API: OVERNIGHT_TOKEN, else the first OVERNIGHT_TOKENS entry with a role."""
     if settings.token is not None:
         return settings.token.get_secret_value()
@@ -75,7 +75,8 @@ def api_token(settings: Settings, *, roles: tuple[str, ...]) -> str:
     found = [secret for _, role, secret in (parse_token_spec(spec, dev=settings.dev) if spec.strip() else [])
              if role in roles]
     if not found:
-        raise ConfigError(f"--base-url needs a token with the {' or '.join(roles)} role: set OVERNIGHT_TOKEN")
+        raise ConfigError(f"the API at {url} needs a token with the {' or '.join(roles)} role: set OVERNIGHT_TOKEN "
+                          f"to its secret")
     return found[0]
 
 

@@ -259,3 +259,11 @@ def test_runs_tail_prints_events_appended_after_it_started_in_order_without_gaps
     assert seqs[0] >= 2  # run.started was before the tail began
     assert seqs[-1] == 202  # through run.finished
     assert len(seqs) >= 150
+
+
+def test_runs_tail_without_a_token_names_the_api_and_the_setting(tmp_path: Path) -> None:
+    result = overnight("runs", "tail", "nightly-1", db=tmp_path / "o.db", OVERNIGHT_PORT="8123")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("config_error: the API at http://127.0.0.1:8123 needs a token with the admin or "
+                                     "read role: set OVERNIGHT_TOKEN to its secret")
+    assert not (tmp_path / "o.db").exists()

@@ -141,14 +141,19 @@ class IdempotencyKeys:
         if claim.outcome == "replay":
             await _replay(send, claim.status_code or 200, (claim.response_body or "").encode())
             return
-        await self._run_and_record(scope, body, send, actor=principal.name, key=key)
+        await self._run_and_record(scope, body, receive, send, actor=principal.name, key=key)
 
-    async def _run_and_record(self, scope: Scope, body: bytes, send: Send, *, actor: str, key: str) -> None:
+    async def _run_and_record(self, scope: Scope, body: bytes, receive: Receive, send: Send, *, actor: str,
+                              key: str) -> None:
         """Run the request; record its answer *before* the client sees the end of it, so a retry that follows
         the response at once is a replay, never an `in_progress`."""
-        held: dict[str, Any] = {"start": None, "chunks": []}
+        held: dict[str, Any] = {"start": None, "chunks": [], "replayed": False}
 
         async def replay_body() -> Message:
+            """The body read here, once; then the connection's own messages, so a disconnect is still seen."""
+            if held["replayed"]:
+                return await receive()
+            held["replayed"] = True
             return {"type": "http.request", "body": body, "more_body": False}
 
         async def record_then_send(message: Message) -> None:

@@ -24,7 +24,7 @@ from overnight.config import Settings
 from overnight.lm.backends import Backend
 from overnight.lm.engines import AsyncSimEngine, SimEngine
 from overnight.lm.sim import SimSpec
-from tests.factories import SERVE_TOKEN, LiveServer, live_server
+from tests.factories import SERVE_TOKEN, LiveServer, auth, live_server
 from tests.serving.helpers import SIG, holdout, predict
 
 
@@ -36,10 +36,12 @@ class GatedEngine:
         self.opened = threading.Event()
         self.in_flight = 0
         self.peak = 0
+        self.calls = 0
         self._lock = threading.Lock()
 
     def complete(self, request: Any) -> Any:
         with self._lock:
+            self.calls += 1
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
         try:
@@ -144,6 +146,29 @@ def test_a_predict_that_waits_past_the_queue_timeout_is_refused_server_busy_and_
     served = {a.json()["receipt_id"] for a in answers if a.status_code == 200}
     assert len(served) == limit
     assert {r["receipt_id"] for r in receipts} == served  # the refused ones left no receipt
+
+
+@pytest.mark.parametrize("idempotent", [False, True], ids=["plain", "idempotency-key"])
+def test_a_queued_predict_whose_caller_left_is_dropped_not_run(db_url: str, idempotent: bool) -> None:
+    """A caller that gives up (its timeout, a closed connection) while its predict waits for a slot is not served
+    later: the predict is dropped as soon as the server sees the disconnect — no LM call, no receipt, no sample on a
+    canary arm — instead of running when a slot frees up, up to the queue timeout later."""
+    row = holdout()[0]
+    with (gated_server(db_url, predict_concurrency=1, predict_queue_timeout_s=30) as (server, gate),
+          server.client(token=SERVE_TOKEN) as holder, server.client() as admin, ThreadPoolExecutor(1) as pool):
+        first = pool.submit(predict, holder, row, "holds-the-slot", labeled=False)
+        assert wait_for(lambda: gate.in_flight == 1)
+        headers = {"Idempotency-Key": "leaves-1"} if idempotent else {}
+        with httpx.Client(base_url=server.base_url, headers={**headers, **auth(SERVE_TOKEN)}, timeout=0.5) as leaver, \
+                pytest.raises(httpx.ReadTimeout):
+            leaver.post(f"/api/v1/signatures/{SIG}/predict", json={"input": row["input"], "request_key": "leaves"})
+        time.sleep(1.0)  # the server polls for the disconnect while the predict waits
+        gate.opened.set()
+        assert first.result().status_code == 200
+        time.sleep(1.0)  # time for the dropped predict to reach the LM, were it run after all
+        receipts = admin.get("/api/v1/receipts", params={"signature": SIG}).json()["receipts"]
+    assert gate.calls == 1, f"the LM was called {gate.calls} times: the abandoned predict ran"
+    assert [r["request_key"] for r in receipts] == ["holds-the-slot"]
 
 
 @pytest.mark.parametrize(("name", "value"), [("predict_concurrency", "0"), ("predict_concurrency", "many"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from overnight.api.deps import BackendDep, PredictPoolDep, ProgramsDep, Reader, RegistryDep, RequestId, Server, StoreDep
@@ -26,15 +26,16 @@ class ReceiptPage(BaseModel):
 @router.post("/signatures/{signature_id}/predict", response_model=Prediction)
 async def predict_route(signature_id: SignatureId, body: PredictRequest, _: Server, store: StoreDep,
                         registry: RegistryDep, backend: BackendDep, programs: ProgramsDep, pool: PredictPoolDep,
-                        request_id: RequestId) -> Response:
+                        request_id: RequestId, request: Request) -> Response:
     """Serve one prediction from the champion, or from the canary's arm for this `request_key` (sticky). An LM
     failure is 502 `lm_call_failed`, with the receipt id: it is counted as an error on its arm. With every predict
-    slot taken past the queue timeout it is 503 `server_busy`: not run, counted nowhere; retry later."""
+    slot taken past the queue timeout it is 503 `server_busy`: not run, counted nowhere; retry later. A caller
+    that disconnects while its predict waits for a slot is dropped the same way (logged as 499)."""
     # One hop to a thread for the blocking work (the LM call, the store), from the predicts' own pool (a bounded
     # wait for a turn, then 503 server_busy), and the answer serialized here from the model it already is: a plain
     # `def` route costs a second hop for FastAPI to re-validate it.
     work = partial(predict, store, registry.get(signature_id), backend, programs, body, request_id=request_id)
-    prediction = await pool.run(work)
+    prediction = await pool.run(work, left=request.is_disconnected)
     return Response(prediction.model_dump_json(), media_type="application/json")
 
 
