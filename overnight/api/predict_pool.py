@@ -41,18 +41,21 @@ class PredictPool:
     async def _wait_for_turn(self, left: Callable[[], Awaitable[bool]] | None) -> None:
         held, gone = False, False
 
-        async def watch(scope: anyio.CancelScope) -> None:
+        async def watch(left: Callable[[], Awaitable[bool]], scope: anyio.CancelScope) -> None:
             nonlocal gone
-            while left is not None and not await left():
-                await anyio.sleep(LEFT_POLL_S)
-            gone = left is not None
+            try:
+                while not await left():
+                    await anyio.sleep(LEFT_POLL_S)
+            except Exception:  # noqa: BLE001 - cannot tell whether the caller is there: it waits on, as before
+                return
+            gone = True
             scope.cancel()  # stops the wait: a cancelled acquire never holds a slot
 
         try:
             with anyio.fail_after(self.wait_s):
                 async with anyio.create_task_group() as waiting:
                     if left is not None:
-                        waiting.start_soon(watch, waiting.cancel_scope)
+                        waiting.start_soon(watch, left, waiting.cancel_scope)
                     await self._turns.acquire()
                     held = True
                     waiting.cancel_scope.cancel()  # stops the watcher
