@@ -83,13 +83,12 @@ def check_backend(settings: Settings) -> str | None:
     if name != "local":
         build_backend(settings)  # the simulator or a remote model: objects only, no network call
         return None
-    if settings.local_model_path:
-        _local_model_path(settings)
-        return None
     try:
-        bundled_model_path()
+        _local_model_path(settings)  # a missing OVERNIGHT_LOCAL_MODEL_PATH file raises from here
     except ConfigError as exc:
-        return exc.message
+        if settings.local_model_path:
+            raise
+        return exc.message  # the bundled model's package is not installed
     if importlib.util.find_spec("llama_cpp") is None:
         return f"OVERNIGHT_LM=local: llama-cpp-python is not installed; {INSTALL_HINT}"
     return None
