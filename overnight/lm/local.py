@@ -22,6 +22,7 @@ INSTALL_HINT = (
     "(llama-cpp-python compiles from source, about 8 minutes on 2 cores); "
     "or set OVERNIGHT_LM to a remote model (e.g. openai/gpt-4o-mini) or to sim:<spec>"
 )
+LLAMA_CPP_MISSING = f"OVERNIGHT_LM=local: llama-cpp-python is not installed; {INSTALL_HINT}"
 
 
 def bundled_model_path() -> Path:
@@ -59,7 +60,7 @@ def load_llama(path: str, n_ctx: int, n_threads: int) -> Any:
             try:
                 from llama_cpp import Llama  # noqa: PLC0415 - an optional dependency, imported only when selected
             except ImportError:
-                raise ConfigError(f"OVERNIGHT_LM=local: llama-cpp-python is not installed; {INSTALL_HINT}") from None
+                raise ConfigError(LLAMA_CPP_MISSING) from None
             if not _LOADED:
                 atexit.register(_close_all)
             _LOADED[key] = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, verbose=False, seed=0)

