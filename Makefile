@@ -36,8 +36,9 @@ pytest: $(DEV_STAMP)
 
 test: lint typecheck pytest
 
-# pip-audit over what .venv holds (scripts/audit.py: every dependency audited or named as not audited; exit 1 on a
-# known vulnerability with a fix). pip-audit gets its own virtualenv so its dependencies stay out of the audit.
+# pip-audit over what .venv holds, then PyPI's project listing for what pip-audit could not audit (scripts/audit.py:
+# every dependency audited or named as not audited; exit 1 on a known vulnerability with a fix). pip-audit gets its
+# own virtualenv so its dependencies stay out of the audit.
 AUDIT_VENV := .venv-audit
 $(AUDIT_VENV)/bin/pip-audit:
 	$(PY) -m venv $(AUDIT_VENV)

@@ -15,6 +15,11 @@ dependency is accounted for: audited, or not audited with pip-audit's reason. Ex
     2  --require was given and some dependency could not be audited (no vulnerability service answered)
 
 The services are tried in order (OSV, then PyPI's JSON API); the first that audits any dependency is used.
+What it could not audit is then looked up in PyPI's project listing (`/pypi/<name>/json`), whose
+`vulnerabilities` are those of the project's latest release only (PyPI's JSON API documentation says so): a
+dependency installed at exactly that release is audited from it; one at an older release stays not audited,
+named with both versions. That listing is the one thing this machine has reached: pip-audit's own services
+(api.osv.dev, and PyPI's per-release listing `/pypi/<name>/<version>/json`) have not answered here.
 """
 
 from __future__ import annotations
@@ -24,11 +29,17 @@ import json
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+from packaging.version import InvalidVersion, Version
+
 SERVICES = ("osv", "pypi")
+PYPI_JSON = "https://pypi.org/pypi"
+LATEST = "pypi-latest"
 
 
 @dataclass
@@ -70,6 +81,63 @@ def run_service(pip_audit: str, requirements: Path, names: list[str], service: s
     return Verdict(service, skipped=dict.fromkeys(names, f"the {service} service did not answer: {last_line[:200]}"))
 
 
+def same_version(installed: str, released: str) -> bool:
+    try:
+        return Version(installed) == Version(released)
+    except InvalidVersion:
+        return installed == released
+
+
+def at_latest_release(client: httpx.Client, base_url: str, name: str, version: str) -> Verdict:
+    """One dependency against PyPI's project listing: audited when it is installed at the latest release (the only
+    release whose vulnerabilities that listing gives), else skipped with the reason."""
+    verdict = Verdict(LATEST)
+    try:
+        answer = client.get(f"{base_url.rstrip('/')}/{name}/json")
+        answer.raise_for_status()
+        listing = answer.json()
+        latest = str(listing["info"]["version"])
+        vulns = listing.get("vulnerabilities") or []
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        verdict.skipped[name] = f"PyPI's project listing did not answer: {str(exc)[:160] or type(exc).__name__}"
+        return verdict
+    if not same_version(version, latest):
+        verdict.skipped[name] = (f"installed {version}, and PyPI's project listing gives the vulnerabilities of "
+                                 f"its latest release ({latest}) only")
+        return verdict
+    label = f"{name} {version}"
+    verdict.audited.append(label)
+    seen: set[str] = set()  # one advisory is often listed under each of its ids (GHSA-…, PYSEC-…)
+    for vuln in vulns:
+        ident = str(vuln.get("id", "?"))
+        aliases = [str(alias) for alias in vuln.get("aliases") or []]
+        if vuln.get("withdrawn") or ident in seen:
+            continue
+        seen.update([ident, *aliases])
+        fixes = [str(fix) for fix in vuln.get("fixed_in") or []]
+        line = (f"{label}: {ident}" + (f" (also {', '.join(aliases)})" if aliases else "")
+                + (f" (fixed in {', '.join(fixes)})" if fixes else " (no fix released)"))
+        (verdict.fixable if fixes else verdict.unfixed).append(line)
+    return verdict
+
+
+def fill_from_latest(verdict: Verdict, versions: dict[str, str], base_url: str) -> Verdict:
+    """What pip-audit could not audit, looked up in PyPI's project listing (see the module's docstring)."""
+    names = sorted(verdict.skipped)
+    with httpx.Client(timeout=20, follow_redirects=True) as client, ThreadPoolExecutor(8) as pool:
+        found = list(pool.map(lambda name: at_latest_release(client, base_url, name, versions[name]), names))
+    merged = Verdict(f"{verdict.service} + {LATEST}" if verdict.audited else LATEST, audited=list(verdict.audited),
+                     fixable=list(verdict.fixable), unfixed=list(verdict.unfixed))
+    for each in found:
+        merged.audited += each.audited
+        merged.fixable += each.fixable
+        merged.unfixed += each.unfixed
+        merged.skipped.update(each.skipped)
+    print(f"{LATEST}: {sum(len(each.audited) for each in found)} of the {len(names)} dependencies pip-audit could "
+          "not audit are at their latest release, audited from PyPI's project listing")
+    return merged
+
+
 def frozen(python: str) -> list[str]:
     """The environment's `name==version` pins, the project (installed editable) excluded."""
     # our own command line: the project's interpreter
@@ -79,7 +147,8 @@ def frozen(python: str) -> list[str]:
 
 
 def report(verdict: Verdict, total: int) -> None:
-    print(f"pip-audit ({verdict.service}): {len(verdict.audited)} of {total} dependencies audited; "
+    tool = "audit" if LATEST in verdict.service else "pip-audit"
+    print(f"{tool} ({verdict.service}): {len(verdict.audited)} of {total} dependencies audited; "
           f"{len(verdict.fixable)} known vulnerabilities with a fix, {len(verdict.unfixed)} without")
     if not verdict.audited:
         print("  NOTHING WAS AUDITED: no vulnerability service answered. This is not a clean result.")
@@ -87,10 +156,16 @@ def report(verdict: Verdict, total: int) -> None:
         print(f"  FIX AVAILABLE  {line}")
     for line in verdict.unfixed:
         print(f"  no fix yet     {line}")
-    if verdict.skipped:
-        reasons = sorted(set(verdict.skipped.values()))
-        print(f"  NOT AUDITED: {len(verdict.skipped)} dependencies ({', '.join(sorted(verdict.skipped)[:8])}"
-              f"{', …' if len(verdict.skipped) > 8 else ''}); pip-audit said: {reasons[0]}"
+    if not verdict.skipped:
+        return
+    names, reasons = sorted(verdict.skipped), sorted(set(verdict.skipped.values()))
+    head = f"  NOT AUDITED: {len(names)} dependencies"
+    if len(reasons) > 1 and len(names) <= 10:
+        print(f"{head}:")
+        for name in names:
+            print(f"    {name}: {verdict.skipped[name]}")
+    else:
+        print(f"{head} ({', '.join(names[:8])}{', …' if len(names) > 8 else ''}); {reasons[0]}"
               + (f" (and {len(reasons) - 1} other reasons)" if len(reasons) > 1 else ""))
 
 
@@ -99,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", required=True, help="the interpreter of the environment to audit")
     parser.add_argument("--pip-audit", required=True, help="the pip-audit executable")
     parser.add_argument("--require", action="store_true", help="exit 2 when any dependency could not be audited")
+    parser.add_argument("--pypi-json", default=PYPI_JSON, help=f"PyPI's JSON API (default {PYPI_JSON})")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="overnight-audit-") as tmp:
         workdir = Path(tmp)
@@ -114,8 +190,10 @@ def main(argv: list[str] | None = None) -> int:
                 break
     verdict = max(tried, key=lambda each: len(each.audited))
     for other in tried:
-        if other is not verdict and not other.audited:
+        if not other.audited:
             print(f"pip-audit ({other.service}): audited nothing; {next(iter(other.skipped.values()), '')}")
+    if verdict.skipped:
+        verdict = fill_from_latest(verdict, dict(pin.split("==", 1) for pin in pins), args.pypi_json)
     report(verdict, len(names))
     if verdict.fixable:
         return 1

@@ -1,13 +1,20 @@
 """scripts/audit.py, run as CI runs it, against a stand-in pip-audit (the vulnerability services are outside
 services: this machine reaches neither). The stand-in answers per service from a canned report, or fails the way
-pip-audit fails when a service cannot be reached (a traceback, no report)."""
+pip-audit fails when a service cannot be reached (a traceback, no report). PyPI's project listing, which the
+script reads for what pip-audit could not audit, is a loopback server answering from canned listings."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +41,78 @@ sys.exit(1 if any(d.get("vulns") for d in deps) else 0)
 """
 
 
+HTTPX = metadata.version("httpx")
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+class Listings:
+    """PyPI's project listing on loopback: `/pypi/<name>/json`, each project at the latest release given here
+    (default: the version installed, so everything not given is at its latest release with no vulnerability)."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, str] = {}
+        self.vulns: dict[str, list[dict[str, Any]]] = {}
+        self.asked: list[str] = []
+        listings = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                found = re.fullmatch(r"/pypi/([^/]+)/json", self.path)
+                name = canonical(found.group(1)) if found else ""
+                listings.asked.append(name)
+                try:
+                    version = listings.latest.get(name) or metadata.version(name)
+                except metadata.PackageNotFoundError:
+                    self.send_error(404)
+                    return
+                body = json.dumps({"info": {"name": name, "version": version},
+                                   "vulnerabilities": listings.vulns.get(name, [])}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/pypi"
+
+
 @pytest.fixture
-def audit(tmp_path: Path) -> Any:
+def listings() -> Iterator[Listings]:
+    served = Listings()
+    thread = threading.Thread(target=served.server.serve_forever, daemon=True)
+    thread.start()
+    yield served
+    served.server.shutdown()
+    served.server.server_close()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def audit(tmp_path: Path, listings: Listings) -> Any:
     fake = tmp_path / "pip-audit"
     fake.write_text(FAKE.format(python=sys.executable), encoding="utf-8")
     fake.chmod(0o755)
 
-    def run(osv: Any, pypi: Any, *flags: str) -> subprocess.CompletedProcess[str]:
+    def run(osv: Any, pypi: Any, *flags: str, listing: bool = True) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "FAKE_AUDIT_OSV": osv if osv == "down" else json.dumps(osv),
                "FAKE_AUDIT_PYPI": pypi if pypi == "down" else json.dumps(pypi)}
+        url = listings.url if listing else f"http://127.0.0.1:{closed_port()}/pypi"
         return subprocess.run(
             [sys.executable, str(ROOT / "scripts" / "audit.py"), "--python", sys.executable, "--pip-audit", str(fake),
-             *flags], capture_output=True, text=True, env=env, check=False)
+             "--pypi-json", url, *flags], capture_output=True, text=True, env=env, check=False)
 
     return run
 
@@ -76,17 +143,51 @@ def test_a_vulnerability_without_a_fix_is_reported_but_does_not_fail(audit: Any)
 
 
 def test_when_no_service_answers_the_report_says_nothing_was_audited_instead_of_clean(audit: Any) -> None:
-    done = audit("down", "down")
+    done = audit("down", "down", listing=False)
     assert done.returncode == 0
     assert "NOTHING WAS AUDITED" in done.stdout
     assert "cannot resolve the osv service" in done.stdout
+    assert "PyPI's project listing did not answer" in done.stdout
     assert "No known vulnerabilities" not in done.stdout
+    assert audit("down", "down", "--require", listing=False).returncode == 2
+
+
+def test_pypi_answers_when_osv_is_down_and_every_skipped_dependency_is_named(audit: Any,
+                                                                              listings: Listings) -> None:
+    listings.latest["httpx"] = "99.0.0"  # httpx is not at its latest release: the listing cannot audit it
+    done = audit("down", {"httpx": "skip"})
+    assert done.returncode == 0
+    assert "(pypi + pypi-latest): " in done.stdout
+    assert (f"NOT AUDITED: 1 dependencies (httpx); installed {HTTPX}, and PyPI's project listing gives the "
+            "vulnerabilities of its latest release (99.0.0) only") in done.stdout
+    assert listings.asked == ["httpx"]  # only what pip-audit could not audit is looked up
+    assert audit("down", {"httpx": "skip"}, "--require").returncode == 2
+
+
+def test_with_both_services_down_a_dependency_at_its_latest_release_is_audited_from_pypis_listing(
+        audit: Any, listings: Listings) -> None:
+    listings.latest["httpx"] = "99.0.0"
+    done = audit("down", "down")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "NOTHING WAS AUDITED" not in done.stdout
+    audited, total = done.stdout.split("audit (pypi-latest): ")[1].split(" dependencies audited")[0].split(" of ")
+    assert int(audited) == int(total) - 1 > 10
+    assert "NOT AUDITED: 1 dependencies (httpx); installed" in done.stdout
     assert audit("down", "down", "--require").returncode == 2
 
 
-def test_pypi_answers_when_osv_is_down_and_every_skipped_dependency_is_named(audit: Any) -> None:
-    done = audit("down", {"httpx": "skip"})
-    assert done.returncode == 0
-    assert "pip-audit (pypi): " in done.stdout
-    assert "NOT AUDITED: 1 dependencies (httpx)" in done.stdout
-    assert audit("down", {"httpx": "skip"}, "--require").returncode == 2
+def test_a_vulnerability_in_the_latest_release_is_reported_once_per_advisory_and_fails_only_with_a_fix(
+        audit: Any, listings: Listings) -> None:
+    advisory = {"id": "GHSA-test-0003", "aliases": ["CVE-2099-0003", "PYSEC-2099-3"], "fixed_in": []}
+    listings.vulns["httpx"] = [advisory, {**advisory, "id": "PYSEC-2099-3", "aliases": ["GHSA-test-0003"]},
+                               {"id": "GHSA-test-0004", "aliases": [], "fixed_in": [], "withdrawn": "2099-01-01"}]
+    done = audit("down", "down")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 known vulnerabilities with a fix, 1 without" in done.stdout
+    assert (f"no fix yet     httpx {HTTPX}: GHSA-test-0003 (also CVE-2099-0003, PYSEC-2099-3) (no fix released)"
+            in done.stdout)
+    assert "GHSA-test-0004" not in done.stdout  # withdrawn
+    listings.vulns["httpx"] = [{"id": "GHSA-test-0005", "aliases": [], "fixed_in": ["99.0.1"]}]
+    done = audit("down", "down")
+    assert done.returncode == 1
+    assert f"FIX AVAILABLE  httpx {HTTPX}: GHSA-test-0005 (fixed in 99.0.1)" in done.stdout

@@ -48,6 +48,8 @@ UNUSABLE_LM = [
     pytest.param({"OVERNIGHT_LM": "openai/"}, "OVERNIGHT_LM='openai/'", id="provider-without-model"),
     pytest.param({"OVERNIGHT_LM": "local", "OVERNIGHT_LOCAL_MODEL_PATH": "/nonexistent/m.gguf"},
                  "OVERNIGHT_LOCAL_MODEL_PATH=/nonexistent/m.gguf: no such file", id="missing-model-file"),
+    pytest.param({"OVERNIGHT_LM": "sim:seed=1", "OVERNIGHT_LM_CACHE_DIR": "/tmp"},  # noqa: S108 (the mistake shown)
+                 "OVERNIGHT_LM_CACHE_DIR=/tmp: writable by group or others", id="cache-dir-others-may-write"),
 ]
 
 

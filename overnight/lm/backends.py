@@ -2,13 +2,15 @@
 seeded simulator. The lm_id (backend, model, decode settings) goes into every artifact, report and receipt.
 
 DSPy hygiene lives here too: no network price-map fetch, no cache in $HOME (a cache only where
-OVERNIGHT_LM_CACHE_DIR says, else none), and each LM built with `cache=False`. Must not import the store or API.
+OVERNIGHT_LM_CACHE_DIR says, for a remote model, in a directory nobody else may write to; else none), and the
+local model and the simulator built with `cache=False`. Must not import the store or API.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -46,11 +48,34 @@ class Backend:
 def prepare_dspy(settings: Settings) -> None:
     """Process-wide DSPy settings that must hold before the first LM call."""
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # no price-map download from the network
-    if settings.lm_cache_dir:
-        dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=False,
-                             disk_cache_dir=str(Path(settings.lm_cache_dir).expanduser()))
+    directory = lm_cache_dir(settings)
+    if directory is not None:
+        dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=str(directory))
     else:
         dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False, disk_cache_dir=None)
+
+
+def lm_cache_dir(settings: Settings) -> Path | None:
+    """OVERNIGHT_LM_CACHE_DIR, made (mode 0700) when it is not there yet; `ConfigError` when it is not a directory,
+    or when anyone but this user may write to it: DSPy's disk cache is diskcache, which unpickles what it finds
+    there (CVE-2025-69872, no fix released), so write access to it is running code as overnight."""
+    if not settings.lm_cache_dir:
+        return None
+    setting = f"OVERNIGHT_LM_CACHE_DIR={settings.lm_cache_dir}"
+    path = Path(settings.lm_cache_dir).expanduser()
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        found = path.stat()
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot make or read it as a directory ({exc.strerror})") from None
+    why = ("DSPy's cache unpickles what it finds there (diskcache, CVE-2025-69872), so whoever can write to it can "
+           "run code as overnight")
+    if found.st_uid != os.getuid():
+        raise ConfigError(f"{setting}: owned by uid {found.st_uid}, not by this user ({os.getuid()}); {why}")
+    if found.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(f"{setting}: writable by group or others (mode {stat.filemode(found.st_mode)}); {why}. "
+                          f"Use a directory of overnight's own (chmod go-w, or leave the setting unset: no cache)")
+    return path
 
 
 def _decode(settings: Settings) -> str:
@@ -84,6 +109,7 @@ def backend_at_start(settings: Settings) -> tuple[Backend | None, str | None]:
     """
     if settings.lm.strip() != "local":
         return build_backend(settings), None
+    lm_cache_dir(settings)  # raises when the cache directory is unsafe, for the local model too
     if settings.local_model_path:
         _local_model_path(settings)  # raises when the file is not there
     else:
