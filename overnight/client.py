@@ -90,13 +90,14 @@ class OvernightClient:
         return response
 
     def _wait(self, state: RetryCallState) -> float:
-        """Exponential backoff, or the server's Retry-After (seconds) when it sent one."""
+        """Exponential backoff, and no sooner than the server's Retry-After (seconds, at most 60) when it sent one."""
+        backoff = float(min(self.max_backoff_s, self.backoff_s * 2 ** (state.attempt_number - 1)))
         failure = state.outcome.exception() if state.outcome else None
         if isinstance(failure, _Retryable):
             after = failure.response.headers.get("retry-after", "")
             if after.replace(".", "", 1).isdigit():
-                return min(float(after), 60.0)
-        return float(min(self.max_backoff_s, self.backoff_s * 2 ** (state.attempt_number - 1)))
+                return max(backoff, min(float(after), 60.0))
+        return backoff
 
     def _model(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
         return model.model_validate(self.request(method, path, **kwargs).json())

@@ -7,8 +7,8 @@ with the documented code. Must not import anything but the standard library.
     OvernightError (internal_error, 500)
     ├── ConfigError (config_error, 500; CLI exit 2)
     ├── NotImplementedYet (not_implemented, 501)
-    ├── StoreUnavailable (store_unavailable, 503)
-    ├── ServerBusy (server_busy, 503; every predict slot stayed taken)
+    ├── StoreUnavailable (store_unavailable, 503, Retry-After: 1)
+    ├── ServerBusy (server_busy, 503, Retry-After: 1; every predict slot stayed taken)
     ├── ClientGone (client_closed_request, 499; the caller left while its predict waited: only logged)
     ├── ApiUnreachable (api_unreachable, 503; the client could not reach the API)
     ├── Unauthorized (unauthorized, 401)
@@ -53,6 +53,7 @@ class OvernightError(Exception):
 
     code: ClassVar[str] = "internal_error"
     status: ClassVar[int] = 500
+    retry_after_s: ClassVar[int | None] = None  # sent as `Retry-After` when set: worth retrying, not before this
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -75,6 +76,7 @@ class NotImplementedYet(OvernightError):
 class StoreUnavailable(OvernightError):
     code = "store_unavailable"
     status = 503
+    retry_after_s = 1
 
 
 class ServerBusy(OvernightError):
@@ -82,6 +84,7 @@ class ServerBusy(OvernightError):
 
     code = "server_busy"
     status = 503
+    retry_after_s = 1
 
 
 class ClientGone(OvernightError):

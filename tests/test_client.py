@@ -34,15 +34,17 @@ def client(slept: list[float]) -> OvernightClient:
 def test_5xx_and_429_are_retried_with_one_key_and_one_request_id(respx_mock: respx.MockRouter,
                                                                   client: OvernightClient, slept: list[float]) -> None:
     route = respx_mock.post(f"{BASE}/api/v1/runs/r1/heartbeat").mock(side_effect=[
-        error(503, "store_unavailable"), error(429, "conflict", **{"retry-after": "3"}), httpx.Response(200, json=RUN)])
+        error(503, "store_unavailable"), error(429, "conflict", **{"retry-after": "3"}),
+        error(503, "server_busy", **{"retry-after": "1"}), httpx.Response(200, json=RUN)])
     run = client.heartbeat("r1")
     assert run.run_id == "r1"
-    assert route.call_count == 3
+    assert route.call_count == 4
     keys = {call.request.headers["idempotency-key"] for call in route.calls}
     ids = {call.request.headers["x-request-id"] for call in route.calls}
     assert len(keys) == 1
     assert len(ids) == 1
-    assert slept == [0.5, 3.0]  # exponential backoff, then the server's Retry-After
+    # exponential backoff; the server's Retry-After when it is longer; never sooner than the backoff
+    assert slept == [0.5, 3.0, 2.0]
     assert route.calls[0].request.headers["authorization"] == f"Bearer {'t' * 40}"
 
 

@@ -53,11 +53,19 @@ def error_body(*, code: str, message: str, status: int, request_id: str, details
     return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
 
+def error_headers(error: OvernightError) -> dict[str, str]:
+    """`WWW-Authenticate` on a 401; `Retry-After` (seconds) on an error worth retrying (store_unavailable,
+    server_busy), which HTTP clients and load balancers honour."""
+    headers = {"www-authenticate": "Bearer"} if error.status == 401 else {}
+    if error.retry_after_s is not None:
+        headers["retry-after"] = str(error.retry_after_s)
+    return headers
+
+
 def render(error: OvernightError, request_id: str) -> JSONResponse:
-    headers = {"www-authenticate": "Bearer"} if error.status == 401 else None
     content = json.loads(error_body(code=error.code, message=error.message, status=error.status,
                                     request_id=request_id, details=error.details))
-    return JSONResponse(content, status_code=error.status, headers=headers)
+    return JSONResponse(content, status_code=error.status, headers=error_headers(error))
 
 
 def _request_id(request: Request) -> str:

@@ -17,7 +17,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from overnight.api.auth import TokenRegistry
-from overnight.api.errors import error_body
+from overnight.api.errors import error_body, error_headers
 from overnight.domain.hashing import sha256_hex
 from overnight.errors import (
     IdempotencyKeyInUse,
@@ -100,9 +100,10 @@ class RequestContext:
             error = OvernightError("internal error; the server log has the details under this request_id")
         body = error_body(code=error.code, message=error.message, status=error.status, request_id=request_id,
                           details=error.details)
+        headers = [(name.encode(), value.encode()) for name, value in error_headers(error).items()]
         await send({"type": "http.response.start", "status": error.status,
                     "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
+                                (b"content-length", str(len(body)).encode()), *headers]})
         await send({"type": "http.response.body", "body": body})
 
 

@@ -52,6 +52,7 @@ def test_a_full_disk_is_503_store_unavailable_and_nothing_is_half_written(small_
         assert full is not None, "the disk never filled"
         body = full.json()
         assert (full.status_code, body["code"], body["ok"]) == (503, "store_unavailable", False)
+        assert full.headers["retry-after"] == "1"
         imported = http.post("/api/v1/signatures/SelectTool.v1/examples:import", content=DATASET.read_bytes(),
                              headers={"content-type": "application/x-ndjson"})
         assert (imported.status_code, imported.json()["code"]) == (503, "store_unavailable")

@@ -32,6 +32,7 @@ def appender(http: httpx.Client, acked: set[str], attempted: set[str], statuses:
         else:
             body = answer.json()
             assert (answer.status_code, body["code"], body["ok"]) == (503, "store_unavailable", False), body
+            assert answer.headers["retry-after"] == "1"
         i += 1
 
 
@@ -65,6 +66,7 @@ def test_a_database_outage_is_503_store_unavailable_and_nothing_is_half_written(
             ready = http.get("/readyz")
             imported = http.post("/api/v1/signatures/SelectTool.v1/examples:import", content=DATASET.read_bytes(),
                                  headers={"content-type": "application/x-ndjson"})
+            keyed = http.post("/api/v1/runs/outage/heartbeat", headers={"idempotency-key": "beat-in-outage"})
             proxy.restore()
             wait_ready(http)
             time.sleep(0.5)
@@ -72,6 +74,9 @@ def test_a_database_outage_is_503_store_unavailable_and_nothing_is_half_written(
             worker.join(timeout=30)
             assert (ready.status_code, ready.json()["code"]) == (503, "store_unavailable")
             assert (imported.status_code, imported.json()["code"]) == (503, "store_unavailable")
+            # refused by the Idempotency-Key middleware (its claim needs the store), rendered outside the routes
+            assert (keyed.status_code, keyed.json()["code"]) == (503, "store_unavailable")
+            assert [each.headers["retry-after"] for each in (ready, imported, keyed)] == ["1", "1", "1"]
             assert 503 in statuses  # the appender saw the outage …
             assert statuses[-1] in (200, 201)  # … and the server carried on after it
             events = http.get("/api/v1/runs/outage/events", params={"limit": 1000}).json()["events"]

@@ -142,6 +142,7 @@ def test_a_predict_that_waits_past_the_queue_timeout_is_refused_server_busy_and_
     for answer in refused:
         body = answer.json()
         assert (answer.status_code, body["code"]) == (503, "server_busy"), answer.text
+        assert answer.headers["retry-after"] == "1"
         assert "OVERNIGHT_PREDICT_CONCURRENCY" in body["error"]
     served = {a.json()["receipt_id"] for a in answers if a.status_code == 200}
     assert len(served) == limit
