@@ -29,8 +29,8 @@ from pydantic import BaseModel, Field
 from overnight.client import OvernightClient
 from overnight.domain.canary import CanaryView
 from overnight.domain.gates import SRM_THRESHOLD_P
-from overnight.domain.runs import EventIn
-from overnight.errors import CanaryActive, ConfigError, LMCallFailed, OvernightError
+from overnight.domain.runs import EventIn, RunStatus
+from overnight.errors import CanaryActive, ConfigError, LMCallFailed, OvernightError, RunNotRunning
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ROLLED_BACK, EXIT_INCONCLUSIVE = 0, 1, 2, 3, 4
 EXIT_BY_DECISION = {"promoted": EXIT_OK, "no_improvement": EXIT_OK, "rolled_back": EXIT_ROLLED_BACK,
@@ -127,11 +127,17 @@ class Runner:
         return summary
 
     def preflight(self) -> None:
-        """Fail fast (exit 2): API reachable and migrated, an admin token, an LM that answers, valid datasets."""
+        """Fail fast (exit 2): API reachable and migrated, an admin token, a run to resume that is still running,
+        valid datasets, an LM that answers (last: on the local model it is the slow one)."""
         self.client.ready()
         identity = self.client.whoami()
         if identity.role != "admin":
             raise ConfigError(f"token {identity.name!r} has role {identity.role}; the runner needs an admin token")
+        if self.options.resume:
+            resumed = self.client.get_run(self.options.resume)  # run_not_found
+            if resumed.status != RunStatus.running:
+                raise RunNotRunning(f"run {resumed.run_id} is {resumed.status}: only a running run can be resumed; "
+                                    "start a new run instead")
         for sig, path in self.options.datasets.items():
             if not path.is_file():
                 raise ConfigError(f"dataset file {path} for {sig} does not exist")

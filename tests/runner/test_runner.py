@@ -115,3 +115,23 @@ def test_preflight_fails_fast_with_exit_2_and_changes_nothing(db_url: str, tmp_p
     with live_server(db_url) as server, server.client() as api:
         assert api.get("/api/v1/runs").json()["runs"] == []  # no run was started
         assert api.get("/api/v1/signatures/SelectTool.v1/examples").json()["examples"] == []
+
+
+def test_resuming_a_run_that_is_not_there_or_not_running_is_a_preflight_failure_before_the_lm_is_asked(
+        db_url: str) -> None:
+    """Exit 2 (a usage error: nothing changed), not a preflight that runs the LM check (minutes on the local model)
+    and then fails with exit 1. The LM here fails every call, so reaching its check would say "did not answer"."""
+    broken_lm = "sim:err=1,errors=raise"
+    code, summary, _ = overnight_run(db_url, broken_lm, "--resume", "night-nope")
+    assert code == 2
+    assert summary["verdict"].startswith("preflight failed: run_not_found: "), summary["verdict"]
+    with live_server(db_url) as server, server.client() as api:
+        assert api.post("/api/v1/runs", json={"signature_ids": ["SelectTool.v1"], "run_id": "done-run"}).status_code \
+            == 201
+        finished = api.post("/api/v1/runs/done-run/finish", json={"status": "succeeded", "summary": {}, "links": {}})
+        assert finished.status_code == 200, finished.text
+    code, summary, _ = overnight_run(db_url, broken_lm, "--resume", "done-run")
+    assert code == 2
+    assert summary["verdict"] == ("preflight failed: run_not_running: run done-run is succeeded: only a running run "
+                                  "can be resumed; start a new run instead")
+
