@@ -293,6 +293,17 @@ def test_list_runs_filters_by_exact_signature_and_status(store: SqlStore) -> Non
     assert len(store.list_runs(limit=2)) == 2
 
 
+def test_sqlite_commits_are_on_disk_before_they_are_acknowledged(tmp_path: Path) -> None:
+    """WAL with synchronous=FULL on every connection the store opens: a write that was answered survives a power
+    loss, not only the process dying (a power loss cannot be staged here; the setting that decides it can)."""
+    store = make_store(f"sqlite:///{tmp_path / 'overnight.db'}")
+    start(store, "select_tool.v1")
+    with store._tx.read() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL (NORMAL is 1)
+    store.close()
+
+
 def test_a_sqlite_writer_waits_for_another_in_process_writer_no_longer_than_the_busy_timeout(tmp_path: Path) -> None:
     """Writers in one process queue on a lock (so they don't spin in SQLite's busy handler); the wait is bounded
     like a wait on another process's write: past OVERNIGHT_DB_BUSY_TIMEOUT_MS it is 503 `store_unavailable`,
