@@ -88,6 +88,13 @@ def same_version(installed: str, released: str) -> bool:
         return installed == released
 
 
+def newer(candidate: str, *, than: str) -> bool:
+    try:
+        return Version(candidate) > Version(than)
+    except InvalidVersion:
+        return candidate != than  # not comparable: count it as a fix rather than hide it
+
+
 def at_latest_release(client: httpx.Client, base_url: str, name: str, version: str) -> Verdict:
     """One dependency against PyPI's project listing: audited when it is installed at the latest release (the only
     release whose vulnerabilities that listing gives), else skipped with the reason."""
@@ -114,9 +121,13 @@ def at_latest_release(client: httpx.Client, base_url: str, name: str, version: s
         if vuln.get("withdrawn") or ident in seen:
             continue
         seen.update([ident, *aliases])
-        fixes = [str(fix) for fix in vuln.get("fixed_in") or []]
+        # a fix is one to upgrade to: a version listed as fixed that is older than this one (another release line's
+        # backport) is not
+        listed = [str(fix) for fix in vuln.get("fixed_in") or []]
+        fixes = [fix for fix in listed if newer(fix, than=version)]
         line = (f"{label}: {ident}" + (f" (also {', '.join(aliases)})" if aliases else "")
-                + (f" (fixed in {', '.join(fixes)})" if fixes else " (no fix released)"))
+                + (f" (fixed in {', '.join(fixes)})" if fixes
+                   else f" (fixed only in older releases: {', '.join(listed)})" if listed else " (no fix released)"))
         (verdict.fixable if fixes else verdict.unfixed).append(line)
     return verdict
 

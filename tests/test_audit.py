@@ -187,7 +187,11 @@ def test_a_vulnerability_in_the_latest_release_is_reported_once_per_advisory_and
     assert (f"no fix yet     httpx {HTTPX}: GHSA-test-0003 (also CVE-2099-0003, PYSEC-2099-3) (no fix released)"
             in done.stdout)
     assert "GHSA-test-0004" not in done.stdout  # withdrawn
-    listings.vulns["httpx"] = [{"id": "GHSA-test-0005", "aliases": [], "fixed_in": ["99.0.1"]}]
+    listings.vulns["httpx"] = [{"id": "GHSA-test-0005", "aliases": [], "fixed_in": ["0.0.1", "99.0.1"]}]
     done = audit("down", "down")
     assert done.returncode == 1
     assert f"FIX AVAILABLE  httpx {HTTPX}: GHSA-test-0005 (fixed in 99.0.1)" in done.stdout
+    listings.vulns["httpx"] = [{"id": "GHSA-test-0006", "aliases": [], "fixed_in": ["0.0.1"]}]  # an older line's
+    done = audit("down", "down")
+    assert done.returncode == 0
+    assert f"no fix yet     httpx {HTTPX}: GHSA-test-0006 (fixed only in older releases: 0.0.1)" in done.stdout
