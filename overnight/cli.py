@@ -7,6 +7,8 @@ Errors become `code: message` on stderr and a documented exit code (runbook.md),
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +32,7 @@ from overnight.review.terminal import (
     when,
 )
 
+PIPED_WIDTH = 160
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Improve DSPy programs overnight, safely.")
 db_app = typer.Typer(no_args_is_help=True, help="The store's schema.")
 runs_app = typer.Typer(help="Recent runs (a table), or `runs tail`.")
@@ -37,7 +40,9 @@ lm_app = typer.Typer(no_args_is_help=True, help="The LM backend.")
 app.add_typer(db_app, name="db")
 app.add_typer(lm_app, name="lm")
 app.add_typer(runs_app, name="runs")
-out = Console()
+# Piped (an agent reading it, a cron log), rich would assume 80 columns and cut the review's table cells short
+# ("candi…", "$0.0…"): give it room unless COLUMNS says how wide to be.
+out = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPED_WIDTH)
 err = Console(stderr=True, soft_wrap=True)  # one error, one line: agents parse `code: message`
 
 EXIT_FAILED = 1

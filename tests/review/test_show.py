@@ -20,10 +20,11 @@ from tests.review import golden_run
 GOLDEN = Path(__file__).parent / "golden" / "show.txt"
 
 
-def overnight(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")}
+def overnight(db_url: str, *args: str, columns: str | None = "120") -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_") and k != "COLUMNS"}
+    width = {"COLUMNS": columns} if columns else {}
     return subprocess.run([sys.executable, "-m", "overnight", *args], capture_output=True, text=True, timeout=60,
-                          check=False, env={**base, "OVERNIGHT_DB_URL": db_url, "COLUMNS": "120", "TERM": "dumb"})
+                          check=False, env={**base, "OVERNIGHT_DB_URL": db_url, "TERM": "dumb", **width})
 
 
 @pytest.fixture
@@ -50,6 +51,17 @@ def test_the_golden_review_says_what_changed_and_why(golden_db: str) -> None:
         assert needle in text, needle
     assert text.index("timeline") < text.index("compile cr-golden") < text.index("canary can-golden") \
         < text.index("alias move") < text.index("e2e:") < text.index("Run night-golden succeeded")
+
+
+def test_show_piped_without_columns_cuts_no_table_cell_short(golden_db: str) -> None:
+    """An agent reads `overnight show` through a pipe, where rich would assume 80 columns and cut cells to
+    "candi…"; piped with no COLUMNS it gets room for every table."""
+    piped = overnight(golden_db, "show", golden_run.RUN_ID, columns=None)
+    assert piped.returncode == 0, piped.stderr
+    assert "…" not in piped.stdout
+    assert "│ candidate " in piped.stdout
+    narrow = overnight(golden_db, "show", golden_run.RUN_ID, columns="80")  # COLUMNS still rules
+    assert "…" in narrow.stdout
 
 
 def test_show_json_is_the_same_review(golden_db: str) -> None:
