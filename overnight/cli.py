@@ -22,7 +22,7 @@ from overnight.config import Settings
 from overnight.domain.datasets import ImportResult
 from overnight.domain.gates import SRM_THRESHOLD_P
 from overnight.domain.runs import Run, RunEvent, RunStatus
-from overnight.errors import ConfigError, OvernightError
+from overnight.errors import ConfigError, OvernightError, StoreUnavailable
 from overnight.logging import configure_logging, get_logger
 from overnight.review.terminal import (
     run_timeline,
@@ -55,6 +55,10 @@ def _errors_as_exit_codes() -> Iterator[None]:
         yield
     except OvernightError as exc:
         err.print(f"{exc.code}: {exc.message}", markup=False, highlight=False)
+        driver = getattr(exc.__cause__, "orig", None)  # the database driver's own error behind a store outage
+        if isinstance(exc, StoreUnavailable) and driver is not None:
+            said = (str(driver).strip().splitlines() or [type(driver).__name__])[0]
+            err.print(f"  the database said: {said}", markup=False, highlight=False)
         for problem in exc.details.get("errors", [])[:20]:
             if "line" in problem:
                 err.print(f"  line {problem['line']}, {problem['field']}: {problem['reason']}", markup=False,

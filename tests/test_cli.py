@@ -35,6 +35,16 @@ def test_serve_refuses_a_short_token_with_exit_2_and_touches_nothing(tmp_path: P
     assert not db.exists()
 
 
+def test_a_store_that_cannot_be_opened_says_what_the_database_said(tmp_path: Path) -> None:
+    """The CLI opens the store itself, so "see the server log" alone would send the operator looking for a server;
+    the driver's own sentence is printed under the error."""
+    result = overnight("runs", db=tmp_path)  # a directory, not a SQLite file
+    assert result.returncode == 1
+    assert "store_unavailable: the store is unavailable (OperationalError)" in result.stderr
+    assert "  the database said: unable to open database file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_short_token_is_allowed_in_dev_mode_only(tmp_path: Path) -> None:
     result = overnight("serve", "--port", "-1", db=tmp_path / "o.db",
                        OVERNIGHT_TOKENS="ops:admin:short-secret", OVERNIGHT_DEV="1")
