@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, bindparam, insert, literal, select, update
+from sqlalchemy import Connection, Float, and_, bindparam, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from overnight.domain.canary import (
@@ -158,25 +158,37 @@ def insert_receipt(conn: Connection, receipt: Receipt, now: int) -> None:
     })
 
 
+# The two statements of `bump`, built once with parameters: building the SET expressions afresh for every receipt
+# cost a canary predict about as much as running them.
+_arm = canary_arms.c
+_BUMP_ARM = update(canary_arms).where(
+    _arm.canary_id == bindparam("b_canary_id"), _arm.arm == bindparam("b_arm"),
+).values(
+    samples=_arm.samples + 1, errors=_arm.errors + bindparam("d_errors"), labeled=_arm.labeled + bindparam("d_labeled"),
+    correct=_arm.correct + bindparam("d_correct"), latency_sum_ms=_arm.latency_sum_ms + bindparam("d_latency_ms"),
+    tokens_in=_arm.tokens_in + bindparam("d_tokens_in"), tokens_out=_arm.tokens_out + bindparam("d_tokens_out"),
+    cost_usd=_arm.cost_usd + bindparam("d_cost_usd", type_=Float), costed=_arm.costed + bindparam("d_costed"),
+)
+_BUMP_BUCKET = {
+    name: build(canary_latency_buckets).values(
+        canary_id=bindparam("b_canary_id"), arm=bindparam("b_arm"), bucket_ms=bindparam("b_bucket_ms"), count=1,
+    ).on_conflict_do_update(
+        index_elements=["canary_id", "arm", "bucket_ms"], set_={"count": canary_latency_buckets.c.count + 1},
+    )
+    for name, build in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
+
+
 def bump(conn: Connection, receipt: Receipt) -> None:
     """Atomic increments of the receipt's arm and its latency bucket."""
-    arm = canary_arms.c
-    conn.execute(update(canary_arms).where(
-        arm.canary_id == receipt.canary_id, arm.arm == receipt.arm,
-    ).values(
-        samples=arm.samples + 1, errors=arm.errors + int(not receipt.ok),
-        labeled=arm.labeled + int(receipt.correct is not None), correct=arm.correct + int(bool(receipt.correct)),
-        latency_sum_ms=arm.latency_sum_ms + receipt.latency_ms, tokens_in=arm.tokens_in + receipt.tokens_in,
-        tokens_out=arm.tokens_out + receipt.tokens_out, cost_usd=arm.cost_usd + (receipt.cost_usd or 0.0),
-        costed=arm.costed + int(receipt.cost_usd is not None),
-    ))
-    build = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    bucket = build(canary_latency_buckets).values(canary_id=receipt.canary_id, arm=receipt.arm,
-                                                  bucket_ms=latency_bucket(receipt.latency_ms), count=1)
-    conn.execute(bucket.on_conflict_do_update(
-        index_elements=["canary_id", "arm", "bucket_ms"],
-        set_={"count": canary_latency_buckets.c.count + 1},
-    ))
+    where = {"b_canary_id": receipt.canary_id, "b_arm": receipt.arm}
+    conn.execute(_BUMP_ARM, {
+        **where, "d_errors": int(not receipt.ok), "d_labeled": int(receipt.correct is not None),
+        "d_correct": int(bool(receipt.correct)), "d_latency_ms": receipt.latency_ms,
+        "d_tokens_in": receipt.tokens_in, "d_tokens_out": receipt.tokens_out,
+        "d_cost_usd": float(receipt.cost_usd or 0.0), "d_costed": int(receipt.cost_usd is not None),
+    })
+    conn.execute(_BUMP_BUCKET[conn.dialect.name], {**where, "b_bucket_ms": latency_bucket(receipt.latency_ms)})
 
 
 class CanaryState(NamedTuple):

@@ -11,7 +11,14 @@ from collections.abc import Callable
 
 from sqlalchemy import event
 
-from overnight.domain.canary import ArmCounters, CanaryPlanRequest, CanaryRecord, ServingRoute, resolve_plan
+from overnight.domain.canary import (
+    ArmCounters,
+    CanaryPlanRequest,
+    CanaryRecord,
+    ServingRoute,
+    latency_bucket,
+    resolve_plan,
+)
 from overnight.domain.compiling import Artifact
 from overnight.domain.receipts import Receipt
 from overnight.domain.runs import RunStart
@@ -115,6 +122,32 @@ def test_canary_outcomes_are_each_receipts_arm_ok_and_correct_in_the_order_writt
         ("candidate", True, None), ("candidate", True, None)]
     assert len(store.canary_outcomes(canary_id=CANARY, limit=4)) == 4
     assert store.canary_outcomes(canary_id="can-unknown", limit=10) == []
+
+
+def test_each_receipt_bumps_every_counter_of_its_own_arm_by_exactly_its_values(
+        open_store: Callable[..., SqlStore], clock: SteppingClock) -> None:
+    store = open_store()
+    open_canary(store, clock)
+    written = [  # arm, ok, correct, latency, tokens in/out, cost
+        ("candidate", True, True, 40, 100, 7, 0.25), ("candidate", False, None, 3_000, 90, 0, None),
+        ("candidate", True, False, 45, 110, 9, 0.5), ("control", True, None, 12, 80, 5, None)]
+    for i, (arm, ok, correct, latency, tokens_in, tokens_out, cost) in enumerate(written):
+        store.record_receipt(receipt=Receipt(
+            receipt_id=f"rc-{i}", signature_id=SIG, compiled_id=CANDIDATE if arm == "candidate" else CONTROL,
+            canary_id=CANARY, arm=arm, step=0, request_key=f"k-{i}", input_hash="i" * 64,
+            output={"tool": "x"} if ok else None, ok=ok, error_code=None if ok else "timeout", correct=correct,
+            latency_ms=latency, tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=cost, lm_id="sim:test",
+            request_id=f"req-{i}"))
+    arms = store.get_canary(canary_id=CANARY).arms
+    candidate, control = arms["candidate"], arms["control"]
+    assert (candidate.samples, candidate.errors, candidate.labeled, candidate.correct) == (3, 1, 2, 1)
+    assert (candidate.latency_sum_ms, candidate.tokens_in, candidate.tokens_out) == (3_085, 300, 16)
+    assert (candidate.cost_usd, candidate.costed) == (0.75, 2)
+    assert candidate.latency_buckets == {latency_bucket(40): 2, latency_bucket(3_000): 1}
+    assert (control.samples, control.errors, control.labeled, control.correct, control.latency_sum_ms) == (
+        1, 0, 0, 0, 12)
+    assert (control.tokens_in, control.tokens_out, control.cost_usd, control.costed) == (80, 5, 0.0, 0)
+    assert control.latency_buckets == {latency_bucket(12): 1}
 
 
 def test_alias_history_can_be_read_for_one_run(open_store: Callable[..., SqlStore]) -> None:
