@@ -76,7 +76,8 @@ class Evaluator:
     def _score(self, candidate: Candidate, row: StoredExample) -> ExampleResult | None:
         if not self._reserve():
             return None
-        call = invoke(candidate.program, self.backend, self.entry, row.input, row.expected, decode=candidate.decode)
+        call = invoke(candidate.program, self.backend, self.entry, row.input, row.expected, decode=candidate.decode,
+                      cached=True)  # compile may reuse a cached answer (OVERNIGHT_LM_CACHE_DIR); serving never does
         correct = call.ok and reward_for(self.entry.contract.reward_id)(row.expected, call.output) == 1.0
         result = ExampleResult(compiled_id=candidate.compiled_id, row_hash=row.row_hash, lm_id=self.backend.lm_id,
                                ok=call.ok, output=call.output, correct=correct, error_code=call.error_code,

@@ -2,8 +2,8 @@
 seeded simulator. The lm_id (backend, model, decode settings) goes into every artifact, report and receipt.
 
 DSPy hygiene lives here too: no network price-map fetch, no cache in $HOME (a cache only where
-OVERNIGHT_LM_CACHE_DIR says, for a remote model, in a directory nobody else may write to; else none), and the
-local model and the simulator built with `cache=False`. Must not import the store or API.
+OVERNIGHT_LM_CACHE_DIR says, for a remote model's compile calls, in a directory nobody else may write to; else
+none), and the local model and the simulator built with `cache=False`. Must not import the store or API.
 """
 
 from __future__ import annotations
@@ -31,10 +31,18 @@ class Backend:
     kind: BackendKind
     model: str
     lm_id: str
-    lm: Any  # dspy.LM
+    lm: Any  # dspy.LM: compile's, answered from the response cache when OVERNIGHT_LM_CACHE_DIR is set
     price_in_per_1k: float | None = None
     price_out_per_1k: float | None = None
     engine: Any = None  # the custom engine, when there is one (the simulator counts its calls)
+    uncached_lm: Any = None  # the same LM with the cache off, when `lm` caches
+
+    @property
+    def live_lm(self) -> Any:
+        """The LM for the calls that measure it (predicts, so a canary's arms; `lm check`; the e2e check): never
+        answered from the response cache, which would count a cached success for every repeated input and hide
+        the errors and latency the gates are there to see."""
+        return self.uncached_lm if self.uncached_lm is not None else self.lm
 
     def cost_usd(self, tokens_in: int, tokens_out: int) -> float | None:
         """Cost from tokens and the configured prices; free for local and simulated models."""
@@ -151,10 +159,12 @@ def _remote(settings: Settings, model: str) -> Backend:
         client["api_base"] = settings.lm_api_base
     if settings.lm_api_key:
         client["api_key"] = settings.lm_api_key.get_secret_value()
+    cached = settings.lm_cache_dir is not None
     try:
-        lm = dspy.LM(model, cache=settings.lm_cache_dir is not None, num_retries=settings.lm_retries,
+        lm = dspy.LM(model, cache=cached, num_retries=settings.lm_retries,
                      temperature=settings.lm_temperature, max_tokens=settings.lm_max_tokens, **client)
     except ValueError as exc:  # DSPy refuses a model string it cannot route, e.g. "openai/" (no model)
         raise ConfigError(f"OVERNIGHT_LM={model!r}: {exc}") from None
     return Backend("remote", model, f"remote:{model}|{_decode(settings)}", lm,
-                   settings.lm_price_in_per_1k, settings.lm_price_out_per_1k)
+                   settings.lm_price_in_per_1k, settings.lm_price_out_per_1k,
+                   uncached_lm=lm.copy(cache=False) if cached else None)

@@ -41,14 +41,16 @@ def classify(exc: BaseException) -> str:
 
 
 def invoke(program: Any, backend: Backend, entry: RegisteredSignature, raw_input: dict[str, Any],
-           expected: dict[str, Any] | None = None, *, decode: dict[str, Any] | None = None) -> Invocation:
+           expected: dict[str, Any] | None = None, *, decode: dict[str, Any] | None = None,
+           cached: bool = False) -> Invocation:
     """Run `program` on one input. Invalid *input* raises (the caller's mistake); everything the LM does wrong
-    comes back as an `Invocation` with an error code."""
+    comes back as an `Invocation` with an error code. Only `cached` calls (compile's) may be answered from the LM
+    response cache (OVERNIGHT_LM_CACHE_DIR): a predict or a check measures the LM itself."""
     given = entry.contract.input_model.model_validate(raw_input)
     started = time.perf_counter()
     try:
         with call_scope(entry, given, expected), dspy.context(
-            lm=backend.lm, adapter=ADAPTER, track_usage=True, disable_history=True,
+            lm=backend.lm if cached else backend.live_lm, adapter=ADAPTER, track_usage=True, disable_history=True,
         ):
             inputs = {name: getattr(given, name) for name in type(given).model_fields}
             prediction = program(**inputs, config=decode) if decode else program(**inputs)

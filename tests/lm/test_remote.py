@@ -8,16 +8,20 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import Request, Response
 
+from overnight.api.embedded import embedded_server
 from overnight.config import Settings
 from overnight.lm.backends import build_backend
-from overnight.lm.invoke import default_program, invoke
+from overnight.lm.fake_server import create_fake_llm_app, load_oracle
+from overnight.lm.invoke import check, default_program, invoke
+from overnight.lm.sim import SimSpec
 from overnight.registry import Registry
 from tests.factories import free_port
 
@@ -79,3 +83,34 @@ def test_remote_failures_are_counted_not_raised(tmp_path: Path, errors: str, cod
     assert not result.ok
     assert result.error_code == code
     assert "sk-test" not in (result.error or "")
+
+
+def test_with_a_response_cache_only_compile_calls_are_answered_from_it(tmp_path: Path) -> None:
+    """OVERNIGHT_LM_CACHE_DIR caches a remote model's answers for compile; a predict (so each canary arm) and the
+    LM check always reach the LM: a cached success for every repeated input would hide the errors and latency the
+    gates measure."""
+    calls: list[str] = []
+    fake = create_fake_llm_app(SimSpec.parse("seed=4,acc=1"), oracle=load_oracle(
+        Registry(), [("SelectTool.v1", DATASET.read_bytes())]))
+
+    @fake.middleware("http")
+    async def count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        calls.append(request.url.path)
+        return await call_next(request)
+
+    row = holdout(1)[0]
+    with embedded_server(fake) as base:
+        backend = build_backend(Settings(lm="openai/sim", lm_api_base=f"{base}/v1", lm_api_key="sk-test",
+                                         lm_retries=0, lm_cache_dir=str(tmp_path / "lm-cache")))
+        program = default_program(ENTRY)
+        compiled = [invoke(program, backend, ENTRY, row["input"], cached=True) for _ in range(3)]
+        after_compile = len(calls)
+        served = [invoke(program, backend, ENTRY, row["input"]) for _ in range(3)]
+        after_serving = len(calls)
+        checked = check(ENTRY, backend)
+    assert all(call.ok for call in compiled + served)
+    assert checked.ok
+    assert after_compile == 1  # compile: one call, then the cache
+    assert after_serving - after_compile == 3  # serving: every call reached the LM
+    assert len(calls) - after_serving == 1  # the check too
+    assert (tmp_path / "lm-cache").is_dir()
