@@ -53,14 +53,15 @@ class Backend:
         return tokens_in / 1000 * self.price_in_per_1k + tokens_out / 1000 * self.price_out_per_1k
 
 
-def prepare_dspy(settings: Settings) -> None:
-    """Process-wide DSPy settings that must hold before the first LM call."""
+def prepare_dspy(settings: Settings) -> Path | None:
+    """Process-wide DSPy settings that must hold before the first LM call; the response cache's directory, if any."""
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # no price-map download from the network
     directory = lm_cache_dir(settings)
     if directory is not None:
         dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=str(directory))
     else:
         dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False, disk_cache_dir=None)
+    return directory
 
 
 def lm_cache_dir(settings: Settings) -> Path | None:
@@ -91,7 +92,7 @@ def _decode(settings: Settings) -> str:
 
 
 def build_backend(settings: Settings) -> Backend:
-    prepare_dspy(settings)
+    cache_dir = prepare_dspy(settings)
     name = settings.lm.strip()
     if name.startswith("sim:"):
         spec = SimSpec.parse(name[4:])
@@ -102,7 +103,7 @@ def build_backend(settings: Settings) -> Backend:
                        engine=engine)
     if name == "local":
         return _local(settings)
-    return _remote(settings, name)
+    return _remote(settings, name, cached=cache_dir is not None)
 
 
 def backend_at_start(settings: Settings) -> tuple[Backend | None, str | None]:
@@ -150,7 +151,7 @@ def _local(settings: Settings) -> Backend:
     return Backend("local", model, f"local:{model}|{_decode(settings)}", lm)
 
 
-def _remote(settings: Settings, model: str) -> Backend:
+def _remote(settings: Settings, model: str, *, cached: bool) -> Backend:
     if not model:
         raise ConfigError("OVERNIGHT_LM is empty: set `local`, `sim:<spec>` or a litellm model such as "
                           "openai/gpt-4o-mini")
@@ -159,7 +160,6 @@ def _remote(settings: Settings, model: str) -> Backend:
         client["api_base"] = settings.lm_api_base
     if settings.lm_api_key:
         client["api_key"] = settings.lm_api_key.get_secret_value()
-    cached = settings.lm_cache_dir is not None
     try:
         lm = dspy.LM(model, cache=cached, num_retries=settings.lm_retries,
                      temperature=settings.lm_temperature, max_tokens=settings.lm_max_tokens, **client)
