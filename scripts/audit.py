@@ -29,6 +29,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,20 @@ class Verdict:
     fixable: list[str] = field(default_factory=list)  # one line per vulnerability
     unfixed: list[str] = field(default_factory=list)
 
+    def vulnerability(self, label: str, ident: str, fixes: list[str], *, also: Sequence[str] = (),
+                      no_fix: str = "no fix released") -> None:
+        """One known vulnerability of the dependency `label`: with a fix to upgrade to, or without (`no_fix` says
+        why)."""
+        line = (f"{label}: {ident}" + (f" (also {', '.join(also)})" if also else "")
+                + (f" (fixed in {', '.join(fixes)})" if fixes else f" ({no_fix})"))
+        (self.fixable if fixes else self.unfixed).append(line)
+
+    def merge(self, other: Verdict) -> None:
+        self.audited += other.audited
+        self.skipped.update(other.skipped)
+        self.fixable += other.fixable
+        self.unfixed += other.unfixed
+
 
 def judge(service: str, report: dict[str, Any]) -> Verdict:
     """Sort pip-audit's JSON report (`-f json`) into audited, skipped, and vulnerabilities with and without a fix."""
@@ -61,9 +76,7 @@ def judge(service: str, report: dict[str, Any]) -> Verdict:
             continue
         verdict.audited.append(name)
         for vuln in dependency.get("vulns", []):
-            fixes = vuln.get("fix_versions") or []
-            line = f"{name}: {vuln['id']}" + (f" (fixed in {', '.join(fixes)})" if fixes else " (no fix released)")
-            (verdict.fixable if fixes else verdict.unfixed).append(line)
+            verdict.vulnerability(name, vuln["id"], list(vuln.get("fix_versions") or []))
     return verdict
 
 
@@ -81,18 +94,16 @@ def run_service(pip_audit: str, requirements: Path, names: list[str], service: s
     return Verdict(service, skipped=dict.fromkeys(names, f"the {service} service did not answer: {last_line[:200]}"))
 
 
-def same_version(installed: str, released: str) -> bool:
+def compare(one: str, other: str) -> int | None:
+    """-1, 0 or 1 as version `one` is older than, the same as or newer than `other`; None when they differ and
+    either is not a PEP 440 version."""
+    if one == other:
+        return 0
     try:
-        return Version(installed) == Version(released)
+        first, second = Version(one), Version(other)
     except InvalidVersion:
-        return installed == released
-
-
-def newer(candidate: str, *, than: str) -> bool:
-    try:
-        return Version(candidate) > Version(than)
-    except InvalidVersion:
-        return candidate != than  # not comparable: count it as a fix rather than hide it
+        return None
+    return (first > second) - (first < second)
 
 
 def at_latest_release(client: httpx.Client, base_url: str, name: str, version: str) -> Verdict:
@@ -108,7 +119,7 @@ def at_latest_release(client: httpx.Client, base_url: str, name: str, version: s
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
         verdict.skipped[name] = f"PyPI's project listing did not answer: {str(exc)[:160] or type(exc).__name__}"
         return verdict
-    if not same_version(version, latest):
+    if compare(version, latest) != 0:
         verdict.skipped[name] = (f"installed {version}, and PyPI's project listing gives the vulnerabilities of "
                                  f"its latest release ({latest}) only")
         return verdict
@@ -122,13 +133,11 @@ def at_latest_release(client: httpx.Client, base_url: str, name: str, version: s
             continue
         seen.update([ident, *aliases])
         # a fix is one to upgrade to: a version listed as fixed that is older than this one (another release line's
-        # backport) is not
+        # backport) is not; one that cannot be compared counts as a fix rather than being hidden
         listed = [str(fix) for fix in vuln.get("fixed_in") or []]
-        fixes = [fix for fix in listed if newer(fix, than=version)]
-        line = (f"{label}: {ident}" + (f" (also {', '.join(aliases)})" if aliases else "")
-                + (f" (fixed in {', '.join(fixes)})" if fixes
-                   else f" (fixed only in older releases: {', '.join(listed)})" if listed else " (no fix released)"))
-        (verdict.fixable if fixes else verdict.unfixed).append(line)
+        fixes = [fix for fix in listed if compare(fix, version) in (1, None)]
+        verdict.vulnerability(label, ident, fixes, also=aliases, no_fix=(
+            f"fixed only in older releases: {', '.join(listed)}" if listed else "no fix released"))
     return verdict
 
 
@@ -140,10 +149,7 @@ def fill_from_latest(verdict: Verdict, versions: dict[str, str], base_url: str) 
     merged = Verdict(f"{verdict.service} + {LATEST}" if verdict.audited else LATEST, audited=list(verdict.audited),
                      fixable=list(verdict.fixable), unfixed=list(verdict.unfixed))
     for each in found:
-        merged.audited += each.audited
-        merged.fixable += each.fixable
-        merged.unfixed += each.unfixed
-        merged.skipped.update(each.skipped)
+        merged.merge(each)
     print(f"{LATEST}: {sum(len(each.audited) for each in found)} of the {len(names)} dependencies pip-audit could "
           "not audit are at their latest release, audited from PyPI's project listing")
     return merged
