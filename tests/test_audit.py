@@ -8,17 +8,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+
+from overnight.api.embedded import embedded_server
+from tests.factories import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = """#!{python}
@@ -48,56 +51,39 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+@dataclass
 class Listings:
     """PyPI's project listing on loopback: `/pypi/<name>/json`, each project at the latest release given here
     (default: the version installed, so everything not given is at its latest release with no vulnerability)."""
 
-    def __init__(self) -> None:
-        self.latest: dict[str, str] = {}
-        self.vulns: dict[str, list[dict[str, Any]]] = {}
-        self.asked: list[str] = []
-        listings = self
+    latest: dict[str, str] = field(default_factory=dict)
+    vulns: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    asked: list[str] = field(default_factory=list)
+    url: str = ""
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                found = re.fullmatch(r"/pypi/([^/]+)/json", self.path)
-                name = canonical(found.group(1)) if found else ""
-                listings.asked.append(name)
-                try:
-                    version = listings.latest.get(name) or metadata.version(name)
-                except metadata.PackageNotFoundError:
-                    self.send_error(404)
-                    return
-                body = json.dumps({"info": {"name": name, "version": version},
-                                   "vulnerabilities": listings.vulns.get(name, [])}).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+    def app(self) -> FastAPI:
+        app = FastAPI()
 
-            def log_message(self, *args: Any) -> None:
-                pass
+        @app.get("/pypi/{name}/json")
+        def listing(name: str) -> Response:
+            name = canonical(name)
+            self.asked.append(name)
+            try:
+                version = self.latest.get(name) or metadata.version(name)
+            except metadata.PackageNotFoundError:
+                return Response(status_code=404)
+            return JSONResponse({"info": {"name": name, "version": version},
+                                 "vulnerabilities": self.vulns.get(name, [])})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/pypi"
+        return app
 
 
 @pytest.fixture
 def listings() -> Iterator[Listings]:
     served = Listings()
-    thread = threading.Thread(target=served.server.serve_forever, daemon=True)
-    thread.start()
-    yield served
-    served.server.shutdown()
-    served.server.server_close()
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    with embedded_server(served.app()) as base:
+        served.url = f"{base}/pypi"
+        yield served
 
 
 @pytest.fixture
@@ -109,7 +95,7 @@ def audit(tmp_path: Path, listings: Listings) -> Any:
     def run(osv: Any, pypi: Any, *flags: str, listing: bool = True) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "FAKE_AUDIT_OSV": osv if osv == "down" else json.dumps(osv),
                "FAKE_AUDIT_PYPI": pypi if pypi == "down" else json.dumps(pypi)}
-        url = listings.url if listing else f"http://127.0.0.1:{closed_port()}/pypi"
+        url = listings.url if listing else f"http://127.0.0.1:{free_port()}/pypi"
         return subprocess.run(
             [sys.executable, str(ROOT / "scripts" / "audit.py"), "--python", sys.executable, "--pip-audit", str(fake),
              "--pypi-json", url, *flags], capture_output=True, text=True, env=env, check=False)
