@@ -116,11 +116,12 @@ def db_upgrade() -> None:
         out.print(f"store {engine.dialect.name} at schema revision {revision}")
 
 
-def _with_store(work: Callable[[Any], None]) -> None:
+def _with_store(work: Callable[[Any], None], *, existing: bool = False) -> None:
+    """Run `work` on the store; `existing=True` for commands on what is recorded (no store is made for them)."""
     from overnight.store import build_store  # noqa: PLC0415
 
     with _errors_as_exit_codes():
-        store = build_store(_settings())
+        store = build_store(_settings(), existing=existing)
         try:
             work(store)
         finally:
@@ -149,7 +150,7 @@ def runs(
         else:
             out.print(runs_table(found))
 
-    _with_store(work)
+    _with_store(work, existing=True)
 
 
 @runs_app.command("tail")
@@ -204,7 +205,7 @@ def show(
         if events:
             out.print(run_timeline(store.get_run(run_id=run_id), timeline))
 
-    _with_store(work)
+    _with_store(work, existing=True)
 
 
 @app.command("diff")
@@ -230,7 +231,7 @@ def diff(
         for line in lines:
             out.print(line, markup=False, highlight=False, soft_wrap=True)
 
-    _with_store(work)
+    _with_store(work, existing=True)
 
 
 @app.command("import")
@@ -344,7 +345,7 @@ def promote(
                                   lm_id=build_backend(_settings()).lm_id, actor=_actor(actor))
         _print_move(moved, as_json)
 
-    _with_store(work)
+    _with_store(work, existing=True)
 
 
 @app.command()
@@ -364,7 +365,7 @@ def rollback(
         body = _request(RollbackRequest, to=to, reason=reason)
         _print_move(roll_back(store, Registry().get(signature), body, actor=_actor(actor)), as_json)
 
-    _with_store(work)
+    _with_store(work, existing=True)
 
 
 def _request(model: Any, **values: Any) -> Any:

@@ -45,6 +45,36 @@ def test_a_store_that_cannot_be_opened_says_what_the_database_said(tmp_path: Pat
     assert "Traceback" not in result.stderr
 
 
+READ_COMMANDS = [
+    pytest.param(("runs",), id="runs"),
+    pytest.param(("show", "nightly-1"), id="show"),
+    pytest.param(("diff", "a" * 12, "b" * 12), id="diff"),
+    pytest.param(("promote", "a" * 12, "-s", "SelectTool.v1"), id="promote"),
+    pytest.param(("rollback", "-s", "SelectTool.v1", "--reason", "undo"), id="rollback"),
+]
+
+
+@pytest.mark.parametrize("command", READ_COMMANDS)
+def test_commands_on_recorded_runs_refuse_a_store_that_is_not_there_and_create_none(
+        tmp_path: Path, command: tuple[str, ...]) -> None:
+    """A reviewer in the wrong directory (the default store is ./overnight.db) or with a misspelt
+    OVERNIGHT_DB_URL got an empty table from `overnight runs`, as if nothing had run, and a new empty store
+    was left behind; these commands only read or act on what is recorded, so they say the store is not there."""
+    db = tmp_path / "not-here" / "overnight.db"
+    result = overnight(*command, db=db)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith(f"config_error: no overnight store at sqlite:///{db}: the file does not "
+                                    "exist; set OVERNIGHT_DB_URL to the store the runs were recorded in"), result.stderr
+    assert result.stdout == ""
+    assert not db.parent.exists()
+
+    (tmp_path / "empty.db").touch()  # a file that is not a store: nothing recorded, and not made one
+    empty = overnight(*command, db=tmp_path / "empty.db")
+    assert empty.returncode == 2
+    assert "the database has no overnight tables" in empty.stderr
+    assert (tmp_path / "empty.db").stat().st_size == 0
+
+
 def test_short_token_is_allowed_in_dev_mode_only(tmp_path: Path) -> None:
     result = overnight("serve", "--port", "-1", db=tmp_path / "o.db",
                        OVERNIGHT_TOKENS="ops:admin:short-secret", OVERNIGHT_DEV="1")

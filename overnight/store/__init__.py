@@ -5,14 +5,22 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from overnight.config import Settings
 from overnight.domain.runs import EventBounds
+from overnight.errors import ConfigError
 from overnight.store.base import IdempotencyClaim, Store
 from overnight.store.engine import build_engine
-from overnight.store.migrate import upgrade
+from overnight.store.migrate import current_revision, upgrade
 from overnight.store.sql import Clock, SqlStore, system_clock
+
+NO_TABLES = "the database has no overnight tables"
 
 __all__ = ["IdempotencyClaim", "SqlStore", "Store", "bounds_from", "build_store", "engine_for"]
 
@@ -28,10 +36,45 @@ def engine_for(settings: Settings) -> Engine:
                         pool_timeout_s=settings.db_pool_timeout_s)
 
 
-def build_store(settings: Settings, *, clock: Clock = system_clock, migrate: bool = True) -> SqlStore:
-    """Connect to the store named by the settings and, by default, bring its schema up to date."""
+def build_store(settings: Settings, *, clock: Clock = system_clock, migrate: bool = True,
+                existing: bool = False) -> SqlStore:
+    """Connect to the store named by the settings and, by default, bring its schema up to date.
+
+    `existing=True` is for commands that only read or act on what is recorded (`runs`, `show`, `diff`, `promote`,
+    `rollback`): a store that is not there is a `ConfigError`, and none is made — an empty table from the wrong
+    `./overnight.db` would tell a reviewer that nothing ran."""
+    url = settings.db_url.get_secret_value()
+    if existing:
+        _refuse_missing_file(url)
     engine = engine_for(settings)
+    if existing and current_revision(engine) is None:
+        engine.dispose()
+        raise _not_there(url, NO_TABLES)
     if migrate:
         upgrade(engine)
     return SqlStore(engine, bounds=bounds_from(settings), clock=clock,
                     write_wait_s=settings.db_busy_timeout_ms / 1000)
+
+
+def _refuse_missing_file(url: str) -> None:
+    """SQLite makes a missing file on the first connection (and our connect hook makes an empty one a WAL
+    database), so a SQLite store is looked at read-only before the engine connects."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return
+    path = Path(parsed.database).expanduser()
+    if not path.exists():
+        raise _not_there(url, "the file does not exist")
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            found = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'alembic_version'").fetchone()
+    except sqlite3.Error:
+        return  # not readable as SQLite: opening it says what the driver said (store_unavailable)
+    if not found[0]:
+        raise _not_there(url, NO_TABLES)
+
+
+def _not_there(url: str, why: str) -> ConfigError:
+    shown = make_url(url).render_as_string(hide_password=True)
+    return ConfigError(f"no overnight store at {shown}: {why}; set OVERNIGHT_DB_URL to the store the runs were "
+                       f"recorded in (a relative SQLite path is from the current directory, {Path.cwd()})")
