@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from overnight.api.app import route_inventory
+from overnight.domain.compiling import Artifact
 from overnight.domain.runs import EventIn, FinishRun, RunStart
 from overnight.store.sql import SqlStore
 from tests.factories import ADMIN_TOKEN, READ_TOKEN, SERVE_TOKEN, LiveServer, SteppingClock, auth, live_server
@@ -224,3 +225,64 @@ def test_the_live_feed_sends_plain_messages_a_browser_sees_and_ends_with_the_run
 def test_a_bearer_read_token_works_for_scripts(server: LiveServer) -> None:
     with httpx.Client(base_url=server.base_url, headers=auth(READ_TOKEN)) as client:
         assert client.get("/review").status_code == 200
+
+
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+ESCAPED = "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;"
+
+
+def test_recorded_text_is_shown_as_text_never_as_markup(server: LiveServer) -> None:
+    """What the pages show comes from callers and from production data (event messages, reasons, the demos a
+    compile picked from imported examples): all of it is escaped, wherever it lands."""
+    store = server.store
+    store.start_run(request=RunStart(run_id="night-hostile", signature_ids=[golden_run.SIG]), actor="ops-agent",
+                    default_lease_s=600)
+    store.append_event(run_id="night-hostile", event=EventIn(kind="note", phase="run", message=HOSTILE))
+    old, new = "1" * 64, "2" * 64
+    for compiled_id, instructions in ((old, "Pick a tool."), (new, f"Pick a tool. {HOSTILE}")):
+        store.put_artifact(artifact=Artifact(
+            compiled_id=compiled_id, signature_id=golden_run.SIG, lm_id="sim:x", params={},
+            state={"signature": {"instructions": instructions},
+                   "demos": [{"message": HOSTILE, "tool": "send_email"}] if compiled_id == new else []}))
+    champion = store.alias_history(signature_id=golden_run.SIG)[-1].to_id
+    store.promote(signature_id=golden_run.SIG, seen=champion, to_id=new, actor="ops-agent", reason=f"forced: {HOSTILE}",
+                  run_id="night-hostile", evidence={}, canary_id=None)
+    store.rollback(signature_id=golden_run.SIG, to_id=None, explicit=False, actor="ops-agent", reason=HOSTILE,
+                   run_id="night-hostile")
+    with signed_in(server) as client:
+        pages = {path: client.get(path).text for path in (
+            "/review/runs/night-hostile", f"/review/signatures/{golden_run.SIG}",
+            f"/review/artifacts/{old}/diff/{new}")}
+    for path, text in pages.items():
+        assert "<script>alert" not in text, path
+        assert "<img src=x" not in text, path
+        assert ESCAPED in text, path  # shown, as text
+
+
+def test_every_page_forbids_scripts_it_did_not_write_and_being_framed(server: LiveServer) -> None:
+    """Defence in depth behind the escaping: a Content-Security-Policy whose only script is the page's own (a
+    fresh nonce per response), no framing, no MIME sniffing, no referrer leaving the page."""
+    store = server.store
+    store.start_run(request=RunStart(run_id="night-live", signature_ids=[golden_run.SIG]), actor="ops-agent",
+                    default_lease_s=600)  # a running run: its page carries the live feed's script
+    live = "/review/runs/night-live"
+    nonces = []
+    with signed_in(server) as client:
+        for path in [*PAGES, live, live, "/review/sign-in"]:
+            answer = client.get(path)
+            assert answer.status_code == 200, path
+            policy = dict(part.strip().split(" ", 1) for part in answer.headers["content-security-policy"].split(";"))
+            nonce_source = re.fullmatch(r"'nonce-([A-Za-z0-9_-]{22,})'", policy.pop("script-src"))
+            assert nonce_source is not None, path  # the only scripts allowed are the ones carrying this nonce
+            nonce = nonce_source.group(1)
+            assert policy == {"default-src": "'none'", "style-src": "'unsafe-inline'", "img-src": "'self' data:",
+                              "connect-src": "'self'", "form-action": "'self'", "frame-ancestors": "'none'",
+                              "base-uri": "'none'"}, path
+            assert answer.headers["x-content-type-options"] == "nosniff"
+            assert answer.headers["referrer-policy"] == "no-referrer"
+            scripts = re.findall(r"<script[^>]*>", answer.text)
+            assert all(tag == f'<script nonce="{nonce}">' for tag in scripts), (path, scripts)
+            if path == live:
+                assert scripts, "the running run's page has its live-feed script"
+            nonces.append(nonce)
+    assert len(set(nonces)) == len(nonces)  # never reused

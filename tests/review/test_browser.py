@@ -131,9 +131,10 @@ def test_a_running_runs_page_follows_its_events_live(server: LiveServer, browser
                     default_lease_s=600)
     sign_in(browser, server, "/review/runs/night-live", READ_TOKEN)
     wait_for(browser, lambda b: b.find_elements(By.ID, "live"))
-    store.append_event(run_id="night-live", event=EventIn(kind="compile.started", phase="compile",
-                                                          message="appended while the page was open"))
-    wait_for(browser, lambda b: "appended while the page was open" in b.find_element(By.ID, "event-table").text)
+    said = "appended while the page was open <img src=x onerror=alert(1)>"  # shown as text, never run
+    store.append_event(run_id="night-live", event=EventIn(kind="compile.started", phase="compile", message=said))
+    wait_for(browser, lambda b: said in b.find_element(By.ID, "event-table").text)
+    assert not browser.find_elements(By.CSS_SELECTOR, "#event-table img")
     store.finish_run(run_id="night-live", finish=FinishRun(status="cancelled"), actor="ops-agent")
     # the page reloads itself when the run finishes: the live marker is gone and the status is final
     wait_for(browser, lambda b: not b.find_elements(By.ID, "live"))
