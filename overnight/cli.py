@@ -68,9 +68,11 @@ def _errors_as_exit_codes() -> Iterator[None]:
 
 def _settings() -> Settings:
     try:
-        return Settings()
+        settings = Settings()
     except ValueError as exc:  # pydantic's ValidationError: a bad OVERNIGHT_* value
         raise ConfigError(f"invalid settings: {exc}".replace("\n", " ")) from None
+    configure_logging(fmt=settings.log_format, level="warning", secrets=settings.secret_values())  # masked too
+    return settings
 
 
 @app.command()
@@ -114,6 +116,35 @@ def db_upgrade() -> None:
         engine = engine_for(_settings())
         revision = upgrade(engine)
         out.print(f"store {engine.dialect.name} at schema revision {revision}")
+
+
+@db_app.command("prune")
+def db_prune(
+    keep_days: Annotated[int, typer.Option(help="Keep this many days (at least 1); older rows are deleted")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Delete receipts served outside any canary and idempotency keys older than --keep-days, in small
+    transactions (a server may keep serving). Canary receipts, runs, events, alias and canary history,
+    artifacts, compile reports and datasets are the record: never pruned."""
+    from overnight.domain.receipts import PruneRequest  # noqa: PLC0415
+
+    request = _request(PruneRequest, keep_days=keep_days, dry_run=dry_run)
+
+    def work(store: Any) -> None:
+        result = store.prune(keep_days=request.keep_days, dry_run=request.dry_run)
+        if as_json:
+            out.print_json(result.model_dump_json())
+            return
+        def counted(n: int, noun: str) -> str:
+            return f"{n} {noun}{'' if n == 1 else 's'}"
+
+        out.print(f"{'would delete' if result.dry_run else 'deleted'} {counted(result.receipts, 'receipt')} served "
+                  f"outside any canary and {counted(result.idempotency_keys, 'idempotency key')} created before "
+                  f"{when(result.cutoff)} (the last {counted(result.keep_days, 'day')} kept)", markup=False,
+                  soft_wrap=True)
+
+    _with_store(work, existing=True)
 
 
 def _with_store(work: Callable[[Any], None], *, existing: bool = False) -> None:
@@ -498,4 +529,7 @@ def _say(message: str) -> None:
 
 
 def main() -> None:
+    # Every command logs to stderr (warnings and errors; `serve` and `run` reconfigure at OVERNIGHT_LOG_LEVEL):
+    # stdout is only the answer, which an agent may parse as JSON. structlog's default would print to stdout.
+    configure_logging(fmt="auto", level="warning")
     app()

@@ -13,7 +13,7 @@ import pytest
 
 from overnight.domain.runs import EventIn, FinishRun, RunStart
 from overnight.store.migrate import head_revision
-from tests.factories import TOKENS, free_port, make_store, serve_process
+from tests.factories import TOKENS, SteppingClock, free_port, make_store, serve_process
 
 
 def overnight(*args: str, db: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -73,6 +73,15 @@ def test_commands_on_recorded_runs_refuse_a_store_that_is_not_there_and_create_n
     assert empty.returncode == 2
     assert "the database has no overnight tables" in empty.stderr
     assert (tmp_path / "empty.db").stat().st_size == 0
+
+
+def test_log_lines_go_to_stderr_so_stdout_is_only_the_answer(tmp_path: Path) -> None:
+    """An agent parses `--json` from stdout: a log line written on the way (here the store outage's) went to
+    stdout too, before the JSON, when the command had not configured logging."""
+    result = overnight("runs", "--json", db=tmp_path)  # a directory: the store cannot be opened, which logs
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "store_unavailable" in result.stderr
 
 
 def test_short_token_is_allowed_in_dev_mode_only(tmp_path: Path) -> None:
@@ -146,7 +155,8 @@ def test_unreachable_store_is_a_clear_error(tmp_path: Path) -> None:
     result = overnight("db", "upgrade", db=tmp_path / "o.db",
                        OVERNIGHT_DB_URL="postgresql+psycopg://u:pw-not-shown@127.0.0.1:1/x")
     assert result.returncode == 1
-    assert result.stderr.startswith("store_unavailable:")
+    assert "\nstore_unavailable: " in f"\n{result.stderr}"  # after the outage's log line, also on stderr
+    assert result.stdout == ""
     assert "pw-not-shown" not in result.stderr + result.stdout
 
 
@@ -293,3 +303,25 @@ def test_runs_tail_without_a_token_names_the_api_and_the_setting(tmp_path: Path)
     assert result.stderr.strip() == ("config_error: the API at http://127.0.0.1:8123 needs a token with the admin or "
                                      "read role: set OVERNIGHT_TOKEN to its secret")
     assert not (tmp_path / "o.db").exists()
+
+
+def test_db_prune_counts_then_deletes_old_champion_receipts(tmp_path: Path) -> None:
+    from tests.store.test_prune import DAY_S, champion_receipt  # noqa: PLC0415
+
+    db = tmp_path / "o.db"
+    clock = SteppingClock(now=int(time.time() * 1000) - 40 * DAY_S * 1000)  # 40 days ago
+    store = make_store(f"sqlite:///{db}", clock)
+    store.record_receipt(receipt=champion_receipt("old-0"))
+    store.close()
+
+    refused = overnight("db", "prune", "--keep-days", "0", db=db)
+    assert refused.returncode == 2
+    assert "keep_days" in refused.stderr
+    dry = overnight("db", "prune", "--keep-days", "30", "--dry-run", db=db)
+    assert dry.returncode == 0, dry.stderr
+    assert "would delete 1 receipt served outside any canary and 0 idempotency keys" in dry.stdout
+    done = json.loads(overnight("db", "prune", "--keep-days", "30", "--json", db=db).stdout)
+    assert (done["receipts"], done["dry_run"]) == (1, False)
+    assert "deleted 0 receipts" in overnight("db", "prune", "--keep-days", "30", db=db).stdout
+    assert overnight("db", "prune", "--keep-days", "30", db=tmp_path / "none.db").returncode == 2  # made none
+    assert not (tmp_path / "none.db").exists()

@@ -48,3 +48,23 @@ class Prediction(BaseModel):
     correct: bool | None
     latency_ms: int
     lm_id: str
+
+
+class PruneRequest(BaseModel):
+    """What `POST /api/v1/store:prune` and `overnight db prune` delete: receipts served outside any canary and
+    idempotency keys, created more than `keep_days` ago. Canary receipts (the evidence behind a decision, and its
+    chart), runs and their events, alias and canary history, artifacts, compile reports and datasets are the
+    record and are never pruned."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep_days: int = Field(ge=1, le=36_500, description="keep this many days (at least 1): older rows go")
+    dry_run: bool = Field(default=False, description="count what would be deleted and delete nothing")
+
+
+class PruneResult(BaseModel):
+    keep_days: int
+    cutoff: int = Field(description="ms UTC: rows created before this were deleted (or, in a dry run, would be)")
+    receipts: int = Field(description="receipts served outside any canary")
+    idempotency_keys: int
+    dry_run: bool

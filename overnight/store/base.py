@@ -15,7 +15,7 @@ from overnight.domain.canary import CanaryEntry, CanaryRecord, ServingRoute
 from overnight.domain.compiling import Artifact, CompileReport, ExampleResult
 from overnight.domain.datasets import ExampleRow, ImportResult, SnapshotDetail, StoredExample
 from overnight.domain.promotion import AliasMove
-from overnight.domain.receipts import Receipt
+from overnight.domain.receipts import PruneResult, Receipt
 from overnight.domain.runs import AppendedEvent, EventIn, FinishRun, Run, RunEvent, RunStart, StartedRun
 
 
@@ -131,3 +131,9 @@ class Store(Protocol):
     def complete_idempotency_key(self, *, actor: str, key: str, status_code: int, response_body: str) -> None: ...
 
     def release_idempotency_key(self, *, actor: str, key: str) -> None: ...
+
+    # retention
+    def prune(self, *, keep_days: int, dry_run: bool = False) -> PruneResult:
+        """Delete receipts served outside any canary and idempotency keys older than `keep_days` (see
+        `PruneRequest`); or, with `dry_run`, count them."""
+        ...

@@ -9,11 +9,12 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, delete, insert, or_, select, text, update
+from sqlalchemy import Engine, and_, delete, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from overnight.domain.compiling import Artifact, CompileReport, ExampleResult
 from overnight.domain.datasets import ExampleRow, ImportResult, SnapshotDetail, StoredExample
+from overnight.domain.receipts import PruneResult
 from overnight.domain.runs import (
     AppendedEvent,
     EventBounds,
@@ -25,15 +26,19 @@ from overnight.domain.runs import (
     StartedRun,
 )
 from overnight.errors import EventLimitReached, EventTooLarge, RunNotFound
+from overnight.logging import get_logger
 from overnight.store import aliases_sql, compile_sql, datasets_sql, runs_sql
 from overnight.store.base import IdempotencyClaim
 from overnight.store.engine import Transactions
 from overnight.store.migrate import current_revision
-from overnight.store.schema import idempotency_keys, ops_run_events, ops_runs
+from overnight.store.schema import idempotency_keys, ops_run_events, ops_runs, receipts
 from overnight.store.serving_store import ServingVerbs
 
 T = TypeVar("T")
 Clock = Callable[[], int]
+DAY_MS = 86_400_000
+PRUNE_BATCH = 2_000
+log = get_logger(__name__)
 
 
 def system_clock() -> int:
@@ -249,3 +254,31 @@ class SqlStore(ServingVerbs):
             conn.execute(delete(idempotency_keys).where(
                 idempotency_keys.c.actor == actor, idempotency_keys.c.key == key,
             ))
+
+    # retention ----------------------------------------------------------------------------------------------
+
+    def prune(self, *, keep_days: int, dry_run: bool = False, batch: int = PRUNE_BATCH) -> PruneResult:
+        """Delete receipts served outside any canary and idempotency keys created more than `keep_days` ago, in
+        transactions of at most `batch` rows, so predicts keep being served (SQLite has one writer) meanwhile."""
+        cutoff = self.clock() - keep_days * DAY_MS
+        aged = {(receipts, (receipts.c.receipt_id,)): and_(receipts.c.canary_id.is_(None),
+                                                            receipts.c.created_at < cutoff),
+                (idempotency_keys, (idempotency_keys.c.actor, idempotency_keys.c.key)):
+                    idempotency_keys.c.created_at < cutoff}
+        counts = []
+        for (table, key), old in aged.items():
+            if dry_run:
+                with self._tx.read() as conn:
+                    counts.append(int(conn.execute(select(func.count()).select_from(table).where(old)).scalar_one()))
+                continue
+            deleted = batch
+            counts.append(0)
+            while deleted == batch:
+                with self._tx.write() as conn:
+                    deleted = conn.execute(delete(table).where(
+                        tuple_(*key).in_(select(*key).where(old).limit(batch)))).rowcount
+                counts[-1] += deleted
+        result = PruneResult(keep_days=keep_days, cutoff=cutoff, receipts=counts[0], idempotency_keys=counts[1],
+                             dry_run=dry_run)
+        log.info("store_pruned", **result.model_dump())
+        return result

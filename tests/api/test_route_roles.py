@@ -28,6 +28,7 @@ INVENTORY = {
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/api/v1/whoami"): ANY,
     ("POST", "/api/v1/lm:check"): ADMIN,
+    ("POST", "/api/v1/store:prune"): ADMIN,
     ("GET", "/api/v1/runs"): READ,
     ("POST", "/api/v1/runs"): ADMIN,
     ("GET", "/api/v1/runs/{run_id}"): READ,

@@ -1,5 +1,6 @@
-"""`/healthz` (process up, no auth), `/readyz` (store reachable and migrated, no auth), and the two preflight
-checks a runner makes: `GET /api/v1/whoami` (any token) and `POST /api/v1/lm:check` (admin)."""
+"""`/healthz` (process up, no auth), `/readyz` (store reachable and migrated, no auth), the two preflight
+checks a runner makes: `GET /api/v1/whoami` (any token) and `POST /api/v1/lm:check` (admin), and the store's
+retention: `POST /api/v1/store:prune` (admin)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Query
 from overnight.api.deps import Admin, AnyRole, BackendDep, RegistryDep, StoreDep
 from overnight.domain.access import Identity
 from overnight.domain.lm import LMCheck
+from overnight.domain.receipts import PruneRequest, PruneResult
 from overnight.domain.runs import ID_PATTERN
 from overnight.errors import StoreUnavailable
 from overnight.lm.invoke import check
@@ -45,3 +47,10 @@ def lm_check(_: Admin, registry: RegistryDep, backend: BackendDep,
              signature: Annotated[str, Query(pattern=ID_PATTERN)] = "SelectTool.v1") -> LMCheck:
     """One call of the signature's default program on its sample input with the server's LM (no receipt)."""
     return check(registry.get(signature), backend)
+
+
+@router.post("/api/v1/store:prune")
+def prune(request: PruneRequest, _: Admin, store: StoreDep) -> PruneResult:
+    """Delete receipts served outside any canary and idempotency keys created more than `keep_days` ago, in
+    small transactions (predicts keep being served); `dry_run` counts them. Nothing else is ever pruned."""
+    return store.prune(keep_days=request.keep_days, dry_run=request.dry_run)
