@@ -317,11 +317,13 @@ def compile_(
         with Progress(console=err, transient=True, disable=as_json or not err.is_terminal) as bar:
             task = bar.add_task(f"compiling {signature}", total=None)
 
-            def progress(kind: str, data: dict[str, Any]) -> None:
-                bar.update(task, description=f"{signature}: rung {data['rung']}, {data['candidates']} candidates "
-                                             f"on {data['train_examples']} examples")
-                if not err.is_terminal and not as_json:
-                    err.print(f"{kind} {data}", markup=False, highlight=False)
+            def progress(_kind: str, data: dict[str, Any]) -> None:
+                step = (f"{signature}: rung {data['rung']}, {data['candidates']} candidates on "
+                        f"{data['train_examples']} train examples")
+                bar.update(task, description=step)
+                if not err.is_terminal and not as_json:  # a log or an agent: one plain line per rung
+                    err.print(f"{step} ({data['evaluations_so_far']} evaluations so far)", markup=False,
+                              highlight=False)
 
             report = compile_signature(store, entry, build_backend(settings), seed=seed, max_lm_calls=max_lm_calls,
                                        max_tokens=max_tokens, search=search,  # type: ignore[arg-type]

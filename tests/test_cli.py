@@ -244,7 +244,12 @@ def test_promote_refused_then_forced_then_rollback_from_the_cli(tmp_path: Path) 
     db, sim = tmp_path / "o.db", {"OVERNIGHT_LM": "sim:seed=1,instr=0.55/0.8/0.6,demos=0:0/4:0.1/8:0.05"}
     dataset = Path(__file__).resolve().parents[1] / "datasets" / "selecttool.v1.jsonl"
     assert overnight("import", str(dataset), "-s", "SelectTool.v1", db=db).returncode == 0
-    report = json.loads(overnight("compile", "-s", "SelectTool.v1", "--json", db=db, **sim).stdout)
+    compiled = overnight("compile", "-s", "SelectTool.v1", db=db, **sim)  # piped: one plain line per rung
+    assert compiled.stderr.splitlines() == [
+        "SelectTool.v1: rung 0, 9 candidates on 8 train examples (72 evaluations so far)",
+        "SelectTool.v1: rung 1, 3 candidates on 24 train examples (120 evaluations so far)",
+        "SelectTool.v1: rung 2, 2 candidates on 47 train examples (166 evaluations so far)"], compiled.stderr
+    report = json.loads(overnight("compile", "-s", "SelectTool.v1", "--json", db=db, **sim).stdout)  # stored
     best = report["best_compiled_id"]
     changed = json.loads(overnight("diff", report["incumbent_compiled_id"], best, "--json", db=db).stdout)
     assert (len(changed["demos_added"]), changed["demos_removed"]) == (4, [])
