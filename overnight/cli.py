@@ -178,6 +178,11 @@ def runs(
         found: list[Run] = store.list_runs(limit=limit, status=status, signature_id=signature, since=after)
         if as_json:
             out.print_json(json.dumps(runs_document(found)))
+        elif not found:  # not an empty table: say which store was read, and with which filters
+            asked = " ".join(f"--{name} {value}" for name, value in (
+                ("since", since), ("status", status.value if status else None), ("signature", signature)) if value)
+            out.print(f"no runs {f'match {asked} ' if asked else ''}in "
+                      f"{store.engine.url.render_as_string(hide_password=True)}", markup=False, soft_wrap=True)
         else:
             out.print(runs_table(found))
 

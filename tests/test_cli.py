@@ -191,6 +191,11 @@ def test_runs_and_show(tmp_path: Path) -> None:
     assert [e["seq"] for e in document["events"]] == [1, 2, 3]
     assert document["signatures"][0]["decision"] == "not_decided"
 
+    none = overnight("runs", "--status", "failed", "--since", "24h", db=db)
+    assert none.stdout.strip() == f"no runs match --since 24h --status failed in sqlite:///{db}", none.stdout
+    assert overnight("db", "upgrade", db=tmp_path / "new.db").returncode == 0
+    assert overnight("runs", db=tmp_path / "new.db").stdout.strip() == f"no runs in sqlite:///{tmp_path / 'new.db'}"
+
     missing = overnight("show", "nope", db=db)
     assert missing.returncode == 1
     assert missing.stderr.strip() == "run_not_found: no run 'nope'"
