@@ -22,7 +22,7 @@ from overnight.config import Settings
 from overnight.domain.datasets import ImportResult
 from overnight.domain.gates import SRM_THRESHOLD_P
 from overnight.domain.runs import Run, RunEvent, RunStatus
-from overnight.errors import ConfigError, OvernightError, StoreUnavailable
+from overnight.errors import SEE_THE_SERVER_LOG, ConfigError, OvernightError, StoreUnavailable
 from overnight.logging import configure_logging, get_logger
 from overnight.review.terminal import (
     run_timeline,
@@ -54,8 +54,12 @@ def _errors_as_exit_codes() -> Iterator[None]:
     try:
         yield
     except OvernightError as exc:
-        err.print(f"{exc.code}: {exc.message}", markup=False, highlight=False)
+        message = exc.message
         driver = getattr(exc.__cause__, "orig", None)  # the database driver's own error behind a store outage
+        if isinstance(exc, StoreUnavailable):  # this process opened the store: there is no other server to ask
+            message = message.removesuffix(SEE_THE_SERVER_LOG) + "; check OVERNIGHT_DB_URL and that the database " \
+                "is up, then retry"
+        err.print(f"{exc.code}: {message}", markup=False, highlight=False)
         if isinstance(exc, StoreUnavailable) and driver is not None:
             said = (str(driver).strip().splitlines() or [type(driver).__name__])[0]
             err.print(f"  the database said: {said}", markup=False, highlight=False)

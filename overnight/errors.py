@@ -79,6 +79,10 @@ class StoreUnavailable(OvernightError):
     retry_after_s = 1
 
 
+# How a store outage's message ends for an API client; the CLI, which opened the store itself, says what to check.
+SEE_THE_SERVER_LOG = "; retry later, and see the server log"
+
+
 class ServerBusy(OvernightError):
     """Every predict slot of this server process stayed taken past the queue timeout: shed, retry later."""
 

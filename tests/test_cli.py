@@ -40,7 +40,8 @@ def test_a_store_that_cannot_be_opened_says_what_the_database_said(tmp_path: Pat
     the driver's own sentence is printed under the error."""
     result = overnight("runs", db=tmp_path)  # a directory, not a SQLite file
     assert result.returncode == 1
-    assert "store_unavailable: the store is unavailable (OperationalError)" in result.stderr
+    assert ("store_unavailable: the store is unavailable (OperationalError); check OVERNIGHT_DB_URL and that the "
+            "database is up, then retry\n") in result.stderr  # not "see the server log": it is this process
     assert "  the database said: unable to open database file" in result.stderr
     assert "Traceback" not in result.stderr
 
