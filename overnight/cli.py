@@ -140,6 +140,7 @@ def db_prune(
         if as_json:
             out.print_json(result.model_dump_json())
             return
+
         def counted(n: int, noun: str) -> str:
             return f"{n} {noun}{'' if n == 1 else 's'}"
 

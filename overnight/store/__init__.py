@@ -20,7 +20,7 @@ from overnight.store.engine import build_engine
 from overnight.store.migrate import current_revision, upgrade
 from overnight.store.sql import Clock, SqlStore, system_clock
 
-NO_TABLES = "the database has no overnight tables"
+_NO_TABLES = "the database has no overnight tables"
 
 __all__ = ["IdempotencyClaim", "SqlStore", "Store", "bounds_from", "build_store", "engine_for"]
 
@@ -40,16 +40,16 @@ def build_store(settings: Settings, *, clock: Clock = system_clock, migrate: boo
                 existing: bool = False) -> SqlStore:
     """Connect to the store named by the settings and, by default, bring its schema up to date.
 
-    `existing=True` is for commands that only read or act on what is recorded (`runs`, `show`, `diff`, `promote`,
-    `rollback`): a store that is not there is a `ConfigError`, and none is made — an empty table from the wrong
-    `./overnight.db` would tell a reviewer that nothing ran."""
+    `existing=True` is for commands that only read or act on what is recorded (the review commands, promote,
+    rollback, prune): a store that is not there is a `ConfigError`, and none is made — an empty table from the
+    wrong `./overnight.db` would tell a reviewer that nothing ran."""
     url = settings.db_url.get_secret_value()
     if existing:
         _refuse_missing_file(url)
     engine = engine_for(settings)
     if existing and current_revision(engine) is None:
         engine.dispose()
-        raise _not_there(url, NO_TABLES)
+        raise _not_there(url, _NO_TABLES)
     if migrate:
         upgrade(engine)
     return SqlStore(engine, bounds=bounds_from(settings), clock=clock,
@@ -71,7 +71,7 @@ def _refuse_missing_file(url: str) -> None:
     except sqlite3.Error:
         return  # not readable as SQLite: opening it says what the driver said (store_unavailable)
     if not found[0]:
-        raise _not_there(url, NO_TABLES)
+        raise _not_there(url, _NO_TABLES)
 
 
 def _not_there(url: str, why: str) -> ConfigError:
