@@ -18,8 +18,8 @@ from tests.store.test_canary_store import CANARY, SIG, open_canary, record
 DAY_S = 86_400
 
 
-def champion_receipt(receipt_id: str) -> Receipt:
-    return Receipt(receipt_id=receipt_id, signature_id=SIG, compiled_id="c" * 64, canary_id=None, arm="champion",
+def champion_receipt(receipt_id: str, signature_id: str = SIG) -> Receipt:
+    return Receipt(receipt_id=receipt_id, signature_id=signature_id, compiled_id="c" * 64, canary_id=None, arm="champion",
                    request_key=receipt_id, input_hash="i" * 64, output={"tool": "x"}, ok=True, error_code=None,
                    correct=None, latency_ms=5, tokens_in=1, tokens_out=1, cost_usd=None, lm_id="sim:test",
                    request_id=f"req-{receipt_id}")
@@ -34,21 +34,24 @@ def test_prune_deletes_old_champion_receipts_and_idempotency_keys_only(
         open_store: Callable[..., SqlStore], clock: SteppingClock) -> None:
     store = open_store()
     open_canary(store, clock)
-    for i in range(5):
+    for i in range(5):  # in one millisecond: more than a batch shares the last deleted one's time
         store.record_receipt(receipt=champion_receipt(f"old-{i}"))
     record(store, "control", routed_at=0, count=3, prefix="old")  # canary receipts, as old
+    clock.advance(seconds=1)
+    store.record_receipt(receipt=champion_receipt("old-triage", "SupportTriage.v1"))  # another signature
+    store.record_receipt(receipt=champion_receipt("old-5"))
     store.claim_idempotency_key(actor="ops", key="old-key", fingerprint="f" * 64)
     clock.advance(seconds=31 * DAY_S)
     store.record_receipt(receipt=champion_receipt("new-0"))
     store.claim_idempotency_key(actor="ops", key="new-key", fingerprint="f" * 64)
 
     counted = store.prune(keep_days=30, dry_run=True)
-    assert (counted.receipts, counted.idempotency_keys, counted.dry_run) == (5, 1, True)
+    assert (counted.receipts, counted.idempotency_keys, counted.dry_run) == (7, 1, True)
     assert counted.cutoff == clock() - 30 * DAY_S * 1000
-    assert (rows(store, receipts), rows(store, idempotency_keys)) == (9, 2)  # a dry run deletes nothing
+    assert (rows(store, receipts), rows(store, idempotency_keys)) == (11, 2)  # a dry run deletes nothing
 
-    pruned = store.prune(keep_days=30, batch=2)  # 5 receipts in 3 batches
-    assert (pruned.receipts, pruned.idempotency_keys, pruned.dry_run) == (5, 1, False)
+    pruned = store.prune(keep_days=30, batch=2)
+    assert (pruned.receipts, pruned.idempotency_keys, pruned.dry_run) == (7, 1, False)
     left = {r.receipt_id for r in store.list_receipts(limit=100)}
     assert left == {"new-0", "old-control-0", "old-control-1", "old-control-2"}
     assert {r.receipt_id for r in store.list_receipts(canary_id=CANARY)} == {f"old-control-{i}" for i in range(3)}
