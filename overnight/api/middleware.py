@@ -34,9 +34,14 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 
 
+# Receipts hold model outputs, runs hold evidence: no cache keeps an answer, and none is content-sniffed.
+_EVERY_ANSWER = ((b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"))
+
+
 class RequestContext:
-    """Gives every request an id (the caller's `x-request-id` when well-formed), echoes it on every response,
-    logs one `request_finished` line, enforces the body limit, and renders any error that escaped the app."""
+    """Gives every request an id (the caller's `x-request-id` when well-formed), echoes it on every response
+    with `cache-control: no-store` and `nosniff`, logs one `request_finished` line, enforces the body limit, and
+    renders any error that escaped the app."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
@@ -57,7 +62,10 @@ class RequestContext:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status.update(code=message["status"], started=True)
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                sent_headers = list(message.get("headers", []))
+                named = {name.lower() for name, _ in sent_headers}
+                message["headers"] = [*sent_headers, (b"x-request-id", request_id.encode()),
+                                      *((name, value) for name, value in _EVERY_ANSWER if name not in named)]
             await send(message)
 
         try:

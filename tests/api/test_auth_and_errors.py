@@ -162,3 +162,24 @@ def test_request_id_is_echoed_or_generated(api: LiveServer) -> None:
     assert len(generated.headers["x-request-id"]) == 32
     assert junk.headers["x-request-id"] != "bad id\twith spaces"
     assert failed.json()["request_id"] == "trace-7"
+
+
+def test_every_answer_is_nosniff_and_never_stored_by_a_cache(db_url: str, clock: SteppingClock) -> None:
+    """Receipts hold model outputs and runs hold evidence: no proxy or browser cache keeps them, and no answer is
+    content-sniffed — from the routes, from errors the middleware renders, and from idempotent replays alike."""
+    with live_server(db_url, clock=clock, max_body_bytes=2048) as server, server.client() as client:
+        start = {"signature_ids": ["SelectTool.v1"], "run_id": "r1"}
+        answers = {
+            "health": client.get("/healthz"),
+            "list": client.get("/api/v1/runs"),
+            "not found": client.get("/api/v1/runs/nope"),
+            "no route": client.get("/api/v1/nothing-here"),
+            "too large": client.post("/api/v1/runs", json={**start, "commit_sha": "x" * 4000}),
+            "created": client.post("/api/v1/runs", json=start, headers={"idempotency-key": "k1"}),
+            "replayed": client.post("/api/v1/runs", json=start, headers={"idempotency-key": "k1"}),
+            "schema": client.get("/openapi.json"),
+        }
+    assert answers["replayed"].headers["idempotent-replayed"] == "true"
+    for name, answer in answers.items():
+        assert answer.headers.get_list("x-content-type-options") == ["nosniff"], name
+        assert answer.headers.get_list("cache-control") == ["no-store"], name

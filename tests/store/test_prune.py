@@ -19,10 +19,10 @@ DAY_S = 86_400
 
 
 def champion_receipt(receipt_id: str, signature_id: str = SIG) -> Receipt:
-    return Receipt(receipt_id=receipt_id, signature_id=signature_id, compiled_id="c" * 64, canary_id=None, arm="champion",
-                   request_key=receipt_id, input_hash="i" * 64, output={"tool": "x"}, ok=True, error_code=None,
-                   correct=None, latency_ms=5, tokens_in=1, tokens_out=1, cost_usd=None, lm_id="sim:test",
-                   request_id=f"req-{receipt_id}")
+    return Receipt(receipt_id=receipt_id, signature_id=signature_id, compiled_id="c" * 64, canary_id=None,
+                   arm="champion", request_key=receipt_id, input_hash="i" * 64, output={"tool": "x"}, ok=True,
+                   error_code=None, correct=None, latency_ms=5, tokens_in=1, tokens_out=1, cost_usd=None,
+                   lm_id="sim:test", request_id=f"req-{receipt_id}")
 
 
 def rows(store: SqlStore, table: object) -> int:

@@ -58,8 +58,8 @@ def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
     response's nonce): behind the escaping, text recorded from callers or data can never become a script."""
     nonce = secrets.token_urlsafe(16)
     return HTMLResponse(_templates().get_template(name).render(csp_nonce=nonce, **context), status_code=status,
-                        headers={"cache-control": "no-store", "content-security-policy": _POLICY.format(nonce=nonce),
-                                 "x-content-type-options": "nosniff", "referrer-policy": "no-referrer"})
+                        headers={"content-security-policy": _POLICY.format(nonce=nonce),
+                                 "referrer-policy": "no-referrer"})  # no-store and nosniff: every answer has them
 
 
 # Inline SVG and the base template's <style> need no source; EventSource is `connect-src`; the forms post here.
