@@ -514,6 +514,8 @@ def run(
     srm_threshold: Annotated[float, typer.Option(help=(
         "A step's split with a p-value below this is a sample-ratio mismatch: the canary fails"))] = SRM_THRESHOLD_P,
     dry_run: Annotated[bool, typer.Option(help="Preflight only: change nothing")] = False,
+    keep_days: Annotated[int | None, typer.Option(min=1, help="Last step: prune receipts outside any canary and "
+                                                              "idempotency keys older than this many days")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
 ) -> None:
     """The nightly loop: import → compile → canary → decide → e2e, every step an event. Exit 0 promoted or no
@@ -525,7 +527,7 @@ def run(
         configure_logging(fmt=settings.log_format, level=settings.log_level, secrets=settings.secret_values())
         summary = nightly(settings, base_url=base_url, signatures=signature or ["SelectTool.v1"],
                           datasets=dataset or [], verify=verify or [], deadline=deadline, resume=resume,
-                          steps=steps, srm_threshold=srm_threshold, dry_run=dry_run, say=_say)
+                          steps=steps, srm_threshold=srm_threshold, dry_run=dry_run, say=_say, keep_days=keep_days)
         if as_json:
             out.print_json(summary.model_dump_json())
         else:

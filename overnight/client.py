@@ -24,7 +24,7 @@ from overnight.domain.compiling import CompileReport
 from overnight.domain.datasets import DatasetCheck, ExamplePage, ImportResult
 from overnight.domain.lm import LMCheck
 from overnight.domain.promotion import AliasHistory, AliasMoveOut
-from overnight.domain.receipts import Prediction
+from overnight.domain.receipts import Prediction, PruneResult
 from overnight.domain.runs import AppendedEvent, EventIn, EventPage, Run, RunEvent, StartedRun
 from overnight.errors import ApiUnreachable, OvernightError, all_error_classes
 
@@ -226,6 +226,11 @@ class OvernightClient:
     def rollback(self, signature_id: str, body: dict[str, Any], *, key: str | None = None) -> AliasMoveOut:
         return self._model(AliasMoveOut, "POST", f"/api/v1/signatures/{signature_id}/rollback", json=body,
                            idempotency_key=key)
+
+    def prune(self, keep_days: int, *, dry_run: bool = False, key: str | None = None) -> PruneResult:
+        return self._model(PruneResult, "POST", "/api/v1/store:prune", json={"keep_days": keep_days,
+                                                                             "dry_run": dry_run},
+                           idempotency_key=key, timeout_s=600)  # a first prune of a large store takes a while
 
     def alias_history(self, signature_id: str) -> AliasHistory:
         return self._model(AliasHistory, "GET", f"/api/v1/signatures/{signature_id}/aliases/history")

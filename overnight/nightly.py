@@ -25,10 +25,11 @@ DURATION = re.compile(r"^(\d+)\s*([smh]?)$")
 
 def nightly(settings: Settings, *, base_url: str | None, signatures: list[str], datasets: list[str],
             verify: list[str], deadline: str, resume: str | None, steps: str, srm_threshold: float, dry_run: bool,
-            say: Say) -> Summary:
+            say: Say, keep_days: int | None = None) -> Summary:
     options = RunOptions(signatures=signatures, datasets=dataset_files(signatures, datasets), verify=verify,
                          deadline_s=seconds(deadline), resume=resume, dry_run=dry_run, steps=percentages(steps),
-                         srm_threshold_p=split_threshold(srm_threshold), lease_s=settings.lease_s)
+                         srm_threshold_p=split_threshold(srm_threshold), lease_s=settings.lease_s,
+                         keep_days=keep_days)
     quiet_transport_logs(settings)
     with api(settings, base_url) as (url, token), OvernightClient(
             url, token, timeout_s=120, attempts=settings.client_attempts) as client:

@@ -52,6 +52,7 @@ class RunOptions(BaseModel):
     batch: int = 40
     max_requests: int = 5000
     e2e_requests: int = 5
+    keep_days: int | None = Field(default=None, ge=1)  # prune receipts outside canaries and keys older than this
     lease_s: int = 120
     seed: int = 0
 
@@ -79,6 +80,7 @@ class Summary(BaseModel):
     verdict: str
     base_url: str
     signatures: dict[str, SignatureResult] = Field(default_factory=dict)
+    pruned: dict[str, Any] | None = None  # with --keep-days: what the last step deleted
     review: str | None = None
 
 
@@ -112,6 +114,7 @@ class Runner:
             self.step("run", "verify", self.verify)
             for sig in self.options.signatures:
                 results[sig] = self.signature(sig)
+            pruned = self.step("run", "prune", self.prune) if self.options.keep_days else None
         except BaseException as exc:
             reason = f"{getattr(exc, 'code', type(exc).__name__)}: {exc}"
             self.say(f"run failed: {reason}")
@@ -123,6 +126,7 @@ class Runner:
             return summary
         code = next(c for c in SEVERITY if c in {EXIT_BY_DECISION[r.decision] for r in results.values()} | {0})
         summary = self._summary(code, "; ".join(f"{s}: {r.decision}" for s, r in results.items()), results)
+        summary.pruned = pruned
         self._finish(summary)
         return summary
 
@@ -228,6 +232,13 @@ class Runner:
                 raise OvernightError(f"verify command failed (exit {done.returncode}): {command}",
                                      details={"checks": checks})
         return {"checks": checks}
+
+    def prune(self) -> dict[str, Any]:
+        assert self.options.keep_days is not None  # noqa: S101 - the step runs only with --keep-days
+        pruned = self.client.prune(self.options.keep_days, key=f"{self.run_id}:prune")
+        self.say(f"pruned {pruned.receipts} receipts outside any canary and {pruned.idempotency_keys} idempotency "
+                 f"keys older than {pruned.keep_days} days")
+        return pruned.model_dump(exclude={"dry_run"})
 
     def import_dataset(self, sig: str) -> dict[str, Any]:
         imported = self.client.import_examples(sig, self.options.datasets[sig].read_bytes(), run_id=self.run_id,

@@ -91,6 +91,10 @@ def summary_text(summary: Any) -> str:
             lines.append(f"    e2e: {'ok' if result.e2e['ok'] else 'FAILED'} — {result.e2e['requests']} requests "
                          f"served by {', '.join(s[:12] for s in result.e2e['served']) or 'nothing'}"
                          + (f": {result.e2e['problem']}" if result.e2e["problem"] else ""))
+    if summary.pruned:
+        lines.append(f"  pruned: {summary.pruned['receipts']} receipts outside any canary and "
+                     f"{summary.pruned['idempotency_keys']} idempotency keys older than {summary.pruned['keep_days']} "
+                     "days")
     if summary.review:
         lines.append(f"review it: {summary.review}")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -75,6 +76,30 @@ def test_nothing_better_is_no_improvement_and_no_canary(db_url: str) -> None:
     assert result["canary_id"] is None
     with live_server(db_url) as server, server.client() as api:
         assert api.get("/api/v1/signatures/SelectTool.v1/canary").status_code == 404
+
+
+def test_keep_days_prunes_after_the_signatures_and_records_it_on_the_run(db_url: str) -> None:
+    """The nightly job is one command: `--keep-days` prunes what grows with traffic as the run's last step."""
+    from tests.factories import SteppingClock, make_store  # noqa: PLC0415
+    from tests.store.test_prune import DAY_S, champion_receipt  # noqa: PLC0415
+
+    store = make_store(db_url, SteppingClock(now=int(time.time() * 1000) - 40 * DAY_S * 1000))  # 40 days ago
+    for i in range(3):
+        store.record_receipt(receipt=champion_receipt(f"old-{i}"))
+    store.close()
+    code, summary, stderr = overnight_run(db_url, NOTHING, "--dataset", str(SELECT), "--keep-days", "30")
+    assert code == 0, stderr[-3000:]
+    assert (summary["pruned"]["receipts"], summary["pruned"]["keep_days"]) == (3, 30)
+    with live_server(db_url) as server, server.client() as api:
+        events = api.get(f"/api/v1/runs/{summary['run_id']}/events", params={"limit": 1000}).json()["events"]
+        left = api.get("/api/v1/receipts", params={"limit": 1000}).json()["receipts"]
+    kinds = [e["kind"] for e in events]
+    assert kinds.index("prune.finished") > kinds.index("e2e.finished")  # after the night's work
+    assert next(e for e in events if e["kind"] == "prune.finished")["data"]["receipts"] == 3
+    assert left  # tonight's e2e receipts stay…
+    assert not any(r["receipt_id"].startswith("old-") for r in left)  # …the old ones went
+    nothing = overnight_run(db_url, NOTHING, "--keep-days", "0")
+    assert nothing[0] == 2
 
 
 def test_two_signatures_each_get_their_own_decision(db_url: str) -> None:
