@@ -4,10 +4,13 @@ disk has room again the server carries on. Needs root (to mount the tmpfs): CI r
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -71,3 +74,32 @@ def test_a_full_disk_is_503_store_unavailable_and_nothing_is_half_written(small_
     assert stored == [*acked, "after"]  # every 2xx, in order; the refused append left nothing behind
     assert all(e["message"] == f"{i:05d}" + "x" * 3000 for i, e in enumerate(events[1:-1]))
     assert '"status": 500' not in (tmp_path / "serve.log").read_text(encoding="utf-8")
+
+
+def test_on_a_full_disk_the_prune_is_refused_until_there_is_a_little_room(small_disk: Path,
+                                                                          request: pytest.FixtureRequest) -> None:
+    """What the runbook tells an operator whose disk filled with receipts: the prune cannot run on a full disk (a
+    delete is written to the WAL first), says so, and deletes every old receipt once there is a little room."""
+    from overnight.errors import StoreUnavailable  # noqa: PLC0415
+    from tests.factories import SteppingClock, make_store  # noqa: PLC0415
+    from tests.store.test_prune import DAY_S, champion_receipt  # noqa: PLC0415
+    from tests.test_cli import overnight  # noqa: PLC0415
+
+    shutil.copy(request.getfixturevalue("_sqlite_template"), small_disk / "overnight.db")
+    store = make_store(f"sqlite:///{small_disk / 'overnight.db'}",
+                       SteppingClock(now=int(time.time() * 1000) - 40 * DAY_S * 1000))  # 40 days ago
+    written = 0
+    with suppress(StoreUnavailable):  # written until the disk is full
+        while written < 100_000:
+            store.record_receipt(receipt=champion_receipt(f"r{written:06d}-" + "x" * 200))
+            written += 1
+    store.close()
+    assert 10 < written < 100_000
+
+    refused = overnight("db", "prune", "--keep-days", "30", db=small_disk / "overnight.db")
+    assert refused.returncode == 1
+    assert "the database said: database or disk is full" in refused.stderr
+    subprocess.run(["mount", "-o", "remount,size=4m", str(small_disk)], check=True)  # a little room
+    pruned = overnight("db", "prune", "--keep-days", "30", "--json", db=small_disk / "overnight.db")
+    assert pruned.returncode == 0, pruned.stderr
+    assert json.loads(pruned.stdout)["receipts"] == written  # every one that was written; the refused one was not
