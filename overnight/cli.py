@@ -140,14 +140,7 @@ def db_prune(
         if as_json:
             out.print_json(result.model_dump_json())
             return
-
-        def counted(n: int, noun: str) -> str:
-            return f"{n} {noun}{'' if n == 1 else 's'}"
-
-        out.print(f"{'would delete' if result.dry_run else 'deleted'} {counted(result.receipts, 'receipt')} served "
-                  f"outside any canary and {counted(result.idempotency_keys, 'idempotency key')} created before "
-                  f"{when(result.cutoff)} (the last {counted(result.keep_days, 'day')} kept)", markup=False,
-                  soft_wrap=True)
+        out.print(f"{result.sentence()} (created before {when(result.cutoff)})", markup=False, soft_wrap=True)
 
     _with_store(work, existing=True)
 

@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 from overnight.client import OvernightClient
 from overnight.domain.canary import CanaryView
 from overnight.domain.gates import SRM_THRESHOLD_P
+from overnight.domain.receipts import PruneResult
 from overnight.domain.runs import EventIn, RunStatus
 from overnight.errors import CanaryActive, ConfigError, LMCallFailed, OvernightError, RunNotRunning
 
@@ -80,7 +81,7 @@ class Summary(BaseModel):
     verdict: str
     base_url: str
     signatures: dict[str, SignatureResult] = Field(default_factory=dict)
-    pruned: dict[str, Any] | None = None  # with --keep-days: what the last step deleted
+    pruned: PruneResult | None = None  # with --keep-days: what the last step deleted
     review: str | None = None
 
 
@@ -126,7 +127,7 @@ class Runner:
             return summary
         code = next(c for c in SEVERITY if c in {EXIT_BY_DECISION[r.decision] for r in results.values()} | {0})
         summary = self._summary(code, "; ".join(f"{s}: {r.decision}" for s, r in results.items()), results)
-        summary.pruned = pruned
+        summary.pruned = None if pruned is None else PruneResult.model_validate(pruned)
         self._finish(summary)
         return summary
 
@@ -236,9 +237,8 @@ class Runner:
     def prune(self) -> dict[str, Any]:
         assert self.options.keep_days is not None  # noqa: S101 - the step runs only with --keep-days
         pruned = self.client.prune(self.options.keep_days, key=f"{self.run_id}:prune")
-        self.say(f"pruned {pruned.receipts} receipts outside any canary and {pruned.idempotency_keys} idempotency "
-                 f"keys older than {pruned.keep_days} days")
-        return pruned.model_dump(exclude={"dry_run"})
+        self.say(f"prune: {pruned.sentence()}")
+        return pruned.model_dump()
 
     def import_dataset(self, sig: str) -> dict[str, Any]:
         imported = self.client.import_examples(sig, self.options.datasets[sig].read_bytes(), run_id=self.run_id,

@@ -67,4 +67,13 @@ class PruneResult(BaseModel):
     cutoff: int = Field(description="ms UTC: rows created before this were deleted (or, in a dry run, would be)")
     receipts: int = Field(description="receipts served outside any canary")
     idempotency_keys: int
-    dry_run: bool
+    dry_run: bool = False
+
+    def sentence(self) -> str:
+        """What went, in one line: for `db prune`, the runner's progress and summary, and the review."""
+        def counted(n: int, noun: str) -> str:
+            return f"{n} {noun}{'' if n == 1 else 's'}"
+
+        return (f"{'would delete' if self.dry_run else 'deleted'} {counted(self.receipts, 'receipt')} served outside "
+                f"any canary and {counted(self.idempotency_keys, 'idempotency key')} older than "
+                f"{counted(self.keep_days, 'day')}")

@@ -160,6 +160,7 @@ class RunReview(BaseModel):
     phases: list[PhaseSpan]
     signatures: list[SignatureReview]
     sentence: str
+    pruned: str | None = None  # what the run's prune step deleted (`overnight run --keep-days`), as a sentence
 
 
 # phases ---------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from overnight.domain.canary import CanaryRecord
 from overnight.domain.compiling import CompileReport
 from overnight.domain.promotion import AliasMove
+from overnight.domain.receipts import PruneResult
 from overnight.domain.review import (
     ArmSeries,
     CanarySection,
@@ -41,12 +42,14 @@ def run_review(store: Store, run_id: str) -> RunReview:
     steps = _step_events(store, run_id)
     signatures = [_signature(store, run, sig, steps) for sig in run.signature_ids]
     summary = run.summary
+    pruned = next((PruneResult.model_validate(e.data) for e in steps if e.client_event_id == "run:prune:finished"),
+                  None)
     return RunReview(
         run_id=run.run_id, status=run.status.value, actor=run.actor, commit_sha=run.commit_sha,
         exit_code=summary.get("exit_code"), verdict=summary.get("verdict"), started_at=run.started_at,
         ended_at=run.ended_at, event_count=run.event_count, truncated=run.truncated,
         phases=phase_spans(steps, started_at=run.started_at), signatures=signatures,
-        sentence=run_sentence(run, signatures))
+        sentence=run_sentence(run, signatures), pruned=None if pruned is None else pruned.sentence())
 
 
 def _step_events(store: Store, run_id: str) -> list[RunEvent]:

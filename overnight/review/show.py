@@ -29,6 +29,8 @@ _DECISION_STYLE = {"promoted": "bold green", "no_improvement": "cyan", "rolled_b
 
 def review_text(review: RunReview) -> RenderableType:
     parts: list[RenderableType] = [_header(review), _timeline(review)]
+    if review.pruned:
+        parts.append(Text(f"prune: {review.pruned}"))
     for sig in review.signatures:
         parts += _signature(sig)
     parts.append(Text(review.sentence, style="bold"))

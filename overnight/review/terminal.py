@@ -92,9 +92,7 @@ def summary_text(summary: Any) -> str:
                          f"served by {', '.join(s[:12] for s in result.e2e['served']) or 'nothing'}"
                          + (f": {result.e2e['problem']}" if result.e2e["problem"] else ""))
     if summary.pruned:
-        lines.append(f"  pruned: {summary.pruned['receipts']} receipts outside any canary and "
-                     f"{summary.pruned['idempotency_keys']} idempotency keys older than {summary.pruned['keep_days']} "
-                     "days")
+        lines.append(f"  prune: {summary.pruned.sentence()}")
     if summary.review:
         lines.append(f"review it: {summary.review}")
     return "\n".join(lines)

@@ -12,6 +12,14 @@ from tests.factories import FAIR_SPLIT_P, live_server
 from tests.runner.helpers import BETTER, FLAKY, NOTHING, SELECT, TRIAGE, overnight_run
 
 
+def overnight_show(db_url: str, run_id: str) -> str:
+    from tests.review.test_show import overnight  # noqa: PLC0415
+
+    shown = overnight(db_url, "show", run_id, columns="200")
+    assert shown.returncode == 0, shown.stderr
+    return shown.stdout
+
+
 def _kinds(client: httpx.Client, run_id: str) -> list[str]:
     return [e["kind"] for e in client.get(f"/api/v1/runs/{run_id}/events", params={"limit": 1000}).json()["events"]]
 
@@ -98,6 +106,10 @@ def test_keep_days_prunes_after_the_signatures_and_records_it_on_the_run(db_url:
     assert next(e for e in events if e["kind"] == "prune.finished")["data"]["receipts"] == 3
     assert left  # tonight's e2e receipts stay…
     assert not any(r["receipt_id"].startswith("old-") for r in left)  # …the old ones went
+    said = "prune: deleted 3 receipts served outside any canary and 0 idempotency keys older than 30 days"
+    assert said in overnight_show(db_url, summary["run_id"])  # the morning review says what went
+    with live_server(db_url) as server, server.client() as api:
+        assert said in api.get(f"/review/runs/{summary['run_id']}").text
     nothing = overnight_run(db_url, NOTHING, "--keep-days", "0")
     assert nothing[0] == 2
 
