@@ -54,15 +54,14 @@ def _errors_as_exit_codes() -> Iterator[None]:
     try:
         yield
     except OvernightError as exc:
-        message = exc.message
-        driver = getattr(exc.__cause__, "orig", None)  # the database driver's own error behind a store outage
-        if isinstance(exc, StoreUnavailable):  # this process opened the store: there is no other server to ask
-            message = message.removesuffix(SEE_THE_SERVER_LOG) + "; check OVERNIGHT_DB_URL and that the database " \
-                "is up, then retry"
-        err.print(f"{exc.code}: {message}", markup=False, highlight=False)
-        if isinstance(exc, StoreUnavailable) and driver is not None:
-            said = (str(driver).strip().splitlines() or [type(driver).__name__])[0]
-            err.print(f"  the database said: {said}", markup=False, highlight=False)
+        if not isinstance(exc, StoreUnavailable):
+            err.print(f"{exc.code}: {exc.message}", markup=False, highlight=False)
+        else:  # this process opened the store: there is no server log to see, and the driver's sentence is here
+            err.print(f"{exc.code}: {exc.message.removesuffix(SEE_THE_SERVER_LOG)}; check OVERNIGHT_DB_URL and that "
+                      "the database is up, then retry", markup=False, highlight=False)
+            if (driver := getattr(exc.__cause__, "orig", None)) is not None:
+                said = (str(driver).strip().splitlines() or [type(driver).__name__])[0]
+                err.print(f"  the database said: {said}", markup=False, highlight=False)
         for problem in exc.details.get("errors", [])[:20]:
             if "line" in problem:
                 err.print(f"  line {problem['line']}, {problem['field']}: {problem['reason']}", markup=False,

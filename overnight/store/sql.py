@@ -9,7 +9,21 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, and_, delete, func, insert, or_, select, text, tuple_, update
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Engine,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from overnight.domain.compiling import Artifact, CompileReport, ExampleResult
@@ -261,24 +275,29 @@ class SqlStore(ServingVerbs):
         """Delete receipts served outside any canary and idempotency keys created more than `keep_days` ago, in
         transactions of at most `batch` rows, so predicts keep being served (SQLite has one writer) meanwhile."""
         cutoff = self.clock() - keep_days * DAY_MS
-        aged = {(receipts, (receipts.c.receipt_id,)): and_(receipts.c.canary_id.is_(None),
-                                                            receipts.c.created_at < cutoff),
-                (idempotency_keys, (idempotency_keys.c.actor, idempotency_keys.c.key)):
-                    idempotency_keys.c.created_at < cutoff}
-        counts = []
-        for (table, key), old in aged.items():
-            if dry_run:
-                with self._tx.read() as conn:
-                    counts.append(int(conn.execute(select(func.count()).select_from(table).where(old)).scalar_one()))
-                continue
-            deleted = batch
-            counts.append(0)
-            while deleted == batch:
-                with self._tx.write() as conn:
-                    deleted = conn.execute(delete(table).where(
-                        tuple_(*key).in_(select(*key).where(old).limit(batch)))).rowcount
-                counts[-1] += deleted
+        aged = [(receipts, (receipts.c.receipt_id,),
+                 and_(receipts.c.canary_id.is_(None), receipts.c.created_at < cutoff)),
+                (idempotency_keys, (idempotency_keys.c.actor, idempotency_keys.c.key),
+                 idempotency_keys.c.created_at < cutoff)]
+        counts = [self._count(table, old) if dry_run else self._delete_in_batches(table, key, old, batch)
+                  for table, key, old in aged]
         result = PruneResult(keep_days=keep_days, cutoff=cutoff, receipts=counts[0], idempotency_keys=counts[1],
                              dry_run=dry_run)
         log.info("store_pruned", **result.model_dump())
         return result
+
+    def _count(self, table: Table, where: ColumnElement[bool]) -> int:
+        with self._tx.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(table).where(where)).scalar_one())
+
+    def _delete_in_batches(self, table: Table, key: tuple[Column[Any], ...], where: ColumnElement[bool],
+                           batch: int) -> int:
+        """Delete `table`'s rows matching `where`, at most `batch` (by `key`) per transaction; how many went."""
+        total = 0
+        while True:
+            with self._tx.write() as conn:
+                deleted = int(conn.execute(delete(table).where(
+                    tuple_(*key).in_(select(*key).where(where).limit(batch)))).rowcount)
+            total += deleted
+            if deleted < batch:
+                return total
