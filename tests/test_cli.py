@@ -46,6 +46,34 @@ def test_a_store_that_cannot_be_opened_says_what_the_database_said(tmp_path: Pat
     assert "Traceback" not in result.stderr
 
 
+NOT_A_DATABASE = [
+    pytest.param(("runs",), id="runs"),
+    pytest.param(("db", "upgrade"), id="db-upgrade"),
+    pytest.param(("serve", "--port", "0"), id="serve"),
+    pytest.param(("import", "-s", "SelectTool.v1", "examples.jsonl"), id="import"),
+]
+
+
+@pytest.mark.parametrize("command", NOT_A_DATABASE)
+def test_a_url_naming_a_file_that_is_not_sqlite_is_refused_and_the_file_left_alone(
+        tmp_path: Path, command: tuple[str, ...]) -> None:
+    """OVERNIGHT_DB_URL pointed at the wrong file (here the dataset) printed a DatabaseError traceback with exit 0
+    from the review commands; every command now says which file it is and touches nothing."""
+    wrong = tmp_path / "examples.jsonl"
+    wrong.write_text('{"example_id": "e1"}\n')
+    before = wrong.read_bytes()
+    result = subprocess.run(
+        [sys.executable, "-m", "overnight", *command], capture_output=True, text=True, timeout=60, check=False,
+        cwd=tmp_path, env={**{k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")},
+                           "OVERNIGHT_DB_URL": f"sqlite:///{wrong}", "OVERNIGHT_TOKENS": TOKENS, "COLUMNS": "160"})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith(f"config_error: OVERNIGHT_DB_URL names {wrong}, which is not a SQLite database"), \
+        result.stderr
+    assert "Traceback" not in result.stderr
+    assert wrong.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["examples.jsonl"]  # no -wal or -shm beside it
+
+
 READ_COMMANDS = [
     pytest.param(("runs",), id="runs"),
     pytest.param(("show", "nightly-1"), id="show"),

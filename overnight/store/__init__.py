@@ -69,7 +69,7 @@ def _refuse_missing_file(url: str) -> None:
         with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
             found = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'alembic_version'").fetchone()
     except sqlite3.Error:
-        return  # not readable as SQLite: opening it says what the driver said (store_unavailable)
+        return  # not SQLite: the engine refuses the file by its header (ConfigError), below
     if not found[0]:
         raise _not_there(url, _NO_TABLES)
 

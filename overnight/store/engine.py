@@ -46,7 +46,9 @@ def build_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_timeout_s: flo
 def _sqlite_engine(url: str, database: str | None, busy_timeout_ms: int, pool_timeout_s: float) -> Engine:
     if not database or database == ":memory:":
         raise ConfigError("OVERNIGHT_DB_URL must name a SQLite file (sqlite:///path); in-memory is not shared")
-    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    path = Path(database).expanduser()
+    _refuse_a_file_that_is_not_sqlite(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         url, pool_size=8, max_overflow=32, pool_timeout=pool_timeout_s,
         connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
@@ -72,6 +74,23 @@ def _sqlite_engine(url: str, database: str | None, busy_timeout_ms: int, pool_ti
         conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("overnight_write", False) else "BEGIN")
 
     return engine
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+
+
+def _refuse_a_file_that_is_not_sqlite(path: Path) -> None:
+    """A URL naming some other file (the dataset, a log) would be met by a DatabaseError on the first statement,
+    after SQLite had left -wal and -shm files beside it; an empty file is a new database, so only a non-empty one
+    is read, and only its header."""
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(_SQLITE_HEADER))
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        return  # made on first use, or refused by SQLite itself with its own sentence (store_unavailable)
+    if header and header != _SQLITE_HEADER:
+        raise ConfigError(f"OVERNIGHT_DB_URL names {path}, which is not a SQLite database (it does not begin with "
+                          "SQLite's header); point it at the store's file, or at a new path to make one")
 
 
 class Transactions:
