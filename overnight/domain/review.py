@@ -8,6 +8,7 @@ the browser say the same thing. Pure: no I/O, no clock. Must not import SQL, HTT
 from __future__ import annotations
 
 import math
+import shlex
 from collections.abc import Iterable
 from typing import Any
 
@@ -160,7 +161,22 @@ class RunReview(BaseModel):
     phases: list[PhaseSpan]
     signatures: list[SignatureReview]
     sentence: str
+    undo: list[str] = Field(default_factory=list)  # one command per signature the run promoted, each run as shown
     pruned: str | None = None  # what the run's prune step deleted (`overnight run --keep-days`), as a sentence
+
+
+def undo_commands(run_id: str, signatures: list[SignatureReview]) -> list[str]:
+    """For each signature the run promoted, the `overnight rollback` that puts back the champion the run replaced
+    (`--to` it, so a later night's promotion does not make "one step back" undo the wrong one), ready to paste."""
+    commands = []
+    for sig in signatures:
+        if sig.decision != "promoted":
+            continue
+        promote = next((m for m in sig.moves if m.action == "promote"), None)
+        target = "" if promote is None else f" --to {promote.from_id or 'default'}"
+        commands.append(f"overnight rollback -s {shlex.quote(sig.signature_id)}{target} "
+                        f"--reason {shlex.quote(f'undo {run_id}')}")
+    return commands
 
 
 # phases ---------------------------------------------------------------------------------------------------
@@ -308,7 +324,7 @@ def canary_numbers(canary: CanarySection | None) -> str:
 
 
 def run_sentence(run: Run, signatures: list[SignatureReview]) -> str:
-    """The closing sentence: what changed, and the one command that undoes it."""
+    """The closing sentence: what changed (the commands that undo it are `undo_commands`)."""
     if run.status == "running":
         decided = sum(s.decision not in UNDECIDED for s in signatures)
         return f"Run {run.run_id} is still running ({decided} of {len(run.signature_ids)} signatures decided)."
@@ -316,8 +332,7 @@ def run_sentence(run: Run, signatures: list[SignatureReview]) -> str:
     others = [f"{s.signature_id} {s.decision.replace('_', ' ')}" for s in signatures if s.decision != "promoted"]
     if promoted:
         changed = "; ".join(f"{s.signature_id} now serves {short(s.champion_after)}" for s in promoted)
-        undo = " — to undo: " + "; ".join(f"overnight rollback {s.signature_id}" for s in promoted)
-        return f"Run {run.run_id} {run.status}: {changed}" + (f"; {', '.join(others)}" if others else "") + f"{undo}."
+        return f"Run {run.run_id} {run.status}: {changed}" + (f"; {', '.join(others)}" if others else "") + "."
     verdict = str(run.summary.get("verdict") or "no signature was decided")
     said = ", ".join(others) if others else verdict
     return f"Run {run.run_id} {run.status}: nothing changed ({said})."

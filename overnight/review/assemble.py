@@ -28,6 +28,7 @@ from overnight.domain.review import (
     phase_spans,
     run_sentence,
     signature_sentence,
+    undo_commands,
 )
 from overnight.domain.runs import Run, RunEvent
 from overnight.errors import NotFound
@@ -49,7 +50,8 @@ def run_review(store: Store, run_id: str) -> RunReview:
         exit_code=summary.get("exit_code"), verdict=summary.get("verdict"), started_at=run.started_at,
         ended_at=run.ended_at, event_count=run.event_count, truncated=run.truncated,
         phases=phase_spans(steps, started_at=run.started_at), signatures=signatures,
-        sentence=run_sentence(run, signatures), pruned=None if pruned is None else pruned.sentence())
+        sentence=run_sentence(run, signatures), undo=undo_commands(run.run_id, signatures),
+        pruned=None if pruned is None else pruned.sentence())
 
 
 def _step_events(store: Store, run_id: str) -> list[RunEvent]:

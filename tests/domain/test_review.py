@@ -9,11 +9,13 @@ from overnight.domain.review import (
     ArmRow,
     CanarySection,
     GateLine,
+    MoveLine,
     SignatureReview,
     canary_series,
     phase_spans,
     run_sentence,
     signature_sentence,
+    undo_commands,
 )
 from overnight.domain.runs import Run, RunEvent, RunStatus
 
@@ -84,20 +86,36 @@ def run(status: RunStatus = RunStatus.succeeded) -> Run:
                event_count=1, event_bytes=1, truncated=False, started_at=0, ended_at=1)
 
 
-def review(sig: str, decision: str, after: str | None) -> SignatureReview:
+def review(sig: str, decision: str, after: str | None, moves: list[MoveLine] | None = None) -> SignatureReview:
     return SignatureReview(signature_id=sig, decision=decision, reason="", champion_before=A, champion_after=after,
-                           compile=None, canary=None, moves=[], e2e=None, sentence="")
+                           compile=None, canary=None, moves=moves or [], e2e=None, sentence="")
 
 
-def test_the_closing_sentence_names_what_changed_and_how_to_undo_it() -> None:
+def move(action: str, from_id: str | None, to_id: str | None) -> MoveLine:
+    return MoveLine(id=1, action=action, from_id=from_id, to_id=to_id, actor="a", reason="r", forced=False,
+                    offset_ms=0)
+
+
+def test_the_closing_sentence_names_what_changed() -> None:
     assert run_sentence(run(), [review("S.v1", "promoted", B), review("T.v1", "no_improvement", A)]) == (
-        "Run night-1 succeeded: S.v1 now serves bbbbbbbbbbbb; T.v1 no improvement — to undo: "
-        "overnight rollback S.v1.")
+        "Run night-1 succeeded: S.v1 now serves bbbbbbbbbbbb; T.v1 no improvement.")
     assert run_sentence(run(), [review("S.v1", "rolled_back", A), review("T.v1", "inconclusive", A)]) == (
         "Run night-1 succeeded: nothing changed (S.v1 rolled back, T.v1 inconclusive).")
     running = [review("S.v1", "promoted", B), review("T.v1", "in_progress", None)]
     assert run_sentence(run(RunStatus.running), running) == (
         "Run night-1 is still running (1 of 2 signatures decided).")
+
+
+def test_the_undo_commands_put_back_the_champion_each_promotion_replaced() -> None:
+    """`--to` the champion the run's promote moved away from (a later night's move does not change what "undo this
+    run" means); one step back when no move was recorded; nothing for a signature the run did not promote."""
+    signatures = [review("S.v1", "promoted", B, [move("promote", A, B)]),
+                  review("T.v1", "promoted", B, [move("promote", None, B), move("rollback", B, None)]),
+                  review("U.v1", "promoted", B), review("V.v1", "no_improvement", A, [move("rollback", B, A)])]
+    assert undo_commands("night 1's", signatures) == [
+        f"overnight rollback -s S.v1 --to {A} --reason 'undo night 1'\"'\"'s'",
+        "overnight rollback -s T.v1 --to default --reason 'undo night 1'\"'\"'s'",
+        "overnight rollback -s U.v1 --reason 'undo night 1'\"'\"'s'"]
 
 
 def test_a_missed_look_reads_as_one_in_the_history() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -47,10 +48,26 @@ def test_the_golden_review_says_what_changed_and_why(golden_db: str) -> None:
     for needle in ("night-golden  succeeded (exit 0)", "SelectTool.v1: promoted", "cr-golden",
                    "paired holdout delta +0.300", "canary can-golden promoted", "error_rate_within_bound: pass",
                    "quality_not_worse: pass", "alias move #1", "e2e: ok — 5 requests served by bbbbbbbbbbbb",
-                   "to undo: overnight rollback SelectTool.v1"):
+                   "to undo:\n  overnight rollback -s SelectTool.v1"):
         assert needle in text, needle
     assert text.index("timeline") < text.index("compile cr-golden") < text.index("canary can-golden") \
         < text.index("alias move") < text.index("e2e:") < text.index("Run night-golden succeeded")
+
+
+def test_the_undo_command_the_review_ends_with_runs_as_printed(golden_db: str) -> None:
+    """The review's last line said `overnight rollback SelectTool.v1`, which the CLI refuses (no -s, no --reason):
+    the one command a reviewer copies at 7 am. Each undo command is printed whole on a line of its own (a command
+    wrapped across lines would run as two), and it puts back the champion the run replaced."""
+    shown = overnight(golden_db, "show", golden_run.RUN_ID, columns="80")
+    lines = shown.stdout.splitlines()
+    command = lines[lines.index("to undo:") + 1].strip()
+    assert command == (f"overnight rollback -s {golden_run.SIG} --to default --reason "
+                       f"'undo {golden_run.RUN_ID}'")
+    assert json.loads(overnight(golden_db, "show", golden_run.RUN_ID, "--json").stdout)["undo"] == [command]
+    undone = overnight(golden_db, *shlex.split(command)[1:], "--json")
+    assert undone.returncode == 0, undone.stderr
+    move = json.loads(undone.stdout)["move"]
+    assert (move["from_id"], move["to_id"], move["reason"]) == (golden_run.BEST, None, f"undo {golden_run.RUN_ID}")
 
 
 def test_show_piped_without_columns_cuts_no_table_cell_short(golden_db: str) -> None:
