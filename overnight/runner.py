@@ -69,7 +69,8 @@ class SignatureResult(BaseModel):
     champion_after: str | None = None
     canary_id: str | None = None
     canary_status: str | None = None
-    requests_sent: int = 0
+    requests_sent: int = 0  # by the runner while the canary was active
+    requests_on_arms: int = 0  # of them, those the canary counted (the rest: served by the champion after it decided)
     alias_history_ids: list[int] = Field(default_factory=list)
     e2e: dict[str, Any] | None = None
 
@@ -196,6 +197,7 @@ class Runner:
             self.our_canaries[sig] = canary["canary_id"]
             traffic = self.step(sig, "traffic", lambda: self.traffic(sig, canary["canary_id"]))
             result.canary_status, result.requests_sent = traffic["status"], traffic["requests_sent"]
+            result.requests_on_arms = sum(arm["samples"] for arm in traffic["arms"].values())
             decided = self.step(sig, "decide", lambda: self.decide(sig, report, traffic))
             result.decision, result.reason = decided["decision"], decided["reason"]
             result.alias_history_ids = decided["alias_history_ids"]
@@ -299,10 +301,15 @@ class Runner:
                     in_flight.add(pool.submit(self._exercise, sig, rows[i % len(rows)], f"{self.run_id}:{started}:{i}"))
                 sent += self.options.batch
             _settle(in_flight, below=1)
-        canary = view.canary
-        self.say(f"{sig}: canary {canary.status} after {sent} requests: {canary.end_reason}")
+        settled = self.client.canary(sig).canary  # the arms once the requests in flight at the decision are counted
+        canary = settled if settled.canary_id == canary_id else view.canary
+        counted = {arm: c.samples for arm, c in canary.arms.items()}
+        self.say(f"{sig}: canary {canary.status}: {sum(counted.values())} of {sent} requests sent were on its arms "
+                 f"({counted.get('control', 0)} control, {counted.get('candidate', 0)} candidate): "
+                 f"{canary.end_reason}")
         return {"canary_id": canary_id, "status": canary.status, "end_reason": canary.end_reason,
-                "requests_sent": sent, "arms": {a: c.summary() for a, c in canary.arms.items()}}
+                "requests_sent": sent,
+                "arms": {a: c.summary() for a, c in canary.arms.items()}}
 
     def _stop_reason(self, view: CanaryView, sent: int) -> str | None:
         evaluation = view.evaluation or {}

@@ -84,9 +84,10 @@ def summary_text(summary: Any) -> str:
     lines = [f"run {summary.run_id or '(none)'}: {summary.status}, exit {summary.exit_code}: {summary.verdict}"]
     for sig, result in summary.signatures.items():
         lines.append(f"  {sig}: {result.decision} — {result.reason}")
+        canary = (f"canary {result.canary_id or '-'} ({result.canary_status or 'none'}, {result.requests_on_arms} of "
+                  f"{result.requests_sent} requests sent on its arms)")
         lines.append(f"    dataset {(result.dataset_hash or '-')[:12]}, compile report {result.report_id or '-'}, "
-                     f"canary {result.canary_id or '-'} ({result.canary_status or 'none'}, {result.requests_sent} "
-                     f"requests), champion {(result.champion_after or 'default')[:12]}")
+                     f"{canary}, champion {(result.champion_after or 'default')[:12]}")
         if result.e2e is not None:
             lines.append(f"    e2e: {'ok' if result.e2e['ok'] else 'FAILED'} — {result.e2e['requests']} requests "
                          f"served by {', '.join(s[:12] for s in result.e2e['served']) or 'nothing'}"

@@ -45,6 +45,11 @@ def test_a_truly_better_candidate_is_promoted_and_every_link_resolves(db_url: st
     assert snapshot.status_code == 200
     assert (canary["canary"]["canary_id"], canary["canary"]["status"]) == (result["canary_id"], "promoted")
     assert canary["canary"]["config"]["srm_threshold_p"] == FAIR_SPLIT_P  # the helper's flag reached the plan
+    # what the summary says the canary counted is what its arms hold (requests still in flight when it decided
+    # included); the rest of what was sent was served by the champion
+    arms = canary["canary"]["arms"]
+    assert result["requests_on_arms"] == arms["control"]["samples"] + arms["candidate"]["samples"]
+    assert result["requests_on_arms"] <= result["requests_sent"]
     assert history["champion_id"] == result["best_compiled_id"]
     assert [h["id"] for h in history["history"]] == result["alias_history_ids"]
     for phase in ("preflight", "verify", "dataset.import", "compile", "canary.start", "traffic", "decide", "e2e"):
