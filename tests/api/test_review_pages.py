@@ -260,6 +260,18 @@ def test_recorded_text_is_shown_as_text_never_as_markup(server: LiveServer) -> N
         assert ESCAPED in text, path  # shown, as text
 
 
+def test_the_signature_page_after_a_rollback_to_the_default(server: LiveServer) -> None:
+    """It said "the default program (never promoted)" above a history of moves, and offered a rollback that
+    would be refused (nothing to roll back)."""
+    server.store.rollback(signature_id=golden_run.SIG, to_id=None, explicit=False, actor="ops-agent",
+                          reason="undo", run_id=None)
+    with signed_in(server) as client:
+        page = client.get(f"/review/signatures/{golden_run.SIG}").text
+    assert "Serving now: the default program." in page
+    assert "never promoted" not in page
+    assert "overnight rollback" not in page
+
+
 def test_every_page_forbids_scripts_it_did_not_write_and_being_framed(server: LiveServer) -> None:
     """Defence in depth behind the escaping: a Content-Security-Policy whose only script is the page's own (a
     fresh nonce per response), no framing, no MIME sniffing, no referrer leaving the page."""
