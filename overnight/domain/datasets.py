@@ -83,10 +83,10 @@ def parse_dataset(contract: SignatureContract, body: bytes, *, fmt: Literal["jso
         problems.append(RowProblem(line=0, field="body", reason="the file holds no rows"))
     if problems:
         problems.sort(key=lambda p: p.line)
-        first = problems[0]
+        first, more = problems[0], len(problems) - 1
         raise DatasetInvalid(
             f"dataset rejected, nothing imported: line {first.line}, {first.field}: {first.reason}"
-            + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""),
+            + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""),
             details={"errors": [p.model_dump() for p in problems[:MAX_REPORTED]], "problem_count": len(problems)},
         )
     return rows

@@ -112,10 +112,14 @@ class SignatureContract(BaseModel):
 
 
 class ExampleInvalid(Exception):
-    def __init__(self, field: str, reason: str) -> None:
+    """What is wrong with an input or an output: the first problem as `field` and `reason`, and every problem
+    found (in the model's order) as `problems`, so a caller can fix them all in one go."""
+
+    def __init__(self, field: str, reason: str, problems: list[tuple[str, str]] | None = None) -> None:
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+        self.problems = problems or [(field, reason)]
 
 
 def canonical(model: BaseModel) -> dict[str, Any]:
@@ -127,6 +131,5 @@ def _validate(model: type[BaseModel], raw: Any, where: str) -> BaseModel:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        path = ".".join(str(p) for p in first["loc"])
-        raise ExampleInvalid(f"{where}.{path}" if path else where, first["msg"]) from None
+        problems = [(".".join([where, *(str(p) for p in err["loc"])]), err["msg"]) for err in exc.errors()]
+        raise ExampleInvalid(*problems[0], problems=problems) from None

@@ -65,6 +65,14 @@ def test_every_bad_line_is_reported_in_line_order() -> None:
     assert [(p["line"], p["field"]) for p in found] == [(1, "split"), (3, "line"), (4, "split")]
 
 
+@pytest.mark.parametrize(("bad_lines", "counted"), [
+    (1, ""), (2, " (and 1 more problem)"), (3, " (and 2 more problems)")])
+def test_the_message_counts_the_problems_after_the_first(bad_lines: int, counted: str) -> None:
+    with pytest.raises(DatasetInvalid) as refused:
+        parse_dataset(CONTRACT, jsonl(*["nope"] * bad_lines), fmt="jsonl")
+    assert str(refused.value.message).endswith(f"line 1, line: bad JSON: Expecting value at column 1{counted}")
+
+
 def test_json_list_body() -> None:
     body = json.dumps([select_tool_row("a"), select_tool_row("b")]).encode()
     assert len(parse_dataset(CONTRACT, body, fmt="json")) == 2

@@ -43,7 +43,13 @@ def test_predict_validates_input_and_writes_receipts_clients_cannot(api: LiveSer
     assert plain.json()["correct"] is None
     assert labeled.json()["correct"] in (True, False)
     assert missing.status_code == 422
-    assert "input." in missing.json()["error"]
+    # every problem with the input at once, like a bad body (a caller fixed one field per round trip)
+    assert missing.json()["error"] == ("input.agent_name: Field required; input.user_handle: Field required; "
+                                       "input.tools: Field required")
+    assert missing.json()["details"] == {"field": "input.agent_name", "errors": [
+        {"field": "input.agent_name", "message": "Field required"},
+        {"field": "input.user_handle", "message": "Field required"},
+        {"field": "input.tools", "message": "Field required"}]}
     assert bad_expected.status_code == 422
     assert "expected" in bad_expected.json()["error"]
     assert unknown.status_code == 404
