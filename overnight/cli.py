@@ -22,7 +22,7 @@ from overnight.config import Settings
 from overnight.domain.datasets import ImportResult
 from overnight.domain.gates import SRM_THRESHOLD_P
 from overnight.domain.runs import Run, RunEvent, RunStatus
-from overnight.errors import SEE_THE_SERVER_LOG, ConfigError, OvernightError, StoreUnavailable
+from overnight.errors import SEE_THE_SERVER_LOG, ArtifactNotFound, ConfigError, OvernightError, StoreUnavailable
 from overnight.logging import configure_logging, get_logger
 from overnight.review.terminal import (
     run_timeline,
@@ -243,8 +243,8 @@ def show(
 
 @app.command("diff")
 def diff(
-    a: Annotated[str, typer.Argument(help="A compiled_id (the old program)")],
-    b: Annotated[str, typer.Argument(help="Another compiled_id (the new program)")],
+    a: Annotated[str, typer.Argument(help="A compiled_id, or its first 6+ characters (the old program)")],
+    b: Annotated[str, typer.Argument(help="Another compiled_id or prefix (the new program)")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """What changed from one program to another: the instructions as a text diff, demos added and removed,
@@ -252,7 +252,8 @@ def diff(
     from overnight.domain.diff import diff_artifacts  # noqa: PLC0415
 
     def work(store: Any) -> None:
-        changed = diff_artifacts(store.get_artifact(compiled_id=a), store.get_artifact(compiled_id=b))
+        changed = diff_artifacts(store.get_artifact(compiled_id=_compiled_id(store, a, "a")),
+                                 store.get_artifact(compiled_id=_compiled_id(store, b, "b")))
         if as_json:
             out.print_json(changed.model_dump_json())
             return
@@ -360,7 +361,7 @@ def _print_move(moved: Any, as_json: bool) -> None:
 
 @app.command()
 def promote(
-    candidate: Annotated[str, typer.Argument(help="The compiled_id to make champion")],
+    candidate: Annotated[str, typer.Argument(help="The compiled_id to make champion, or its first 6+ characters")],
     signature: Annotated[str, typer.Option("--signature", "-s", help="e.g. SelectTool.v1")],
     force: Annotated[bool, typer.Option(help="Move even though a gate fails (needs --reason; audited)")] = False,
     reason: Annotated[str, typer.Option(help="Why; written into the alias history")] = "",
@@ -375,7 +376,8 @@ def promote(
     from overnight.serving.programs import ProgramCache  # noqa: PLC0415
 
     def work(store: Any) -> None:
-        body = _request(PromoteRequest, candidate_id=candidate, force=force, reason=reason)
+        body = _request(PromoteRequest, candidate_id=_compiled_id(store, candidate, "candidate_id"), force=force,
+                        reason=reason)
         moved = promote_candidate(store, Registry().get(signature), ProgramCache(), body,
                                   lm_id=build_backend(_settings()).lm_id, actor=_actor(actor))
         _print_move(moved, as_json)
@@ -387,7 +389,8 @@ def promote(
 def rollback(
     signature: Annotated[str, typer.Option("--signature", "-s", help="e.g. SelectTool.v1")],
     reason: Annotated[str, typer.Option(help="Why; written into the alias history")],
-    to: Annotated[str | None, typer.Option(help="A compiled_id of this signature, or `default`")] = None,
+    to: Annotated[str | None, typer.Option(
+        help="A compiled_id of this signature (or its first 6+ characters), or `default`")] = None,
     actor: Annotated[str | None, typer.Option(help="Who (default cli:$USER)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
@@ -397,7 +400,7 @@ def rollback(
     from overnight.serving.aliases import rollback as roll_back  # noqa: PLC0415
 
     def work(store: Any) -> None:
-        body = _request(RollbackRequest, to=to, reason=reason)
+        body = _request(RollbackRequest, to=to if to is None else _compiled_id(store, to, "to"), reason=reason)
         _print_move(roll_back(store, Registry().get(signature), body, actor=_actor(actor)), as_json)
 
     _with_store(work, existing=True)
@@ -411,9 +414,34 @@ def _request(model: Any, **values: Any) -> Any:
         return model.model_validate(values)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "options"
-        err.print(f"validation_error: {where}: {first['msg']}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_USAGE) from None
+        raise _usage_error(".".join(str(p) for p in first["loc"]) or "options", first["msg"]) from None
+
+
+def _usage_error(where: str, problem: str) -> typer.Exit:
+    err.print(f"validation_error: {where}: {problem}", markup=False, highlight=False)
+    return typer.Exit(EXIT_USAGE)
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _compiled_id(store: Any, given: str, where: str) -> str:
+    """A compiled_id as the review prints it (its first 12 characters), or any prefix of 6 or more that starts
+    exactly one stored artifact, made whole, as git does for commits; a whole id (and rollback's `default`)
+    passes as given, for the request model and the store to judge."""
+    wanted = given.lower()
+    if wanted == "default" or (len(wanted) == 64 and set(wanted) <= _HEX):
+        return wanted
+    if not (6 <= len(wanted) < 64 and set(wanted) <= _HEX):
+        raise _usage_error(where, f"{given!r} is not a compiled_id: give its 64 hex characters, or the first 6 or "
+                                  "more (as `overnight show` prints 12)")
+    found: list[str] = store.compiled_ids_starting(prefix=wanted, limit=2)
+    if not found:
+        raise ArtifactNotFound(f"no artifact whose compiled_id starts with {given!r}")
+    if len(found) > 1:
+        raise _usage_error(where, f"{given!r} is the start of more than one compiled_id "
+                                  f"({found[0][:16]}…, {found[1][:16]}…): give more of it")
+    return found[0]
 
 
 @lm_app.command("check")

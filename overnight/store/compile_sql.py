@@ -32,6 +32,15 @@ def get_artifact(conn: Connection, compiled_id: str) -> Artifact:
                     params=json.loads(row["params_json"]), lm_id=row["lm_id"], created_at=row["created_at"])
 
 
+def compiled_ids_starting(conn: Connection, prefix: str, limit: int) -> list[str]:
+    """The compiled_ids that begin with a lowercase hex `prefix`, in order: a range on the primary key (its
+    index, on both stores), since every id is lowercase hex and "g" sorts after "f"."""
+    query = (select(artifacts.c.compiled_id)
+             .where(artifacts.c.compiled_id >= prefix, artifacts.c.compiled_id < prefix + "g")
+             .order_by(artifacts.c.compiled_id).limit(limit))
+    return list(conn.execute(query).scalars())
+
+
 def get_results(conn: Connection, *, compiled_id: str, lm_id: str) -> dict[str, ExampleResult]:
     query = select(compile_results).where(compile_results.c.compiled_id == compiled_id,
                                           compile_results.c.lm_id == lm_id)

@@ -207,6 +207,10 @@ class SqlStore(ServingVerbs):
         with self._tx.read() as conn:
             return compile_sql.get_artifact(conn, compiled_id)
 
+    def compiled_ids_starting(self, *, prefix: str, limit: int = 2) -> list[str]:
+        with self._tx.read() as conn:
+            return compile_sql.compiled_ids_starting(conn, prefix, limit)
+
     def get_results(self, *, compiled_id: str, lm_id: str) -> dict[str, ExampleResult]:
         with self._tx.read() as conn:
             return compile_sql.get_results(conn, compiled_id=compiled_id, lm_id=lm_id)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from overnight.domain.compiling import Artifact
 from overnight.domain.runs import RunStart
 from overnight.store.sql import SqlStore
 from tests.factories import SteppingClock
@@ -68,6 +69,42 @@ def test_the_undo_command_the_review_ends_with_runs_as_printed(golden_db: str) -
     assert undone.returncode == 0, undone.stderr
     move = json.loads(undone.stdout)["move"]
     assert (move["from_id"], move["to_id"], move["reason"]) == (golden_run.BEST, None, f"undo {golden_run.RUN_ID}")
+
+
+def test_the_short_ids_the_review_prints_are_taken_wherever_an_id_is_asked(
+        golden_db: str, open_store: Callable[..., SqlStore]) -> None:
+    """The review prints 12 characters of each compiled_id; `diff`, `promote` and `rollback --to` wanted all 64
+    ("no artifact 'dddddddddddd'"). A unique prefix of at least 6 is resolved, as git does; an ambiguous one or a
+    malformed one is refused naming the problem, and nothing moves."""
+    short_default, short_best = golden_run.DEFAULT[:12], golden_run.BEST[:12]
+    by_prefix = overnight(golden_db, "diff", short_default, short_best, "--json")
+    assert by_prefix.returncode == 0, by_prefix.stderr
+    assert by_prefix.stdout == overnight(golden_db, "diff", golden_run.DEFAULT, golden_run.BEST, "--json").stdout
+    back = overnight(golden_db, "rollback", "-s", golden_run.SIG, "--to", short_default, "--reason", "r", "--json")
+    assert back.returncode == 0, back.stderr
+    assert json.loads(back.stdout)["move"]["to_id"] == golden_run.DEFAULT
+    forward = overnight(golden_db, "promote", short_best.upper(), "-s", golden_run.SIG, "--force", "--reason", "r",
+                        "--json")
+    assert forward.returncode == 0, forward.stderr
+    assert json.loads(forward.stdout)["move"]["to_id"] == golden_run.BEST
+
+    twin = golden_run.BEST[:8] + "c" * 56  # shares 8 characters with BEST
+    open_store().put_artifact(artifact=Artifact(compiled_id=twin, signature_id=golden_run.SIG, lm_id="sim:golden",
+                                                state={}, params={}))
+    history = len(open_store().alias_history(signature_id=golden_run.SIG))
+    ambiguous = overnight(golden_db, "rollback", "-s", golden_run.SIG, "--to", golden_run.BEST[:8], "--reason", "r")
+    assert ambiguous.returncode == 2
+    assert ambiguous.stderr == (f"validation_error: to: '{golden_run.BEST[:8]}' is the start of more than one "
+                                f"compiled_id ({golden_run.BEST[:16]}…, {twin[:16]}…): give more of it\n")
+    for given in ("nope", "bbbbb", "b" * 65):
+        malformed = overnight(golden_db, "promote", given, "-s", golden_run.SIG)
+        assert malformed.returncode == 2
+        assert malformed.stderr == (f"validation_error: candidate_id: {given!r} is not a compiled_id: give its 64 "
+                                    "hex characters, or the first 6 or more (as `overnight show` prints 12)\n")
+    unknown = overnight(golden_db, "diff", "abcdef", short_best)
+    assert unknown.returncode == 1
+    assert unknown.stderr == "artifact_not_found: no artifact whose compiled_id starts with 'abcdef'\n"
+    assert len(open_store().alias_history(signature_id=golden_run.SIG)) == history
 
 
 def test_show_piped_without_columns_cuts_no_table_cell_short(golden_db: str) -> None:
