@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from overnight.config import Settings
+from overnight.domain.canary import CanaryPlanRequest
 from overnight.domain.datasets import ImportResult
 from overnight.domain.gates import SRM_THRESHOLD_P
 from overnight.domain.runs import Run, RunEvent, RunStatus
@@ -47,6 +48,7 @@ err = Console(stderr=True, soft_wrap=True)  # one error, one line: agents parse 
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+_CANARY_DEFAULTS = CanaryPlanRequest.model_fields  # `overnight plan`'s defaults are a default canary's
 
 
 @contextmanager
@@ -496,13 +498,18 @@ def fake_llm(
 
 @app.command()
 def plan(
-    max_error_rate: Annotated[float, typer.Option(min=0.0001, max=0.5, help="The error rate to stay under")],
-    expected: Annotated[float, typer.Option(min=0.0, max=0.5, help="The error rate you expect from the candidate")],
-    alpha: Annotated[float, typer.Option(min=0.001, max=0.2, help="False pass / false abort rate")] = 0.05,
-    power: Annotated[float, typer.Option(min=0.5, max=0.999, help="Chance to pass a candidate at --expected")] = 0.9,
+    max_error_rate: Annotated[float, typer.Option(min=0.0001, max=0.5, help="The error rate to stay under")] = (
+        _CANARY_DEFAULTS["max_error_rate"].default),
+    expected: Annotated[float, typer.Option(min=0.0, max=0.5, help="The error rate you expect from the candidate")] = (
+        _CANARY_DEFAULTS["expected_error_rate"].default),
+    alpha: Annotated[float, typer.Option(min=0.001, max=0.2, help="False pass / false abort rate")] = (
+        _CANARY_DEFAULTS["alpha"].default),
+    power: Annotated[float, typer.Option(min=0.5, max=0.999, help="Chance to pass a candidate at --expected")] = (
+        _CANARY_DEFAULTS["power"].default),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """Print the samples a canary needs before it starts: the planned pass look and the early-abort thresholds."""
+    """Print the samples a canary needs before it starts: the planned pass look and the early-abort thresholds
+    (by default, of a canary started with the defaults, as `overnight run` starts them)."""
     from overnight.domain.gates import canary_plan  # noqa: PLC0415
 
     with _errors_as_exit_codes():

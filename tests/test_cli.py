@@ -269,6 +269,9 @@ def test_plan_prints_the_samples_a_canary_needs(tmp_path: Path) -> None:
                                    db=tmp_path / "o.db").stdout)
     assert (planned["min_samples"], planned["max_errors_at_look"], planned["zero_failure_samples"]) == (153, 3, 59)
     assert planned["abort_after_errors"]["25"] == 6
+    # with no option: the plan of a canary started with the defaults (what `overnight run` starts)
+    assert json.loads(overnight("plan", "--json", db=tmp_path / "o.db").stdout) == planned
+    assert overnight("plan", db=tmp_path / "o.db").stdout.startswith("pass look at 153 candidate requests")
     impossible = overnight("plan", "--max-error-rate", "0.05", "--expected", "0.05", db=tmp_path / "o.db")
     assert impossible.returncode == 2
     assert impossible.stderr.startswith("config_error:")
