@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Iterator
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from overnight.client import OvernightClient
 from overnight.config import Settings
 from overnight.domain.gates import SRM_THRESHOLD_MAX, SRM_THRESHOLD_P
 from overnight.errors import ConfigError
-from overnight.runner import Runner, RunOptions, Say, Summary
+from overnight.runner import Runner, RunOptions, Say, Summary, Terminated
 
 DURATION = re.compile(r"^(\d+)\s*([smh]?)$")
 
@@ -31,10 +33,42 @@ def nightly(settings: Settings, *, base_url: str | None, signatures: list[str], 
                          srm_threshold_p=split_threshold(srm_threshold), lease_s=settings.lease_s,
                          keep_days=keep_days)
     quiet_transport_logs(settings)
-    with api(settings, base_url) as (url, token), OvernightClient(
-            url, token, timeout_s=120, attempts=settings.client_attempts) as client:
-        say(f"API at {url}" + ("" if base_url else " (embedded, stops at the end)"))
-        return Runner(client, options, say=say).run()
+    runner: Runner | None = None
+    try:
+        with stop_on_signals(ignore=lambda: runner is not None and runner.finishing), \
+                api(settings, base_url) as (url, token), \
+                OvernightClient(url, token, timeout_s=120, attempts=settings.client_attempts) as client:
+            say(f"API at {url}" + ("" if base_url else " (embedded, stops at the end)"))
+            runner = Runner(client, options, say=say)
+            return runner.run()
+    except Terminated as stop:  # before the runner began: no run was started, nothing to stop
+        return Summary(run_id=None, status="cancelled", exit_code=stop.exit_code,
+                       verdict=f"cancelled: {stop} before a run was started", base_url=base_url or "")
+
+
+@contextmanager
+def stop_on_signals(*, ignore: Callable[[], bool]) -> Iterator[None]:
+    """SIGTERM (cron's `timeout`, systemd, Kubernetes) and SIGINT (Ctrl-C) raise `Terminated` in the main thread,
+    once: the runner then stops its canaries and finishes the run `cancelled`. Ignored are a second signal while
+    it does so, and any once `ignore()` says the run is being finished (its record is final: the process is about
+    to print the summary and exit; a scheduler that will not wait sends SIGKILL). Off the main thread (a test
+    calling `nightly`) signals cannot be caught, and nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        if not caught and not ignore():
+            caught.append(signum)
+            raise Terminated(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handled in previous.items():
+            signal.signal(signum, handled)
 
 
 def quiet_transport_logs(settings: Settings) -> None:

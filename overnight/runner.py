@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import shlex
+import signal
 import subprocess
 import threading
 import time
@@ -38,6 +39,17 @@ EXIT_BY_DECISION = {"promoted": EXIT_OK, "no_improvement": EXIT_OK, "rolled_back
                     "inconclusive": EXIT_INCONCLUSIVE, "failed": EXIT_FAILED}
 SEVERITY = (EXIT_FAILED, EXIT_ROLLED_BACK, EXIT_INCONCLUSIVE, EXIT_OK)
 Say = Callable[[str], None]
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGINT reached the runner (see `nightly.stop_on_signals`): like KeyboardInterrupt, not an
+    `Exception`, so no step's error handling swallows it; the runner stops its canaries and finishes the run
+    `cancelled`, and the process exits 128 + the signal's number, as a shell reports a job a signal ended."""
+
+    def __init__(self, signum: int) -> None:
+        self.name = signal.Signals(signum).name
+        self.exit_code = 128 + signum
+        super().__init__(f"terminated by {self.name}")
 
 
 class RunOptions(BaseModel):
@@ -91,6 +103,7 @@ class Runner:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.client, self.options, self.say, self.clock = client, options, say, clock
         self.run_id: str | None = None
+        self.finishing = False  # from the run's finish on, its record is final: a signal no longer cancels it
         self.started_at = clock()
         self.done: dict[str, dict[str, Any]] = {}  # client_event_id of a finished step -> its data
         self.adoptable: set[str] = set()  # runs whose canaries this run may continue (resumed or taken over)
@@ -100,6 +113,20 @@ class Runner:
     # the loop ---------------------------------------------------------------------------------------------
 
     def run(self) -> Summary:
+        results: dict[str, SignatureResult] = {}
+        try:
+            return self._run(results)
+        except Terminated as stop:  # wherever it landed: preflight, start, a step, or the finish itself
+            reason = str(stop)
+            self.say(f"run cancelled: {reason}")
+            self._cleanup(reason, cancelled=True)
+            summary = self._summary(stop.exit_code, f"cancelled: {reason}", results, status="cancelled")
+            self._finish(summary)
+            return summary
+        finally:
+            self.finishing = True  # also a preflight failure or a dry run, which finish nothing
+
+    def _run(self, results: dict[str, SignatureResult]) -> Summary:
         try:
             self.preflight()
         except OvernightError as exc:
@@ -111,12 +138,13 @@ class Runner:
         except OvernightError as exc:  # run_locked, run_not_running (a resume of a finished run), unreachable
             self.say(f"{exc.code}: {exc.message}")
             return self._summary(EXIT_FAILED, f"{exc.code}: {exc.message}", {})
-        results: dict[str, SignatureResult] = {}
         try:
             self.step("run", "verify", self.verify)
             for sig in self.options.signatures:
                 results[sig] = self.signature(sig)
             pruned = self.step("run", "prune", self.prune) if self.options.keep_days else None
+        except Terminated:
+            raise
         except BaseException as exc:
             reason = f"{getattr(exc, 'code', type(exc).__name__)}: {exc}"
             self.say(f"run failed: {reason}")
@@ -413,21 +441,23 @@ class Runner:
         if lost:
             raise lost[0]
 
-    def _cleanup(self, reason: str) -> None:
+    def _cleanup(self, reason: str, *, cancelled: bool = False) -> None:
         """Stop every canary this run started that is still active; best effort, each on its own."""
         for sig, canary_id in list(self.our_canaries.items()):
             try:
                 view = self.client.canary(sig)
                 if view.canary.canary_id == canary_id and view.canary.status == "active":
-                    self.client.stop_canary(sig, reason=f"runner failed: {reason}"[:2000])
+                    why = f"runner {'cancelled' if cancelled else 'failed'}: {reason}"
+                    self.client.stop_canary(sig, reason=why[:2000])
                     self.say(f"{sig}: stopped canary {canary_id}")
             except OvernightError as exc:
                 self.say(f"{sig}: could not stop canary {canary_id}: {exc.code}: {exc.message}")
 
     def _finish(self, summary: Summary) -> None:
+        self.finishing = True
         if self.run_id is None:
             return
-        status = "failed" if summary.exit_code == EXIT_FAILED else "succeeded"
+        status = summary.status
         links = {sig: {"dataset_hash": r.dataset_hash, "compile_report": r.report_id, "canary": r.canary_id,
                        "alias_history": r.alias_history_ids, "e2e": r.e2e} for sig, r in summary.signatures.items()}
         try:
@@ -436,8 +466,10 @@ class Runner:
         except OvernightError as exc:
             self.say(f"could not finish run {self.run_id}: {exc.code}: {exc.message}")
 
-    def _summary(self, code: int, verdict: str, results: dict[str, SignatureResult]) -> Summary:
-        return Summary(run_id=self.run_id, status="failed" if code in (EXIT_FAILED, EXIT_USAGE) else "succeeded",
+    def _summary(self, code: int, verdict: str, results: dict[str, SignatureResult], *,
+                 status: str | None = None) -> Summary:
+        status = status or ("failed" if code in (EXIT_FAILED, EXIT_USAGE) else "succeeded")
+        return Summary(run_id=self.run_id, status=status,
                        exit_code=code, verdict=verdict, base_url=self.client.base_url, signatures=results,
                        review=f"overnight show {self.run_id}" if self.run_id else None)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -12,11 +14,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from tests.factories import ADMIN_TOKEN, live_server, serve_process
-from tests.runner.helpers import BETTER, SELECT, overnight_run, start_runner
+from tests.runner.helpers import BETTER, FAIR_SPLIT, SELECT, overnight_run, runner_env, start_runner
 
 SLOW = BETTER + ",latency_ms=15"  # traffic takes a few seconds: time to interfere
 
@@ -104,6 +107,36 @@ def test_sigkill_during_traffic_then_resume_completes_without_duplicated_events(
     assert all(n == 1 for n in markers.values()), markers
     assert [e["seq"] for e in stream] == list(range(1, len(stream) + 1))
     assert sum(e["kind"] == "canary.opened" for e in stream) == 1  # the same canary carried on
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_or_ctrl_c_stops_the_canary_and_finishes_the_run_cancelled(
+        db_url: str, tmp_path: Path, signum: signal.Signals, code: int) -> None:
+    """cron's `timeout`, systemd and Kubernetes stop a job with SIGTERM: it killed the runner on the spot, leaving
+    its canary sending real users to the candidate and the run `running` until its lease lapsed. Now the runner
+    stops its canaries, finishes the run `cancelled`, prints its summary and exits 128 + the signal's number."""
+    with serve_process(db_url, tmp_path / "serve.log", OVERNIGHT_LM=SLOW) as server, server.client() as api:
+        command = [sys.executable, "-m", "overnight", "run", "--json", "--base-url", server.base_url, "--dataset",
+                   str(SELECT), *FAIR_SPLIT]
+        with (tmp_path / "stdout").open("wb") as out, (tmp_path / "stderr").open("wb") as err:
+            runner = subprocess.Popen(command, stdout=out, stderr=err,
+                                      env=runner_env(db_url, SLOW, OVERNIGHT_TOKEN=ADMIN_TOKEN))
+        wait_for(lambda: traffic_started(api))
+        time.sleep(1.0)  # some traffic is in flight
+        runner.send_signal(signum)
+        assert runner.wait(timeout=60) == code, (tmp_path / "stderr").read_text()[-3000:]
+        run_id = current_run(api)
+        run = api.get(f"/api/v1/runs/{run_id}").json()
+        canary = api.get("/api/v1/signatures/SelectTool.v1/canary").json()["canary"]
+        kinds = [e["kind"] for e in events(api, str(run_id))]
+    name = signal.Signals(signum).name
+    summary = json.loads((tmp_path / "stdout").read_text())
+    assert (summary["status"], summary["exit_code"]) == ("cancelled", code)
+    assert summary["verdict"] == f"cancelled: terminated by {name}"
+    assert (run["status"], run["summary"]["exit_code"]) == ("cancelled", code)
+    assert (canary["status"], canary["end_reason"]) == ("stopped", f"runner cancelled: terminated by {name}")
+    assert kinds[-1] == "run.finished"
+    assert "Traceback" not in (tmp_path / "stderr").read_text()
 
 
 def test_a_few_seconds_of_503_mid_run_are_retried_and_the_run_carries_on(db_url: str, tmp_path: Path) -> None:
