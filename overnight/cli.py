@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
-from overnight.config import Settings
+from overnight.config import Settings, load_settings
 from overnight.domain.canary import CanaryPlanRequest
 from overnight.domain.datasets import ImportResult
 from overnight.domain.gates import SRM_THRESHOLD_P
@@ -72,10 +72,7 @@ def _errors_as_exit_codes() -> Iterator[None]:
 
 
 def _settings() -> Settings:
-    try:
-        settings = Settings()
-    except ValueError as exc:  # pydantic's ValidationError: a bad OVERNIGHT_* value
-        raise ConfigError(f"invalid settings: {exc}".replace("\n", " ")) from None
+    settings = load_settings()
     configure_logging(fmt=settings.log_format, level="warning", secrets=settings.secret_values())  # masked too
     return settings
 

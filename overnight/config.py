@@ -6,11 +6,16 @@ Must not import the store, the API or DSPy.
 
 from __future__ import annotations
 
-from typing import Literal
+import difflib
+import os
+from collections.abc import Mapping
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from overnight.errors import ConfigError
 
 LogFormat = Literal["auto", "json", "console"]
 
@@ -92,3 +97,39 @@ class Settings(BaseSettings):
         api_key = self.lm_api_key.get_secret_value() if self.lm_api_key else ""
         token = self.token.get_secret_value() if self.token else ""
         return [s for s in [*secrets, password or "", api_key, token] if s]
+
+
+PREFIX = "OVERNIGHT_"
+NOT_SETTINGS = ("OVERNIGHT_TEST_", "OVERNIGHT_BENCH_")  # the test suite's and the benchmarks' own variables
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings from the environment, or a `ConfigError` naming every unknown or invalid `OVERNIGHT_*`
+    variable by the name the operator set (pydantic-settings ignores unknown ones: a misspelt OVERNIGHT_DB_URL
+    would send the night to ./overnight.db). Values of unknown or secret variables are never shown."""
+    env = os.environ if environ is None else environ
+    known = {PREFIX + name.upper(): name for name in Settings.model_fields}
+    unknown = sorted({name.upper() for name in env if name.upper().startswith(PREFIX)}
+                     - known.keys() - {n for n in map(str.upper, env) if n.startswith(NOT_SETTINGS)})
+    if unknown:
+        raise ConfigError("; ".join(_unknown(name, list(known)) for name in unknown)
+                          + ": overnight reads only the OVERNIGHT_* variables listed in runbook.md (Settings); "
+                            "fix the name or unset it")
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError("invalid settings: " + "; ".join(_invalid(error) for error in exc.errors())) from None
+
+
+def _unknown(name: str, known: list[str]) -> str:
+    near = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    return f"unknown setting {name}" + (f" (did you mean {near[0]}?)" if near else "")
+
+
+def _invalid(error: Any) -> str:
+    field = str(error["loc"][0]) if error["loc"] else ""
+    if field not in Settings.model_fields:
+        return str(error["msg"])
+    annotation = Settings.model_fields[field].annotation
+    shown = "" if SecretStr in (annotation, *get_args(annotation)) else f"={error['input']!r}"
+    return f"{PREFIX}{field.upper()}{shown}: {error['msg']}"

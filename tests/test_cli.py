@@ -230,11 +230,32 @@ def test_runs_and_show(tmp_path: Path) -> None:
     assert missing.stderr.strip() == "run_not_found: no run 'nope'"
 
 
-def test_bad_setting_is_a_usage_error(tmp_path: Path) -> None:
-    result = overnight("runs", db=tmp_path / "o.db", OVERNIGHT_LEASE_S="soon")
+def test_bad_setting_is_a_usage_error_naming_the_variable(tmp_path: Path) -> None:
+    """It printed pydantic's report ("1 validation error for Settings lease_s … [type=int_parsing, …] For further
+    information visit https://…"): the operator sets OVERNIGHT_LEASE_S, not lease_s."""
+    result = overnight("runs", db=tmp_path / "o.db", OVERNIGHT_LEASE_S="soon", OVERNIGHT_LOG_LEVEL="loud")
     assert result.returncode == 2
-    assert result.stderr.startswith("config_error: invalid settings")
-    assert "lease_s" in result.stderr
+    assert result.stderr == ("config_error: invalid settings: OVERNIGHT_LEASE_S='soon': Input should be a valid "
+                             "integer, unable to parse string as an integer; OVERNIGHT_LOG_LEVEL='loud': Input should "
+                             "be 'debug', 'info', 'warning' or 'error'\n")
+
+
+def test_a_misspelt_setting_is_refused_not_ignored(tmp_path: Path) -> None:
+    """OVERNIGHT_DB_URI=… was silently ignored, and the runs went to ./overnight.db: a night recorded where no one
+    looks. Unknown OVERNIGHT_* variables are refused (their values never printed: one could be a secret); the
+    tests' and benchmarks' own OVERNIGHT_TEST_* and OVERNIGHT_BENCH_* are not settings and pass."""
+    elsewhere = tmp_path / "meant.db"
+    result = overnight("db", "upgrade", db=tmp_path / "o.db", OVERNIGHT_DB_URI=f"sqlite:///{elsewhere}",
+                       overnight_tokns="ops:admin:hunter2-hunter2-hunter2-hunter2-hunter2")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "config_error: unknown setting OVERNIGHT_DB_URI (did you mean OVERNIGHT_DB_URL?); unknown setting "
+        "OVERNIGHT_TOKNS (did you mean OVERNIGHT_TOKENS?): overnight reads only the OVERNIGHT_* variables listed "
+        "in runbook.md (Settings); fix the name or unset it\n")
+    assert not (tmp_path / "o.db").exists()
+    assert not elsewhere.exists()
+    reserved = overnight("db", "upgrade", db=tmp_path / "o.db", OVERNIGHT_TEST_PG_URL="x", OVERNIGHT_BENCH_RESULTS="y")
+    assert reserved.returncode == 0, reserved.stderr
 
 
 def test_import_then_reimport_then_a_bad_file(tmp_path: Path) -> None:

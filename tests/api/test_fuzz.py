@@ -23,7 +23,7 @@ from overnight.api.app import route_inventory
 from overnight.domain.runs import RunStart
 from tests.factories import ADMIN_TOKEN, LiveServer, auth, live_server
 
-FUZZ_EXAMPLES = int(os.environ.get("OVERNIGHT_FUZZ_EXAMPLES", "25"))
+FUZZ_EXAMPLES = int(os.environ.get("OVERNIGHT_TEST_FUZZ_EXAMPLES", "25"))
 OPERATIONS = sorted((m, p) for m, p, _ in route_inventory() if not p.startswith("/review"))  # pages: HTML
 DATASET = Path(__file__).resolve().parents[2] / "datasets" / "selecttool.v1.jsonl"
 # Not checked: "a schema-valid request must be accepted". Some bodies have rules JSON Schema cannot state
