@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
@@ -103,16 +102,15 @@ PREFIX = "OVERNIGHT_"
 NOT_SETTINGS = ("OVERNIGHT_TEST_", "OVERNIGHT_BENCH_")  # the test suite's and the benchmarks' own variables
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings() -> Settings:
     """The settings from the environment, or a `ConfigError` naming every unknown or invalid `OVERNIGHT_*`
     variable by the name the operator set (pydantic-settings ignores unknown ones: a misspelt OVERNIGHT_DB_URL
     would send the night to ./overnight.db). Values of unknown or secret variables are never shown."""
-    env = os.environ if environ is None else environ
-    known = {PREFIX + name.upper(): name for name in Settings.model_fields}
-    unknown = sorted({name.upper() for name in env if name.upper().startswith(PREFIX)}
-                     - known.keys() - {n for n in map(str.upper, env) if n.startswith(NOT_SETTINGS)})
+    known = [PREFIX + name.upper() for name in Settings.model_fields]
+    names = {name.upper() for name in os.environ}  # pydantic-settings reads them case-insensitively
+    unknown = sorted(n for n in names if n.startswith(PREFIX) and n not in known and not n.startswith(NOT_SETTINGS))
     if unknown:
-        raise ConfigError("; ".join(_unknown(name, list(known)) for name in unknown)
+        raise ConfigError("; ".join(_unknown(name, known) for name in unknown)
                           + ": overnight reads only the OVERNIGHT_* variables listed in runbook.md (Settings); "
                             "fix the name or unset it")
     try:
