@@ -116,7 +116,7 @@ class Runner:
         results: dict[str, SignatureResult] = {}
         try:
             return self._run(results)
-        except Terminated as stop:  # wherever it landed: preflight, start, a step, or the finish itself
+        except Terminated as stop:  # wherever it landed before the finish: preflight, start, a step, a cleanup
             reason = str(stop)
             self.say(f"run cancelled: {reason}")
             self._cleanup(reason, cancelled=True)
@@ -336,8 +336,7 @@ class Runner:
                  f"({counted.get('control', 0)} control, {counted.get('candidate', 0)} candidate): "
                  f"{canary.end_reason}")
         return {"canary_id": canary_id, "status": canary.status, "end_reason": canary.end_reason,
-                "requests_sent": sent,
-                "arms": {a: c.summary() for a, c in canary.arms.items()}}
+                "requests_sent": sent, "arms": {a: c.summary() for a, c in canary.arms.items()}}
 
     def _stop_reason(self, view: CanaryView, sent: int) -> str | None:
         evaluation = view.evaluation or {}
@@ -457,12 +456,11 @@ class Runner:
         self.finishing = True
         if self.run_id is None:
             return
-        status = summary.status
         links = {sig: {"dataset_hash": r.dataset_hash, "compile_report": r.report_id, "canary": r.canary_id,
                        "alias_history": r.alias_history_ids, "e2e": r.e2e} for sig, r in summary.signatures.items()}
         try:
-            self.client.finish_run(self.run_id, status=status, summary=summary.model_dump(mode="json"), links=links,
-                                   key=f"{self.run_id}:finish:{status}")
+            self.client.finish_run(self.run_id, status=summary.status, summary=summary.model_dump(mode="json"),
+                                   links=links, key=f"{self.run_id}:finish:{summary.status}")
         except OvernightError as exc:
             self.say(f"could not finish run {self.run_id}: {exc.code}: {exc.message}")
 
