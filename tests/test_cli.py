@@ -65,7 +65,8 @@ def test_a_url_naming_a_file_that_is_not_sqlite_is_refused_and_the_file_left_alo
     result = subprocess.run(
         [sys.executable, "-m", "overnight", *command], capture_output=True, text=True, timeout=60, check=False,
         cwd=tmp_path, env={**{k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")},
-                           "OVERNIGHT_DB_URL": f"sqlite:///{wrong}", "OVERNIGHT_TOKENS": TOKENS, "COLUMNS": "160"})
+                           "OVERNIGHT_DB_URL": f"sqlite:///{wrong}", "OVERNIGHT_TOKENS": TOKENS, "COLUMNS": "160",
+                           "OVERNIGHT_LM": "sim:seed=1"})  # not the local model, which may not be installed
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.startswith(f"config_error: OVERNIGHT_DB_URL names {wrong}, which is not a SQLite database"), \
         result.stderr
