@@ -23,7 +23,14 @@ from overnight.domain.canary import CanaryPlanRequest
 from overnight.domain.datasets import ImportResult
 from overnight.domain.gates import SRM_THRESHOLD_P
 from overnight.domain.runs import Run, RunEvent, RunStatus
-from overnight.errors import SEE_THE_SERVER_LOG, ArtifactNotFound, ConfigError, OvernightError, StoreUnavailable
+from overnight.errors import (
+    SEE_THE_SERVER_LOG,
+    ArtifactNotFound,
+    ConfigError,
+    OvernightError,
+    RunNotFound,
+    StoreUnavailable,
+)
 from overnight.logging import configure_logging, get_logger
 from overnight.review.terminal import (
     run_timeline,
@@ -212,7 +219,7 @@ def runs_tail(
 
 @app.command()
 def show(
-    run_id: Annotated[str, typer.Argument(help="The run to show")],
+    run_id: Annotated[str | None, typer.Argument(help="The run to show (default: the latest)")] = None,
     events: Annotated[bool, typer.Option("--events", help="Also print every event of the run")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
@@ -222,9 +229,10 @@ def show(
     from overnight.review.show import review_text  # noqa: PLC0415
 
     def work(store: Any) -> None:
-        review = run_review(store, run_id)
+        shown = run_id or _latest_run(store)
+        review = run_review(store, shown)
         timeline: list[RunEvent] = []
-        while events and (batch := store.list_events(run_id=run_id, limit=1000,
+        while events and (batch := store.list_events(run_id=shown, limit=1000,
                                                      after_seq=timeline[-1].seq if timeline else 0)):
             timeline.extend(batch)
         if as_json:
@@ -235,9 +243,16 @@ def show(
             return
         out.print(review_text(review))
         if events:
-            out.print(run_timeline(store.get_run(run_id=run_id), timeline))
+            out.print(run_timeline(store.get_run(run_id=shown), timeline))
 
     _with_store(work, existing=True)
+
+
+def _latest_run(store: Any) -> str:
+    found: list[Run] = store.list_runs(limit=1)
+    if not found:
+        raise RunNotFound(f"no runs in {store.engine.url.render_as_string(hide_password=True)}")
+    return found[0].run_id
 
 
 @app.command("diff")

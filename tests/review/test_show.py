@@ -138,6 +138,24 @@ def test_show_json_is_the_same_review(golden_db: str) -> None:
     assert series["control"][-1]["n"] == arms["control"]["samples"]
 
 
+def test_show_without_a_run_id_is_the_latest_run(golden_db: str, open_store: Callable[..., SqlStore],
+                                                 clock: SteppingClock, tmp_path: Path) -> None:
+    """The morning question is "what did last night do?": `overnight show` alone answers it, as `git show` shows
+    HEAD, and says which run it is on its first line."""
+    latest = overnight(golden_db, "show")
+    assert latest.returncode == 0, latest.stderr
+    assert latest.stdout == overnight(golden_db, "show", golden_run.RUN_ID).stdout
+    clock.advance(seconds=3600)
+    open_store().start_run(request=RunStart(run_id="night-later", signature_ids=["SupportTriage.v1"]),
+                           actor="ops-agent", default_lease_s=600)
+    assert json.loads(overnight(golden_db, "show", "--json").stdout)["run_id"] == "night-later"
+    empty = tmp_path / "empty.db"
+    assert overnight(f"sqlite:///{empty}", "db", "upgrade").returncode == 0
+    nothing = overnight(f"sqlite:///{empty}", "show")
+    assert nothing.returncode == 1
+    assert nothing.stderr == f"run_not_found: no runs in sqlite:///{empty}\n"
+
+
 def test_show_of_an_unknown_run_says_so_and_exits_1(golden_db: str) -> None:
     shown = overnight(golden_db, "show", "night-nope")
     assert shown.returncode == 1
