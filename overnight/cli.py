@@ -19,9 +19,8 @@ from rich.console import Console
 from rich.progress import Progress
 
 from overnight.config import Settings, load_settings
-from overnight.domain.canary import CanaryPlanRequest
 from overnight.domain.datasets import ImportResult
-from overnight.domain.gates import SRM_THRESHOLD_P
+from overnight.domain.gates import ALPHA, EXPECTED_ERROR_RATE, MAX_ERROR_RATE, POWER, SRM_THRESHOLD_P
 from overnight.domain.runs import Run, RunEvent, RunStatus
 from overnight.errors import (
     SEE_THE_SERVER_LOG,
@@ -55,7 +54,6 @@ err = Console(stderr=True, soft_wrap=True)  # one error, one line: agents parse 
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-_CANARY_DEFAULTS = CanaryPlanRequest.model_fields  # `overnight plan`'s defaults are a default canary's
 
 
 @contextmanager
@@ -509,15 +507,13 @@ def fake_llm(
 
 
 @app.command()
-def plan(
+def plan(  # the defaults are a default canary's (CanaryPlanRequest's)
     max_error_rate: Annotated[float, typer.Option(min=0.0001, max=0.5, help="The error rate to stay under")] = (
-        _CANARY_DEFAULTS["max_error_rate"].default),
+        MAX_ERROR_RATE),
     expected: Annotated[float, typer.Option(min=0.0, max=0.5, help="The error rate you expect from the candidate")] = (
-        _CANARY_DEFAULTS["expected_error_rate"].default),
-    alpha: Annotated[float, typer.Option(min=0.001, max=0.2, help="False pass / false abort rate")] = (
-        _CANARY_DEFAULTS["alpha"].default),
-    power: Annotated[float, typer.Option(min=0.5, max=0.999, help="Chance to pass a candidate at --expected")] = (
-        _CANARY_DEFAULTS["power"].default),
+        EXPECTED_ERROR_RATE),
+    alpha: Annotated[float, typer.Option(min=0.001, max=0.2, help="False pass / false abort rate")] = ALPHA,
+    power: Annotated[float, typer.Option(min=0.5, max=0.999, help="Chance to pass a candidate at --expected")] = POWER,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Print the samples a canary needs before it starts: the planned pass look and the early-abort thresholds

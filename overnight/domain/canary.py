@@ -23,6 +23,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from overnight.domain.gates import (
+    ALPHA,
+    EXPECTED_ERROR_RATE,
+    MAX_ERROR_RATE,
+    POWER,
     SRM_THRESHOLD_MAX,
     SRM_THRESHOLD_P,
     Decision,
@@ -115,10 +119,10 @@ class CanaryPlanRequest(BaseModel):
 
     steps: list[float] = Field(default=[5.0, 25.0, 50.0], min_length=1, max_length=10,
                                description="percent of traffic to the candidate at each step, increasing, in (0, 100)")
-    max_error_rate: float = Field(default=0.05, gt=0, lt=1)
-    expected_error_rate: float = Field(default=0.01, ge=0, lt=1)
-    alpha: float = Field(default=0.05, gt=0, le=0.2)
-    power: float = Field(default=0.9, gt=0.5, lt=1)
+    max_error_rate: float = Field(default=MAX_ERROR_RATE, gt=0, lt=1)
+    expected_error_rate: float = Field(default=EXPECTED_ERROR_RATE, ge=0, lt=1)
+    alpha: float = Field(default=ALPHA, gt=0, le=0.2)
+    power: float = Field(default=POWER, gt=0.5, lt=1)
     quality_margin: float | None = Field(default=0.05, ge=0, le=1,
                                          description="null turns the labeled-quality gate off (no labels)")
     min_labeled: int = Field(default=30, ge=1)

@@ -218,6 +218,9 @@ def quality_gate(*, candidate_labeled: int, candidate_correct: int, control_labe
 # A plan may set its own, up to SRM_THRESHOLD_MAX (beyond it the alarm would ring on one fair canary in 20).
 SRM_THRESHOLD_P, SRM_THRESHOLD_MAX = 0.001, 0.05
 
+# A canary's plan when its request does not say (CanaryPlanRequest), and `overnight plan`'s defaults.
+MAX_ERROR_RATE, EXPECTED_ERROR_RATE, ALPHA, POWER = 0.05, 0.01, 0.05, 0.9
+
 
 def srm_gate(*, candidate_samples: int, control_samples: int, candidate_share: float,
              threshold_p: float = SRM_THRESHOLD_P) -> Decision:
