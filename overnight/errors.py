@@ -235,6 +235,13 @@ class InvalidInput(OvernightError):
     code = "validation_error"
     status = 422
 
+    @classmethod
+    def naming(cls, problems: list[dict[str, str]], *, lead: str = "", **details: object) -> InvalidInput:
+        """One error for several problems (each a `field` and a `message`): the first five in the message,
+        `field: message; …`, and every one in `details.errors`, so a caller can fix them all in one go."""
+        listed = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
+        return cls(f"{lead}{listed}", details={**details, "errors": problems})
+
 
 class DatasetInvalid(InvalidInput):
     code = "dataset_invalid"

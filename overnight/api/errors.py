@@ -84,8 +84,7 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
          "type": err.get("type", "")}
         for err in exc.errors()  # `input` is left out on purpose: it may hold what the caller sent
     ]
-    summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
-    return render(InvalidInput(f"invalid request: {summary}", details={"errors": problems}), _request_id(request))
+    return render(InvalidInput.naming(problems, lead="invalid request: "), _request_id(request))
 
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:

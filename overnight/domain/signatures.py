@@ -96,7 +96,7 @@ class SignatureContract(BaseModel):
         if self.cross_check is not None:
             problem = self.cross_check(given, parsed_output)
             if problem is not None:
-                raise ExampleInvalid(where, problem)
+                raise ExampleInvalid((where, problem))
         return canonical(parsed_output)
 
     def public(self) -> dict[str, Any]:
@@ -115,11 +115,17 @@ class ExampleInvalid(Exception):
     """What is wrong with an input or an output: the first problem as `field` and `reason`, and every problem
     found (in the model's order) as `problems`, so a caller can fix them all in one go."""
 
-    def __init__(self, field: str, reason: str, problems: list[tuple[str, str]] | None = None) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
-        self.problems = problems or [(field, reason)]
+    def __init__(self, *problems: tuple[str, str]) -> None:
+        super().__init__(f"{problems[0][0]}: {problems[0][1]}")  # the first, as an LM's invalid output is recorded
+        self.problems = list(problems)
+
+    @property
+    def field(self) -> str:
+        return self.problems[0][0]
+
+    @property
+    def reason(self) -> str:
+        return self.problems[0][1]
 
 
 def canonical(model: BaseModel) -> dict[str, Any]:
@@ -132,4 +138,4 @@ def _validate(model: type[BaseModel], raw: Any, where: str) -> BaseModel:
         return model.model_validate(raw)
     except ValidationError as exc:
         problems = [(".".join([where, *(str(p) for p in err["loc"])]), err["msg"]) for err in exc.errors()]
-        raise ExampleInvalid(*problems[0], problems=problems) from None
+        raise ExampleInvalid(*problems) from None

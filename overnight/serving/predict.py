@@ -28,9 +28,8 @@ def predict(store: Store, entry: RegisteredSignature, backend: Backend, programs
         given, expected = (contract.check_example(request.input, request.expected) if request.expected is not None
                            else (contract.check_input(request.input), None))
     except ExampleInvalid as exc:
-        raise InvalidInput("; ".join(f"{field}: {reason}" for field, reason in exc.problems[:5]), details={
-            "field": exc.field, "errors": [{"field": field, "message": reason} for field, reason in exc.problems]},
-        ) from None
+        raise InvalidInput.naming([{"field": field, "message": reason} for field, reason in exc.problems],
+                                  field=exc.field) from None
     route = store.serving_route(signature_id=contract.signature_id)
     key = request.request_key or f"random:{secrets.token_hex(8)}"
     arm, compiled_id = "champion", route.champion_id
