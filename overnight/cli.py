@@ -182,8 +182,7 @@ def runs(
         elif not found:  # not an empty table: say which store was read, and with which filters
             asked = " ".join(f"--{name} {value}" for name, value in (
                 ("since", since), ("status", status.value if status else None), ("signature", signature)) if value)
-            out.print(f"no runs {f'match {asked} ' if asked else ''}in "
-                      f"{store.engine.url.render_as_string(hide_password=True)}", markup=False, soft_wrap=True)
+            out.print(f"no runs {f'match {asked} ' if asked else ''}in {store.shown()}", markup=False, soft_wrap=True)
         else:
             out.print(runs_table(found))
 
@@ -249,7 +248,7 @@ def show(
 def _latest_run(store: Any) -> str:
     found: list[Run] = store.list_runs(limit=1)
     if not found:
-        raise RunNotFound(f"no runs in {store.engine.url.render_as_string(hide_password=True)}")
+        raise RunNotFound(f"no runs in {store.shown()}")
     return found[0].run_id
 
 

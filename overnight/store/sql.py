@@ -74,6 +74,10 @@ class SqlStore(ServingVerbs):
     def close(self) -> None:
         self.engine.dispose()
 
+    def shown(self) -> str:
+        """The store's URL, its password hidden: what a message names as the store it read."""
+        return self.engine.url.render_as_string(hide_password=True)
+
     def ping(self) -> dict[str, Any]:
         with self._tx.read() as conn:
             conn.execute(text("SELECT 1"))
