@@ -6,6 +6,7 @@ Errors become `code: message` on stderr and a documented exit code (runbook.md),
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -131,9 +132,11 @@ def db_prune(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """Delete receipts served outside any canary and idempotency keys older than --keep-days, in small
-    transactions (a server may keep serving). Canary receipts, runs, events, alias and canary history,
-    artifacts, compile reports and datasets are the record: never pruned."""
+    """Delete what grows with traffic and is older than --keep-days; never the record.
+
+    Deletes receipts served outside any canary and idempotency keys, in small transactions (a server may keep
+    serving). Canary receipts, runs, events, alias and canary history, artifacts, compile reports and datasets are
+    the record: never pruned."""
     from overnight.domain.receipts import PruneRequest  # noqa: PLC0415
 
     request = _request(PruneRequest, keep_days=keep_days, dry_run=dry_run)
@@ -220,8 +223,10 @@ def show(
     events: Annotated[bool, typer.Option("--events", help="Also print every event of the run")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """What a run did and why: its steps with durations, the compile table and paired delta, the canary per arm
-    with every gate decision, the alias moves, the e2e check, and one closing sentence."""
+    """What a run did and why, and the command that undoes it.
+
+    Its steps with durations, the compile table and paired delta, the canary per arm with every gate decision, the
+    alias moves, the e2e check, one closing sentence, and the rollback command for each promotion."""
     from overnight.review.assemble import run_review  # noqa: PLC0415
     from overnight.review.show import review_text  # noqa: PLC0415
 
@@ -258,8 +263,9 @@ def diff(
     b: Annotated[str, typer.Argument(help="Another compiled_id or prefix (the new program)")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """What changed from one program to another: the instructions as a text diff, demos added and removed,
-    decode changes, and whether the LM differs."""
+    """What changed from one program to another.
+
+    The instructions as a text diff, demos added and removed, decode changes, and whether the LM differs."""
     from overnight.domain.diff import diff_artifacts  # noqa: PLC0415
 
     def work(store: Any) -> None:
@@ -515,8 +521,10 @@ def plan(  # the defaults are a default canary's (CanaryPlanRequest's)
     power: Annotated[float, typer.Option(min=0.5, max=0.999, help="Chance to pass a candidate at --expected")] = POWER,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """Print the samples a canary needs before it starts: the planned pass look and the early-abort thresholds
-    (by default, of a canary started with the defaults, as `overnight run` starts them)."""
+    """Print the samples a canary needs before it starts.
+
+    The planned pass look and the early-abort thresholds; with no options, of a canary started with the defaults,
+    as `overnight run` starts them."""
     from overnight.domain.gates import canary_plan  # noqa: PLC0415
 
     with _errors_as_exit_codes():
@@ -552,8 +560,10 @@ def run(
                                                               "idempotency keys older than this many days")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
 ) -> None:
-    """The nightly loop: import → compile → canary → decide → e2e, every step an event. Exit 0 promoted or no
-    change, 3 rolled back, 4 inconclusive, 1 failed, 2 usage or configuration."""
+    """The nightly loop: import → compile → canary → decide → e2e, every step an event.
+
+    Exit 0 promoted or no change, 3 rolled back, 4 inconclusive, 1 failed, 2 usage or configuration, 128 + the
+    signal's number when stopped by SIGTERM or SIGINT (the run is then recorded cancelled)."""
     from overnight.nightly import nightly  # noqa: PLC0415 - the embedded server pulls in the app
 
     with _errors_as_exit_codes():
@@ -574,6 +584,20 @@ def _say(message: str) -> None:
         err.print(message, markup=False, highlight=False, soft_wrap=True)
     else:
         get_logger("overnight.runner").info("runner_progress", message=message)
+
+
+def _help_as_paragraphs(*groups: typer.Typer) -> None:
+    """Typer's rich help keeps a docstring's line breaks, so a paragraph wrapped at 120 columns in the source broke
+    mid-sentence in an 80-column terminal. Each command's help is its docstring with every paragraph on one line,
+    for the terminal to wrap."""
+    for group in groups:
+        for command in group.registered_commands:
+            if command.help is None and command.callback is not None and command.callback.__doc__:
+                paragraphs = inspect.cleandoc(command.callback.__doc__).split("\n\n")
+                command.help = "\n\n".join(" ".join(paragraph.split("\n")) for paragraph in paragraphs)
+
+
+_help_as_paragraphs(app, db_app, runs_app, lm_app)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -389,3 +390,32 @@ def test_db_prune_counts_then_deletes_old_champion_receipts(tmp_path: Path) -> N
     assert "deleted 0 receipts" in overnight("db", "prune", "--keep-days", "30", db=db).stdout
     assert overnight("db", "prune", "--keep-days", "30", db=tmp_path / "none.db").returncode == 2  # made none
     assert not (tmp_path / "none.db").exists()
+
+
+@pytest.mark.parametrize("group", [(), ("db",), ("runs",), ("lm",)], ids=["overnight", "db", "runs", "lm"])
+def test_help_lists_each_command_on_one_line(tmp_path: Path, group: tuple[str, ...]) -> None:
+    """`overnight --help` is where a new user starts. Each command's summary is one line of the list; a docstring's
+    wrapped first paragraph used to break mid-sentence there ("the canary per arm" / "with every gate decision")."""
+    result = overnight(*group, "--help", db=tmp_path / "o.db")
+    assert result.returncode == 0, result.stderr
+    panel = result.stdout.split("Commands")[1]
+    rows = [line for line in panel.splitlines()[1:] if line.startswith("│ ")]
+    assert rows, result.stdout
+    continued = [row for row in rows if row.startswith("│  ")]  # a row with no command name: the line above wrapped
+    assert not continued, result.stdout
+    assert all(len(line) <= 160 for line in result.stdout.splitlines())
+
+
+COMMANDS = [("serve",), ("show",), ("diff",), ("import",), ("compile",), ("promote",), ("rollback",), ("fake-llm",),
+            ("plan",), ("run",), ("db", "upgrade"), ("db", "prune"), ("runs", "tail"), ("lm", "check")]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_a_commands_help_wraps_its_paragraphs_to_the_terminal(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """A paragraph is wrapped by the terminal's width, not by where the source's line broke: at 100 columns,
+    `run --help` printed "…, 128 + the" on a line of its own."""
+    result = overnight(*command, "--help", db=tmp_path / "o.db", COLUMNS="100")
+    assert result.returncode == 0, result.stderr
+    description = result.stdout.split("╭")[0].splitlines()[3:]  # after the usage line
+    for line, following in pairwise(description):
+        assert not (line.strip() and following.strip() and len(line.rstrip()) < 60), result.stdout  # cut short
