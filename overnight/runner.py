@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from pydantic import BaseModel, Field
 from overnight.client import OvernightClient
 from overnight.domain.canary import CanaryView
 from overnight.domain.gates import SRM_THRESHOLD_P
+from overnight.domain.promotion import DEFAULT_TARGET
 from overnight.domain.receipts import PruneResult
 from overnight.domain.runs import EventIn, RunStatus
 from overnight.errors import CanaryActive, ConfigError, LMCallFailed, OvernightError, RunNotRunning
@@ -96,6 +98,10 @@ class Summary(BaseModel):
     signatures: dict[str, SignatureResult] = Field(default_factory=dict)
     pruned: PruneResult | None = None  # with --keep-days: what the last step deleted
     review: str | None = None
+
+
+def _program(compiled_id: str | None) -> str:
+    return compiled_id[:12] if compiled_id else "the default program"
 
 
 class Runner:
@@ -215,6 +221,7 @@ class Runner:
         result.report_id, result.best_compiled_id = report["report_id"], report["best_compiled_id"]
         result.dataset_hash = report["dataset_hash"]
         result.champion_before = report["incumbent_compiled_id"]
+        replaced = result.champion_before  # what a promotion by this run moved away from
         if not report["improved"]:
             self.step(sig, "canary.start", lambda: {"skipped": "no_improvement"})
             result.decision, result.reason = "no_improvement", "compile found nothing better than the champion"
@@ -230,9 +237,20 @@ class Runner:
             result.decision, result.reason = decided["decision"], decided["reason"]
             result.alias_history_ids = decided["alias_history_ids"]
             result.champion_after = decided["champion_after"]
+            replaced = decided.get("champion_replaced", replaced)
         result.e2e = self.step(sig, "e2e", lambda: self.e2e(sig, result.champion_after or ""))
-        if not result.e2e["ok"]:
-            result.decision, result.reason = "failed", f"e2e smoke check failed: {result.e2e['problem']}"
+        if result.e2e["ok"]:
+            return result
+        problem = result.e2e["problem"]
+        if result.decision != "promoted":
+            result.decision, result.reason = "failed", f"e2e smoke check failed: {problem}"
+            return result
+        # No one reads the result until morning: the run takes back its own promotion of a program that just failed.
+        undone = self.step(sig, "rollback", lambda: self.undo_promotion(sig, result.champion_after, replaced, problem))
+        result.decision = "failed"
+        result.reason = f"e2e smoke check failed after promotion: {problem}; {undone['said']}"
+        result.champion_after = undone["champion_after"]
+        result.alias_history_ids += undone["alias_history_ids"]
         return result
 
     # steps ------------------------------------------------------------------------------------------------
@@ -389,19 +407,35 @@ class Runner:
         self.our_canaries.pop(sig, None)
         self.say(f"{sig}: promoted {report['best_compiled_id'][:12]}")
         return {"decision": "promoted", "reason": moved.move.reason, "alias_history_ids": [moved.move.id],
-                "champion_after": moved.move.to_id}
+                "champion_after": moved.move.to_id, "champion_replaced": moved.move.from_id}
+
+    def undo_promotion(self, sig: str, promoted: str | None, replaced: str | None, problem: str) -> dict[str, Any]:
+        """Put back the champion this run's promotion replaced, unless someone has moved the alias since (theirs is
+        the newer decision: left alone, and said)."""
+        now = self.client.alias_history(sig).champion_id
+        if now != promoted:
+            said = f"not rolled back: the champion has moved since, to {_program(now)}"
+            self.say(f"{sig}: e2e failed after promotion; {said}")
+            return {"said": said, "champion_after": now, "alias_history_ids": []}
+        moved = self.client.rollback(sig, {"to": replaced or DEFAULT_TARGET, "run_id": self.run_id,
+                                           "reason": f"e2e smoke check failed after promotion: {problem}"[:2000]},
+                                     key=f"{self.run_id}:{sig}:rollback")
+        said = f"rolled back to {_program(moved.move.to_id)}"
+        self.say(f"{sig}: e2e failed after promotion; {said}")
+        return {"said": said, "champion_after": moved.move.to_id, "alias_history_ids": [moved.move.id]}
 
     def e2e(self, sig: str, expected: str) -> dict[str, Any]:
-        rows, served, problems = self._holdout(sig), [], []
-        for i in range(self.options.e2e_requests):
+        rows, served, problems = self._holdout(sig), [], Counter[str]()
+        asked = self.options.e2e_requests
+        for i in range(asked):
             try:
                 answer = self.client.predict(sig, rows[i % len(rows)]["input"], request_key=f"e2e-{self.run_id}-{i}")
                 served.append(answer.compiled_id)
             except OvernightError as exc:
-                problems.append(f"{exc.code}: {exc.message}")
+                problems[f"{exc.code}: {exc.message}"] += 1
         wrong = [s for s in served if s != expected]
-        problem = "; ".join(problems) or (
-            f"{len(wrong)} served by {wrong[0][:12]}, not {expected[:12]}" if wrong else "")
+        problem = "; ".join(f"{n} of {asked} failed: {said}" for said, n in problems.items()) or (
+            f"{len(wrong)} of {asked} served by {wrong[0][:12]}, not {expected[:12]}" if wrong else "")
         return {"ok": not problem, "requests": self.options.e2e_requests, "expected_compiled_id": expected,
                 "served": sorted(set(served)), "problem": problem}
 

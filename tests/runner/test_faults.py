@@ -18,7 +18,7 @@ import pytest
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from tests.factories import ADMIN_TOKEN, live_server, serve_process
+from tests.factories import ADMIN_TOKEN, LiveServer, live_server, serve_process
 from tests.runner.helpers import BETTER, FAIR_SPLIT, SELECT, overnight_run, runner_env, start_runner
 
 SLOW = BETTER + ",latency_ms=15"  # traffic takes a few seconds: time to interfere
@@ -213,3 +213,68 @@ def test_a_new_run_that_takes_over_a_stale_lease_continues_the_old_runs_canary(d
     assert result["canary_id"] == old_canary["canary_id"]  # carried on, not restarted: no evidence thrown away
     assert any(e["kind"] == "lease_taken_over" for e in new_events)
     assert not any(e["kind"] == "canary.opened" for e in new_events)
+
+
+
+def _e2e_predicts_fail(app: FastAPI, *, first: Callable[[], None] = lambda: None) -> None:
+    """Every predict of the runner's smoke check answers `lm_call_failed`; `first` runs before the first of them."""
+    seen = []
+
+    @app.middleware("http")
+    async def failing(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        smoke = b'"request_key":"e2e-' in (await request.body()).replace(b" ", b"")
+        if request.url.path.endswith("/predict") and smoke:
+            if not seen:
+                seen.append(first())
+            return JSONResponse({"ok": False, "code": "lm_call_failed", "error": "the LM call failed: HTTP 500",
+                                 "status": 502, "request_id": "x"}, status_code=502)
+        return await call_next(request)
+
+
+def test_a_promotion_whose_e2e_check_fails_is_rolled_back_by_the_run_that_made_it(db_url: str, tmp_path: Path) -> None:
+    """The candidate passed its canary and was promoted, then the smoke check's predicts failed. Nobody reads the
+    result until morning, so the run puts back the champion it replaced itself (recorded as its own alias move, with
+    the check's problem as the reason) instead of leaving a program that just failed in front of every user."""
+    from overnight.review.assemble import run_review  # noqa: PLC0415
+
+    with live_server(db_url, customize=_e2e_predicts_fail, lm=BETTER) as server, server.client() as api:
+        code, summary, stderr = overnight_run(db_url, BETTER, "--base-url", server.base_url, "--dataset", str(SELECT),
+                                              OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        history = api.get("/api/v1/signatures/SelectTool.v1/aliases/history").json()
+        review = run_review(server.store, summary["run_id"])
+    result = summary["signatures"]["SelectTool.v1"]
+    assert code == 1, stderr[-3000:]
+    assert result["decision"] == "failed"
+    assert result["reason"] == ("e2e smoke check failed after promotion: 5 of 5 failed: lm_call_failed: the LM call "
+                                "failed: HTTP 500; rolled back to the default program")
+    assert history["champion_id"] is None  # the default program serves again
+    promote, rollback = history["history"][-2:]
+    assert (promote["action"], promote["to_id"], promote["run_id"]) == ("promote", result["best_compiled_id"],
+                                                                      summary["run_id"])
+    assert (rollback["action"], rollback["to_id"], rollback["run_id"]) == ("rollback", None, summary["run_id"])
+    assert rollback["reason"].startswith("e2e smoke check failed after promotion")
+    assert result["champion_after"] is None
+    assert result["alias_history_ids"] == [promote["id"], rollback["id"]]
+    assert review.undo == []  # nothing left to undo: the run undid it
+    assert [m.action for m in review.signatures[0].moves] == ["promote", "rollback"]
+
+
+def test_a_failed_e2e_check_leaves_the_champion_alone_when_someone_moved_it_since(db_url: str, tmp_path: Path) -> None:
+    """An operator's move after the promotion is the newer decision: the run does not undo it, and says so."""
+    holder: list[LiveServer] = []
+
+    def operator_rolls_back() -> None:
+        holder[0].store.rollback(signature_id="SelectTool.v1", to_id=None, explicit=True, actor="ops",
+                                 reason="by hand", run_id=None)
+
+    with live_server(db_url, customize=lambda app: _e2e_predicts_fail(app, first=operator_rolls_back),
+                     lm=BETTER) as server, server.client() as api:
+        holder.append(server)
+        code, summary, stderr = overnight_run(db_url, BETTER, "--base-url", server.base_url, "--dataset", str(SELECT),
+                                              OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        history = api.get("/api/v1/signatures/SelectTool.v1/aliases/history").json()
+    result = summary["signatures"]["SelectTool.v1"]
+    assert code == 1, stderr[-3000:]
+    assert result["reason"].endswith("; not rolled back: the champion has moved since, to the default program")
+    assert [(m["action"], m["actor"]) for m in history["history"][-2:]] == [("promote", "ops-agent"),
+                                                                            ("rollback", "ops")]
