@@ -33,6 +33,7 @@ from overnight.domain.canary import CanaryView
 from overnight.domain.gates import SRM_THRESHOLD_P
 from overnight.domain.promotion import DEFAULT_TARGET
 from overnight.domain.receipts import PruneResult
+from overnight.domain.review import rollback_command
 from overnight.domain.runs import EventIn, RunStatus
 from overnight.errors import CanaryActive, ConfigError, LMCallFailed, OvernightError, RunNotRunning
 
@@ -87,6 +88,7 @@ class SignatureResult(BaseModel):
     requests_on_arms: int = 0  # of them, those the canary counted (the rest: served by the champion after it decided)
     alias_history_ids: list[int] = Field(default_factory=list)
     e2e: dict[str, Any] | None = None
+    undo: str | None = None  # after a promotion that stands: the command that puts back the champion it replaced
 
 
 class Summary(BaseModel):
@@ -98,6 +100,7 @@ class Summary(BaseModel):
     signatures: dict[str, SignatureResult] = Field(default_factory=dict)
     pruned: PruneResult | None = None  # with --keep-days: what the last step deleted
     review: str | None = None
+    undo: list[str] = Field(default_factory=list)  # each signature's `undo`
 
 
 def _program(compiled_id: str | None) -> str:
@@ -238,6 +241,8 @@ class Runner:
             result.alias_history_ids = decided["alias_history_ids"]
             result.champion_after = decided["champion_after"]
             replaced = decided.get("champion_replaced", replaced)
+            if result.decision == "promoted":
+                result.undo = rollback_command(sig, str(self.run_id), to=replaced or DEFAULT_TARGET)
         result.e2e = self.step(sig, "e2e", lambda: self.e2e(sig, result.champion_after or ""))
         if result.e2e["ok"]:
             return result
@@ -250,6 +255,7 @@ class Runner:
         result.decision = "failed"
         result.reason = f"e2e smoke check failed after promotion: {problem}; {undone['said']}"
         result.champion_after = undone["champion_after"]
+        result.undo = None  # undone, or someone else's move since
         result.alias_history_ids += undone["alias_history_ids"]
         return result
 
@@ -503,7 +509,8 @@ class Runner:
         status = status or ("failed" if code in (EXIT_FAILED, EXIT_USAGE) else "succeeded")
         return Summary(run_id=self.run_id, status=status,
                        exit_code=code, verdict=verdict, base_url=self.client.base_url, signatures=results,
-                       review=f"overnight show {self.run_id}" if self.run_id else None)
+                       review=f"overnight show {self.run_id}" if self.run_id else None,
+                       undo=[r.undo for r in results.values() if r.undo])
 
 
 def _settle(in_flight: set[Future[None]], *, below: int) -> set[Future[None]]:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from overnight.domain.canary import CanaryEntry, CanaryRecord
 from overnight.domain.compiling import CompileReport
 from overnight.domain.gates import clopper_pearson_upper
-from overnight.domain.promotion import AliasMove
+from overnight.domain.promotion import DEFAULT_TARGET, AliasMove
 from overnight.domain.runs import Run, RunEvent
 from overnight.domain.stats import PairedDelta
 
@@ -166,17 +166,23 @@ class RunReview(BaseModel):
 
 
 def undo_commands(run_id: str, signatures: list[SignatureReview]) -> list[str]:
-    """For each signature the run promoted, the `overnight rollback` that puts back the champion the run replaced
-    (`--to` it, so a later night's promotion does not make "one step back" undo the wrong one), ready to paste."""
+    """For each signature the run promoted, the `overnight rollback` that puts back the champion the run replaced."""
     commands = []
     for sig in signatures:
         if sig.decision != "promoted":
             continue
         promote = next((m for m in sig.moves if m.action == "promote"), None)
-        target = "" if promote is None else f" --to {promote.from_id or 'default'}"
-        commands.append(f"overnight rollback -s {shlex.quote(sig.signature_id)}{target} "
-                        f"--reason {shlex.quote(f'undo {run_id}')}")
+        commands.append(rollback_command(sig.signature_id, run_id, to=None if promote is None else
+                                         promote.from_id or DEFAULT_TARGET))
     return commands
+
+
+def rollback_command(signature_id: str, run_id: str, *, to: str | None) -> str:
+    """The `overnight rollback` that undoes `run_id`'s promotion, ready to paste: `--to` the champion it replaced
+    (so a later night's promotion does not make "one step back" undo the wrong one), or one step back when that is
+    not known (None)."""
+    target = "" if to is None else f" --to {to}"
+    return f"overnight rollback -s {shlex.quote(signature_id)}{target} --reason {shlex.quote(f'undo {run_id}')}"
 
 
 # phases ---------------------------------------------------------------------------------------------------

@@ -96,4 +96,6 @@ def summary_text(summary: Any) -> str:
         lines.append(f"  prune: {summary.pruned.sentence()}")
     if summary.review:
         lines.append(f"review it: {summary.review}")
+    if summary.undo:
+        lines += ["to undo:", *(f"  {command}" for command in summary.undo)]
     return "\n".join(lines)

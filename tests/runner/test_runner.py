@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shlex
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -9,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from tests.factories import FAIR_SPLIT_P, live_server
-from tests.runner.helpers import BETTER, FLAKY, NOTHING, SELECT, TRIAGE, overnight_run
+from tests.runner.helpers import BETTER, FAIR_SPLIT, FLAKY, NOTHING, SELECT, TRIAGE, overnight_run, runner_env
 
 
 def overnight_show(db_url: str, run_id: str) -> str:
@@ -177,3 +181,22 @@ def test_resuming_a_run_that_is_not_there_or_not_running_is_a_preflight_failure_
     assert summary["verdict"] == ("preflight failed: run_not_running: run done-run is succeeded: only a running run "
                                   "can be resumed; start a new run instead")
 
+
+
+def test_the_summary_ends_with_the_command_that_undoes_the_promotion_and_it_runs_as_printed(db_url: str) -> None:
+    """A cron log or an agent's transcript is often all a person sees of the night: the summary it printed names
+    the undo command as the review does, whole, ready to paste (and `--json` has it as `undo`)."""
+    done = subprocess.run([sys.executable, "-m", "overnight", "run", "--dataset", str(SELECT), *FAIR_SPLIT],
+                          capture_output=True, text=True, timeout=300, check=False, env=runner_env(db_url, BETTER))
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_id = done.stdout.split()[1].rstrip(":")
+    lines = done.stdout.splitlines()
+    command = lines[lines.index("to undo:") + 1].strip()
+    assert command == f"overnight rollback -s SelectTool.v1 --to default --reason 'undo {run_id}'"
+    undone = subprocess.run([sys.executable, "-m", "overnight", *shlex.split(command)[1:], "--json"],
+                            capture_output=True, text=True, timeout=60, check=False, env=runner_env(db_url, BETTER))
+    assert undone.returncode == 0, undone.stderr
+    assert json.loads(undone.stdout)["move"]["to_id"] is None
+    again, summary, stderr = overnight_run(db_url, FLAKY, "--dataset", str(SELECT))  # rolled back: nothing to undo
+    assert again == 3, stderr[-3000:]
+    assert summary["undo"] == []
