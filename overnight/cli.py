@@ -290,21 +290,25 @@ def import_(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="JSONL (or .json list)")],
     signature: Annotated[str, typer.Option("--signature", "-s", help="e.g. SelectTool.v1")],
     run_id: Annotated[str | None, typer.Option(help="Record dataset.imported on this run")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="The file is the whole dataset: remove the current rows "
+                                          "it leaves out (old snapshots keep them)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """Import a dataset file for a signature: upsert by example_id, snapshot the result. All or nothing."""
+    """Import a dataset file for a signature: upsert by example_id, snapshot the result. All or nothing.
+
+    Rows a later file leaves out are kept, unless --replace: then the file is the signature's dataset."""
     from overnight.domain.datasets import parse_dataset  # noqa: PLC0415 - keeps `overnight --help` fast
     from overnight.registry import Registry  # noqa: PLC0415
 
     def work(store: Any) -> None:
         contract = Registry().contract(signature)
         rows = parse_dataset(contract, file.read_bytes(), fmt="json" if file.suffix == ".json" else "jsonl")
-        result: ImportResult = store.import_examples(signature_id=signature, rows=rows, run_id=run_id)
+        result: ImportResult = store.import_examples(signature_id=signature, rows=rows, run_id=run_id,
+                                                     replace=replace)
         if as_json:
             out.print_json(result.model_dump_json())
             return
-        out.print(f"{signature}: {result.inserted} inserted, {result.updated} updated, {result.unchanged} "
-                  f"unchanged of {result.rows_in_file} rows", markup=False, soft_wrap=True)
+        out.print(f"{signature}: {result.counted()}", markup=False, soft_wrap=True)
         out.print(f"dataset {result.dataset_hash} ({'new snapshot' if result.new_snapshot else 'snapshot exists'}:"
                   f" {result.snapshot.example_count} examples, {result.snapshot.split_counts})", markup=False,
                   soft_wrap=True)

@@ -297,8 +297,7 @@ class Runner:
     def import_dataset(self, sig: str) -> dict[str, Any]:
         imported = self.client.import_examples(sig, self.options.datasets[sig].read_bytes(), run_id=self.run_id,
                                                key=f"{self.run_id}:{sig}:import")
-        self.say(f"{sig}: dataset {imported.dataset_hash[:12]} ({imported.inserted} inserted, {imported.updated} "
-                 f"updated, {imported.unchanged} unchanged)")
+        self.say(f"{sig}: dataset {imported.dataset_hash[:12]} ({imported.counted()})")
         return {"dataset_hash": imported.dataset_hash, "inserted": imported.inserted, "updated": imported.updated,
                 "unchanged": imported.unchanged}
 

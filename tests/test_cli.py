@@ -279,6 +279,16 @@ def test_import_then_reimport_then_a_bad_file(tmp_path: Path) -> None:
     assert unknown.returncode == 1
     assert unknown.stderr.startswith("signature_not_found:")
 
+    fewer = tmp_path / "fewer.jsonl"  # two mislabeled rows deleted from the file
+    fewer.write_text("\n".join(dataset.read_text(encoding="utf-8").splitlines()[2:]) + "\n", encoding="utf-8")
+    kept = overnight("import", str(fewer), "--signature", "SelectTool.v1", db=db)
+    assert "0 inserted, 0 updated, 75 unchanged of 75 rows" in kept.stdout  # an upsert keeps them
+    assert "77 examples" in kept.stdout
+    replaced = overnight("import", str(fewer), "--signature", "SelectTool.v1", "--replace", db=db)
+    assert replaced.returncode == 0, replaced.stderr
+    assert "0 inserted, 0 updated, 75 unchanged of 75 rows, 2 removed" in replaced.stdout
+    assert "new snapshot: 75 examples" in replaced.stdout
+
 
 def test_serve_starts_cleanly_with_lifespan(tmp_path: Path) -> None:
     with serve_process(f"sqlite:///{tmp_path / 'o.db'}", tmp_path / "serve.log") as server:

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from overnight.domain.datasets import (
@@ -41,21 +41,29 @@ def _chunks(rows: Sequence[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
 
 
 def upsert_examples(
-    conn: Connection, *, signature_id: str, rows: list[ExampleRow], now: int
+    conn: Connection, *, signature_id: str, rows: list[ExampleRow], now: int, replace: bool = False
 ) -> tuple[dict[str, int], Snapshot, bool]:
-    """Upsert `rows` by example_id; return the counts, the snapshot of the resulting dataset, and whether
-    that snapshot is new."""
+    """Upsert `rows` by example_id (with `replace`, also remove the current rows they leave out); return the
+    counts, the snapshot of the resulting dataset, and whether that snapshot is new. A removed row leaves only the
+    current dataset: its versions stay, and so do the snapshots that hold it."""
     current = {r.example_id: (r.split, r.row_hash) for r in conn.execute(
         select(examples.c.example_id, examples.c.split, examples.c.row_hash)
         .where(examples.c.signature_id == signature_id)
     )}
     fresh = [row for row in rows if row.example_id not in current]
     changed = [row for row in rows if row.example_id in current and current[row.example_id][1] != row.row_hash]
+    gone = sorted(set(current) - {row.example_id for row in rows}) if replace else []
     _write_examples(conn, signature_id, fresh, changed, now)
+    for batch in _chunks(gone):
+        conn.execute(delete(examples).where(examples.c.signature_id == signature_id,
+                                            examples.c.example_id.in_(batch)))
+    for example_id in gone:
+        del current[example_id]
     for row in rows:
         current[row.example_id] = (row.split, row.row_hash)
     snapshot, is_new = _snapshot(conn, signature_id, current, now)
-    counts = {"inserted": len(fresh), "updated": len(changed), "unchanged": len(rows) - len(fresh) - len(changed)}
+    counts = {"inserted": len(fresh), "updated": len(changed), "unchanged": len(rows) - len(fresh) - len(changed),
+              "removed": len(gone)}
     return counts, snapshot, is_new
 
 

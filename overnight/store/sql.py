@@ -166,22 +166,22 @@ class SqlStore(ServingVerbs):
 
     # datasets ---------------------------------------------------------------------------------------------
 
-    def import_examples(self, *, signature_id: str, rows: list[ExampleRow], run_id: str | None = None) -> ImportResult:
-        """Upsert validated rows, snapshot the result, and (in the same transaction) record `dataset.imported`
-        on the run when one is named. All or nothing."""
+    def import_examples(self, *, signature_id: str, rows: list[ExampleRow], run_id: str | None = None,
+                        replace: bool = False) -> ImportResult:
+        """Upsert validated rows (`replace`: and remove the current rows they leave out), snapshot the result, and
+        (in the same transaction) record `dataset.imported` on the run when one is named. All or nothing."""
         def work() -> ImportResult:
             with self._tx.write() as conn:
                 now = self.clock()
                 counts, snapshot, is_new = datasets_sql.upsert_examples(
-                    conn, signature_id=signature_id, rows=rows, now=now)
+                    conn, signature_id=signature_id, rows=rows, now=now, replace=replace)
                 result = ImportResult(signature_id=signature_id, rows_in_file=len(rows), **counts,
                                       dataset_hash=snapshot.dataset_hash, new_snapshot=is_new, snapshot=snapshot,
                                       run_id=run_id)
                 if run_id is not None:
                     runs_sql.append_bounded(conn, run_id=run_id, bounds=self.bounds, now=now, event=EventIn(
                         kind="dataset.imported", phase="dataset.import",
-                        message=(f"{signature_id}: {counts['inserted']} inserted, {counts['updated']} updated, "
-                                 f"{counts['unchanged']} unchanged; dataset {snapshot.dataset_hash[:12]}"),
+                        message=(f"{signature_id}: {result.counted()}; dataset {snapshot.dataset_hash[:12]}"),
                         data=result.model_dump(mode="json", exclude={"run_id"}),
                         client_event_id=f"dataset.imported.{signature_id}.{snapshot.dataset_hash[:32]}"))
                 return result

@@ -76,6 +76,38 @@ def test_rows_not_in_a_later_file_are_kept_and_counted_in_the_hash(api: LiveServ
     assert partial["snapshot"]["example_count"] == 3
 
 
+def test_a_replace_import_makes_the_file_the_dataset_and_old_snapshots_keep_what_it_removed(
+        api: LiveServer) -> None:
+    """A mislabeled example found in the morning is deleted from the file; `replace=true` makes the current dataset
+    exactly the file (an upsert keeps rows a file leaves out), in one transaction. The record is not rewritten: the
+    snapshots that held the row still hold it, so the compiles and canaries that used it stay explainable."""
+    with api.client() as client:
+        first = import_body(client, jsonl(select_tool_row("a"), select_tool_row("b", message="search cats"))).json()
+        replaced = import_body(client, jsonl(select_tool_row("a"), select_tool_row("c", message="email the team")),
+                               replace="true").json()
+        current = client.get("/api/v1/signatures/SelectTool.v1/examples").json()["examples"]
+        old = client.get(f"/api/v1/signatures/SelectTool.v1/snapshots/{first['dataset_hash']}").json()
+        again = import_body(client, jsonl(select_tool_row("a"), select_tool_row("c", message="email the team"))).json()
+    assert (replaced["inserted"], replaced["updated"], replaced["unchanged"], replaced["removed"]) == (1, 0, 1, 1)
+    assert (replaced["snapshot"]["example_count"], replaced["new_snapshot"]) == (2, True)
+    assert [e["example_id"] for e in current] == ["a", "c"]
+    assert [m["example_id"] for m in old["members"]] == ["a", "b"]  # the old snapshot is intact
+    assert (again["unchanged"], again["removed"], again["new_snapshot"]) == (2, 0, False)  # the nightly upsert after
+    assert again["dataset_hash"] == replaced["dataset_hash"]
+    assert first["removed"] == 0
+
+
+def test_a_bad_replace_import_removes_nothing(api: LiveServer) -> None:
+    with api.client() as client:
+        import_body(client, jsonl(select_tool_row("a"), select_tool_row("b", message="search cats")))
+        before = store_state(api)
+        response = import_body(client, jsonl(select_tool_row("c"), "{broken"), replace="true")
+        after = store_state(api)
+    assert response.status_code == 422
+    assert response.json()["code"] == "dataset_invalid"
+    assert after == before
+
+
 @pytest.mark.parametrize(("body", "line", "field"), [
     (jsonl(select_tool_row("a"), "{broken"), 2, "line"),
     (jsonl(select_tool_row("a"), {k: v for k, v in select_tool_row("b").items() if k != "input"}), 2, "input"),
