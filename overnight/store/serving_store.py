@@ -195,7 +195,7 @@ class ServingVerbs:
         if moved.run_id is None:
             return
         runs_sql.note_on_run(conn, run_id=moved.run_id, bounds=self.bounds, now=moved.created_at, event=EventIn(
-            kind="alias.moved", phase="decide", message=(
+            kind="alias.moved", phase="decide" if moved.action == "promote" else "rollback", message=(
                 f"{moved.signature_id}: champion {moved.action} {(moved.from_id or 'default')[:12]} -> "
                 f"{(moved.to_id or 'default')[:12]} by {moved.actor}" + (" (forced)" if moved.forced else "")
                 + f": {moved.reason}"),

@@ -242,6 +242,7 @@ def test_a_promotion_whose_e2e_check_fails_is_rolled_back_by_the_run_that_made_i
                                               OVERNIGHT_TOKEN=ADMIN_TOKEN)
         history = api.get("/api/v1/signatures/SelectTool.v1/aliases/history").json()
         review = run_review(server.store, summary["run_id"])
+        api_events = events(api, summary["run_id"])
     result = summary["signatures"]["SelectTool.v1"]
     assert code == 1, stderr[-3000:]
     assert result["decision"] == "failed"
@@ -256,6 +257,8 @@ def test_a_promotion_whose_e2e_check_fails_is_rolled_back_by_the_run_that_made_i
     assert result["champion_after"] is None
     assert result["alias_history_ids"] == [promote["id"], rollback["id"]]
     assert review.undo == []  # nothing left to undo: the run undid it
+    moved = [e for e in api_events if e["kind"] == "alias.moved"]
+    assert [e["phase"] for e in moved] == ["decide", "rollback"]  # the server's record of each move, in its step
     assert [m.action for m in review.signatures[0].moves] == ["promote", "rollback"]
 
 
