@@ -94,7 +94,7 @@ def parse_dataset(contract: SignatureContract, body: bytes, *, fmt: Literal["jso
 
 def _records(body: bytes, fmt: str, problems: list[RowProblem]) -> list[tuple[int, Any]]:
     try:
-        text = body.decode("utf-8")
+        text = body.decode("utf-8").removeprefix("\ufeff")  # a byte order mark, which JSON lets a parser ignore
     except UnicodeDecodeError as exc:
         problems.append(RowProblem(line=text_line(body, exc.start), field="body", reason="not UTF-8 text"))
         return []
@@ -109,13 +109,22 @@ def _records(body: bytes, fmt: str, problems: list[RowProblem]) -> list[tuple[in
             return []
         return list(enumerate(items, start=1))  # for a JSON list, "line" is the row's position
     records: list[tuple[int, Any]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at \n only (and \r\n): str.splitlines() would also end one at U+2028, U+0085…, which a JSON string
+    # may hold unescaped.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            records.append((number, json.loads(line)))
+            record = json.loads(line)
         except json.JSONDecodeError as exc:
             problems.append(RowProblem(line=number, field="line", reason=f"bad JSON: {exc.msg} at column {exc.colno}"))
+            continue
+        if isinstance(record, list):
+            problems.append(RowProblem(line=number, field="line", reason=(
+                "a row must be a JSON object; this line is a JSON list: a list of rows is read from a .json file "
+                "(API: ?format=json or content-type application/json)")))
+            continue
+        records.append((number, record))
     return records
 
 

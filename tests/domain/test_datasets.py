@@ -94,3 +94,31 @@ def test_dataset_hash_ignores_order(members: list[tuple[str, str, str]], rnd: An
     shuffled = list(members)
     rnd.shuffle(shuffled)
     assert dataset_hash(shuffled) == dataset_hash(members)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_a_leading_utf8_byte_order_mark_is_ignored(fmt: str) -> None:
+    """Editors and spreadsheet exports on Windows start a UTF-8 file with a BOM; JSON lets a parser ignore it."""
+    rows = [select_tool_row("a"), select_tool_row("b", message="find cats")]
+    body = jsonl(*rows) if fmt == "jsonl" else json.dumps(rows).encode()
+    parsed = parse_dataset(CONTRACT, b"\xef\xbb\xbf" + body, fmt=fmt)  # type: ignore[arg-type]
+    assert [r.example_id for r in parsed] == ["a", "b"]
+    assert [r.row_hash for r in parsed] == [r.row_hash for r in parse_dataset(CONTRACT, body, fmt=fmt)]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"])
+def test_a_row_is_a_line_ended_by_newline_only(separator: str) -> None:
+    """JSON may hold U+2028 and friends unescaped inside a string (json.dumps(ensure_ascii=False) writes them so);
+    they are not line ends in JSONL, though Python's str.splitlines() treats them as such."""
+    row = select_tool_row("a", message=f"first part{separator}second part")
+    body = (json.dumps(row, ensure_ascii=False) + "\r\n" + json.dumps(select_tool_row("b")) + "\n").encode()
+    parsed = parse_dataset(CONTRACT, body, fmt="jsonl")
+    assert [r.example_id for r in parsed] == ["a", "b"]
+    assert parsed[0].input["message"] == f"first part{separator}second part"
+
+
+def test_a_json_list_sent_as_jsonl_says_how_to_send_a_list() -> None:
+    found = problems(json.dumps([select_tool_row("a"), select_tool_row("b")]).encode())
+    assert found[0]["line"] == 1
+    assert found[0]["reason"] == ("a row must be a JSON object; this line is a JSON list: a list of rows is read "
+                                  "from a .json file (API: ?format=json or content-type application/json)")
