@@ -36,6 +36,27 @@ def test_serve_refuses_a_short_token_with_exit_2_and_touches_nothing(tmp_path: P
     assert not db.exists()
 
 
+SECRET_A, SECRET_B = "a" * 40, "b" * 40
+
+
+@pytest.mark.parametrize(("tokens", "said"), [
+    (f"ops:root:{SECRET_A}", "OVERNIGHT_TOKENS entry 1 (ops): role 'root' is not one of admin, serve, read"),
+    (f"ops:admin:{SECRET_A},ops:read:{SECRET_B}", "OVERNIGHT_TOKENS entry 2 (ops): the name 'ops' is used twice"),
+    (f"ops:admin:{SECRET_A},alice:read:{SECRET_A}",
+     "OVERNIGHT_TOKENS entry 2 (alice): the same secret as entry 1 (ops): each name needs its own secret, or the "
+     "API could not tell who called (and with which role)"),
+], ids=["role", "name-twice", "secret-twice"])
+def test_serve_refuses_a_token_list_it_cannot_trust_with_exit_2(tmp_path: Path, tokens: str, said: str) -> None:
+    """Two names sharing one secret made a request with it authenticate as the last of them: a read token's holder
+    could be an admin, and the actor in the alias history the wrong person."""
+    db = tmp_path / "o.db"
+    result = overnight("serve", db=db, OVERNIGHT_TOKENS=tokens)
+    assert result.returncode == 2
+    assert f"config_error: {said}" in result.stderr
+    assert SECRET_A not in result.stderr + result.stdout
+    assert not db.exists()
+
+
 def test_a_store_that_cannot_be_opened_says_what_the_database_said(tmp_path: Path) -> None:
     """The CLI opens the store itself, so "see the server log" alone would send the operator looking for a server;
     the driver's own sentence is printed under the error."""

@@ -57,6 +57,10 @@ def parse_token_spec(spec: str, *, dev: bool) -> list[tuple[str, Role, str]]:
             raise ConfigError(f"{where}: the secret is empty")
         if any(existing == name for existing, _, _ in entries):
             raise ConfigError(f"{where}: the name {name!r} is used twice")
+        shared = next((i for i, (_, _, other) in enumerate(entries, start=1) if other == secret), None)
+        if shared is not None:
+            raise ConfigError(f"{where}: the same secret as entry {shared} ({entries[shared - 1][0]}): each name needs "
+                              "its own secret, or the API could not tell who called (and with which role)")
         entries.append((name, role, secret))  # type: ignore[arg-type]  # role checked against ROLES above
     if not entries:
         raise ConfigError("OVERNIGHT_TOKENS is empty: no one could call the API (format name:role:secret,…)")
@@ -92,7 +96,6 @@ class TokenRegistry:
         if principal is None:
             raise Unauthorized("invalid bearer token")
         return principal
-
 
     def issue_session(self, principal: Principal, *, expires_at: int) -> str:
         """A review-page session: `name:expires_at:mac`, keyed by the token's own digest, so the secret never sits
