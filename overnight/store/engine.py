@@ -54,6 +54,8 @@ def _sqlite_engine(url: str, database: str | None, busy_timeout_ms: int, pool_ti
         connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
     )
 
+    opened: list[tuple[int, int]] = []  # (device, inode) of the file the first connection opened
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
@@ -65,15 +67,38 @@ def _sqlite_engine(url: str, database: str | None, busy_timeout_ms: int, pool_ti
                        "foreign_keys=ON"):
             cur.execute(f"PRAGMA {pragma}")
         cur.close()
+        if not opened:
+            opened.append(_file_identity(path))
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         options = conn.get_execution_options()
         if options.get("overnight_statement", False):
             return  # one statement, its own transaction (the driver's autocommit, set at connect)
+        _refuse_a_file_no_longer_there(path, opened[0])
         conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("overnight_write", False) else "BEGIN")
 
     return engine
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return (-1, -1)
+    return (status.st_dev, status.st_ino)
+
+
+def _refuse_a_file_no_longer_there(path: Path, identity: tuple[int, int]) -> None:
+    """SQLite keeps using the file it opened after that file is deleted or another is moved to its path: what it
+    wrote then would be on no path, and lost when the process stops. One stat() per transaction (microseconds)
+    refuses that instead of acknowledging it."""
+    if _file_identity(path) == identity:
+        return
+    log.error("sqlite_file_gone", path=str(path))
+    raise StoreUnavailable(f"the SQLite file {path} was deleted or replaced while overnight had it open: what it "
+                           "wrote now would be on no path and lost, so it writes nothing; restart the server (after "
+                           "restoring the file, if it was not meant to go)")
 
 
 _SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
