@@ -292,6 +292,7 @@ def import_(
     run_id: Annotated[str | None, typer.Option(help="Record dataset.imported on this run")] = None,
     replace: Annotated[bool, typer.Option("--replace", help="The file is the whole dataset: remove the current rows "
                                           "it leaves out (old snapshots keep them)")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what it would do; write nothing")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Import a dataset file for a signature: upsert by example_id, snapshot the result. All or nothing.
@@ -304,11 +305,12 @@ def import_(
         contract = Registry().contract(signature)
         rows = parse_dataset(contract, file.read_bytes(), fmt="json" if file.suffix == ".json" else "jsonl")
         result: ImportResult = store.import_examples(signature_id=signature, rows=rows, run_id=run_id,
-                                                     replace=replace)
+                                                     replace=replace, dry_run=dry_run)
         if as_json:
             out.print_json(result.model_dump_json())
             return
-        out.print(f"{signature}: {result.counted()}", markup=False, soft_wrap=True)
+        out.print(("dry run, nothing written: " if dry_run else "") + f"{signature}: {result.counted()}",
+                  markup=False, soft_wrap=True)
         out.print(f"dataset {result.dataset_hash} ({'new snapshot' if result.new_snapshot else 'snapshot exists'}:"
                   f" {result.snapshot.example_count} examples, {result.snapshot.split_counts})", markup=False,
                   soft_wrap=True)

@@ -305,6 +305,10 @@ def test_import_then_reimport_then_a_bad_file(tmp_path: Path) -> None:
     kept = overnight("import", str(fewer), "--signature", "SelectTool.v1", db=db)
     assert "0 inserted, 0 updated, 75 unchanged of 75 rows" in kept.stdout  # an upsert keeps them
     assert "77 examples" in kept.stdout
+    would = overnight("import", str(fewer), "--signature", "SelectTool.v1", "--replace", "--dry-run", db=db)
+    assert would.returncode == 0, would.stderr
+    assert would.stdout.startswith("dry run, nothing written: SelectTool.v1: 0 inserted, 0 updated, 75 unchanged of "
+                                   "75 rows, 2 removed\n")
     replaced = overnight("import", str(fewer), "--signature", "SelectTool.v1", "--replace", db=db)
     assert replaced.returncode == 0, replaced.stderr
     assert "0 inserted, 0 updated, 75 unchanged of 75 rows, 2 removed" in replaced.stdout

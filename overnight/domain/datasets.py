@@ -229,6 +229,7 @@ class ImportResult(BaseModel):
     new_snapshot: bool
     snapshot: Snapshot
     run_id: str | None = None
+    dry_run: bool = Field(default=False, description="what an import would do: nothing was written")
 
     def counted(self) -> str:
         """`3 inserted, 1 updated, 73 unchanged of 77 rows` (then `, 2 removed` when a replace removed any)."""

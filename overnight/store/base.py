@@ -56,7 +56,8 @@ class Store(Protocol):
 
     # datasets
     def import_examples(
-        self, *, signature_id: str, rows: list[ExampleRow], run_id: str | None = None, replace: bool = False
+        self, *, signature_id: str, rows: list[ExampleRow], run_id: str | None = None, replace: bool = False,
+        dry_run: bool = False,
     ) -> ImportResult: ...
 
     def list_examples(self, *, signature_id: str, split: str | None = None, after: str | None = None,

@@ -128,8 +128,9 @@ class Transactions:
         self._write_wait_s = write_wait_s
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        with self._writer_turn(), self._open(write=True) as conn:
+    def write(self, *, roll_back: bool = False) -> Iterator[Connection]:
+        """A write transaction, committed when the block ends; `roll_back`: rolled back instead (a dry run)."""
+        with self._writer_turn(), self._open(write=True, roll_back=roll_back) as conn:
             yield conn
 
     @contextmanager
@@ -166,12 +167,14 @@ class Transactions:
             yield conn
 
     @contextmanager
-    def _open(self, *, write: bool) -> Iterator[Connection]:
+    def _open(self, *, write: bool, roll_back: bool = False) -> Iterator[Connection]:
         with outages_as_unavailable(), self.engine.connect() as conn:
             if write:
                 conn.execution_options(overnight_write=True)
-            with conn.begin():
+            with conn.begin() as transaction:
                 yield conn
+                if roll_back:
+                    transaction.rollback()
 
 
 @contextmanager

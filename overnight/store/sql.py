@@ -60,6 +60,8 @@ def system_clock() -> int:
     return time.time_ns() // 1_000_000
 
 
+
+
 class SqlStore(ServingVerbs):
     """The store. `clock` is injectable so tests can age leases without sleeping."""
 
@@ -167,22 +169,23 @@ class SqlStore(ServingVerbs):
     # datasets ---------------------------------------------------------------------------------------------
 
     def import_examples(self, *, signature_id: str, rows: list[ExampleRow], run_id: str | None = None,
-                        replace: bool = False) -> ImportResult:
+                        replace: bool = False, dry_run: bool = False) -> ImportResult:
         """Upsert validated rows (`replace`: and remove the current rows they leave out), snapshot the result, and
-        (in the same transaction) record `dataset.imported` on the run when one is named. All or nothing."""
+        (in the same transaction) record `dataset.imported` on the run when one is named. All or nothing.
+        `dry_run`: all of it, then the transaction is rolled back, so what it says is exactly what an import does."""
         def work() -> ImportResult:
-            with self._tx.write() as conn:
+            with self._tx.write(roll_back=dry_run) as conn:
                 now = self.clock()
                 counts, snapshot, is_new = datasets_sql.upsert_examples(
                     conn, signature_id=signature_id, rows=rows, now=now, replace=replace)
                 result = ImportResult(signature_id=signature_id, rows_in_file=len(rows), **counts,
                                       dataset_hash=snapshot.dataset_hash, new_snapshot=is_new, snapshot=snapshot,
-                                      run_id=run_id)
+                                      run_id=run_id, dry_run=dry_run)
                 if run_id is not None:
                     runs_sql.append_bounded(conn, run_id=run_id, bounds=self.bounds, now=now, event=EventIn(
                         kind="dataset.imported", phase="dataset.import",
                         message=(f"{signature_id}: {result.counted()}; dataset {snapshot.dataset_hash[:12]}"),
-                        data=result.model_dump(mode="json", exclude={"run_id"}),
+                        data=result.model_dump(mode="json", exclude={"run_id", "dry_run"}),
                         client_event_id=f"dataset.imported.{signature_id}.{snapshot.dataset_hash[:32]}"))
                 return result
         return self._retry_on_race(work)

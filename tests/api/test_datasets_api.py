@@ -97,6 +97,24 @@ def test_a_replace_import_makes_the_file_the_dataset_and_old_snapshots_keep_what
     assert first["removed"] == 0
 
 
+def test_a_dry_run_import_says_what_it_would_do_and_writes_nothing(api: LiveServer) -> None:
+    """Before a `replace`, which removes rows: the exact counts and hash the import would give, from the same code
+    in a transaction that is rolled back."""
+    with api.client() as client:
+        import_body(client, jsonl(select_tool_row("a"), select_tool_row("b", message="search cats")))
+        before = store_state(api)
+        body = jsonl(select_tool_row("a"), select_tool_row("c", message="email the team"))
+        tried = import_body(client, body, replace="true", dry_run="true", run_id="nope-no-such-run")
+        assert tried.status_code == 404  # a dry run checks what the import would check
+        would = import_body(client, body, replace="true", dry_run="true").json()
+        after = store_state(api)
+        done = import_body(client, body, replace="true").json()
+    assert after == before
+    assert (would["inserted"], would["unchanged"], would["removed"], would["dry_run"]) == (1, 1, 1, True)
+    assert (would["dataset_hash"], would["new_snapshot"]) == (done["dataset_hash"], True)
+    assert done["dry_run"] is False
+
+
 def test_a_bad_replace_import_removes_nothing(api: LiveServer) -> None:
     with api.client() as client:
         import_body(client, jsonl(select_tool_row("a"), select_tool_row("b", message="search cats")))

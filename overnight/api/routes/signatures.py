@@ -56,12 +56,13 @@ async def import_examples(
     body_format: Annotated[Literal["jsonl", "json"] | None, Query(alias="format")] = None,
     replace: Annotated[bool, Query(description="the body is the whole dataset: remove the current rows it leaves "
                                                "out (the snapshots that hold them keep them)")] = False,
+    dry_run: Annotated[bool, Query(description="do all of it, then roll it back: what it would do")] = False,
 ) -> ImportResult:
     """Upsert a JSONL body (or a JSON list of rows); rows a later body leaves out are kept, unless `replace`. One
     bad row rejects the whole body with 422 naming each line, field and reason, and nothing is written."""
     rows = await _parsed(request, registry.contract(signature_id), body_format)
     return await run_in_threadpool(store.import_examples, signature_id=signature_id, rows=rows, run_id=run_id,
-                                   replace=replace)
+                                   replace=replace, dry_run=dry_run)
 
 
 async def _parsed(request: Request, contract: SignatureContract,
