@@ -19,6 +19,7 @@ from overnight.domain.review import (
     RunReview,
     SignatureReview,
     compile_section,
+    e2e_line,
     short,
 )
 from overnight.review.terminal import duration, when
@@ -83,9 +84,7 @@ def _signature(sig: SignatureReview) -> list[RenderableType]:
                           f"{short(move.from_id)} -> {short(move.to_id)} by {move.actor}"
                           f"{' (FORCED)' if move.forced else ''}: {why}"))
     if sig.e2e is not None:
-        served = ", ".join(s[:12] for s in sig.e2e.get("served", [])) or "nothing"
-        parts.append(Text(f"e2e: {'ok' if sig.e2e.get('ok') else 'FAILED'} — {sig.e2e.get('requests')} requests "
-                          f"served by {served}" + (f": {sig.e2e['problem']}" if sig.e2e.get("problem") else "")))
+        parts.append(Text(e2e_line(sig.e2e)))
     parts.append(Text(sig.sentence))
     return parts
 

@@ -12,6 +12,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from overnight.domain.review import e2e_line
 from overnight.domain.runs import Run, RunEvent
 
 _STATUS_STYLE = {"running": "cyan", "succeeded": "green", "failed": "red", "cancelled": "yellow",
@@ -89,9 +90,7 @@ def summary_text(summary: Any) -> str:
         lines.append(f"    dataset {(result.dataset_hash or '-')[:12]}, compile report {result.report_id or '-'}, "
                      f"{canary}, champion {(result.champion_after or 'default')[:12]}")
         if result.e2e is not None:
-            lines.append(f"    e2e: {'ok' if result.e2e['ok'] else 'FAILED'} — {result.e2e['requests']} requests "
-                         f"served by {', '.join(s[:12] for s in result.e2e['served']) or 'nothing'}"
-                         + (f": {result.e2e['problem']}" if result.e2e["problem"] else ""))
+            lines.append(f"    {e2e_line(result.e2e)}")
     if summary.pruned:
         lines.append(f"  prune: {summary.pruned.sentence()}")
     if summary.review:

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from tests.factories import ADMIN_TOKEN, LiveServer, live_server, serve_process
 from tests.runner.helpers import BETTER, FAIR_SPLIT, SELECT, overnight_run, runner_env, start_runner
+from tests.runner.test_runner import overnight_show
 
 SLOW = BETTER + ",latency_ms=15"  # traffic takes a few seconds: time to interfere
 
@@ -281,3 +282,37 @@ def test_a_failed_e2e_check_leaves_the_champion_alone_when_someone_moved_it_sinc
     assert result["reason"].endswith("; not rolled back: the champion has moved since, to the default program")
     assert [(m["action"], m["actor"]) for m in history["history"][-2:]] == [("promote", "ops-agent"),
                                                                             ("rollback", "ops")]
+
+
+def test_one_lm_error_in_the_e2e_check_is_reported_and_does_not_undo_a_promotion(db_url: str, tmp_path: Path) -> None:
+    """The canary measured the candidate's error rate with a bound; five smoke predicts cannot. A candidate whose
+    LM fails 1% of calls would fail a "no error at all" smoke check one night in twenty, and be rolled back. The check
+    is what the design names: each predict served by the expected program (an LM failure's receipt says which
+    served it), and the program answering at all."""
+    def one_lm_error(app: FastAPI) -> None:
+        failed = []
+
+        @app.middleware("http")
+        async def first_smoke_fails(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+            smoke = b'"request_key":"e2e-' in (await request.body()).replace(b" ", b"")
+            response = await call_next(request)
+            if not (request.url.path.endswith("/predict") and smoke and response.status_code == 200) or failed:
+                return response
+            failed.append(True)
+            served = json.loads(b"".join([chunk async for chunk in response.body_iterator]))  # type: ignore[attr-defined]
+            return JSONResponse({"ok": False, "code": "lm_call_failed", "error": "the LM call failed (timeout): slow",
+                                 "status": 502, "request_id": "x",
+                                 "details": {"compiled_id": served["compiled_id"], "arm": served["arm"]}},
+                                status_code=502)
+
+    with live_server(db_url, customize=one_lm_error, lm=BETTER) as server:
+        code, summary, stderr = overnight_run(db_url, BETTER, "--base-url", server.base_url, "--dataset", str(SELECT),
+                                              OVERNIGHT_TOKEN=ADMIN_TOKEN)
+    result = summary["signatures"]["SelectTool.v1"]
+    assert code == 0, stderr[-3000:]
+    assert result["decision"] == "promoted"
+    e2e = result["e2e"]
+    assert (e2e["ok"], e2e["served"], e2e["problem"]) == (True, [result["best_compiled_id"]], "")
+    assert e2e["lm_failures"] == ["1 of 5: lm_call_failed: the LM call failed (timeout): slow"]
+    assert (f"e2e: ok — 5 requests served by {result['best_compiled_id'][:12]}; the LM failed 1 of 5: lm_call_failed: "
+            "the LM call failed (timeout): slow") in overnight_show(db_url, summary["run_id"])
