@@ -33,6 +33,7 @@ INVENTORY = {
     ("POST", "/api/v1/runs"): ADMIN,
     ("GET", "/api/v1/runs/{run_id}"): READ,
     ("GET", "/api/v1/runs/{run_id}/events"): READ,
+    ("GET", "/api/v1/runs/{run_id}/review"): READ,
     ("POST", "/api/v1/runs/{run_id}/events"): ADMIN,
     ("POST", "/api/v1/runs/{run_id}/finish"): ADMIN,
     ("POST", "/api/v1/runs/{run_id}/heartbeat"): ADMIN,

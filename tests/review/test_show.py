@@ -181,3 +181,21 @@ def test_runs_lists_the_verdict_per_signature_and_filters(golden_db: str, open_s
     refused = overnight(golden_db, "runs", "--since", "yesterday")
     assert refused.returncode == 2
     assert "--since 'yesterday'" in refused.stderr
+
+
+def test_the_api_serves_the_same_review_as_show_json(golden_db: str) -> None:
+    """An agent on another machine has a read token, not the database: `GET /api/v1/runs/{id}/review` is the review
+    `overnight show --json` prints, undo commands included."""
+    from tests.factories import READ_TOKEN, SERVE_TOKEN, live_server  # noqa: PLC0415
+
+    shown = json.loads(overnight(golden_db, "show", golden_run.RUN_ID, "--json").stdout)
+    with live_server(golden_db) as server, server.client(token=READ_TOKEN) as api:
+        served = api.get(f"/api/v1/runs/{golden_run.RUN_ID}/review")
+        missing = api.get("/api/v1/runs/nope/review")
+    with live_server(golden_db) as server, server.client(token=SERVE_TOKEN) as api:
+        forbidden = api.get(f"/api/v1/runs/{golden_run.RUN_ID}/review")
+    assert served.status_code == 200, served.text
+    assert served.json() == shown
+    assert served.json()["undo"] == shown["undo"] != []
+    assert (missing.status_code, missing.json()["code"]) == (404, "run_not_found")
+    assert (forbidden.status_code, forbidden.json()["code"]) == (403, "forbidden")

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from overnight.api.deps import Admin, Reader, SettingsDep, StoreDep
 from overnight.domain.hashing import canonical_json
+from overnight.domain.review import RunReview
 from overnight.domain.runs import (
     ID_PATTERN,
     SERVER_KINDS,
@@ -26,6 +27,7 @@ from overnight.domain.runs import (
     RunStatus,
     StartedRun,
 )
+from overnight.review.assemble import run_review
 from overnight.store import Store
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
@@ -66,6 +68,14 @@ def list_runs(_: Reader, store: StoreDep, status: RunStatus | None = None,
 @router.get("/runs/{run_id}")
 def get_run(run_id: RunId, _: Reader, store: StoreDep) -> Run:
     return store.get_run(run_id=run_id)
+
+
+@router.get("/runs/{run_id}/review")
+def get_run_review(run_id: RunId, _: Reader, store: StoreDep) -> RunReview:
+    """What the run did and why, as `overnight show --json` prints it (and `/review/runs/{run_id}` shows it): the
+    steps, each signature's compile, canary, gate sentences, alias moves and e2e, the closing sentence, and the
+    rollback commands that undo its promotions. Works on a running or crashed run too."""
+    return run_review(store, run_id)
 
 
 @router.post("/runs/{run_id}/heartbeat")
