@@ -185,15 +185,6 @@ def rollback_command(signature_id: str, run_id: str, *, to: str | None) -> str:
     return f"overnight rollback -s {shlex.quote(signature_id)}{target} --reason {shlex.quote(f'undo {run_id}')}"
 
 
-def e2e_line(e2e: dict[str, Any]) -> str:
-    """`e2e: ok — 5 requests served by 7bedaebd3fa9` (and the LM failures it saw, or the problem that failed it)."""
-    served = ", ".join(s[:12] for s in e2e.get("served", [])) or "nothing"
-    line = f"e2e: {'ok' if e2e.get('ok') else 'FAILED'} — {e2e.get('requests')} requests served by {served}"
-    if e2e.get("problem"):
-        return f"{line}: {e2e['problem']}"
-    return line + ("; the LM failed " + "; ".join(e2e["lm_failures"]) if e2e.get("lm_failures") else "")
-
-
 # phases ---------------------------------------------------------------------------------------------------
 
 def phase_spans(events: Iterable[RunEvent], *, started_at: int) -> list[PhaseSpan]:

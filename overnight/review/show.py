@@ -19,10 +19,9 @@ from overnight.domain.review import (
     RunReview,
     SignatureReview,
     compile_section,
-    e2e_line,
     short,
 )
-from overnight.review.terminal import duration, when
+from overnight.review.terminal import duration, e2e_line, when
 
 _DECISION_STYLE = {"promoted": "bold green", "no_improvement": "cyan", "rolled_back": "bold red",
                    "inconclusive": "yellow", "failed": "bold red"}

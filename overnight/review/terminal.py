@@ -12,7 +12,6 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from overnight.domain.review import e2e_line
 from overnight.domain.runs import Run, RunEvent
 
 _STATUS_STYLE = {"running": "cyan", "succeeded": "green", "failed": "red", "cancelled": "yellow",
@@ -78,6 +77,15 @@ def run_timeline(run: Run, events: list[RunEvent]) -> RenderableType:
         table.add_row(str(event.seq), f"+{(event.ts - run.started_at) / 1000:.1f}s", event.phase, event.kind,
                       event.level, event.message)
     return Group(header, table)
+
+
+def e2e_line(e2e: dict[str, Any]) -> str:
+    """`e2e: ok — 5 requests served by 7bedaebd3fa9` (and the LM failures it saw, or the problem that failed it)."""
+    served = ", ".join(s[:12] for s in e2e.get("served", [])) or "nothing"
+    line = f"e2e: {'ok' if e2e.get('ok') else 'FAILED'} — {e2e.get('requests')} requests served by {served}"
+    if e2e.get("problem"):
+        return f"{line}: {e2e['problem']}"
+    return line + ("; the LM failed " + "; ".join(e2e["lm_failures"]) if e2e.get("lm_failures") else "")
 
 
 def summary_text(summary: Any) -> str:
