@@ -60,3 +60,16 @@ def test_the_runner_and_its_client_load_neither_dspy_nor_the_store() -> None:
              "print(sorted(m for m in ('dspy', 'sqlalchemy', 'fastapi') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+def test_every_cli_command_starts_without_loading_what_only_some_need() -> None:
+    """`overnight --help`, `runs` and `show` are typed by people: the CLI module loads only what every command
+    needs; each command imports its own heavy parts (the store, DSPy, the API, the review's model) when it runs."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    heavy = ("dspy", "sqlalchemy", "fastapi", "httpx", "overnight.store", "overnight.runner", "overnight.domain.review",
+             "overnight.domain.canary", "overnight.domain.compiling")
+    probe = f"import sys, overnight.cli; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
