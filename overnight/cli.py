@@ -62,7 +62,9 @@ def _errors_as_exit_codes() -> Iterator[None]:
     try:
         yield
     except OvernightError as exc:
-        if not isinstance(exc, StoreUnavailable):
+        # A store outage the message names with its own advice (a damaged file) is printed as it is; only a generic
+        # one, written for an API client, is reworded.
+        if not isinstance(exc, StoreUnavailable) or not exc.message.endswith(SEE_THE_SERVER_LOG):
             err.print(f"{exc.code}: {exc.message}", markup=False, highlight=False)
         else:  # this process opened the store: there is no server log to see, and the driver's sentence is here
             err.print(f"{exc.code}: {exc.message.removesuffix(SEE_THE_SERVER_LOG)}; check OVERNIGHT_DB_URL and that "

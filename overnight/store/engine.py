@@ -188,9 +188,22 @@ def outages_as_unavailable() -> Iterator[None]:
     except (OperationalError, InterfaceError) as exc:
         raise _unavailable(exc) from exc
     except DBAPIError as exc:
+        if getattr(exc.orig, "sqlite_errorname", None) in _DAMAGED:
+            raise _damaged(exc) from exc
         if exc.connection_invalidated:
             raise _unavailable(exc) from exc
         raise
+
+
+_DAMAGED = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})  # the file's pages are not what SQLite wrote
+
+
+def _damaged(exc: DBAPIError) -> StoreUnavailable:
+    name = getattr(exc.orig, "sqlite_errorname", "")
+    log.error("store_damaged", error_type=name, error=str(exc.orig))
+    return StoreUnavailable(f"the store's SQLite file is damaged ({name}: {exc.orig}): retrying will not help; stop "
+                            "every server that uses it and restore it from a backup (`sqlite3 FILE .recover` salvages "
+                            "what is left into a new file)")
 
 
 def _no_free_connection(exc: PoolTimeout) -> StoreUnavailable:

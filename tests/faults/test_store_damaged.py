@@ -1,0 +1,43 @@
+"""A damaged SQLite store (a disk fault, a copy taken mid-write): every command says so in one sentence and exits 1,
+with what to do, instead of printing SQLAlchemy's DatabaseError traceback."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.factories import TOKENS
+from tests.test_cli import overnight
+
+DATASET = Path(__file__).resolve().parents[2] / "datasets" / "selecttool.v1.jsonl"
+COMMANDS = [("runs",), ("show",), ("db", "upgrade"), ("import", "-s", "SelectTool.v1", str(DATASET)),
+            ("serve", "--port", "0")]
+
+
+@pytest.fixture
+def damaged(tmp_path: Path) -> Path:
+    db = tmp_path / "o.db"
+    made = overnight("import", "-s", "SelectTool.v1", str(DATASET), db=db)
+    assert made.returncode == 0, made.stderr
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(db.read_bytes())
+    noise = random.Random(7)
+    data[4096:] = bytes(noise.randrange(256) for _ in range(len(data) - 4096))  # every page after the first
+    db.write_bytes(bytes(data))
+    return db
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_a_damaged_sqlite_store_is_named_as_such_by_every_command(damaged: Path, command: tuple[str, ...]) -> None:
+    result = overnight(*command, db=damaged, OVERNIGHT_LM="sim:seed=1", OVERNIGHT_TOKENS=TOKENS)
+    assert result.returncode == 1, result.stderr
+    said = [line for line in result.stderr.splitlines() if line.startswith("store_unavailable: ")]
+    assert said == ["store_unavailable: the store's SQLite file is damaged (SQLITE_CORRUPT: database disk image is "
+                    "malformed): retrying will not help; stop every server that uses it and restore it from a backup "
+                    "(`sqlite3 FILE .recover` salvages what is left into a new file)"], result.stderr
+    assert "Traceback" not in result.stderr
+    assert "DatabaseError" not in result.stderr
