@@ -202,8 +202,8 @@ def _damaged(exc: DBAPIError) -> StoreUnavailable:
     name = getattr(exc.orig, "sqlite_errorname", "")
     log.error("store_damaged", error_type=name, error=str(exc.orig))
     return StoreUnavailable(f"the store's SQLite file is damaged ({name}: {exc.orig}): retrying will not help; stop "
-                            "every server that uses it and restore it from a backup (`sqlite3 FILE .recover` salvages "
-                            "what is left into a new file)")
+                            "every server that uses it and restore it from a backup (`sqlite3 FILE .recover | sqlite3 "
+                            "NEW` salvages what is left into a new file)")
 
 
 def _no_free_connection(exc: PoolTimeout) -> StoreUnavailable:

@@ -38,6 +38,6 @@ def test_a_damaged_sqlite_store_is_named_as_such_by_every_command(damaged: Path,
     said = [line for line in result.stderr.splitlines() if line.startswith("store_unavailable: ")]
     assert said == ["store_unavailable: the store's SQLite file is damaged (SQLITE_CORRUPT: database disk image is "
                     "malformed): retrying will not help; stop every server that uses it and restore it from a backup "
-                    "(`sqlite3 FILE .recover` salvages what is left into a new file)"], result.stderr
+                    "(`sqlite3 FILE .recover | sqlite3 NEW` salvages what is left into a new file)"], result.stderr
     assert "Traceback" not in result.stderr
     assert "DatabaseError" not in result.stderr
