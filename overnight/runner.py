@@ -33,7 +33,7 @@ from overnight.domain.canary import CanaryView
 from overnight.domain.gates import SRM_THRESHOLD_P
 from overnight.domain.promotion import DEFAULT_TARGET
 from overnight.domain.receipts import PruneResult
-from overnight.domain.review import rollback_command
+from overnight.domain.review import rollback_command, short
 from overnight.domain.runs import EventIn, RunStatus
 from overnight.errors import CanaryActive, ConfigError, LMCallFailed, OvernightError, RunNotRunning
 
@@ -101,10 +101,6 @@ class Summary(BaseModel):
     pruned: PruneResult | None = None  # with --keep-days: what the last step deleted
     review: str | None = None
     undo: list[str] = Field(default_factory=list)  # each signature's `undo`
-
-
-def _program(compiled_id: str | None) -> str:
-    return compiled_id[:12] if compiled_id else "the default program"
 
 
 class Runner:
@@ -419,13 +415,13 @@ class Runner:
         the newer decision: left alone, and said)."""
         now = self.client.alias_history(sig).champion_id
         if now != promoted:
-            said = f"not rolled back: the champion has moved since, to {_program(now)}"
+            said = f"not rolled back: the champion has moved since, to {short(now)}"
             self.say(f"{sig}: e2e failed after promotion; {said}")
             return {"said": said, "champion_after": now, "alias_history_ids": []}
         moved = self.client.rollback(sig, {"to": replaced or DEFAULT_TARGET, "run_id": self.run_id,
                                            "reason": f"e2e smoke check failed after promotion: {problem}"[:2000]},
                                      key=f"{self.run_id}:{sig}:rollback")
-        said = f"rolled back to {_program(moved.move.to_id)}"
+        said = f"rolled back to {short(moved.move.to_id)}"
         self.say(f"{sig}: e2e failed after promotion; {said}")
         return {"said": said, "champion_after": moved.move.to_id, "alias_history_ids": [moved.move.id]}
 
