@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from overnight.client import OvernightClient
 from overnight.domain.canary import CanaryView
@@ -100,7 +100,12 @@ class Summary(BaseModel):
     signatures: dict[str, SignatureResult] = Field(default_factory=dict)
     pruned: PruneResult | None = None  # with --keep-days: what the last step deleted
     review: str | None = None
-    undo: list[str] = Field(default_factory=list)  # each signature's `undo`
+
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's documented way: serialized with the fields
+    @property
+    def undo(self) -> list[str]:
+        """Each signature's `undo`: the commands that put back what this run promoted."""
+        return [result.undo for result in self.signatures.values() if result.undo]
 
 
 class Runner:
@@ -515,8 +520,7 @@ class Runner:
         status = status or ("failed" if code in (EXIT_FAILED, EXIT_USAGE) else "succeeded")
         return Summary(run_id=self.run_id, status=status,
                        exit_code=code, verdict=verdict, base_url=self.client.base_url, signatures=results,
-                       review=f"overnight show {self.run_id}" if self.run_id else None,
-                       undo=[r.undo for r in results.values() if r.undo])
+                       review=f"overnight show {self.run_id}" if self.run_id else None)
 
 
 def _settle(in_flight: set[Future[None]], *, below: int) -> set[Future[None]]:
