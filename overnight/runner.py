@@ -444,7 +444,8 @@ class Runner:
                 answered += 1
             except LMCallFailed as exc:
                 lm_failures[f"{exc.code}: {exc.message}"] += 1
-                served.append(str(exc.details.get("compiled_id") or "an unnamed program"))
+                if exc.details.get("compiled_id"):  # the program that served it, from its receipt
+                    served.append(str(exc.details["compiled_id"]))
             except OvernightError as exc:
                 problems[f"{exc.code}: {exc.message}"] += 1
         wrong = [s for s in served if s != expected]
