@@ -24,7 +24,6 @@ from overnight.domain.datasets import ImportResult
 from overnight.domain.gates import ALPHA, EXPECTED_ERROR_RATE, MAX_ERROR_RATE, POWER, SRM_THRESHOLD_P
 from overnight.domain.runs import Run, RunEvent, RunStatus
 from overnight.errors import (
-    SEE_THE_SERVER_LOG,
     ArtifactNotFound,
     ConfigError,
     OvernightError,
@@ -62,13 +61,13 @@ def _errors_as_exit_codes() -> Iterator[None]:
     try:
         yield
     except OvernightError as exc:
-        # A store outage the message names with its own advice (a damaged file) is printed as it is; only a generic
-        # one, written for an API client, is reworded.
-        if not isinstance(exc, StoreUnavailable) or not exc.message.endswith(SEE_THE_SERVER_LOG):
+        # A store outage worth retrying is worded for this reader: this process opened the store, so there is no
+        # server log to see, and the driver's sentence is here. Any other error's message says what to do.
+        if not isinstance(exc, StoreUnavailable) or exc.outage is None:
             err.print(f"{exc.code}: {exc.message}", markup=False, highlight=False)
-        else:  # this process opened the store: there is no server log to see, and the driver's sentence is here
-            err.print(f"{exc.code}: {exc.message.removesuffix(SEE_THE_SERVER_LOG)}; check OVERNIGHT_DB_URL and that "
-                      "the database is up, then retry", markup=False, highlight=False)
+        else:
+            err.print(f"{exc.code}: {exc.outage}; check OVERNIGHT_DB_URL and that the database is up, then retry",
+                      markup=False, highlight=False)
             if (driver := getattr(exc.__cause__, "orig", None)) is not None:
                 said = (str(driver).strip().splitlines() or [type(driver).__name__])[0]
                 err.print(f"  the database said: {said}", markup=False, highlight=False)

@@ -74,13 +74,25 @@ class NotImplementedYet(OvernightError):
 
 
 class StoreUnavailable(OvernightError):
+    """The store cannot answer. Either an outage worth retrying (`outage` names what failed; each reader is told
+    what to do: an API client to retry and see the server log, the CLI's operator — whose process opened the store —
+    to check OVERNIGHT_DB_URL and the database), or a state whose message says itself what to do (a damaged or
+    replaced SQLite file, a schema behind the code), where `outage` is None."""
+
     code = "store_unavailable"
     status = 503
     retry_after_s = 1
 
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.outage: str | None = None
 
-# How a store outage's message ends for an API client; the CLI, which opened the store itself, says what to check.
-SEE_THE_SERVER_LOG = "; retry later, and see the server log"
+    @classmethod
+    def retry_later(cls, outage: str) -> StoreUnavailable:
+        """An outage worth retrying, worded for an API client (the message the API answers)."""
+        exc = cls(f"{outage}; retry later, and see the server log")
+        exc.outage = outage
+        return exc
 
 
 class ServerBusy(OvernightError):

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from overnight.errors import SEE_THE_SERVER_LOG, ConfigError, StoreUnavailable
+from overnight.errors import ConfigError, StoreUnavailable
 from overnight.logging import get_logger
 
 log = get_logger(__name__)
@@ -208,10 +208,10 @@ def _damaged(exc: DBAPIError) -> StoreUnavailable:
 
 def _no_free_connection(exc: PoolTimeout) -> StoreUnavailable:
     log.error("store_unavailable", error_type="PoolTimeout", error=str(exc))
-    return StoreUnavailable("the store is unavailable (every connection stayed in use past "
-                            f"OVERNIGHT_DB_POOL_TIMEOUT_S){SEE_THE_SERVER_LOG}")
+    return StoreUnavailable.retry_later("the store is unavailable (every connection stayed in use past "
+                                        "OVERNIGHT_DB_POOL_TIMEOUT_S)")
 
 
 def _unavailable(exc: DBAPIError) -> StoreUnavailable:
     log.error("store_unavailable", error_type=type(exc.orig).__name__, error=str(exc.orig))
-    return StoreUnavailable(f"the store is unavailable ({type(exc.orig).__name__}){SEE_THE_SERVER_LOG}")
+    return StoreUnavailable.retry_later(f"the store is unavailable ({type(exc.orig).__name__})")
