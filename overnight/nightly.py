@@ -28,7 +28,7 @@ DURATION = re.compile(r"^(\d+)\s*([smh]?)$")
 def nightly(settings: Settings, *, base_url: str | None, signatures: list[str], datasets: list[str],
             verify: list[str], deadline: str, resume: str | None, steps: str, srm_threshold: float, dry_run: bool,
             say: Say, keep_days: int | None = None) -> Summary:
-    options = RunOptions(signatures=signatures, datasets=dataset_files(signatures, datasets), verify=verify,
+    options = RunOptions(signatures=once_each(signatures), datasets=dataset_files(signatures, datasets), verify=verify,
                          deadline_s=seconds(deadline), resume=resume, dry_run=dry_run, steps=percentages(steps),
                          srm_threshold_p=split_threshold(srm_threshold), lease_s=settings.lease_s,
                          keep_days=keep_days)
@@ -115,6 +115,14 @@ def api_token(settings: Settings, *, roles: tuple[str, ...], url: str) -> str:
     return found[0]
 
 
+def once_each(signatures: list[str]) -> list[str]:
+    """A signature named twice is a slip in the command line (which one was meant?), not a request to run it twice."""
+    for i, sig in enumerate(signatures):
+        if sig in signatures[:i]:
+            raise ConfigError(f"--signature {sig} is given twice: name each signature once")
+    return signatures
+
+
 def dataset_files(signatures: list[str], given: list[str]) -> dict[str, Path]:
     """`SIG=FILE` pairs, a bare FILE for a single signature, or by default `datasets/<sig>.jsonl` when present."""
     found: dict[str, Path] = {}
@@ -126,6 +134,9 @@ def dataset_files(signatures: list[str], given: list[str]) -> dict[str, Path]:
             sig, path = signatures[0], item
         if sig not in signatures:
             raise ConfigError(f"--dataset {item}: {sig} is not one of the --signature values")
+        if sig in found:
+            raise ConfigError(f"--dataset {item}: {sig} already has a dataset ({found[sig]}): give one file per "
+                              "signature")
         found[sig] = Path(path)
     for sig in signatures:
         default = Path("datasets") / f"{sig.lower()}.jsonl"

@@ -158,6 +158,13 @@ def test_preflight_fails_fast_with_exit_2_and_changes_nothing(db_url: str, tmp_p
     bad_threshold = overnight_run(db_url, BETTER, "--srm-threshold", "0.5", "--dataset", str(SELECT))
     assert bad_threshold[0] == 2
     assert "config_error: --srm-threshold 0.5: give a p-value in (0, 0.05]" in bad_threshold[2]
+    twice = overnight_run(db_url, BETTER, "-s", "SelectTool.v1", "-s", "SupportTriage.v1", "-s", "SelectTool.v1")
+    assert twice[0] == 2
+    assert "config_error: --signature SelectTool.v1 is given twice" in twice[2]
+    two_files = overnight_run(db_url, BETTER, "--dataset", str(SELECT), "--dataset", f"SelectTool.v1={bad}")
+    assert two_files[0] == 2
+    assert (f"config_error: --dataset SelectTool.v1={bad}: SelectTool.v1 already has a dataset ({SELECT})"
+            in two_files[2])
     with live_server(db_url) as server, server.client() as api:
         assert api.get("/api/v1/runs").json()["runs"] == []  # no run was started
         assert api.get("/api/v1/signatures/SelectTool.v1/examples").json()["examples"] == []
