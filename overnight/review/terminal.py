@@ -88,15 +88,27 @@ def e2e_line(e2e: dict[str, Any]) -> str:
     return line + ("; the LM failed " + "; ".join(e2e["lm_failures"]) if e2e.get("lm_failures") else "")
 
 
+def _evidence(result: Any) -> list[str]:
+    """What a signature's night left to look up: only the steps it reached, then the champion it ended with."""
+    found = []
+    if result.dataset_hash:
+        found.append(f"dataset {result.dataset_hash[:12]}")
+    if result.report_id:
+        found.append(f"compile report {result.report_id}")
+    if result.canary_id:
+        found.append(f"canary {result.canary_id} ({result.canary_status or 'status unknown'}, "
+                     f"{result.requests_on_arms} of {result.requests_sent} requests sent on its arms)")
+    elif result.report_id:
+        found.append("no canary")
+    return [*found, f"champion {(result.champion_after or 'default')[:12]}"]
+
+
 def summary_text(summary: Any) -> str:
     """The runner's closing summary as a few plain lines (the JSON form is `--json`)."""
     lines = [f"run {summary.run_id or '(none)'}: {summary.status}, exit {summary.exit_code}: {summary.verdict}"]
     for sig, result in summary.signatures.items():
         lines.append(f"  {sig}: {result.decision} — {result.reason}")
-        canary = (f"canary {result.canary_id or '-'} ({result.canary_status or 'none'}, {result.requests_on_arms} of "
-                  f"{result.requests_sent} requests sent on its arms)")
-        lines.append(f"    dataset {(result.dataset_hash or '-')[:12]}, compile report {result.report_id or '-'}, "
-                     f"{canary}, champion {(result.champion_after or 'default')[:12]}")
+        lines.append("    " + ", ".join(_evidence(result)))
         if result.e2e is not None:
             lines.append(f"    {e2e_line(result.e2e)}")
     if summary.pruned:

@@ -1,0 +1,34 @@
+"""The runner's closing summary, as a cron log or an agent's transcript shows it: each line names what exists."""
+
+from __future__ import annotations
+
+from overnight.review.terminal import summary_text
+from overnight.runner import SignatureResult, Summary
+
+
+def _summary(**result: object) -> str:
+    sig = SignatureResult(signature_id="SelectTool.v1", **result)
+    return summary_text(Summary(run_id="night-1", status="succeeded", exit_code=0, verdict="…", base_url="",
+                                signatures={"SelectTool.v1": sig}))
+
+
+def test_a_night_with_no_canary_says_so_rather_than_printing_empty_counts() -> None:
+    text = _summary(decision="no_improvement", reason="compile found nothing better than the champion",
+                    dataset_hash="335dd4a62bc1" + "0" * 52, report_id="cr-1", champion_before="7bedaebd3fa9" + "0" * 52,
+                    champion_after="7bedaebd3fa9" + "0" * 52)
+    assert "    dataset 335dd4a62bc1, compile report cr-1, no canary, champion 7bedaebd3fa9" in text
+    assert "canary -" not in text
+    assert "0 of 0" not in text
+
+
+def test_a_canary_is_named_with_its_status_and_the_requests_on_its_arms() -> None:
+    text = _summary(decision="promoted", reason="…", dataset_hash="d" * 64, report_id="cr-1", canary_id="can-1",
+                    canary_status="passed", requests_sent=480, requests_on_arms=464, champion_after="a" * 64)
+    assert ", canary can-1 (passed, 464 of 480 requests sent on its arms), champion aaaaaaaaaaaa" in text
+
+
+def test_a_signature_that_failed_before_its_dataset_names_only_the_champion() -> None:
+    text = _summary(decision="failed", reason="dataset_invalid: line 3", champion_after=None)
+    assert "  SelectTool.v1: failed — dataset_invalid: line 3\n    champion default" in text
+    assert "compile report -" not in text
+    assert "dataset -" not in text
