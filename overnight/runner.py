@@ -306,12 +306,18 @@ class Runner:
         report = self.client.compile(sig, run_id=self.run_id, seed=self.options.seed,
                                      key=f"{self.run_id}:{sig}:compile")
         delta = report.paired_delta
-        self.say(f"{sig}: compiled {len(report.candidates)} candidates with {report.lm_calls} LM calls; best "
+        if report.cached:  # the stored report of this very job and dataset: its LM calls were paid when it was made
+            done = f"compile cached: report {report.report_id} of the same job and dataset, no LM call"
+        else:
+            done = f"compiled {len(report.candidates)} candidates with {report.lm_calls} LM calls" + (
+                f" ({report.reused} scores read back from earlier compiles)" if report.reused else "")
+        self.say(f"{sig}: {done}; best "
                  f"{report.best_compiled_id[:12]} " + (f"delta {delta.delta:+.3f} [{delta.low:+.3f}, {delta.high:+.3f}]"
                                                        if delta else "(no holdout delta)"))
         return {"report_id": report.report_id, "best_compiled_id": report.best_compiled_id,
                 "incumbent_compiled_id": report.incumbent_compiled_id, "improved": report.improved,
-                "dataset_hash": report.dataset_hash, "lm_calls": report.lm_calls,
+                "dataset_hash": report.dataset_hash, "lm_calls": 0 if report.cached else report.lm_calls,
+                "cached": report.cached,
                 "paired_delta": delta.model_dump(mode="json") if delta else None}
 
     def start_canary(self, sig: str, report: dict[str, Any]) -> dict[str, Any]:

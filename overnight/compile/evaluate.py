@@ -36,11 +36,17 @@ class Evaluator:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     used: dict[str, dict[str, ExampleResult]] = field(default_factory=dict)  # compiled_id -> row_hash -> result
     _known: dict[str, dict[str, ExampleResult]] = field(default_factory=dict)  # the store's, read once per candidate
+    _stored: set[tuple[str, str]] = field(default_factory=set)  # (compiled_id, row_hash) found in the store
 
     @property
     def evaluations(self) -> int:
         """Distinct (candidate, example) scores used, paid now or read back from an earlier compile."""
         return sum(len(results) for results in self.used.values())
+
+    @property
+    def reused(self) -> int:
+        """Of the scores used, those read back from an earlier compile (paid then, not now)."""
+        return sum((cid, row_hash) in self._stored for cid, results in self.used.items() for row_hash in results)
 
     def cost(self, compiled_id: str) -> dict[str, int]:
         """The LM calls and tokens a candidate's scores cost, whether paid now or earlier."""
@@ -52,6 +58,7 @@ class Evaluator:
         if candidate.compiled_id not in self._known:
             self._known[candidate.compiled_id] = self.store.get_results(compiled_id=candidate.compiled_id,
                                                                         lm_id=self.backend.lm_id)
+            self._stored.update((candidate.compiled_id, row_hash) for row_hash in self._known[candidate.compiled_id])
         known = self._known[candidate.compiled_id]
         todo = [row for row in rows if row.row_hash not in known]
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:

@@ -81,7 +81,8 @@ def compile_signature(
         improved=best.compiled_id != incumbent.compiled_id and delta is not None and delta.delta > 0,
         candidates=[report.model_copy(update=evaluator.cost(cid)) for cid, report in search_state.reports.items()],
         rungs=search_state.rungs, paired_delta=delta,
-        leakage=leaked, lm_calls=evaluator.lm_calls, evaluations=evaluator.evaluations, tokens=evaluator.tokens,
+        leakage=leaked, lm_calls=evaluator.lm_calls, evaluations=evaluator.evaluations, reused=evaluator.reused,
+        tokens=evaluator.tokens,
         full_grid_lm_calls=len(candidates) * len(train),
         budget={"max_lm_calls": max_lm_calls, "max_tokens": max_tokens},
     )

@@ -82,6 +82,7 @@ class CompileReport(BaseModel):
     leakage: list[str] = Field(default_factory=list, description="holdout example ids excluded: input = a demo's")
     lm_calls: int = Field(description="LM calls this compile paid for")
     evaluations: int = Field(description="(candidate, example) scores it used; a fresh compile pays them all")
+    reused: int = Field(default=0, description="of those, scores read back from an earlier compile, paid then")
     tokens: int
     full_grid_lm_calls: int
     budget: dict[str, int | None]

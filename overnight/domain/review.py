@@ -56,6 +56,7 @@ class CompileSection(BaseModel):
     incumbent_compiled_id: str
     dataset_hash: str
     lm_calls: int
+    reused: int = Field(description="scores read back from an earlier compile: paid then, not by this one")
     full_grid_lm_calls: int
     tokens: int
     paired_delta: PairedDelta | None
@@ -218,7 +219,8 @@ def compile_section(report: CompileReport) -> CompileSection:
     return CompileSection(
         report_id=report.report_id, status=report.status, cached=report.cached, improved=report.improved,
         best_compiled_id=report.best_compiled_id, incumbent_compiled_id=report.incumbent_compiled_id,
-        dataset_hash=report.dataset_hash, lm_calls=report.lm_calls, full_grid_lm_calls=report.full_grid_lm_calls,
+        dataset_hash=report.dataset_hash, lm_calls=report.lm_calls, reused=report.reused,
+        full_grid_lm_calls=report.full_grid_lm_calls,
         tokens=report.tokens, paired_delta=report.paired_delta, leakage=report.leakage, candidates=rows)
 
 

@@ -101,8 +101,9 @@ def _table(title: str, columns: tuple[str, ...]) -> Table:
 
 def compile_candidates(section: CompileSection) -> Table:
     table = _table(f"compile {section.report_id} ({section.status}{', cached' if section.cached else ''}): "
-                   f"{len(section.candidates)} candidates, {section.lm_calls} LM calls (full grid "
-                   f"{section.full_grid_lm_calls}), dataset {section.dataset_hash[:12]}",
+                   f"{len(section.candidates)} candidates, {section.lm_calls} LM calls"
+                   f"{f', {section.reused} scores read back from earlier compiles' if section.reused else ''} "
+                   f"(full grid {section.full_grid_lm_calls}), dataset {section.dataset_hash[:12]}",
                    ("compiled_id", "instr", "demos", "train", "holdout", "out at rung", "LM calls", "role"))
     for c in section.candidates:
         table.add_row(c.compiled_id[:12], "-" if c.instruction is None else str(c.instruction),

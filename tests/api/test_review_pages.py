@@ -168,7 +168,9 @@ def test_the_run_page_says_what_show_says(server: LiveServer) -> None:
     assert re.findall(r'<td class="mono">(\w{12})</td>', table) == ["b" * 12, "d" * 12, "e" * 12]
     for needle in ('class="chart candidate-chart"', 'class="chart canary-chart"', 'class="threshold"',
                    "pass look at 153", "paired holdout delta +0.300 [+0.133, +0.467]", "error_rate_within_bound",
-                   "quality_not_worse", "alias moves", "e2e:", f"/review/artifacts/{golden_run.DEFAULT}/diff/"):
+                   "quality_not_worse", "alias moves", "e2e:",
+                   "85 LM calls, 77 scores read back from earlier compiles",
+                   f"/review/artifacts/{golden_run.DEFAULT}/diff/"):
         assert needle.lower() in page.lower(), needle
     assert page.count('<polyline class="arm-') == 4  # two arms, two panels
 

@@ -91,6 +91,7 @@ def test_budget_stops_cleanly_and_a_rerun_resumes_without_paying_again(open_stor
     resumed = compile_signature(store, ENTRY, sim())
     assert resumed.status == "completed"
     assert resumed.lm_calls == resumed.evaluations - 50  # the 50 paid before the stop were not paid again
+    assert (stopped.reused, resumed.reused) == (0, 50)  # and the report says they were read back
 
 
 def test_a_resumed_compile_reports_exactly_what_an_uninterrupted_one_does(
@@ -105,7 +106,7 @@ def test_a_resumed_compile_reports_exactly_what_an_uninterrupted_one_does(
         resumed = compile_signature(fresh, ENTRY, sim())
     finally:
         fresh.close()
-    spend = {"lm_calls", "tokens", "created_at"}  # what each invocation paid differs; nothing else may
+    spend = {"lm_calls", "reused", "tokens", "created_at"}  # what each invocation paid differs; nothing else may
     assert resumed.model_dump(exclude=spend) == uninterrupted.model_dump(exclude=spend)
 
 

@@ -72,5 +72,6 @@ def test_sigkill_mid_compile_then_resume(tmp_path: Path) -> None:
           f"an uninterrupted one {clean.lm_calls}")
     assert already >= 60
     assert calls_after_kill == resumed.lm_calls == clean.lm_calls - already
-    spend = {"lm_calls", "tokens", "created_at"}
+    assert (resumed.reused, clean.reused) == (already, 0)  # the resumed report says what it read back
+    spend = {"lm_calls", "reused", "tokens", "created_at"}
     assert resumed.model_dump(exclude=spend) == clean.model_dump(exclude=spend)

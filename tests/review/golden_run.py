@@ -40,7 +40,7 @@ def _report() -> CompileReport:
         candidates=[candidate(DEFAULT, 0, 0, 0.625, default, None, 77), candidate(BEST, 1, 4, 0.915, best, None, 77),
                     candidate(OTHER, 2, 8, 0.375, None, 0, 8)],
         rungs=[{"rung": 0, "examples": 8, "candidates": 3}, {"rung": 1, "examples": 47, "candidates": 2}],
-        paired_delta=paired_delta(best, default, seed=0), lm_calls=162, evaluations=162, tokens=48_600,
+        paired_delta=paired_delta(best, default, seed=0), lm_calls=85, evaluations=162, reused=77, tokens=25_500,
         full_grid_lm_calls=231, budget={"max_lm_calls": None})
 
 

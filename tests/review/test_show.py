@@ -47,6 +47,7 @@ def test_the_golden_review_says_what_changed_and_why(golden_db: str) -> None:
     """What the golden file must keep saying, whatever its layout becomes."""
     text = GOLDEN.read_text(encoding="utf-8")
     for needle in ("night-golden  succeeded (exit 0)", "SelectTool.v1: promoted", "cr-golden",
+                   "85 LM calls, 77 scores read back from earlier compiles",
                    "paired holdout delta +0.300", "canary can-golden promoted", "error_rate_within_bound: pass",
                    "quality_not_worse: pass", "alias move #1", "e2e: ok — 5 requests served by bbbbbbbbbbbb",
                    "to undo:\n  overnight rollback -s SelectTool.v1"):

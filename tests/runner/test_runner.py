@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -91,8 +92,16 @@ def test_nothing_better_is_no_improvement_and_no_canary(db_url: str) -> None:
     result = summary["signatures"]["SelectTool.v1"]
     assert result["decision"] == "no_improvement"
     assert result["canary_id"] is None
+    assert re.search(r"SelectTool.v1: compiled 9 candidates with [1-9]\d* LM calls; best", stderr)
+    again, summary, stderr = overnight_run(db_url, NOTHING, "--dataset", str(SELECT))
+    assert again == 0, stderr[-3000:]
+    assert (f"SelectTool.v1: compile cached: report {result['report_id']} of the same job and dataset, no LM call; "
+            "best") in stderr  # not the LM calls the stored report paid the night it was made
     with live_server(db_url) as server, server.client() as api:
         assert api.get("/api/v1/signatures/SelectTool.v1/canary").status_code == 404
+        events = api.get(f"/api/v1/runs/{summary['run_id']}/events").json()["events"]
+    compiled = next(e for e in events if e["kind"] == "compile.finished")
+    assert (compiled["data"]["cached"], compiled["data"]["lm_calls"]) == (True, 0)
 
 
 def test_keep_days_prunes_after_the_signatures_and_records_it_on_the_run(db_url: str) -> None:
