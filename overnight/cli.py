@@ -10,6 +10,7 @@ import inspect
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -196,26 +197,61 @@ def runs(
 @runs_app.command("tail")
 def runs_tail(
     run_id: Annotated[str, typer.Argument(help="The run to follow")],
-    base_url: Annotated[str | None, typer.Option(help="The API (default http://OVERNIGHT_HOST:OVERNIGHT_PORT)")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Follow it on this API (Server-Sent Events) instead of in the "
+                                                      "store at OVERNIGHT_DB_URL")] = None,
     from_start: Annotated[bool, typer.Option("--all", help="Print the run's earlier events first")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line")] = False,
 ) -> None:
-    """Follow a run's events live (Server-Sent Events) until it finishes: in order, no gap, no duplicate."""
+    """Follow a run's events live until it finishes: in order, no gap, no duplicate.
+
+    From the store at OVERNIGHT_DB_URL, as `runs` and `show` read it (a run on the embedded API included), or with
+    --base-url from a running API over Server-Sent Events."""
+
+    def printed(events: Iterator[RunEvent]) -> None:
+        for event in events:
+            if as_json:
+                out.print(event.model_dump_json(), markup=False, highlight=False, soft_wrap=True)
+            else:
+                out.print(f"{event.seq:>6}  {when(event.ts)}  {event.phase:<16} {event.kind:<24} "
+                          f"{event.level:<7} {event.message}", markup=False, highlight=False, soft_wrap=True)
+
+    if base_url is None:
+        def work(store: Any) -> None:
+            try:
+                run: Run = store.get_run(run_id=run_id)
+            except RunNotFound:
+                raise RunNotFound(f"no run {run_id!r} in {store.shown()}: to follow a run on a server that uses "
+                                  "another store, give --base-url") from None
+            printed(_followed(store, run_id, after_seq=0 if from_start else run.event_count,
+                              poll_s=_settings().sse_poll_ms / 1000))
+
+        _with_store(work, existing=True)
+        return
     from overnight.client import OvernightClient  # noqa: PLC0415
     from overnight.nightly import api_token  # noqa: PLC0415
 
     with _errors_as_exit_codes():
         settings = _settings()
-        url = base_url or f"http://{settings.host}:{settings.port}"
-        with OvernightClient(url, api_token(settings, roles=("admin", "read"), url=url),
+        with OvernightClient(base_url, api_token(settings, roles=("admin", "read"), url=base_url),
                              attempts=settings.client_attempts) as client:
             start = 0 if from_start else client.get_run(run_id).event_count
-            for event in client.follow_events(run_id, after_seq=start):
-                if as_json:
-                    out.print(event.model_dump_json(), markup=False, highlight=False, soft_wrap=True)
-                else:
-                    out.print(f"{event.seq:>6}  {when(event.ts)}  {event.phase:<16} {event.kind:<24} "
-                              f"{event.level:<7} {event.message}", markup=False, highlight=False, soft_wrap=True)
+            printed(client.follow_events(run_id, after_seq=start))
+
+
+def _followed(store: Any, run_id: str, *, after_seq: int, poll_s: float) -> Iterator[RunEvent]:
+    """A run's events after `after_seq`, read from the store as they are appended, until it has finished and every
+    event was read. A run's events commit in `seq` order (one writer per run), so reading after the last one seen
+    leaves no gap."""
+    last = after_seq
+    while True:
+        if events := store.list_events(run_id=run_id, after_seq=last, limit=500):
+            yield from events
+            last = events[-1].seq
+            continue
+        run = store.get_run(run_id=run_id)
+        if run.status != RunStatus.running and run.event_count <= last:
+            return
+        time.sleep(poll_s)
 
 
 @app.command()

@@ -397,8 +397,41 @@ def test_runs_tail_prints_events_appended_after_it_started_in_order_without_gaps
     assert len(seqs) >= 150
 
 
-def test_runs_tail_without_a_token_names_the_api_and_the_setting(tmp_path: Path) -> None:
-    result = overnight("runs", "tail", "nightly-1", db=tmp_path / "o.db", OVERNIGHT_PORT="8123")
+def test_runs_tail_follows_a_run_in_the_store_when_no_api_is_named(tmp_path: Path) -> None:
+    """`overnight run` on the embedded defaults serves no API another process can reach, so `runs tail` without
+    --base-url reads the store, as `runs` and `show` do: a cron run can be followed from a second terminal."""
+    db = tmp_path / "o.db"
+    store = make_store(f"sqlite:///{db}")
+    try:
+        store.start_run(request=RunStart(run_id="nightly-1", signature_ids=["SelectTool.v1"]), actor="cron",
+                        default_lease_s=600)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")}
+        tail = subprocess.Popen([sys.executable, "-m", "overnight", "runs", "tail", "nightly-1", "--json"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**env, "OVERNIGHT_DB_URL": f"sqlite:///{db}", "COLUMNS": "400"})
+        time.sleep(2.5)  # the tail has started and read where the run is
+        for i in range(200):
+            store.append_event(run_id="nightly-1", event=EventIn(kind="step.note", phase="test", message=f"note {i}"))
+        store.finish_run(run_id="nightly-1", finish=FinishRun(status="succeeded"), actor="cron")
+        printed, errors = tail.communicate(timeout=60)
+        again = overnight("runs", "tail", "nightly-1", "--all", db=db)  # a finished run: its events, then it ends
+    finally:
+        store.close()
+    assert tail.returncode == 0, errors
+    seqs = [json.loads(line)["seq"] for line in printed.splitlines()]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # in order, no gap, no duplicate
+    assert (seqs[0], seqs[-1]) == (2, 202)  # after run.started, through run.finished
+    assert again.returncode == 0, again.stderr
+    assert len(again.stdout.splitlines()) == 202
+    assert "run.finished" in again.stdout.splitlines()[-1]
+    missing = overnight("runs", "tail", "nightly-2", db=db)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("run_not_found: ")
+    assert "to follow a run on a server that uses another store, give --base-url" in missing.stderr
+
+
+def test_runs_tail_from_an_api_without_a_token_names_the_api_and_the_setting(tmp_path: Path) -> None:
+    result = overnight("runs", "tail", "nightly-1", "--base-url", "http://127.0.0.1:8123", db=tmp_path / "o.db")
     assert result.returncode == 2
     assert result.stderr.strip() == ("config_error: the API at http://127.0.0.1:8123 needs a token with the admin or "
                                      "read role: set OVERNIGHT_TOKEN to its secret")
