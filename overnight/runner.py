@@ -183,9 +183,11 @@ class Runner:
                 raise RunNotRunning(f"run {resumed.run_id} is {resumed.status}: only a running run can be resumed; "
                                     "start a new run instead")
         for sig, path in self.options.datasets.items():
-            if not path.is_file():
-                raise ConfigError(f"dataset file {path} for {sig} does not exist")
-            self.client.validate_examples(sig, path.read_bytes())
+            try:
+                body = path.read_bytes()
+            except OSError as exc:  # missing, a directory, unreadable: named as the OS says it
+                raise ConfigError(f"dataset file {path} for {sig} cannot be read: {exc.strerror or exc}") from None
+            self.client.validate_examples(sig, body)
         for sig in self.options.signatures:
             check = self.client.lm_check(sig, timeout_s=600)
             if not check.ok:

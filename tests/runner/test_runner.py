@@ -153,7 +153,11 @@ def test_preflight_fails_fast_with_exit_2_and_changes_nothing(db_url: str, tmp_p
     assert "line 78" in summary["verdict"]
     missing = overnight_run(db_url, BETTER, "--dataset", str(tmp_path / "nope.jsonl"))
     assert missing[0] == 2
-    assert "does not exist" in missing[1]["verdict"]
+    assert missing[1]["verdict"].endswith(f"dataset file {tmp_path / 'nope.jsonl'} for SelectTool.v1 cannot be read: "
+                                          "No such file or directory")
+    folder = overnight_run(db_url, BETTER, "--dataset", str(tmp_path))
+    assert folder[0] == 2
+    assert folder[1]["verdict"].endswith(f"dataset file {tmp_path} for SelectTool.v1 cannot be read: Is a directory")
     broken_lm = overnight_run(db_url, "sim:err=1,errors=raise", "--dataset", str(SELECT))
     assert broken_lm[0] == 2
     assert "did not answer" in broken_lm[1]["verdict"]
