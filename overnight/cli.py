@@ -42,12 +42,14 @@ from overnight.review.terminal import (
 
 PIPED_WIDTH = 160
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Improve DSPy programs overnight, safely.")
-db_app = typer.Typer(no_args_is_help=True, help="The store's schema.")
+db_app = typer.Typer(no_args_is_help=True, help="The store: its schema (`db upgrade`) and retention (`db prune`).")
 runs_app = typer.Typer(help="Recent runs (a table), or `runs tail`.")
 lm_app = typer.Typer(no_args_is_help=True, help="The LM backend.")
+canary_app = typer.Typer(help="A signature's canary as it is now (arms, gates), or `canary stop`.")
 app.add_typer(db_app, name="db")
 app.add_typer(lm_app, name="lm")
 app.add_typer(runs_app, name="runs")
+app.add_typer(canary_app, name="canary")
 # Piped (an agent reading it, a cron log), rich would assume 80 columns and cut the review's table cells short
 # ("candi…", "$0.0…"): give it room unless COLUMNS says how wide to be.
 out = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPED_WIDTH)
@@ -466,6 +468,75 @@ def rollback(
     _with_store(work, existing=True)
 
 
+@canary_app.callback(invoke_without_command=True)
+def canary(
+    ctx: typer.Context,
+    signature: Annotated[str | None, typer.Option("--signature", "-s", help="e.g. SelectTool.v1")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """The signature's active (or last) canary: its arms, what the gates say now, and its history.
+
+    Read from the store at OVERNIGHT_DB_URL, as the server's own predicts update it."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if signature is None:
+        raise _usage_error("--signature", "name the signature whose canary to show, e.g. -s SelectTool.v1")
+    from overnight.domain.review import canary_section  # noqa: PLC0415
+    from overnight.registry import Registry  # noqa: PLC0415
+    from overnight.review.show import canary_arms, gate_sentences  # noqa: PLC0415
+    from overnight.serving.canary import canary_view  # noqa: PLC0415
+
+    def work(store: Any) -> None:
+        Registry().get(signature)
+        view = canary_view(store, signature)
+        if as_json:
+            out.print_json(view.model_dump_json())
+            return
+        record = view.canary
+        out.print(f"{signature}: canary {record.canary_id} {record.status} at {view.rollout_pct:g}% of traffic, "
+                  f"started {when(record.started_at)} by {record.actor}"
+                  + (f" for run {record.run_id}" if record.run_id else "")
+                  + (f", ended {when(record.ended_at)}: {record.end_reason}" if record.ended_at else ""),
+                  markup=False, soft_wrap=True)
+        section = canary_section(record, view.history, [])
+        out.print(canary_arms(section))
+        if view.evaluation is not None:
+            out.print(f"gates now: {view.evaluation['message']}", markup=False, soft_wrap=True)
+        out.print(gate_sentences(section), markup=False, soft_wrap=True)
+
+    _with_store(work, existing=True)
+
+
+@canary_app.command("stop")
+def canary_stop(
+    signature: Annotated[str, typer.Option("--signature", "-s", help="e.g. SelectTool.v1")],
+    reason: Annotated[str, typer.Option(help="Why; written into the canary's history")],
+    actor: Annotated[str | None, typer.Option(help="Who (default cli:$USER)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """End the signature's active canary now; the champion stays. Instant.
+
+    Every server routes all traffic to the champion from its next request. A runner driving the canary sees it
+    ended and finishes that signature `inconclusive` (exit 4) with your reason. To also move the champion back, use
+    `overnight rollback`, which ends any canary itself."""
+    from overnight.domain.canary import CanaryStop  # noqa: PLC0415
+    from overnight.domain.review import short  # noqa: PLC0415
+    from overnight.registry import Registry  # noqa: PLC0415
+
+    def work(store: Any) -> None:
+        Registry().get(signature)
+        body = _request(CanaryStop, reason=reason)
+        stopped = store.stop_canary(signature_id=signature, actor=_actor(actor), reason=body.reason)
+        if as_json:
+            out.print_json(stopped.model_dump_json())
+            return
+        champion = store.serving_route(signature_id=signature).champion_id
+        out.print(f"{signature}: canary {stopped.canary_id} stopped by {_actor(actor)}: {body.reason}; "
+                  f"{short(champion)} serves every request", markup=False, soft_wrap=True)
+
+    _with_store(work, existing=True)
+
+
 def _request(model: Any, **values: Any) -> Any:
     """Validate CLI options with the API's own request model: the same rules, the same messages; exit 2."""
     from pydantic import ValidationError  # noqa: PLC0415
@@ -640,7 +711,7 @@ def _help_as_paragraphs(*groups: typer.Typer) -> None:
                 command.help = "\n\n".join(" ".join(paragraph.split("\n")) for paragraph in paragraphs)
 
 
-_help_as_paragraphs(app, db_app, runs_app, lm_app)
+_help_as_paragraphs(app, db_app, runs_app, lm_app, canary_app)
 
 
 def main() -> None:

@@ -487,3 +487,22 @@ def test_a_commands_help_wraps_its_paragraphs_to_the_terminal(tmp_path: Path, co
     description = result.stdout.split("╭")[0].splitlines()[3:]  # after the usage line
     for line, following in pairwise(description):
         assert not (line.strip() and following.strip() and len(line.rstrip()) < 60), result.stdout  # cut short
+
+
+def test_canary_commands_name_what_is_missing_and_change_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "o.db"
+    assert overnight("db", "upgrade", db=db).returncode == 0
+    no_signature = overnight("canary", db=db)
+    unknown = overnight("canary", "-s", "Nope.v1", db=db)
+    never = overnight("canary", "-s", "SelectTool.v1", db=db)
+    nothing_to_stop = overnight("canary", "stop", "-s", "SelectTool.v1", "--reason", "x", db=db)
+    no_reason = overnight("canary", "stop", "-s", "SelectTool.v1", db=db)
+    assert (no_signature.returncode, no_signature.stderr.strip()) == (
+        2, "validation_error: --signature: name the signature whose canary to show, e.g. -s SelectTool.v1")
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith("signature_not_found: ")
+    assert (never.returncode, never.stderr.strip()) == (1, "canary_not_found: SelectTool.v1 has never had a canary")
+    assert (nothing_to_stop.returncode, nothing_to_stop.stderr.strip()) == (
+        1, "canary_not_found: SelectTool.v1 has no active canary to stop")
+    assert no_reason.returncode == 2
+    assert "--reason" in no_reason.stderr

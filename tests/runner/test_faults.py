@@ -4,6 +4,7 @@ an API that goes away for good."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -316,3 +317,43 @@ def test_one_lm_error_in_the_e2e_check_is_reported_and_does_not_undo_a_promotion
     assert e2e["lm_failures"] == ["1 of 5: lm_call_failed: the LM call failed (timeout): slow"]
     assert (f"e2e: ok — 5 requests served by {result['best_compiled_id'][:12]}; the LM failed 1 of 5: lm_call_failed: "
             "the LM call failed (timeout): slow") in overnight_show(db_url, summary["run_id"])
+
+
+def test_an_operator_stops_the_canary_from_the_cli_mid_traffic_and_the_champion_stays(db_url: str,
+                                                                                        tmp_path: Path) -> None:
+    """At 3 am an operator sees the candidate misbehave: `overnight canary` shows the live arms and gates, `overnight
+    canary stop` ends it at once without touching the champion (a rollback would move it), and the night says so."""
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "overnight", *args], capture_output=True, text=True, timeout=60,
+                              check=False, env=runner_env(db_url, SLOW, COLUMNS="160", TERM="dumb"))
+
+    runner = start_runner(db_url, SLOW, "--dataset", str(SELECT), log=tmp_path / "runner.log")
+    try:
+        with live_server(db_url) as server, server.client() as api:
+            wait_for(lambda: traffic_started(api))
+        live = cli("canary", "-s", "SelectTool.v1")
+        stopped = cli("canary", "stop", "-s", "SelectTool.v1", "--reason", "users report wrong tools", "--json")
+        again = cli("canary", "stop", "-s", "SelectTool.v1", "--reason", "twice")
+    finally:
+        runner.wait(timeout=300)
+    log = (tmp_path / "runner.log").read_text()
+    assert live.returncode == 0, live.stderr
+    canary_id = json.loads(stopped.stdout)["canary_id"]
+    assert f"canary {canary_id} active" in live.stdout
+    for needle in ("control", "candidate", "gates now:", "keep driving", "opened at 25% (step 0) by overnight-run"):
+        assert needle in live.stdout, needle
+    assert stopped.returncode == 0, stopped.stderr
+    assert json.loads(stopped.stdout)["status"] == "stopped"
+    assert again.returncode == 1
+    assert again.stderr.startswith("canary_not_found: SelectTool.v1 has no active canary to stop")
+    assert runner.returncode == 4, log[-3000:]
+    summary = json.loads(log[log.index('{\n  "run_id"'):])
+    result = summary["signatures"]["SelectTool.v1"]
+    assert (result["decision"], result["canary_status"]) == ("inconclusive", "stopped")
+    assert result["reason"] == "canary stopped: users report wrong tools"
+    assert result["champion_after"] == result["champion_before"]  # the default program still serves
+    assert result["alias_history_ids"] == []
+    shown = cli("canary", "-s", "SelectTool.v1")
+    assert f"canary {canary_id} stopped" in shown.stdout
+    assert re.search(r"stopped at (25% \(step 0\)|50% \(step 1\)) by cli:\S+: users report wrong tools", shown.stdout)
+    assert "gates now:" not in shown.stdout  # an ended canary has no live evaluation
