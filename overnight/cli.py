@@ -6,9 +6,11 @@ Errors become `code: message` on stderr and a documented exit code (runbook.md),
 
 from __future__ import annotations
 
+import errno
 import inspect
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -109,13 +111,34 @@ def serve(
             get_logger("overnight.serve").warning("lm_unavailable", problem=lm_problem,
                                                   consequence="predicts answer config_error until it is fixed; "
                                                               "the admin API and the review pages are served")
+        address = (host or settings.host, port if port is not None else settings.port)
+        listening = _bound(*address)  # before the store is migrated or a run expired: a taken port changes nothing
         store = build_store(settings)
         for run_id in store.expire_runs(actor="overnight-serve"):
             get_logger("overnight.serve").warning("run_expired", run_id=run_id,
                                                   reason="lease lapsed: finished failed, its canaries stopped")
         api = create_app(settings, store, tokens=tokens, backend=backend)
-        uvicorn.run(api, host=host or settings.host, port=port if port is not None else settings.port,
-                    log_config=None, access_log=False, timeout_graceful_shutdown=5)
+        config = uvicorn.Config(api, host=address[0], port=address[1], log_config=None, access_log=False,
+                                timeout_graceful_shutdown=5)
+        get_logger("overnight.serve").info("listening", url=f"http://{address[0]}:{address[1]}",
+                                           review=f"http://{address[0]}:{address[1]}/review")
+        uvicorn.Server(config).run(sockets=[listening])
+
+
+def _bound(host: str, port: int) -> socket.socket:
+    """The server's socket, bound as uvicorn binds it. Left to uvicorn, a taken address ended `serve` with exit 3
+    (the runner's "rolled back") after the store was migrated and stale runs expired."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        taken = " (another overnight serve, or another program, has it): stop it, or choose another with --port " \
+                "or OVERNIGHT_PORT" if exc.errno == errno.EADDRINUSE else ": check --host/--port or OVERNIGHT_HOST/PORT"
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{taken}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 @db_app.command("upgrade")

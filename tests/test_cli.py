@@ -506,3 +506,21 @@ def test_canary_commands_name_what_is_missing_and_change_nothing(tmp_path: Path)
         1, "canary_not_found: SelectTool.v1 has no active canary to stop")
     assert no_reason.returncode == 2
     assert "--reason" in no_reason.stderr
+
+
+def test_serve_on_a_port_in_use_says_so_with_exit_2_before_touching_the_store(tmp_path: Path) -> None:
+    """A second `overnight serve` (or anything else on the port): uvicorn would exit 3 — the runner's "rolled back"
+    — after migrating the store and expiring runs; it is refused first, naming the address."""
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        db = tmp_path / "o.db"
+        result = overnight("serve", "--port", str(port), db=db, OVERNIGHT_TOKENS=TOKENS, OVERNIGHT_LM="sim:seed=1")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().endswith(
+        f"config_error: cannot listen on 127.0.0.1:{port}: Address already in use (another overnight serve, or "
+        "another program, has it): stop it, or choose another with --port or OVERNIGHT_PORT")
+    assert not db.exists()
