@@ -212,11 +212,22 @@ def runs(
         elif not found:  # not an empty table: say which store was read, and with which filters
             asked = " ".join(f"--{name} {value}" for name, value in (
                 ("since", since), ("status", status.value if status else None), ("signature", signature)) if value)
-            out.print(f"no runs {f'match {asked} ' if asked else ''}in {store.shown()}", markup=False, soft_wrap=True)
+            out.print(f"no runs {f'match {asked} ' if asked else ''}in {store.shown()}{_unknown(signature)}",
+                      markup=False, soft_wrap=True)
         else:
             out.print(runs_table(found))
 
     _with_store(work, existing=True)
+
+
+def _unknown(signature: str | None) -> str:
+    """A filter that matched nothing because of a typo says so (a retired signature's runs are still listed)."""
+    if signature is None:
+        return ""
+    from overnight.registry import Registry  # noqa: PLC0415 - only when nothing matched
+
+    known = Registry().ids()
+    return "" if signature in known else f" ({signature} is not a signature here; these are: {', '.join(known)})"
 
 
 @runs_app.command("tail")

@@ -245,6 +245,11 @@ def test_runs_and_show(tmp_path: Path) -> None:
 
     none = overnight("runs", "--status", "failed", "--since", "24h", db=db)
     assert none.stdout.strip() == f"no runs match --since 24h --status failed in sqlite:///{db}", none.stdout
+    typo = overnight("runs", "--signature", "SelectTool.V1", db=db)
+    assert typo.stdout.strip() == (f"no runs match --signature SelectTool.V1 in sqlite:///{db} (SelectTool.V1 is not "
+                                   "a signature here; these are: SelectTool.v1, SupportTriage.v1)"), typo.stdout
+    quiet = overnight("runs", "--signature", "SupportTriage.v1", db=db)
+    assert quiet.stdout.strip() == f"no runs match --signature SupportTriage.v1 in sqlite:///{db}"
     assert overnight("db", "upgrade", db=tmp_path / "new.db").returncode == 0
     assert overnight("runs", db=tmp_path / "new.db").stdout.strip() == f"no runs in sqlite:///{tmp_path / 'new.db'}"
 
