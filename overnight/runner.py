@@ -189,6 +189,9 @@ class Runner:
                 raise ConfigError(f"dataset file {path} for {sig} cannot be read: {exc.strerror or exc}") from None
             self.client.validate_examples(sig, body)
         for sig in self.options.signatures:
+            if sig not in self.options.datasets:
+                self._has_rows(sig)
+        for sig in self.options.signatures:
             check = self.client.lm_check(sig, timeout_s=600)
             if not check.ok:
                 raise ConfigError(f"the LM {check.lm_id} did not answer {sig}'s sample input: "
@@ -198,6 +201,16 @@ class Runner:
                 # One in-process model answers one call at a time: more traffic in flight only queues, and the
                 # queueing would be measured as the candidate's latency.
                 self.options = self.options.model_copy(update={"concurrency": 1, "batch": 10})
+
+    def _has_rows(self, sig: str) -> None:
+        """With no dataset file, the night compiles what the store holds: it needs train and holdout rows, and
+        without them would start a run only to fail it at compile."""
+        missing = [split for split in ("train", "holdout")
+                   if not self.client.examples(sig, split=split, limit=1).examples]
+        if missing:
+            raise ConfigError(f"{sig} has no {' and no '.join(missing)} rows in the store, and no dataset file was "
+                              f"given: pass --dataset {sig}=FILE (or put datasets/{sig.lower()}.jsonl in the current "
+                              f"directory), or `overnight import FILE -s {sig}` first")
 
     def start(self) -> None:
         if self.options.resume:

@@ -178,6 +178,14 @@ def test_preflight_fails_fast_with_exit_2_and_changes_nothing(db_url: str, tmp_p
     assert two_files[0] == 2
     assert (f"config_error: --dataset SelectTool.v1={bad}: SelectTool.v1 already has a dataset ({SELECT})"
             in two_files[2])
+    elsewhere = subprocess.run([sys.executable, "-m", "overnight", "run", "--json", "-s", "SupportTriage.v1"],
+                               capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+                               env=runner_env(db_url, BETTER))  # no datasets/ here, no rows in the store
+    assert elsewhere.returncode == 2, elsewhere.stderr[-2000:]
+    assert json.loads(elsewhere.stdout)["verdict"] == (
+        "preflight failed: config_error: SupportTriage.v1 has no train and no holdout rows in the store, and no "
+        "dataset file was given: pass --dataset SupportTriage.v1=FILE (or put datasets/supporttriage.v1.jsonl in the "
+        "current directory), or `overnight import FILE -s SupportTriage.v1` first")
     with live_server(db_url) as server, server.client() as api:
         assert api.get("/api/v1/runs").json()["runs"] == []  # no run was started
         assert api.get("/api/v1/signatures/SelectTool.v1/examples").json()["examples"] == []
