@@ -374,13 +374,18 @@ class Runner:
                     in_flight.add(pool.submit(self._exercise, sig, rows[i % len(rows)], f"{self.run_id}:{started}:{i}"))
                 sent += self.options.batch
             _settle(in_flight, below=1)
-        settled = self.client.canary(sig).canary  # the arms once the requests in flight at the decision are counted
-        canary = settled if settled.canary_id == canary_id else view.canary
+        final = self.client.canary(sig)  # the arms once the requests in flight at the decision are counted
+        if final.canary.canary_id == canary_id:
+            view = final
+        canary = view.canary
         counted = {arm: c.samples for arm, c in canary.arms.items()}
         self.say(f"{sig}: canary {canary.status}: {sum(counted.values())} of {sent} requests sent were on its arms "
                  f"({counted.get('control', 0)} control, {counted.get('candidate', 0)} candidate): "
                  f"{canary.end_reason}")
+        stopped_by = next((h.actor for h in reversed(view.history) if h.kind == "stopped"), None) \
+            if canary.status == "stopped" and canary.canary_id == canary_id else None
         return {"canary_id": canary_id, "status": canary.status, "end_reason": canary.end_reason,
+                "stopped_by": stopped_by,
                 "requests_sent": sent, "arms": {a: c.summary() for a, c in canary.arms.items()}}
 
     def _stop_reason(self, view: CanaryView, sent: int) -> str | None:
@@ -421,7 +426,8 @@ class Runner:
         champion = self.client.alias_history(sig).champion_id or report["incumbent_compiled_id"]
         if status != "passed":
             decision = "rolled_back" if status == "failed" else "inconclusive"
-            return {"decision": decision, "reason": f"canary {status}: {traffic['end_reason']}",
+            by = f" by {traffic['stopped_by']}" if traffic.get("stopped_by") else ""  # an operator, or this runner
+            return {"decision": decision, "reason": f"canary {status}{by}: {traffic['end_reason']}",
                     "alias_history_ids": [], "champion_after": champion}
         try:
             moved = self.client.promote(sig, {"candidate_id": report["best_compiled_id"], "run_id": self.run_id,

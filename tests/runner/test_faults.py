@@ -350,7 +350,7 @@ def test_an_operator_stops_the_canary_from_the_cli_mid_traffic_and_the_champion_
     summary = json.loads(log[log.index('{\n  "run_id"'):])
     result = summary["signatures"]["SelectTool.v1"]
     assert (result["decision"], result["canary_status"]) == ("inconclusive", "stopped")
-    assert result["reason"] == "canary stopped: users report wrong tools"
+    assert re.fullmatch(r"canary stopped by cli:\S+: users report wrong tools", result["reason"]), result["reason"]
     assert result["champion_after"] == result["champion_before"]  # the default program still serves
     assert result["alias_history_ids"] == []
     shown = cli("canary", "-s", "SelectTool.v1")
