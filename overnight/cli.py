@@ -44,7 +44,8 @@ from overnight.review.terminal import (
 
 PIPED_WIDTH = 160
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Improve DSPy programs overnight, safely.")
-db_app = typer.Typer(no_args_is_help=True, help="The store: its schema (`db upgrade`) and retention (`db prune`).")
+db_app = typer.Typer(no_args_is_help=True,
+                     help="The store: its schema (`db upgrade`), backups (`db backup`) and retention (`db prune`).")
 runs_app = typer.Typer(help="Recent runs (a table), or `runs tail`.")
 lm_app = typer.Typer(no_args_is_help=True, help="The LM backend.")
 canary_app = typer.Typer(help="A signature's canary as it is now (arms, gates), or `canary stop`.")
@@ -151,6 +152,25 @@ def db_upgrade() -> None:
         engine = engine_for(_settings())
         revision = upgrade(engine)
         out.print(f"store {engine.dialect.name} at schema revision {revision}")
+
+
+@db_app.command("backup")
+def db_backup(
+    path: Annotated[Path, typer.Argument(help="A new file for the copy (never overwritten)")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Copy the SQLite store to a new file, consistently, while servers write to it.
+
+    The copy holds whole transactions only, is checked with SQLite's integrity_check before it is given its name,
+    and is a store every command can read (OVERNIGHT_DB_URL=sqlite:///PATH). For PostgreSQL, use pg_dump."""
+    from overnight.store.backup import backup_sqlite  # noqa: PLC0415
+
+    with _errors_as_exit_codes():
+        result = backup_sqlite(_settings(), path)
+        if as_json:
+            out.print_json(result.model_dump_json())
+        else:
+            out.print(result.sentence(), markup=False, soft_wrap=True)
 
 
 @db_app.command("prune")

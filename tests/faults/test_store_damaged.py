@@ -41,3 +41,30 @@ def test_a_damaged_sqlite_store_is_named_as_such_by_every_command(damaged: Path,
                     "(`sqlite3 FILE .recover | sqlite3 NEW` salvages what is left into a new file)"], result.stderr
     assert "Traceback" not in result.stderr
     assert "DatabaseError" not in result.stderr
+
+
+def test_a_backup_of_a_damaged_store_is_refused_and_leaves_no_file(damaged: Path, tmp_path: Path) -> None:
+    """A copy of damaged pages is no backup: nothing is given the name an operator would restore from."""
+    result = overnight("db", "backup", str(tmp_path / "backup.db"), db=damaged)
+    assert result.returncode == 1, result.stderr
+    said = [line for line in result.stderr.splitlines() if line.startswith("store_unavailable: ")]
+    assert said[0].startswith("store_unavailable: the store's SQLite file is damaged (SQLITE_CORRUPT"), result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".backup", "backup"))) == []
+
+
+def test_a_backup_of_a_store_damaged_past_its_first_tables_fails_its_check_and_leaves_no_file(tmp_path: Path) -> None:
+    """Damage the commands do not meet at once (the last pages): the copy is checked before it is named."""
+    db = tmp_path / "o.db"
+    made = overnight("import", "-s", "SelectTool.v1", str(DATASET), db=db)
+    assert made.returncode == 0, made.stderr
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(db.read_bytes())
+    data[-8192:] = bytes(random.Random(3).randrange(256) for _ in range(8192))  # the last two pages
+    db.write_bytes(bytes(data))
+    result = overnight("db", "backup", str(tmp_path / "backup.db"), db=db)
+    assert result.returncode == 1, result.stderr
+    said = [line for line in result.stderr.splitlines() if line.startswith("store_unavailable: ")]
+    assert said[0].startswith("store_unavailable: the store's SQLite file is damaged"), result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".backup", "backup"))) == []
