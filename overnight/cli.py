@@ -554,6 +554,11 @@ def canary(
                   markup=False, soft_wrap=True)
         section = canary_section(record, view.history, [])
         out.print(canary_arms(section))
+        out.print("errors by code: " + ("; ".join(
+            f"{arm}: " + ", ".join(f"{code} {n}" for code, n in codes.items())
+            for arm, codes in view.error_codes.items()) or "none") + (
+            f" (each: GET /api/v1/receipts?canary={record.canary_id}&ok=false)" if view.error_codes else ""),
+            markup=False, soft_wrap=True)
         if view.evaluation is not None:
             out.print(f"gates now: {view.evaluation['message']}", markup=False, soft_wrap=True)
         out.print(gate_sentences(section), markup=False, soft_wrap=True)

@@ -356,3 +356,6 @@ class CanaryView(BaseModel):
     rollout_pct: float
     evaluation: dict[str, Any] | None = Field(description="the gates on the counters right now (active canaries)")
     history: list[CanaryEntry]
+    error_codes: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="failed requests by arm and error code, the most frequent first; each one "
+                                          "is listed by GET /api/v1/receipts?canary=ID&ok=false")

@@ -40,4 +40,5 @@ def canary_view(store: Store, signature_id: str) -> CanaryView:
     if canary.status == "active":
         evaluation = canary.assess(store.clock()).evidence(canary.arms["control"], canary.arms["candidate"])
     return CanaryView(canary=canary, rollout_pct=canary.rollout_pct, evaluation=evaluation,
-                      history=store.canary_history(canary_id=canary.canary_id))
+                      history=store.canary_history(canary_id=canary.canary_id),
+                      error_codes=store.canary_error_codes(canary_id=canary.canary_id))

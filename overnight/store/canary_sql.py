@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Float, and_, bindparam, insert, literal, select, update
+from sqlalchemy import Connection, Float, and_, bindparam, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from overnight.domain.canary import (
@@ -244,15 +244,30 @@ def get_receipt(conn: Connection, receipt_id: str) -> Receipt:
 
 
 def list_receipts(conn: Connection, *, signature_id: str | None, canary_id: str | None, after: str | None,
-                  limit: int) -> list[Receipt]:
+                  limit: int, ok: bool | None = None) -> list[Receipt]:
     query = select(receipts).order_by(receipts.c.receipt_id).limit(limit)
     if signature_id is not None:
         query = query.where(receipts.c.signature_id == signature_id)
     if canary_id is not None:
         query = query.where(receipts.c.canary_id == canary_id)
+    if ok is not None:
+        query = query.where(receipts.c.ok == ok)
     if after is not None:
         query = query.where(receipts.c.receipt_id > after)
     return [_receipt(row) for row in conn.execute(query).mappings()]
+
+
+def error_codes(conn: Connection, canary_id: str) -> dict[str, dict[str, int]]:
+    """arm -> error code -> failed receipts, the most frequent code first."""
+    count = func.count().label("n")
+    query = (select(receipts.c.arm, receipts.c.error_code, count)
+             .where(receipts.c.canary_id == canary_id, receipts.c.ok.is_(False))
+             .group_by(receipts.c.arm, receipts.c.error_code)
+             .order_by(receipts.c.arm, count.desc(), receipts.c.error_code))
+    found: dict[str, dict[str, int]] = {}
+    for arm, code, n in conn.execute(query):
+        found.setdefault(arm, {})[code or "unknown"] = int(n)
+    return found
 
 
 def outcomes(conn: Connection, canary_id: str, *, limit: int) -> list[tuple[str, bool, bool | None]]:

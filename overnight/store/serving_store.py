@@ -137,10 +137,14 @@ class ServingVerbs:
             return canary_sql.get_receipt(conn, receipt_id)
 
     def list_receipts(self, *, signature_id: str | None = None, canary_id: str | None = None,
-                      after: str | None = None, limit: int = 100) -> list[Receipt]:
+                      after: str | None = None, limit: int = 100, ok: bool | None = None) -> list[Receipt]:
         with self._tx.read() as conn:
             return canary_sql.list_receipts(conn, signature_id=signature_id, canary_id=canary_id, after=after,
-                                            limit=limit)
+                                            limit=limit, ok=ok)
+
+    def canary_error_codes(self, *, canary_id: str) -> dict[str, dict[str, int]]:
+        with self._tx.read() as conn:
+            return canary_sql.error_codes(conn, canary_id)
 
     def canary_outcomes(self, *, canary_id: str, limit: int) -> list[tuple[str, bool, bool | None]]:
         with self._tx.read() as conn:

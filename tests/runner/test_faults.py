@@ -340,7 +340,8 @@ def test_an_operator_stops_the_canary_from_the_cli_mid_traffic_and_the_champion_
     assert live.returncode == 0, live.stderr
     canary_id = json.loads(stopped.stdout)["canary_id"]
     assert f"canary {canary_id} active" in live.stdout
-    for needle in ("control", "candidate", "gates now:", "keep driving", "opened at 25% (step 0) by overnight-run"):
+    for needle in ("control", "candidate", "gates now:", "keep driving", "opened at 25% (step 0) by overnight-run",
+                   "errors by code: none"):
         assert needle in live.stdout, needle
     assert stopped.returncode == 0, stopped.stderr
     assert json.loads(stopped.stdout)["status"] == "stopped"

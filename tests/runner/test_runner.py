@@ -84,6 +84,11 @@ def test_a_candidate_failing_30_percent_is_rolled_back_with_exit_3(db_url: str) 
     assert canary["history"][-1]["evidence"]["reason_code"] == "error_rate_exceeded"
     assert "e-value" in canary["canary"]["end_reason"]
     assert result["e2e"]["served"] == [result["champion_before"]]
+    shown = subprocess.run([sys.executable, "-m", "overnight", "canary", "-s", "SelectTool.v1"], capture_output=True,
+                           text=True, timeout=60, check=False, env=runner_env(db_url, FLAKY, COLUMNS="200"))
+    line = next(x for x in shown.stdout.splitlines() if x.startswith("errors by code: "))
+    assert line.startswith("errors by code: candidate: lm_error "), shown.stdout
+    assert line.endswith(f"(each: GET /api/v1/receipts?canary={result['canary_id']}&ok=false)")
 
 
 def test_nothing_better_is_no_improvement_and_no_canary(db_url: str) -> None:

@@ -3,6 +3,7 @@ a bad candidate cut off by the server itself with no runner watching."""
 
 from __future__ import annotations
 
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.factories import SERVE_TOKEN, LiveServer
@@ -87,3 +88,13 @@ def test_a_candidate_erroring_30_percent_is_aborted_by_the_server_with_no_runner
     assert 502 in statuses  # the failures reached the caller as lm_call_failed, counted on the candidate arm
     assert {a["arm"] for a in after} == {"champion"}
     assert {a["compiled_id"] for a in after} != {flaky}
+    # which kind of error, on which arm, and which requests: counted by code, then each listed
+    codes = view["error_codes"]
+    assert {arm: sum(by_code.values()) for arm, by_code in codes.items()} == {
+        arm: counters["errors"] for arm, counters in view["canary"]["arms"].items() if counters["errors"]}
+    assert "lm_error" in codes["candidate"]  # the injected failures (ierr)
+    with api.client() as admin:
+        failed = admin.get("/api/v1/receipts", params={"canary": view["canary"]["canary_id"], "ok": "false"}).json()
+    listed = Counter((r["arm"], r["error_code"]) for r in failed["receipts"] if not r["ok"])
+    assert listed == Counter({(arm, code): n for arm, by_code in codes.items() for code, n in by_code.items()})
+    assert len(failed["receipts"]) == sum(listed.values())  # only the failed ones

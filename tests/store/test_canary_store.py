@@ -124,6 +124,29 @@ def test_canary_outcomes_are_each_receipts_arm_ok_and_correct_in_the_order_writt
     assert store.canary_outcomes(canary_id="can-unknown", limit=10) == []
 
 
+def test_a_canarys_errors_are_counted_by_arm_and_code_and_its_failed_receipts_listed(
+        open_store: Callable[..., SqlStore], clock: SteppingClock) -> None:
+    """What an operator asks of a canary whose errors climb: which kind, on which arm, and which requests."""
+    store = open_store()
+    open_canary(store, clock, max_error_rate=0.9)
+    record(store, "control", routed_at=0, count=3, prefix="ok")
+    failures = [("candidate", "timeout"), ("candidate", "timeout"), ("candidate", "parse_failure"),
+                ("control", "lm_error")]
+    for i, (arm, code) in enumerate(failures):
+        store.record_receipt(receipt=Receipt(
+            receipt_id=f"bad-{i}", signature_id=SIG, compiled_id=CANDIDATE if arm == "candidate" else CONTROL,
+            canary_id=CANARY, arm=arm, step=0, request_key=f"bad-{i}", input_hash="i" * 64, output=None, ok=False,
+            error_code=code, correct=None, latency_ms=10, tokens_in=0, tokens_out=0, cost_usd=None, lm_id="sim:test",
+            request_id=f"req-bad-{i}"))
+    assert store.canary_error_codes(canary_id=CANARY) == {
+        "candidate": {"timeout": 2, "parse_failure": 1}, "control": {"lm_error": 1}}
+    assert list(store.canary_error_codes(canary_id=CANARY)["candidate"]) == ["timeout", "parse_failure"]  # most first
+    assert store.canary_error_codes(canary_id="can-unknown") == {}
+    failed = store.list_receipts(canary_id=CANARY, ok=False)
+    assert [r.receipt_id for r in failed] == ["bad-0", "bad-1", "bad-2", "bad-3"]
+    assert len(store.list_receipts(canary_id=CANARY, ok=True)) == 3
+
+
 def test_each_receipt_bumps_every_counter_of_its_own_arm_by_exactly_its_values(
         open_store: Callable[..., SqlStore], clock: SteppingClock) -> None:
     store = open_store()

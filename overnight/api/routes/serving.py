@@ -51,7 +51,8 @@ def list_receipts(
     canary: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     after: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ok: Annotated[bool | None, Query(description="only answered (true) or only failed (false) requests")] = None,
 ) -> ReceiptPage:
     """Receipts in the order they were written, paged by `after` (the last receipt_id of the previous page)."""
-    page = store.list_receipts(signature_id=signature, canary_id=canary, after=after, limit=limit)
+    page = store.list_receipts(signature_id=signature, canary_id=canary, after=after, limit=limit, ok=ok)
     return ReceiptPage(receipts=page, next_after=page[-1].receipt_id if len(page) == limit else None)
