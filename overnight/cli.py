@@ -552,11 +552,9 @@ def canary(
                   + (f" for run {record.run_id}" if record.run_id else "")
                   + (f", ended {when(record.ended_at)}: {record.end_reason}" if record.ended_at else ""),
                   markup=False, soft_wrap=True)
-        section = canary_section(record, view.history, [])
+        section = canary_section(record, view.history, [], view.error_codes)
         out.print(canary_arms(section))
-        out.print("errors by code: " + ("; ".join(
-            f"{arm}: " + ", ".join(f"{code} {n}" for code, n in codes.items())
-            for arm, codes in view.error_codes.items()) or "none") + (
+        out.print(f"errors by code: {section.errors_by_code()}" + (
             f" (each: GET /api/v1/receipts?canary={record.canary_id}&ok=false)" if view.error_codes else ""),
             markup=False, soft_wrap=True)
         if view.evaluation is not None:

@@ -122,6 +122,13 @@ class CanarySection(BaseModel):
     arms: list[ArmRow]
     history: list[GateLine]
     series: list[ArmSeries]
+    error_codes: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="failed requests by arm and error code, the most frequent first")
+
+    def errors_by_code(self) -> str:
+        """`candidate: timeout 10, parse_failure 2; control: lm_error 1`, or `none`."""
+        return "; ".join(f"{arm}: " + ", ".join(f"{code} {n}" for code, n in codes.items())
+                         for arm, codes in self.error_codes.items()) or "none"
 
 
 class MoveLine(BaseModel):
@@ -230,7 +237,8 @@ def _or(score: float | None) -> float:
 
 # canary ---------------------------------------------------------------------------------------------------
 
-def canary_section(canary: CanaryRecord, history: list[CanaryEntry], series: list[ArmSeries]) -> CanarySection:
+def canary_section(canary: CanaryRecord, history: list[CanaryEntry], series: list[ArmSeries],
+                   error_codes: dict[str, dict[str, int]] | None = None) -> CanarySection:
     config = canary.config
     arms = []
     for arm, compiled_id in (("control", canary.control_id), ("candidate", canary.candidate_id)):
@@ -246,7 +254,8 @@ def canary_section(canary: CanaryRecord, history: list[CanaryEntry], series: lis
         canary_id=canary.canary_id, status=canary.status, end_reason=canary.end_reason,
         control_id=canary.control_id, candidate_id=canary.candidate_id, steps=list(config.steps),
         targets=list(config.targets), max_error_rate=config.max_error_rate, alpha=config.alpha,
-        quality_margin=config.quality_margin, arms=arms, history=[_gate_line(e) for e in history], series=series)
+        quality_margin=config.quality_margin, arms=arms, history=[_gate_line(e) for e in history], series=series,
+        error_codes=error_codes or {})
 
 
 def _gate_line(entry: CanaryEntry) -> GateLine:

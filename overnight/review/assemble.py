@@ -107,7 +107,8 @@ def _canary(store: Store, canary_id: str | None) -> CanarySection | None:
     canary = _maybe(lambda: store.get_canary(canary_id=canary_id)) if canary_id else None
     if not isinstance(canary, CanaryRecord):
         return None
-    return canary_section(canary, store.canary_history(canary_id=canary.canary_id), _series(store, canary))
+    return canary_section(canary, store.canary_history(canary_id=canary.canary_id), _series(store, canary),
+                          store.canary_error_codes(canary_id=canary.canary_id))
 
 
 def _series(store: Store, canary: CanaryRecord) -> list[ArmSeries]:

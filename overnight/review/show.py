@@ -76,7 +76,8 @@ def _signature(sig: SignatureReview) -> list[RenderableType]:
     if sig.compile is not None:
         parts += [compile_candidates(sig.compile), Text(delta_sentence(sig.compile))]
     if sig.canary is not None:
-        parts += [canary_arms(sig.canary), gate_sentences(sig.canary)]
+        parts += [canary_arms(sig.canary), *([Text(f"errors by code: {sig.canary.errors_by_code()}")]
+                                             if sig.canary.error_codes else []), gate_sentences(sig.canary)]
     for move in sig.moves:
         why = "the gates above passed" if move.action == "promote" and not move.forced else move.reason
         parts.append(Text(f"alias move #{move.id} at +{seconds(move.offset_ms)}: {move.action} "

@@ -89,6 +89,13 @@ def test_a_candidate_failing_30_percent_is_rolled_back_with_exit_3(db_url: str) 
     line = next(x for x in shown.stdout.splitlines() if x.startswith("errors by code: "))
     assert line.startswith("errors by code: candidate: lm_error "), shown.stdout
     assert line.endswith(f"(each: GET /api/v1/receipts?canary={result['canary_id']}&ok=false)")
+    codes = line.removeprefix("errors by code: ").split(" (each:")[0]
+    review = subprocess.run([sys.executable, "-m", "overnight", "show", summary["run_id"]], capture_output=True,
+                            text=True, timeout=60, check=False, env=runner_env(db_url, FLAKY, COLUMNS="200"))
+    assert f"errors by code: {codes}\n" in review.stdout  # the morning review says the same
+    with live_server(db_url) as server, server.client() as api:
+        page = api.get(f"/review/runs/{summary['run_id']}").text
+    assert f'<p class="errors-by-code">errors by code: {codes}</p>' in page
 
 
 def test_nothing_better_is_no_improvement_and_no_canary(db_url: str) -> None:
