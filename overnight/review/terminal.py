@@ -95,9 +95,11 @@ def _evidence(result: Any) -> list[str]:
         found.append(f"dataset {result.dataset_hash[:12]}")
     if result.report_id:
         found.append(f"compile report {result.report_id}")
-    if result.canary_id:
-        found.append(f"canary {result.canary_id} ({result.canary_status or 'status unknown'}, "
-                     f"{result.requests_on_arms} of {result.requests_sent} requests sent on its arms)")
+    if result.canary_id and result.canary_status is None:  # the night stopped before its traffic step finished
+        found.append(f"canary {result.canary_id}")
+    elif result.canary_id:
+        found.append(f"canary {result.canary_id} ({result.canary_status}, {result.requests_on_arms} of "
+                     f"{result.requests_sent} requests sent on its arms)")
     elif result.report_id:
         found.append("no canary")
     return [*found, f"champion {(result.champion_after or 'default')[:12]}"]

@@ -32,3 +32,9 @@ def test_a_signature_that_failed_before_its_dataset_names_only_the_champion() ->
     assert "  SelectTool.v1: failed — dataset_invalid: line 3\n    champion default" in text
     assert "compile report -" not in text
     assert "dataset -" not in text
+
+
+def test_a_canary_whose_traffic_never_finished_is_named_without_counts() -> None:
+    text = _summary(decision="failed", reason="api_unreachable: …", dataset_hash="d" * 64, report_id="cr-1",
+                    canary_id="can-1", champion_after=None)
+    assert "    dataset dddddddddddd, compile report cr-1, canary can-1, champion default" in text
