@@ -62,10 +62,7 @@ def backup_sqlite(settings: Settings, dest: Path) -> BackupResult:
                                    "FILE .recover | sqlite3 NEW` salvages what is left into a new file)") from None
         finally:
             raw.close()
-        try:
-            os.link(partial, dest)  # named only now that it is whole; never over a file made meanwhile
-        except FileExistsError:
-            raise ConfigError(f"{dest} exists: a backup never overwrites a file; give a new path") from None
+        _name(partial, dest)
         return BackupResult(source=store.shown(), path=str(dest), bytes=dest.stat().st_size, schema_revision=revision,
                             runs=runs, events=events, integrity="ok",
                             took_ms=round((time.perf_counter() - started) * 1000))
@@ -73,6 +70,19 @@ def backup_sqlite(settings: Settings, dest: Path) -> BackupResult:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
         store.close()
+
+
+def _name(partial: Path, dest: Path) -> None:
+    """Give the checked copy its name, never over a file made meanwhile: a hard link fails if `dest` exists. A
+    filesystem without hard links (some network and FUSE mounts) gets a rename after one more look."""
+    try:
+        os.link(partial, dest)
+    except FileExistsError:
+        raise ConfigError(f"{dest} exists: a backup never overwrites a file; give a new path") from None
+    except OSError:
+        if dest.exists():
+            raise ConfigError(f"{dest} exists: a backup never overwrites a file; give a new path") from None
+        partial.rename(dest)
 
 
 def _copied(source: sqlite3.Connection, partial: Path) -> tuple[str | None, int, int]:

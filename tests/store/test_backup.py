@@ -7,6 +7,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import pytest
+
 from overnight.domain.runs import EventIn, RunStart
 from tests.factories import make_store
 from tests.test_cli import overnight
@@ -77,3 +79,24 @@ def test_a_backup_never_overwrites_and_needs_a_sqlite_store_that_is_there(tmp_pa
     assert postgres.stderr.strip().startswith("config_error: `overnight db backup` copies a SQLite store; for "
                                               "PostgreSQL use pg_dump")
     assert "secret" not in postgres.stderr
+
+
+def test_on_a_filesystem_without_hard_links_the_checked_copy_is_renamed_to_its_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some network and FUSE mounts refuse link(2); the copy is still named only once whole, never over a file."""
+    import errno  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    from overnight.store.backup import backup_sqlite  # noqa: PLC0415
+    from tests.factories import make_settings  # noqa: PLC0415
+
+    db = tmp_path / "o.db"
+    assert overnight("db", "upgrade", db=db).returncode == 0
+
+    def no_links(_src: object, _dst: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    result = backup_sqlite(make_settings(f"sqlite:///{db}"), tmp_path / "copy.db")
+    assert (result.path, result.integrity) == (str(tmp_path / "copy.db"), "ok")
+    assert sorted(p.name for p in tmp_path.iterdir() if "copy" in p.name) == ["copy.db"]
