@@ -147,6 +147,9 @@ UNUSABLE_LM = [
     pytest.param({"OVERNIGHT_LM": "sim:bogus"}, "sim spec: 'bogus' is not key=value", id="bad-sim-spec"),
     pytest.param({"OVERNIGHT_LM": " "}, "OVERNIGHT_LM is empty", id="empty"),
     pytest.param({"OVERNIGHT_LM": "openai/"}, "OVERNIGHT_LM='openai/'", id="provider-without-model"),
+    pytest.param({"OVERNIGHT_LM": "sim"}, "OVERNIGHT_LM='sim': the simulator is `sim:<spec>`", id="sim-without-spec"),
+    pytest.param({"OVERNIGHT_LM": "SIM:seed=1"}, "OVERNIGHT_LM='SIM:seed=1': the simulator is", id="sim-upper-case"),
+    pytest.param({"OVERNIGHT_LM": "Local"}, "OVERNIGHT_LM='Local': the bundled model is `local`", id="local-cased"),
     pytest.param({"OVERNIGHT_LM": "local", "OVERNIGHT_LOCAL_MODEL_PATH": "/nonexistent/m.gguf"},
                  "OVERNIGHT_LOCAL_MODEL_PATH=/nonexistent/m.gguf: no such file", id="missing-model-file"),
     pytest.param({"OVERNIGHT_LM": "sim:seed=1", "OVERNIGHT_LM_CACHE_DIR": "/tmp"},  # noqa: S108 (the mistake shown)

@@ -103,7 +103,19 @@ def build_backend(settings: Settings) -> Backend:
                        engine=engine)
     if name == "local":
         return _local(settings)
+    _refuse_a_near_miss(name)
     return _remote(settings, name, cached=cache_dir is not None)
+
+
+def _refuse_a_near_miss(name: str) -> None:
+    """`sim`, `SIM:seed=1` or `Local` would go to litellm as a model name and fail each call after seconds with
+    "LLM Provider NOT provided": said at once instead, naming what was meant."""
+    lowered = name.lower()
+    if lowered == "sim" or lowered.startswith("sim:"):
+        raise ConfigError(f"OVERNIGHT_LM={name!r}: the simulator is `sim:<spec>`, in lower case, e.g. sim:seed=1 "
+                          "(`sim:` for its defaults; the spec's keys are in runbook.md, LM backends)")
+    if lowered == "local":
+        raise ConfigError(f"OVERNIGHT_LM={name!r}: the bundled model is `local`, in lower case")
 
 
 def backend_at_start(settings: Settings) -> tuple[Backend | None, str | None]:
