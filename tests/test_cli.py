@@ -97,6 +97,29 @@ def test_a_url_naming_a_file_that_is_not_sqlite_is_refused_and_the_file_left_alo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["examples.jsonl"]  # no -wal or -shm beside it
 
 
+MALFORMED_DB_URLS = [
+    pytest.param("overnight.db", "config_error: OVERNIGHT_DB_URL is not a database URL: for a SQLite file write "
+                 "sqlite:///overnight.db (four slashes before an absolute path)", id="a-bare-path"),
+    pytest.param("sqlite://overnight.db", "config_error: OVERNIGHT_DB_URL sqlite://overnight.db has two slashes, so "
+                 "'overnight.db' is read as a host: write sqlite:///overnight.db", id="two-slashes"),
+    pytest.param("postgresql//u:secret@db/overnight", "config_error: OVERNIGHT_DB_URL is not a database URL: use "
+                 "sqlite:///path/to/overnight.db or postgresql+psycopg://user:password@host/db", id="no-scheme"),
+]
+
+
+@pytest.mark.parametrize(("url", "said"), MALFORMED_DB_URLS)
+def test_a_malformed_db_url_says_how_to_write_it_and_never_echoes_a_password(tmp_path: Path, url: str,
+                                                                             said: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "overnight", "runs"], capture_output=True, text=True, timeout=60, check=False,
+        cwd=tmp_path, env={**{k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")},
+                           "OVERNIGHT_DB_URL": url, "COLUMNS": "160"})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == said
+    assert "secret" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # no store made anywhere
+
+
 READ_COMMANDS = [
     pytest.param(("runs",), id="runs"),
     pytest.param(("show", "nightly-1"), id="show"),

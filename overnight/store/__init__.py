@@ -10,13 +10,12 @@ from contextlib import closing
 from pathlib import Path
 
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 
 from overnight.config import Settings
 from overnight.domain.runs import EventBounds
 from overnight.errors import ConfigError
 from overnight.store.base import IdempotencyClaim, Store
-from overnight.store.engine import build_engine
+from overnight.store.engine import build_engine, parse_db_url
 from overnight.store.migrate import current_revision, upgrade
 from overnight.store.sql import Clock, SqlStore, system_clock
 
@@ -59,7 +58,7 @@ def build_store(settings: Settings, *, clock: Clock = system_clock, migrate: boo
 def _refuse_missing_file(url: str) -> None:
     """SQLite makes a missing file on the first connection (and our connect hook makes an empty one a WAL
     database), so a SQLite store is looked at read-only before the engine connects."""
-    parsed = make_url(url)
+    parsed = parse_db_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database:
         return
     path = Path(parsed.database).expanduser()
@@ -75,6 +74,6 @@ def _refuse_missing_file(url: str) -> None:
 
 
 def _not_there(url: str, why: str) -> ConfigError:
-    shown = make_url(url).render_as_string(hide_password=True)
+    shown = parse_db_url(url).render_as_string(hide_password=True)
     return ConfigError(f"no overnight store at {shown}: {why}; set OVERNIGHT_DB_URL to the store the runs were "
                        f"recorded in (a relative SQLite path is from the current directory, {Path.cwd()})")

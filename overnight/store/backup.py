@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 from pydantic import BaseModel, Field
-from sqlalchemy.engine import make_url
 
 from overnight.config import Settings
 from overnight.errors import ConfigError, StoreUnavailable
 from overnight.store import build_store
+from overnight.store.engine import parse_db_url
 
 
 class BackupResult(BaseModel):
@@ -41,7 +41,7 @@ class BackupResult(BaseModel):
 def backup_sqlite(settings: Settings, dest: Path) -> BackupResult:
     """Copy the store named by `settings` to `dest`, a new file. ConfigError for a PostgreSQL store, a `dest` that
     exists or has no directory, or no store; StoreUnavailable when the copy is not whole (a damaged store)."""
-    if make_url(settings.db_url.get_secret_value()).get_backend_name() != "sqlite":
+    if parse_db_url(settings.db_url.get_secret_value()).get_backend_name() != "sqlite":
         raise ConfigError("`overnight db backup` copies a SQLite store; for PostgreSQL use pg_dump (e.g. `pg_dump "
                           "--format=custom --file overnight.dump DBNAME`), which is consistent while servers write")
     dest = dest.expanduser()

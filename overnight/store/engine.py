@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from overnight.errors import ConfigError, StoreUnavailable
@@ -26,10 +26,30 @@ from overnight.logging import get_logger
 log = get_logger(__name__)
 
 
+def parse_db_url(url: str) -> URL:
+    """OVERNIGHT_DB_URL as SQLAlchemy reads it. A string it cannot read, or a SQLite URL with a host (two slashes
+    where three were meant), is a ConfigError that says how to write it — without echoing a string that is not a
+    URL, which may hold a password."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        given = url.strip()
+        if given and not any(mark in given for mark in ":@"):  # a bare file path
+            raise ConfigError(f"OVERNIGHT_DB_URL is not a database URL: for a SQLite file write sqlite:///{given} "
+                              "(four slashes before an absolute path)") from None
+        raise ConfigError("OVERNIGHT_DB_URL is not a database URL: use sqlite:///path/to/overnight.db or "
+                          "postgresql+psycopg://user:password@host/db") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.host:
+        meant = "/".join(part for part in (parsed.host, parsed.database) if part)
+        raise ConfigError(f"OVERNIGHT_DB_URL {parsed.render_as_string(hide_password=True)} has two slashes, so "
+                          f"{parsed.host!r} is read as a host: write sqlite:///{meant}")
+    return parsed
+
+
 def build_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_timeout_s: float = 10.0) -> Engine:
     """An engine for `url`; refuses URLs overnight does not support with a clear message. Each process keeps at
     most 40 connections; a request that finds none free within `pool_timeout_s` is a 503 `store_unavailable`."""
-    parsed = make_url(url)
+    parsed = parse_db_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, parsed.database, busy_timeout_ms, pool_timeout_s)
     if parsed.drivername == "postgresql+psycopg":
