@@ -121,8 +121,8 @@ def serve(
         api = create_app(settings, store, tokens=tokens, backend=backend)
         config = uvicorn.Config(api, host=address[0], port=address[1], log_config=None, access_log=False,
                                 timeout_graceful_shutdown=5)
-        get_logger("overnight.serve").info("listening", url=f"http://{address[0]}:{address[1]}",
-                                           review=f"http://{address[0]}:{address[1]}/review")
+        url = f"http://{address[0]}:{listening.getsockname()[1]}"  # the port the OS gave, for --port 0
+        get_logger("overnight.serve").info("listening", url=url, review=f"{url}/review")
         uvicorn.Server(config).run(sockets=[listening])
 
 

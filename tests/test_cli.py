@@ -555,3 +555,32 @@ def test_serve_on_a_port_in_use_says_so_with_exit_2_before_touching_the_store(tm
         f"config_error: cannot listen on 127.0.0.1:{port}: Address already in use (another overnight serve, or "
         "another program, has it): stop it, or choose another with --port or OVERNIGHT_PORT")
     assert not db.exists()
+
+
+def test_serve_logs_the_address_it_listens_on_first_with_the_port_the_os_gave(tmp_path: Path) -> None:
+    """`--port 0` (any free port, as a supervisor or a test may ask): the first log line names the real port."""
+    import httpx  # noqa: PLC0415
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")}, "OVERNIGHT_TOKENS": TOKENS,
+           "OVERNIGHT_LM": "sim:seed=1", "OVERNIGHT_DB_URL": f"sqlite:///{tmp_path / 'o.db'}",
+           "OVERNIGHT_LOG_FORMAT": "json"}
+    server = subprocess.Popen([sys.executable, "-m", "overnight", "serve", "--port", "0"], stderr=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, text=True, env=env)
+    try:
+        assert server.stderr is not None
+        first = json.loads(server.stderr.readline())
+        assert first["event"] == "listening"
+        port = int(first["url"].rsplit(":", 1)[1])
+        assert port != 0
+        assert first["review"] == f"http://127.0.0.1:{port}/review"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server never answered"
+                time.sleep(0.1)
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)  # reads and closes its stderr
