@@ -17,18 +17,23 @@ COMMANDS = [("runs",), ("show",), ("db", "upgrade"), ("import", "-s", "SelectToo
             ("serve", "--port", "0")]
 
 
-@pytest.fixture
-def damaged(tmp_path: Path) -> Path:
+def damaged_store(tmp_path: Path, pages: slice, seed: int) -> Path:
+    """A store with a dataset imported, its WAL checkpointed into the file, then the bytes of `pages` overwritten."""
     db = tmp_path / "o.db"
     made = overnight("import", "-s", "SelectTool.v1", str(DATASET), db=db)
     assert made.returncode == 0, made.stderr
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     data = bytearray(db.read_bytes())
-    noise = random.Random(7)
-    data[4096:] = bytes(noise.randrange(256) for _ in range(len(data) - 4096))  # every page after the first
+    noise = random.Random(seed)
+    data[pages] = bytes(noise.randrange(256) for _ in range(len(data[pages])))
     db.write_bytes(bytes(data))
     return db
+
+
+@pytest.fixture
+def damaged(tmp_path: Path) -> Path:
+    return damaged_store(tmp_path, slice(4096, None), seed=7)  # every page after the first
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c[:2]))
@@ -54,14 +59,7 @@ def test_a_backup_of_a_damaged_store_is_refused_and_leaves_no_file(damaged: Path
 
 def test_a_backup_of_a_store_damaged_past_its_first_tables_fails_its_check_and_leaves_no_file(tmp_path: Path) -> None:
     """Damage the commands do not meet at once (the last pages): the copy is checked before it is named."""
-    db = tmp_path / "o.db"
-    made = overnight("import", "-s", "SelectTool.v1", str(DATASET), db=db)
-    assert made.returncode == 0, made.stderr
-    with sqlite3.connect(db) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    data = bytearray(db.read_bytes())
-    data[-8192:] = bytes(random.Random(3).randrange(256) for _ in range(8192))  # the last two pages
-    db.write_bytes(bytes(data))
+    db = damaged_store(tmp_path, slice(-8192, None), seed=3)  # the last two pages
     result = overnight("db", "backup", str(tmp_path / "backup.db"), db=db)
     assert result.returncode == 1, result.stderr
     said = [line for line in result.stderr.splitlines() if line.startswith("store_unavailable: ")]
