@@ -46,7 +46,7 @@ def backup_sqlite(settings: Settings, dest: Path) -> BackupResult:
                           "--format=custom --file overnight.dump DBNAME`), which is consistent while servers write")
     dest = dest.expanduser()
     if dest.exists() or dest.is_symlink():
-        raise ConfigError(f"{dest} exists: a backup never overwrites a file; give a new path")
+        raise _taken(dest)
     if not dest.parent.is_dir():
         raise ConfigError(f"{dest.parent} is not a directory: make it first, or give a path in an existing one")
     started = time.perf_counter()
@@ -78,11 +78,15 @@ def _name(partial: Path, dest: Path) -> None:
     try:
         os.link(partial, dest)
     except FileExistsError:
-        raise ConfigError(f"{dest} exists: a backup never overwrites a file; give a new path") from None
+        raise _taken(dest) from None
     except OSError:
         if dest.exists():
-            raise ConfigError(f"{dest} exists: a backup never overwrites a file; give a new path") from None
+            raise _taken(dest) from None
         partial.rename(dest)
+
+
+def _taken(dest: Path) -> ConfigError:
+    return ConfigError(f"{dest} exists: a backup never overwrites a file; give a new path")
 
 
 def _copied(source: sqlite3.Connection, partial: Path) -> tuple[str | None, int, int]:
