@@ -327,7 +327,9 @@ def test_an_operator_stops_the_canary_from_the_cli_mid_traffic_and_the_champion_
         return subprocess.run([sys.executable, "-m", "overnight", *args], capture_output=True, text=True, timeout=60,
                               check=False, env=runner_env(db_url, SLOW, COLUMNS="160", TERM="dumb"))
 
-    runner = start_runner(db_url, SLOW, "--dataset", str(SELECT), log=tmp_path / "runner.log")
+    # At 1% the candidate's look (153 of its requests) is ~15,000 requests away, past the runner's 5,000: the gates
+    # cannot decide before the operator acts, however slow the machine.
+    runner = start_runner(db_url, SLOW, "--dataset", str(SELECT), "--steps", "1,2", log=tmp_path / "runner.log")
     try:
         with live_server(db_url) as server, server.client() as api:
             wait_for(lambda: traffic_started(api))
@@ -340,7 +342,7 @@ def test_an_operator_stops_the_canary_from_the_cli_mid_traffic_and_the_champion_
     assert live.returncode == 0, live.stderr
     canary_id = json.loads(stopped.stdout)["canary_id"]
     assert f"canary {canary_id} active" in live.stdout
-    for needle in ("control", "candidate", "gates now:", "keep driving", "opened at 25% (step 0) by overnight-run",
+    for needle in ("control", "candidate", "gates now:", "keep driving", "opened at 1% (step 0) by overnight-run",
                    "errors by code: none"):
         assert needle in live.stdout, needle
     assert stopped.returncode == 0, stopped.stderr
@@ -356,5 +358,5 @@ def test_an_operator_stops_the_canary_from_the_cli_mid_traffic_and_the_champion_
     assert result["alias_history_ids"] == []
     shown = cli("canary", "-s", "SelectTool.v1")
     assert f"canary {canary_id} stopped" in shown.stdout
-    assert re.search(r"stopped at (25% \(step 0\)|50% \(step 1\)) by cli:\S+: users report wrong tools", shown.stdout)
+    assert re.search(r"stopped at 1% \(step 0\) by cli:\S+: users report wrong tools", shown.stdout), shown.stdout
     assert "gates now:" not in shown.stdout  # an ended canary has no live evaluation

@@ -92,7 +92,7 @@ def test_a_candidate_erroring_30_percent_is_aborted_by_the_server_with_no_runner
     codes = view["error_codes"]
     assert {arm: sum(by_code.values()) for arm, by_code in codes.items()} == {
         arm: counters["errors"] for arm, counters in view["canary"]["arms"].items() if counters["errors"]}
-    assert "lm_error" in codes["candidate"]  # the injected failures (ierr)
+    assert set(codes["candidate"]) <= {"lm_error", "timeout", "parse_failure"}  # ierr draws raise/timeout/garbage
     with api.client() as admin:
         failed = admin.get("/api/v1/receipts", params={"canary": view["canary"]["canary_id"], "ok": "false"}).json()
     listed = Counter((r["arm"], r["error_code"]) for r in failed["receipts"] if not r["ok"])
