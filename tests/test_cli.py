@@ -440,9 +440,10 @@ def test_runs_tail_follows_a_run_in_the_store_when_no_api_is_named(tmp_path: Pat
         tail = subprocess.Popen([sys.executable, "-m", "overnight", "runs", "tail", "nightly-1", "--json"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**env, "OVERNIGHT_DB_URL": f"sqlite:///{db}", "COLUMNS": "400"})
-        time.sleep(2.5)  # the tail has started and read where the run is
-        for i in range(200):
+        time.sleep(2.5)  # the tail has (most likely) started and read where the run is
+        for i in range(200):  # over two seconds or more, as a night appends them: a slow start still sees most
             store.append_event(run_id="nightly-1", event=EventIn(kind="step.note", phase="test", message=f"note {i}"))
+            time.sleep(0.01)
         store.finish_run(run_id="nightly-1", finish=FinishRun(status="succeeded"), actor="cron")
         printed, errors = tail.communicate(timeout=60)
         again = overnight("runs", "tail", "nightly-1", "--all", db=db)  # a finished run: its events, then it ends
@@ -451,7 +452,9 @@ def test_runs_tail_follows_a_run_in_the_store_when_no_api_is_named(tmp_path: Pat
     assert tail.returncode == 0, errors
     seqs = [json.loads(line)["seq"] for line in printed.splitlines()]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # in order, no gap, no duplicate
-    assert (seqs[0], seqs[-1]) == (2, 202)  # after run.started, through run.finished
+    assert seqs[0] >= 2  # only what was appended after it started: run.started was before
+    assert seqs[-1] == 202  # through run.finished, and then it ended
+    assert len(seqs) >= 100
     assert again.returncode == 0, again.stderr
     assert len(again.stdout.splitlines()) == 202
     assert "run.finished" in again.stdout.splitlines()[-1]
