@@ -305,7 +305,7 @@ def _followed(store: Any, run_id: str, *, after_seq: int, poll_s: float) -> Iter
             last = events[-1].seq
             continue
         run = store.get_run(run_id=run_id)
-        if run.status != RunStatus.running and run.event_count <= last:
+        if run.followed_to_the_end(last):
             return
         time.sleep(poll_s)
 

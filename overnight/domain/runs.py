@@ -56,6 +56,11 @@ class Run(BaseModel):
     started_at: int
     ended_at: int | None
 
+    def followed_to_the_end(self, last_seq: int) -> bool:
+        """A follower that has read up to `last_seq` has everything: the run has finished (no event comes after
+        run.finished) and that was its last event."""
+        return self.status != RunStatus.running and self.event_count <= last_seq
+
 
 class RunStart(BaseModel):
     """What a caller asks for when it starts a run."""

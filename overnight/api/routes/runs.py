@@ -130,7 +130,7 @@ async def follow_events(store: Store, run_id: str, after_seq: int, poll_s: float
             idle = 0.0
             continue
         run = await run_in_threadpool(store.get_run, run_id=run_id)
-        if run.status != RunStatus.running and run.event_count <= last:
+        if run.followed_to_the_end(last):
             yield "event: end\ndata: {}\n\n"
             return
         await asyncio.sleep(poll_s)
