@@ -18,9 +18,9 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from overnight.config import Settings
-from overnight.errors import ConfigError, StoreUnavailable
+from overnight.errors import ConfigError
 from overnight.store import build_store
-from overnight.store.engine import parse_db_url
+from overnight.store.engine import parse_db_url, store_damaged
 
 
 class BackupResult(BaseModel):
@@ -57,9 +57,7 @@ def backup_sqlite(settings: Settings, dest: Path) -> BackupResult:
         try:
             revision, runs, events = _copied(raw.driver_connection, partial)  # type: ignore[arg-type]  # sqlite3's
         except sqlite3.DatabaseError as exc:
-            raise StoreUnavailable(f"the store's SQLite file is damaged: its copy fails ({exc}), so none was kept; "
-                                   "stop every server that uses it and restore it from an earlier backup (`sqlite3 "
-                                   "FILE .recover | sqlite3 NEW` salvages what is left into a new file)") from None
+            raise store_damaged(f"its copy fails: {exc}", outcome=", so no copy was kept") from None
         finally:
             raw.close()
         _name(partial, dest)

@@ -219,9 +219,14 @@ _DAMAGED = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})  # the file's pages ar
 
 
 def _damaged(exc: DBAPIError) -> StoreUnavailable:
-    name = getattr(exc.orig, "sqlite_errorname", "")
-    log.error("store_damaged", error_type=name, error=str(exc.orig))
-    return StoreUnavailable(f"the store's SQLite file is damaged ({name}: {exc.orig}): retrying will not help; stop "
+    return store_damaged(f"{getattr(exc.orig, 'sqlite_errorname', '')}: {exc.orig}")
+
+
+def store_damaged(cause: str, *, outcome: str = "") -> StoreUnavailable:
+    """The one sentence for a SQLite file whose pages are not what SQLite wrote (`outcome`: what the command did
+    about it), logged as `store_damaged`."""
+    log.error("store_damaged", error=cause)
+    return StoreUnavailable(f"the store's SQLite file is damaged ({cause}){outcome}: retrying will not help; stop "
                             "every server that uses it and restore it from a backup (`sqlite3 FILE .recover | sqlite3 "
                             "NEW` salvages what is left into a new file)")
 
