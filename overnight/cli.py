@@ -537,7 +537,7 @@ def canary(
         raise _usage_error("--signature", "name the signature whose canary to show, e.g. -s SelectTool.v1")
     from overnight.domain.review import canary_section  # noqa: PLC0415
     from overnight.registry import Registry  # noqa: PLC0415
-    from overnight.review.show import canary_arms, gate_sentences  # noqa: PLC0415
+    from overnight.review.show import canary_arms, errors_line, gate_sentences  # noqa: PLC0415
     from overnight.serving.canary import canary_view  # noqa: PLC0415
 
     def work(store: Any) -> None:
@@ -554,9 +554,7 @@ def canary(
                   markup=False, soft_wrap=True)
         section = canary_section(record, view.history, [], view.error_codes)
         out.print(canary_arms(section))
-        out.print(f"errors by code: {section.errors_by_code()}" + (
-            f" (each: GET /api/v1/receipts?canary={record.canary_id}&ok=false)" if view.error_codes else ""),
-            markup=False, soft_wrap=True)
+        out.print(errors_line(section, where=True), markup=False, soft_wrap=True)
         if view.evaluation is not None:
             out.print(f"gates now: {view.evaluation['message']}", markup=False, soft_wrap=True)
         out.print(gate_sentences(section), markup=False, soft_wrap=True)
@@ -582,13 +580,13 @@ def canary_stop(
 
     def work(store: Any) -> None:
         Registry().get(signature)
-        body = _request(CanaryStop, reason=reason)
-        stopped = store.stop_canary(signature_id=signature, actor=_actor(actor), reason=body.reason)
+        body, who = _request(CanaryStop, reason=reason), _actor(actor)
+        stopped = store.stop_canary(signature_id=signature, actor=who, reason=body.reason)
         if as_json:
             out.print_json(stopped.model_dump_json())
             return
         champion = store.serving_route(signature_id=signature).champion_id
-        out.print(f"{signature}: canary {stopped.canary_id} stopped by {_actor(actor)}: {body.reason}; "
+        out.print(f"{signature}: canary {stopped.canary_id} stopped by {who}: {body.reason}; "
                   f"{short(champion)} serves every request", markup=False, soft_wrap=True)
 
     _with_store(work, existing=True)

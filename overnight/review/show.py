@@ -76,8 +76,8 @@ def _signature(sig: SignatureReview) -> list[RenderableType]:
     if sig.compile is not None:
         parts += [compile_candidates(sig.compile), Text(delta_sentence(sig.compile))]
     if sig.canary is not None:
-        parts += [canary_arms(sig.canary), *([Text(f"errors by code: {sig.canary.errors_by_code()}")]
-                                             if sig.canary.error_codes else []), gate_sentences(sig.canary)]
+        parts += [canary_arms(sig.canary), *([Text(errors_line(sig.canary))] if sig.canary.error_codes else []),
+                  gate_sentences(sig.canary)]
     for move in sig.moves:
         why = "the gates above passed" if move.action == "promote" and not move.forced else move.reason
         parts.append(Text(f"alias move #{move.id} at +{seconds(move.offset_ms)}: {move.action} "
@@ -148,6 +148,13 @@ def canary_arms(section: CanarySection) -> Table:
                       "-" if arm.latency_p95_ms is None else f"{arm.latency_p95_ms:.0f}",
                       "-" if arm.cost_per_call_usd is None else f"${arm.cost_per_call_usd:.6f}")
     return table
+
+
+def errors_line(section: CanarySection, *, where: bool = False) -> str:
+    """`errors by code: candidate: timeout 10, parse_failure 2`; with `where`, how to list each failed request."""
+    listed = f" (each: GET /api/v1/receipts?canary={section.canary_id}&ok=false)" if where and section.error_codes \
+        else ""
+    return f"errors by code: {section.errors_by_code()}{listed}"
 
 
 def gate_sentences(section: CanarySection) -> Text:
