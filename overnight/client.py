@@ -206,12 +206,20 @@ class OvernightClient:
         return self._model(CanaryRecord, "POST", f"/api/v1/signatures/{signature_id}/canary:start", json=body,
                            idempotency_key=key)
 
-    def stop_canary(self, signature_id: str, *, reason: str, key: str | None = None) -> CanaryRecord:
-        return self._model(CanaryRecord, "POST", f"/api/v1/signatures/{signature_id}/canary:stop",
-                           json={"reason": reason}, idempotency_key=key)
+    def stop_canary(self, signature_id: str, *, reason: str, canary_id: str | None = None,
+                    key: str | None = None) -> CanaryRecord:
+        """End the signature's active canary; with `canary_id`, only that one (else `CanaryNotFound`)."""
+        body = {"reason": reason} | ({"canary_id": canary_id} if canary_id else {})
+        return self._model(CanaryRecord, "POST", f"/api/v1/signatures/{signature_id}/canary:stop", json=body,
+                           idempotency_key=key)
 
     def canary(self, signature_id: str) -> CanaryView:
+        """The signature's active (else most recent) canary."""
         return self._model(CanaryView, "GET", f"/api/v1/signatures/{signature_id}/canary")
+
+    def canary_by_id(self, canary_id: str) -> CanaryView:
+        """One canary, active or ended, whichever canary the signature has now."""
+        return self._model(CanaryView, "GET", f"/api/v1/canaries/{canary_id}")
 
     def predict(self, signature_id: str, raw_input: dict[str, Any], *, request_key: str | None = None,
                 expected: dict[str, Any] | None = None) -> Prediction:

@@ -35,7 +35,7 @@ from overnight.domain.promotion import DEFAULT_TARGET
 from overnight.domain.receipts import PruneResult
 from overnight.domain.review import rollback_command, short
 from overnight.domain.runs import EventIn, RunStatus
-from overnight.errors import CanaryActive, ConfigError, LMCallFailed, OvernightError, RunNotRunning
+from overnight.errors import CanaryActive, CanaryNotFound, ConfigError, LMCallFailed, OvernightError, RunNotRunning
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ROLLED_BACK, EXIT_INCONCLUSIVE = 0, 1, 2, 3, 4
 EXIT_BY_DECISION = {"promoted": EXIT_OK, "no_improvement": EXIT_OK, "rolled_back": EXIT_ROLLED_BACK,
@@ -361,29 +361,28 @@ class Runner:
         in_flight: set[Future[None]] = set()
         with ThreadPoolExecutor(self.options.concurrency) as pool:
             while True:
-                view = self.client.canary(sig)
-                if view.canary.canary_id != canary_id or view.canary.status != "active":
+                view = self.client.canary_by_id(canary_id)  # ours, even if another canary has replaced it since
+                if view.canary.status != "active":
                     break
                 reason = self._stop_reason(view, sent)
                 if reason:
-                    view = CanaryView.model_validate({**view.model_dump(), "canary": self.client.stop_canary(
-                        sig, reason=reason, key=f"{self.run_id}:{sig}:stop").model_dump()})
+                    with contextlib.suppress(CanaryNotFound):  # it ended since our look: that end stands
+                        self.client.stop_canary(sig, reason=reason, canary_id=canary_id,
+                                                key=f"{self.run_id}:{sig}:stop")
                     break
                 for i in range(sent, sent + self.options.batch):  # topped up as each call ends: no batch barrier
                     in_flight = _settle(in_flight, below=self.options.concurrency)
                     in_flight.add(pool.submit(self._exercise, sig, rows[i % len(rows)], f"{self.run_id}:{started}:{i}"))
                 sent += self.options.batch
             _settle(in_flight, below=1)
-        final = self.client.canary(sig)  # the arms once the requests in flight at the decision are counted
-        if final.canary.canary_id == canary_id:
-            view = final
+        view = self.client.canary_by_id(canary_id)  # the arms once the requests in flight at the end are counted
         canary = view.canary
         counted = {arm: c.samples for arm, c in canary.arms.items()}
         self.say(f"{sig}: canary {canary.status}: {sum(counted.values())} of {sent} requests sent were on its arms "
                  f"({counted.get('control', 0)} control, {counted.get('candidate', 0)} candidate): "
                  f"{canary.end_reason}")
         stopped_by = next((h.actor for h in reversed(view.history) if h.kind == "stopped"), None) \
-            if canary.status == "stopped" and canary.canary_id == canary_id else None
+            if canary.status == "stopped" else None
         return {"canary_id": canary_id, "status": canary.status, "end_reason": canary.end_reason,
                 "stopped_by": stopped_by,
                 "requests_sent": sent, "arms": {a: c.summary() for a, c in canary.arms.items()}}
@@ -523,10 +522,9 @@ class Runner:
         """Stop every canary this run started that is still active; best effort, each on its own."""
         for sig, canary_id in list(self.our_canaries.items()):
             try:
-                view = self.client.canary(sig)
-                if view.canary.canary_id == canary_id and view.canary.status == "active":
+                if self.client.canary_by_id(canary_id).canary.status == "active":
                     why = f"runner {'cancelled' if cancelled else 'failed'}: {reason}"
-                    self.client.stop_canary(sig, reason=why[:2000])
+                    self.client.stop_canary(sig, reason=why[:2000], canary_id=canary_id)
                     self.say(f"{sig}: stopped canary {canary_id}")
             except OvernightError as exc:
                 self.say(f"{sig}: could not stop canary {canary_id}: {exc.code}: {exc.message}")

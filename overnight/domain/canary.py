@@ -349,6 +349,9 @@ class CanaryStart(CanaryPlanRequest):
 
 class CanaryStop(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
+    canary_id: str | None = Field(default=None, pattern=ID_PATTERN, description=(
+        "stop only this canary: 404 canary_not_found when it is not the signature's active one (another has "
+        "replaced it), and nothing is stopped"))
 
 
 class CanaryView(BaseModel):

@@ -33,9 +33,15 @@ def start_canary(store: Store, entry: RegisteredSignature, programs: ProgramCach
 
 
 def canary_view(store: Store, signature_id: str) -> CanaryView:
+    """The signature's active (else most recent) canary."""
     canary = store.find_canary(signature_id=signature_id)
     if canary is None:
         raise CanaryNotFound(f"{signature_id} has never had a canary")
+    return view_of(store, canary)
+
+
+def view_of(store: Store, canary: CanaryRecord) -> CanaryView:
+    """A canary with the gates on its counters right now (while active), its history and its errors by code."""
     evaluation = None
     if canary.status == "active":
         evaluation = canary.assess(store.clock()).evidence(canary.arms["control"], canary.arms["candidate"])

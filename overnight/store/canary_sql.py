@@ -69,20 +69,26 @@ SERVING_ROUTE = select(
                                                canaries.c.status == "active")))
 
 
+# Newest first. Two canaries can start in the same millisecond (a stop and a start back to back); their
+# "opened" history rows were still written in order, so that id breaks the tie (a canary id's suffix is random).
+_OPENED = select(func.min(canary_history.c.id)).where(
+    canary_history.c.canary_id == canaries.c.canary_id).scalar_subquery()
+_NEWEST_FIRST = (canaries.c.started_at.desc(), _OPENED.desc())
+
+
 def find(conn: Connection, signature_id: str, *, active_only: bool) -> CanaryRecord | None:
     """The signature's active canary, or (unless `active_only`) its most recent one."""
     query = select(canaries).where(canaries.c.signature_id == signature_id)
     if active_only:
         query = query.where(canaries.c.status == "active")
-    row = conn.execute(query.order_by(canaries.c.started_at.desc(), canaries.c.canary_id.desc()).limit(1)
-                       ).mappings().first()
+    row = conn.execute(query.order_by(*_NEWEST_FIRST).limit(1)).mappings().first()
     return _record(conn, row) if row else None
 
 
 def latest_for_candidate(conn: Connection, signature_id: str, candidate_id: str) -> CanaryRecord | None:
     row = conn.execute(select(canaries).where(
         canaries.c.signature_id == signature_id, canaries.c.candidate_id == candidate_id,
-    ).order_by(canaries.c.started_at.desc(), canaries.c.canary_id.desc()).limit(1)).mappings().first()
+    ).order_by(*_NEWEST_FIRST).limit(1)).mappings().first()
     return _record(conn, row) if row else None
 
 

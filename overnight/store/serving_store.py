@@ -65,9 +65,16 @@ class ServingVerbs:
         with self._tx.read() as conn:
             return canary_sql.history(conn, canary_id)
 
-    def stop_canary(self, *, signature_id: str, actor: str, reason: str) -> CanaryRecord:
+    def stop_canary(self, *, signature_id: str, actor: str, reason: str,
+                    canary_id: str | None = None) -> CanaryRecord:
+        """End the signature's active canary as `stopped`; with `canary_id`, only if that one is it."""
         with self._tx.write() as conn:
             active = canary_sql.find(conn, signature_id, active_only=True)
+            if canary_id is not None and (active is None or active.canary_id != canary_id):
+                now = f"{active.canary_id} is" if active else "none is"
+                raise CanaryNotFound(f"canary {canary_id} is not active on {signature_id} ({now}): nothing stopped",
+                                     details={"canary_id": canary_id,
+                                              "active_canary_id": active.canary_id if active else None})
             if active is None:
                 raise CanaryNotFound(f"{signature_id} has no active canary to stop")
             self._close(conn, active, status="stopped", actor=actor, reason=reason)

@@ -53,6 +53,7 @@ INVENTORY = {
     ("POST", "/api/v1/signatures/{signature_id}/canary:start"): ADMIN,
     ("POST", "/api/v1/signatures/{signature_id}/canary:stop"): ADMIN,
     ("GET", "/api/v1/signatures/{signature_id}/canary"): READ,
+    ("GET", "/api/v1/canaries/{canary_id}"): READ,
     ("POST", "/api/v1/signatures/{signature_id}/promote"): ADMIN,
     ("POST", "/api/v1/signatures/{signature_id}/rollback"): ADMIN,
     ("GET", "/api/v1/signatures/{signature_id}/aliases/history"): READ,

@@ -360,3 +360,38 @@ def test_an_operator_stops_the_canary_from_the_cli_mid_traffic_and_the_champion_
     assert f"canary {canary_id} stopped" in shown.stdout
     assert re.search(r"stopped at 1% \(step 0\) by cli:\S+: users report wrong tools", shown.stdout), shown.stdout
     assert "gates now:" not in shown.stdout  # an ended canary has no live evaluation
+
+
+def test_a_canary_replaced_mid_traffic_is_reported_as_the_runners_own_not_the_new_one(db_url: str,
+                                                                                       tmp_path: Path) -> None:
+    """Someone stops the runner's canary and at once starts another: the night reports its own canary — stopped, by
+    whom, on its own arms — and leaves the new one, which it did not start, running."""
+    # 200 ms per LM call at the runner's 4 concurrent requests: a batch of 40 takes ~2 s between the runner's looks,
+    # and the stop and the new start below take milliseconds, so the runner's next look finds the new canary.
+    lm = BETTER + ",latency_ms=200"
+    runner = start_runner(db_url, lm, "--dataset", str(SELECT), "--steps", "1,2", log=tmp_path / "runner.log")
+    try:
+        with live_server(db_url, lm=lm) as server, server.client() as api:
+            wait_for(lambda: traffic_started(api))
+            ours = api.get("/api/v1/signatures/SelectTool.v1/canary").json()["canary"]
+            stopped = api.post("/api/v1/signatures/SelectTool.v1/canary:stop", json={"reason": "replacing it"})
+            theirs = api.post("/api/v1/signatures/SelectTool.v1/canary:start", json={
+                "candidate_id": ours["candidate_id"], "report_id": ours["report_id"], "steps": [1, 2],
+                "srm_threshold_p": FAIR_SPLIT[1]})
+            assert stopped.status_code == 200, stopped.text
+            assert theirs.status_code == 200, theirs.text
+            runner.wait(timeout=300)
+            left = api.get("/api/v1/signatures/SelectTool.v1/canary").json()["canary"]
+            own = api.get(f"/api/v1/canaries/{ours['canary_id']}").json()["canary"]
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    log = (tmp_path / "runner.log").read_text()
+    assert runner.returncode == 4, log[-3000:]
+    summary = json.loads(log[log.index('{\n  "run_id"'):])
+    result = summary["signatures"]["SelectTool.v1"]
+    assert result["canary_id"] == ours["canary_id"] != theirs.json()["canary_id"]
+    assert (result["decision"], result["canary_status"]) == ("inconclusive", "stopped"), result
+    assert result["reason"] == "canary stopped by ops-agent: replacing it"
+    assert result["requests_on_arms"] == sum(arm["samples"] for arm in own["arms"].values())
+    assert (left["canary_id"], left["status"]) == (theirs.json()["canary_id"], "active")  # not the runner's to stop

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.factories import SERVE_TOKEN, LiveServer
+from tests.factories import READ_TOKEN, SERVE_TOKEN, LiveServer
 from tests.serving.helpers import FAIR_SPLIT, SIG, compiled, drive, drive_until_decided, holdout, predict
 
 
@@ -81,6 +81,40 @@ def test_starting_a_canary_is_refused_clearly_and_changes_nothing(api: LiveServe
     assert third.status_code == 200
     assert third.json()["canary_id"] != first.json()["canary_id"]
     assert forbidden.status_code == 403
+
+
+def test_a_canary_is_read_and_stopped_by_its_id_after_another_replaced_it(api: LiveServer) -> None:
+    """Who started a canary follows that one: by id it reads the same view after a newer canary took the signature,
+    and a stop naming it cannot end the newer one."""
+    with api.client() as admin, api.client(token=READ_TOKEN) as reader:
+        best = compiled(admin)["best_compiled_id"]
+        first = admin.post(f"/api/v1/signatures/{SIG}/canary:start", json={"candidate_id": best}).json()
+        admin.post(f"/api/v1/signatures/{SIG}/canary:stop", json={"reason": "replaced"}).raise_for_status()
+        second = admin.post(f"/api/v1/signatures/{SIG}/canary:start", json={"candidate_id": best}).json()
+        by_id = reader.get(f"/api/v1/canaries/{first['canary_id']}")
+        latest = reader.get(f"/api/v1/signatures/{SIG}/canary").json()
+        unknown = reader.get("/api/v1/canaries/can-1-00000000")
+        malformed = reader.get("/api/v1/canaries/not a canary!")
+        stale_stop = admin.post(f"/api/v1/signatures/{SIG}/canary:stop",
+                                json={"reason": "deadline", "canary_id": first["canary_id"]})
+        still = reader.get(f"/api/v1/canaries/{second['canary_id']}").json()
+        own_stop = admin.post(f"/api/v1/signatures/{SIG}/canary:stop",
+                              json={"reason": "deadline", "canary_id": second["canary_id"]})
+    assert by_id.status_code == 200, by_id.text
+    view = by_id.json()
+    assert (view["canary"]["canary_id"], view["canary"]["status"]) == (first["canary_id"], "stopped")
+    assert view["evaluation"] is None  # an ended canary has no live gates
+    assert [h["kind"] for h in view["history"]] == ["opened", "stopped"]
+    assert set(view) == set(latest)  # the same shape as the signature's latest
+    assert latest["canary"]["canary_id"] == second["canary_id"]
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "canary_not_found")
+    assert malformed.status_code == 422
+    assert (stale_stop.status_code, stale_stop.json()["code"]) == (404, "canary_not_found")
+    assert stale_stop.json()["error"] == (f"canary {first['canary_id']} is not active on {SIG} "
+                                          f"({second['canary_id']} is): nothing stopped")
+    assert still["canary"]["status"] == "active"
+    assert own_stop.status_code == 200, own_stop.text
+    assert own_stop.json()["status"] == "stopped"
 
 
 def test_a_canary_past_its_deadline_ends_inconclusive_on_the_next_request(api: LiveServer) -> None:

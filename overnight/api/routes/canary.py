@@ -1,5 +1,5 @@
-"""Canaries and the champion alias: `/api/v1/signatures/{sig}/canary…`, `…/promote`, `…/rollback`,
-`…/aliases/history`. Mutations need admin; reads need read. The actor is the token's name."""
+"""Canaries and the champion alias: `/api/v1/signatures/{sig}/canary…`, `/api/v1/canaries/{id}`, `…/promote`,
+`…/rollback`, `…/aliases/history`. Mutations need admin; reads need read. The actor is the token's name."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from overnight.domain.canary import CanaryRecord, CanaryStart, CanaryStop, Canar
 from overnight.domain.promotion import AliasHistory, AliasMoveOut, PromoteRequest, RollbackRequest
 from overnight.domain.runs import ID_PATTERN
 from overnight.serving.aliases import promote, rollback
-from overnight.serving.canary import canary_view, start_canary
+from overnight.serving.canary import canary_view, start_canary, view_of
 
 router = APIRouter(prefix="/api/v1", tags=["canary"])
 SignatureId = Annotated[str, Path(pattern=ID_PATTERN, description="e.g. SelectTool.v1")]
+CanaryId = Annotated[str, Path(pattern=ID_PATTERN, description="e.g. can-1790000000000-1a2b3c4d")]
 
 
 @router.post("/signatures/{signature_id}/canary:start")
@@ -31,7 +32,8 @@ def start(signature_id: SignatureId, body: CanaryStart, principal: Admin, store:
 def stop(signature_id: SignatureId, body: CanaryStop, principal: Admin, store: StoreDep,
          registry: RegistryDep) -> CanaryRecord:
     registry.get(signature_id)
-    return store.stop_canary(signature_id=signature_id, actor=principal.name, reason=body.reason)
+    return store.stop_canary(signature_id=signature_id, actor=principal.name, reason=body.reason,
+                             canary_id=body.canary_id)
 
 
 @router.get("/signatures/{signature_id}/canary")
@@ -39,6 +41,13 @@ def get_canary(signature_id: SignatureId, _: Reader, store: StoreDep, registry: 
     """The active (or most recent) canary: config, per-arm counters, the gates right now, and its history."""
     registry.get(signature_id)
     return canary_view(store, signature_id)
+
+
+@router.get("/canaries/{canary_id}")
+def get_canary_by_id(canary_id: CanaryId, _: Reader, store: StoreDep) -> CanaryView:
+    """One canary by id, active or ended, in the same shape: what a runner reads to follow the canary it started
+    even after another has replaced it. 404 `canary_not_found`."""
+    return view_of(store, store.get_canary(canary_id=canary_id))
 
 
 @router.post("/signatures/{signature_id}/promote")
