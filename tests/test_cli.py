@@ -202,6 +202,17 @@ def test_lm_check_refuses_an_unusable_lm_setting_with_exit_2(tmp_path: Path, lm:
     assert "Traceback" not in result.stderr
 
 
+def test_lm_check_without_an_api_key_names_our_setting_for_it(tmp_path: Path) -> None:
+    """DSPy's own advice names the provider's variable; an operator configuring overnight looks for ours."""
+    result = overnight("lm", "check", "--json", db=tmp_path / "o.db", OVERNIGHT_LM="openai/gpt-4o-mini",
+                       OPENAI_API_KEY="")
+    assert result.returncode == 1, result.stderr
+    check = json.loads(result.stdout)
+    assert (check["ok"], check["error_code"]) == (False, "lm_error")
+    assert check["error"].startswith("the LM has no API key: set OVERNIGHT_LM_API_KEY (or the provider's own "
+                                     "variable, e.g. OPENAI_API_KEY): LMNotConfiguredError: "), check["error"]
+
+
 def test_serve_without_the_local_extra_warns_at_start_and_predicts_say_why(tmp_path: Path) -> None:
     """The default `local` with the extra missing still serves the admin API and the review (a reader's laptop), but
     says at start that predicts will fail, and each predict answers config_error with the install hint."""

@@ -9,10 +9,13 @@ Must not import the store or the API.
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import dspy
+from dspy.utils.exceptions import LMNotConfiguredError
 
 from overnight.domain.lm import Invocation, LMCheck
 from overnight.domain.signatures import ExampleInvalid
@@ -29,15 +32,33 @@ def default_program(entry: RegisteredSignature) -> Any:
 
 def classify(exc: BaseException) -> str:
     """The error code for a failed call, looking through the wrappers DSPy puts around engine errors."""
-    seen: BaseException | None = exc
-    while seen is not None:
+    for seen in _causes(exc):
         name = type(seen).__name__.lower()
         if isinstance(seen, TimeoutError) or "timeout" in name:
             return "timeout"
         if "adapterparse" in name:
             return "parse_failure"
-        seen = seen.__cause__
     return "lm_error"
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and each one it was raised from."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        yield seen
+        seen = seen.__cause__
+
+
+def _described(exc: BaseException) -> str:
+    """The failure as said to an operator: DSPy's words, and for a missing API key first our setting for it."""
+    said = f"{type(exc).__name__}: {exc}"
+    seen = next((e for e in _causes(exc) if isinstance(e, LMNotConfiguredError) and "api key" in str(e).lower()),
+                None)
+    if seen is None:
+        return said
+    named = re.search(r"\bSet ([A-Z][A-Z0-9_]*_KEY)\b", str(seen))  # DSPy names the provider's variable
+    theirs = f", e.g. {named.group(1)}" if named else ""
+    return f"the LM has no API key: set OVERNIGHT_LM_API_KEY (or the provider's own variable{theirs}): {said}"
 
 
 def invoke(program: Any, backend: Backend, entry: RegisteredSignature, raw_input: dict[str, Any],
@@ -58,7 +79,7 @@ def invoke(program: Any, backend: Backend, entry: RegisteredSignature, raw_input
     except ExampleInvalid as exc:
         return _failed("invalid_output", str(exc), started)
     except Exception as exc:  # noqa: BLE001 - an LM failure is a measurement, not a crash (STYLE 3)
-        return _failed(classify(exc), f"{type(exc).__name__}: {exc}"[:500], started)
+        return _failed(classify(exc), _described(exc)[:500], started)
     tokens_in, tokens_out = _usage(prediction)
     return Invocation(ok=True, output=output, latency_ms=_ms(started), tokens_in=tokens_in, tokens_out=tokens_out,
                       cost_usd=backend.cost_usd(tokens_in, tokens_out))
