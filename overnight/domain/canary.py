@@ -25,7 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from overnight.domain.gates import (
     ALPHA,
     EXPECTED_ERROR_RATE,
+    LATENCY_EDGES_MS,
     MAX_ERROR_RATE,
+    OVERFLOW_MS,
     POWER,
     SRM_THRESHOLD_MAX,
     SRM_THRESHOLD_P,
@@ -44,9 +46,6 @@ ARMS: tuple[Arm, Arm] = ("control", "candidate")
 CanaryStatus = Literal["active", "passed", "failed", "inconclusive", "stopped", "promoted"]
 Outcome = Literal["continue", "advance", "pass", "fail", "inconclusive"]
 BUCKETS = 10_000
-# Latency histogram: each call counts in the first bucket whose upper edge (ms) it does not exceed.
-LATENCY_EDGES_MS = (10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000)
-OVERFLOW_MS = 2_147_483_647
 
 
 def bucket_of(*, salt: str, signature_id: str, request_key: str) -> int:

@@ -244,6 +244,12 @@ def srm_gate(*, candidate_samples: int, control_samples: int, candidate_share: f
         f"split {candidate_samples}/{control_samples} is consistent with {candidate_share:.0%} (p = {p_value:.2g})"))
 
 
+# The canary's latency histogram: each call counts in the first bucket whose upper edge (ms) it does not exceed;
+# the p95 the budget gate reads is a bucket's upper edge, so it never under-reports.
+LATENCY_EDGES_MS = (10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000)
+OVERFLOW_MS = 2_147_483_647
+
+
 def budget_gate(*, latency_p95_ms: float | None, cost_per_call_usd: float | None, max_latency_p95_ms: float,
                 max_cost_per_call_usd: float) -> Decision:
     """The candidate's latency p95 and cost per call against the signature's budget (unknown cost passes)."""
@@ -253,11 +259,27 @@ def budget_gate(*, latency_p95_ms: float | None, cost_per_call_usd: float | None
     if latency_p95_ms is None:
         return Decision(verdict="inconclusive", reason_code="no_latency_yet", evidence=evidence,
                         message="no candidate latency measured yet")
-    over = [f"latency p95 {latency_p95_ms:.0f} ms > {max_latency_p95_ms:.0f} ms"] if (
-        latency_p95_ms > max_latency_p95_ms) else []
+    over = [f"latency p95 over {_edge_below(latency_p95_ms):.0f} ms ({_reach(latency_p95_ms)}), budget "
+            f"{max_latency_p95_ms:.0f} ms"] if latency_p95_ms > max_latency_p95_ms else []
     if cost_per_call_usd is not None and cost_per_call_usd > max_cost_per_call_usd:
         over.append(f"cost per call ${cost_per_call_usd:.5f} > ${max_cost_per_call_usd:.5f}")
     if over:
         return Decision(verdict="fail", reason_code="over_budget", evidence=evidence, message="; ".join(over))
     return Decision(verdict="pass", reason_code="within_budget", evidence=evidence,
-                    message=f"latency p95 {latency_p95_ms:.0f} ms and cost within the signature's budget")
+                    message=f"latency p95 {p95_bound(latency_p95_ms)} ms and cost within the signature's budget")
+
+
+def p95_bound(p95_ms: float) -> str:
+    """What the histogram knows of a p95, a bucket's upper edge: `≤ 10000`, or `> 120000` past the last edge."""
+    return f"> {LATENCY_EDGES_MS[-1]}" if p95_ms >= OVERFLOW_MS else f"≤ {p95_ms:.0f}"
+
+
+def _edge_below(p95_ms: float) -> float:
+    """The histogram edge under a p95 bucket's upper edge: the p95 is known to be over it."""
+    return max((edge for edge in LATENCY_EDGES_MS if edge < p95_ms), default=0)
+
+
+def _reach(p95_ms: float) -> str:
+    if p95_ms >= OVERFLOW_MS:
+        return "past the histogram's last edge"
+    return f"its histogram bucket reaches {p95_ms:.0f} ms"

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from overnight.domain.canary import CanaryEntry, CanaryRecord
 from overnight.domain.compiling import CompileReport
-from overnight.domain.gates import clopper_pearson_upper
+from overnight.domain.gates import clopper_pearson_upper, p95_bound
 from overnight.domain.promotion import DEFAULT_TARGET, AliasMove
 from overnight.domain.runs import Run, RunEvent
 from overnight.domain.stats import PairedDelta
@@ -75,6 +75,10 @@ class ArmRow(BaseModel):
     accuracy: float | None
     latency_p95_ms: float | None
     cost_per_call_usd: float | None
+
+    def p95(self) -> str:
+        """The table cell: `≤ 10000` (the histogram bucket's upper edge), `-` before any latency."""
+        return "-" if self.latency_p95_ms is None else p95_bound(self.latency_p95_ms)
 
 
 class GateLine(BaseModel):

@@ -145,7 +145,7 @@ def canary_arms(section: CanarySection) -> Table:
         table.add_row(arm.arm, arm.compiled_id[:12], str(arm.samples), str(arm.errors), _rate(arm.error_rate),
                       _rate(arm.error_upper),
                       "-" if arm.accuracy is None else f"{arm.accuracy:.3f} (n={arm.labeled})",
-                      "-" if arm.latency_p95_ms is None else f"{arm.latency_p95_ms:.0f}",
+                      arm.p95(),
                       "-" if arm.cost_per_call_usd is None else f"${arm.cost_per_call_usd:.6f}")
     return table
 

@@ -9,6 +9,7 @@ from statistics import median
 import pytest
 
 from overnight.domain.gates import (
+    OVERFLOW_MS,
     abort_thresholds,
     budget_gate,
     clopper_pearson_upper,
@@ -151,3 +152,17 @@ def test_budget_gate(latency: float | None, cost: float | None, verdict: str) ->
     decision = budget_gate(latency_p95_ms=latency, cost_per_call_usd=cost, max_latency_p95_ms=2500,
                            max_cost_per_call_usd=0.002)
     assert decision.verdict == verdict
+
+
+@pytest.mark.parametrize(("p95", "budget", "message"), [
+    (10_000.0, 10_000, "latency p95 ≤ 10000 ms and cost within the signature's budget"),
+    (30_000.0, 10_000, "latency p95 over 10000 ms (its histogram bucket reaches 30000 ms), budget 10000 ms"),
+    (10_000.0, 7_000, "latency p95 over 5000 ms (its histogram bucket reaches 10000 ms), budget 7000 ms"),
+    (float(OVERFLOW_MS), 10_000, "latency p95 over 120000 ms (past the histogram's last edge), budget 10000 ms"),
+])
+def test_the_budget_gate_says_what_the_histogram_knows_of_the_p95(p95: float, budget: int, message: str) -> None:
+    """The p95 is a bucket's upper edge: a pass can say "at most", a failure "over the edge below" — never a
+    figure the counters do not hold (a demo's 2.5 s calls read "latency p95 10000 ms")."""
+    decision = budget_gate(latency_p95_ms=p95, cost_per_call_usd=None, max_latency_p95_ms=budget,
+                           max_cost_per_call_usd=0.002)
+    assert decision.message == message
