@@ -63,10 +63,16 @@ EXIT_USAGE = 2
 
 
 @contextmanager
-def _errors_as_exit_codes() -> Iterator[None]:
+def _errors_as_exit_codes(*, as_json: bool = False) -> Iterator[None]:
+    """An OvernightError as its code and sentence on stderr, exit 1 (2 for configuration); with `as_json`, also as
+    the API's error object on stdout (`ok`, `code`, `error`, `details`), so an agent reads the evidence a refusal
+    carries (a refused promotion's gates) from the stream it parses."""
     try:
         yield
     except OvernightError as exc:
+        if as_json:
+            out.print(json.dumps({"ok": False, "code": exc.code, "error": exc.message, "details": exc.details or None}),
+                      markup=False, highlight=False, soft_wrap=True)  # one line: `runs tail --json` prints lines
         # A store outage worth retrying is worded for this reader: this process opened the store, so there is no
         # server log to see, and the driver's sentence is here. Any other error's message says what to do.
         if not isinstance(exc, StoreUnavailable) or exc.outage is None:
@@ -165,7 +171,7 @@ def db_backup(
     and is a store every command can read (OVERNIGHT_DB_URL=sqlite:///PATH). For PostgreSQL, use pg_dump."""
     from overnight.store.backup import backup_sqlite  # noqa: PLC0415
 
-    with _errors_as_exit_codes():
+    with _errors_as_exit_codes(as_json=as_json):
         result = backup_sqlite(_settings(), path)
         if as_json:
             out.print_json(result.model_dump_json())
@@ -195,14 +201,14 @@ def db_prune(
             return
         out.print(f"{result.sentence()} (created before {when(result.cutoff)})", markup=False, soft_wrap=True)
 
-    _with_store(work, existing=True)
+    _with_store(work, existing=True, as_json=as_json)
 
 
-def _with_store(work: Callable[[Any], None], *, existing: bool = False) -> None:
+def _with_store(work: Callable[[Any], None], *, existing: bool = False, as_json: bool = False) -> None:
     """Run `work` on the store; `existing=True` for commands on what is recorded (no store is made for them)."""
     from overnight.store import build_store  # noqa: PLC0415
 
-    with _errors_as_exit_codes():
+    with _errors_as_exit_codes(as_json=as_json):
         store = build_store(_settings(), existing=existing)
         try:
             work(store)
@@ -237,7 +243,7 @@ def runs(
         else:
             out.print(runs_table(found))
 
-    _with_store(work, existing=True)
+    _with_store(work, existing=True, as_json=as_json)
 
 
 def _unknown(signature: str | None) -> str:
@@ -281,12 +287,12 @@ def runs_tail(
             printed(_followed(store, run_id, after_seq=0 if from_start else run.event_count,
                               poll_s=_settings().sse_poll_ms / 1000))
 
-        _with_store(work, existing=True)
+        _with_store(work, existing=True, as_json=as_json)
         return
     from overnight.client import OvernightClient  # noqa: PLC0415
     from overnight.nightly import api_token  # noqa: PLC0415
 
-    with _errors_as_exit_codes():
+    with _errors_as_exit_codes(as_json=as_json):
         settings = _settings()
         with OvernightClient(base_url, api_token(settings, roles=("admin", "read"), url=base_url),
                              attempts=settings.client_attempts) as client:
@@ -340,7 +346,7 @@ def show(
         if events:
             out.print(run_timeline(store.get_run(run_id=shown), timeline))
 
-    _with_store(work, existing=True)
+    _with_store(work, existing=True, as_json=as_json)
 
 
 def _latest_run(store: Any) -> str:
@@ -375,7 +381,7 @@ def diff(
         for line in lines:
             out.print(line, markup=False, highlight=False, soft_wrap=True)
 
-    _with_store(work, existing=True)
+    _with_store(work, existing=True, as_json=as_json)
 
 
 @app.command("import")
@@ -408,7 +414,7 @@ def import_(
                   f" {result.snapshot.example_count} examples, {result.snapshot.split_counts})", markup=False,
                   soft_wrap=True)
 
-    _with_store(work)
+    _with_store(work, as_json=as_json)
 
 
 @app.command("compile")
@@ -455,7 +461,7 @@ def compile_(
 
             out.print(compile_table(report))
 
-    _with_store(work)
+    _with_store(work, as_json=as_json)
 
 
 def _actor(given: str | None) -> str:
@@ -498,7 +504,7 @@ def promote(
                                   lm_id=build_backend(_settings()).lm_id, actor=_actor(actor))
         _print_move(moved, as_json)
 
-    _with_store(work, existing=True)
+    _with_store(work, existing=True, as_json=as_json)
 
 
 @app.command()
@@ -519,7 +525,7 @@ def rollback(
         body = _request(RollbackRequest, to=to if to is None else _compiled_id(store, to, "to"), reason=reason)
         _print_move(roll_back(store, Registry().get(signature), body, actor=_actor(actor)), as_json)
 
-    _with_store(work, existing=True)
+    _with_store(work, existing=True, as_json=as_json)
 
 
 @canary_app.callback(invoke_without_command=True)
@@ -559,7 +565,7 @@ def canary(
             out.print(f"gates now: {view.evaluation['message']}", markup=False, soft_wrap=True)
         out.print(gate_sentences(section), markup=False, soft_wrap=True)
 
-    _with_store(work, existing=True)
+    _with_store(work, existing=True, as_json=as_json)
 
 
 @canary_app.command("stop")
@@ -589,7 +595,7 @@ def canary_stop(
         out.print(f"{signature}: canary {stopped.canary_id} stopped by {who}: {body.reason}; "
                   f"{short(champion)} serves every request", markup=False, soft_wrap=True)
 
-    _with_store(work, existing=True)
+    _with_store(work, existing=True, as_json=as_json)
 
 
 def _request(model: Any, **values: Any) -> Any:
@@ -640,7 +646,7 @@ def lm_check(
     from overnight.lm.invoke import check  # noqa: PLC0415
     from overnight.registry import Registry  # noqa: PLC0415
 
-    with _errors_as_exit_codes():
+    with _errors_as_exit_codes(as_json=as_json):
         settings = _settings()
         result = check(Registry().get(signature), build_backend(settings))
         report = result.model_dump()
@@ -696,7 +702,7 @@ def plan(  # the defaults are a default canary's (CanaryPlanRequest's)
     as `overnight run` starts them."""
     from overnight.domain.gates import canary_plan  # noqa: PLC0415
 
-    with _errors_as_exit_codes():
+    with _errors_as_exit_codes(as_json=as_json):
         planned = canary_plan(max_error_rate=max_error_rate, expected_error_rate=expected, alpha=alpha, power=power)
         if planned is None:
             raise ConfigError(f"a candidate erring at {expected:g} cannot be shown to be under {max_error_rate:g}: "
@@ -735,7 +741,7 @@ def run(
     signal's number when stopped by SIGTERM or SIGINT (the run is then recorded cancelled)."""
     from overnight.nightly import nightly  # noqa: PLC0415 - the embedded server pulls in the app
 
-    with _errors_as_exit_codes():
+    with _errors_as_exit_codes(as_json=as_json):
         settings = _settings()
         configure_logging(fmt=settings.log_format, level=settings.log_level, secrets=settings.secret_values())
         summary = nightly(settings, base_url=base_url, signatures=signature or ["SelectTool.v1"],

@@ -397,6 +397,7 @@ def test_promote_refused_then_forced_then_rollback_from_the_cli(tmp_path: Path) 
     assert missing.returncode == 1
     assert missing.stderr.startswith("artifact_not_found:")
     refused = overnight("promote", best, "-s", "SelectTool.v1", db=db, **sim)
+    refused_for_an_agent = overnight("promote", best, "-s", "SelectTool.v1", "--json", db=db, **sim)
     no_reason = overnight("promote", best, "-s", "SelectTool.v1", "--force", db=db, **sim)
     forced = overnight("promote", best, "-s", "SelectTool.v1", "--force", "--reason", "manual test", "--actor",
                        "alice", "--json", db=db, **sim)
@@ -406,6 +407,14 @@ def test_promote_refused_then_forced_then_rollback_from_the_cli(tmp_path: Path) 
     assert refused.returncode == 1
     assert refused.stderr.startswith("promotion_refused:")
     assert "no canary has passed" in refused.stderr
+    assert refused_for_an_agent.returncode == 1
+    assert refused_for_an_agent.stderr == refused.stderr  # the sentence for a person, as without --json
+    error = json.loads(refused_for_an_agent.stdout)  # and the API's error object, with every gate's evidence
+    assert (error["ok"], error["code"]) == (False, "promotion_refused")
+    assert error["error"] == refused.stderr.removeprefix("promotion_refused: ").strip()
+    gates = {g["reason_code"]: g["verdict"] for g in error["details"]["gates"]}
+    assert gates["compile_report_current"] == "pass", gates
+    assert "fail" in gates.values(), gates
     assert no_reason.returncode == 2
     assert "reason" in no_reason.stderr
     moved = json.loads(forced.stdout)
@@ -540,6 +549,7 @@ def test_canary_commands_name_what_is_missing_and_change_nothing(tmp_path: Path)
     no_signature = overnight("canary", db=db)
     unknown = overnight("canary", "-s", "Nope.v1", db=db)
     never = overnight("canary", "-s", "SelectTool.v1", db=db)
+    never_json = overnight("canary", "-s", "SelectTool.v1", "--json", db=db)
     nothing_to_stop = overnight("canary", "stop", "-s", "SelectTool.v1", "--reason", "x", db=db)
     no_reason = overnight("canary", "stop", "-s", "SelectTool.v1", db=db)
     assert (no_signature.returncode, no_signature.stderr.strip()) == (
@@ -547,6 +557,10 @@ def test_canary_commands_name_what_is_missing_and_change_nothing(tmp_path: Path)
     assert unknown.returncode == 1
     assert unknown.stderr.startswith("signature_not_found: ")
     assert (never.returncode, never.stderr.strip()) == (1, "canary_not_found: SelectTool.v1 has never had a canary")
+    assert (never_json.returncode, never_json.stderr) == (1, never.stderr)
+    assert never_json.stdout.count("\n") == 1  # one line, as `runs tail --json` prints its events
+    assert json.loads(never_json.stdout) == {"ok": False, "code": "canary_not_found",
+                                             "error": "SelectTool.v1 has never had a canary", "details": None}
     assert (nothing_to_stop.returncode, nothing_to_stop.stderr.strip()) == (
         1, "canary_not_found: SelectTool.v1 has no active canary to stop")
     assert no_reason.returncode == 2
