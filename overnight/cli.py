@@ -70,19 +70,18 @@ def _errors_as_exit_codes(*, as_json: bool = False) -> Iterator[None]:
     try:
         yield
     except OvernightError as exc:
-        if as_json:
-            out.print(json.dumps({"ok": False, "code": exc.code, "error": exc.message, "details": exc.details or None}),
-                      markup=False, highlight=False, soft_wrap=True)  # one line: `runs tail --json` prints lines
         # A store outage worth retrying is worded for this reader: this process opened the store, so there is no
         # server log to see, and the driver's sentence is here. Any other error's message says what to do.
-        if not isinstance(exc, StoreUnavailable) or exc.outage is None:
-            err.print(f"{exc.code}: {exc.message}", markup=False, highlight=False)
-        else:
-            err.print(f"{exc.code}: {exc.outage}; check OVERNIGHT_DB_URL and that the database is up, then retry",
-                      markup=False, highlight=False)
-            if (driver := getattr(exc.__cause__, "orig", None)) is not None:
-                said = (str(driver).strip().splitlines() or [type(driver).__name__])[0]
-                err.print(f"  the database said: {said}", markup=False, highlight=False)
+        outage = exc.outage if isinstance(exc, StoreUnavailable) else None
+        message = (f"{outage}; check OVERNIGHT_DB_URL and that the database is up, then retry" if outage
+                   else exc.message)
+        if as_json:
+            out.print(json.dumps({"ok": False, "code": exc.code, "error": message, "details": exc.details or None}),
+                      markup=False, highlight=False, soft_wrap=True)  # one line: `runs tail --json` prints lines
+        err.print(f"{exc.code}: {message}", markup=False, highlight=False)
+        if outage and (driver := getattr(exc.__cause__, "orig", None)) is not None:
+            said = (str(driver).strip().splitlines() or [type(driver).__name__])[0]
+            err.print(f"  the database said: {said}", markup=False, highlight=False)
         for problem in exc.details.get("errors", [])[:20]:
             if "line" in problem:
                 err.print(f"  line {problem['line']}, {problem['field']}: {problem['reason']}", markup=False,

@@ -155,8 +155,9 @@ def test_log_lines_go_to_stderr_so_stdout_is_only_the_answer(tmp_path: Path) -> 
     stdout too, before the JSON, when the command had not configured logging."""
     result = overnight("runs", "--json", db=tmp_path)  # a directory: the store cannot be opened, which logs
     assert result.returncode == 1
-    assert result.stdout == ""
-    assert "store_unavailable" in result.stderr
+    error = json.loads(result.stdout)  # the error object alone: no log line before it
+    assert error["code"] == "store_unavailable"
+    assert f"store_unavailable: {error['error']}" in result.stderr  # the same words a person reads
 
 
 def test_short_token_is_allowed_in_dev_mode_only(tmp_path: Path) -> None:
