@@ -64,3 +64,20 @@ def test_fuzz(fuzzed: tuple[Any, LiveServer], method: str, path: str) -> None:
         case.call_and_validate(base_url=live.base_url, headers=auth(ADMIN_TOKEN), excluded_checks=EXCLUDED)
 
     check()
+
+
+def test_a_repeated_request_answers_a_documented_status(fuzzed: tuple[Any, LiveServer]) -> None:
+    """A run started again and an event appended again (the same `client_event_id`) answer 200 with what exists,
+    not 201: the schema must say so. Found by a longer fuzz (1,500 examples per operation), pinned here."""
+    schema, live = fuzzed
+    repeats = [
+        (schema["/api/v1/runs"]["POST"], {}, {"run_id": "fuzz-repeat", "signature_ids": ["SupportTriage.v1"]}),
+        (schema["/api/v1/runs/{run_id}/events"]["POST"], {"run_id": "fuzz-run"},
+         {"kind": "note", "phase": "test", "client_event_id": "fuzz-repeat-1"}),
+    ]
+    for operation, path_parameters, body in repeats:
+        for expected in (201, 200):
+            case = operation.Case(path_parameters=path_parameters, body=body)
+            response = case.call_and_validate(base_url=live.base_url, headers=auth(ADMIN_TOKEN),
+                                              excluded_checks=EXCLUDED)
+            assert response.status_code == expected, (operation.path, response.text)

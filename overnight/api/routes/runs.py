@@ -50,7 +50,8 @@ class RunList(BaseModel):
     runs: list[Run]
 
 
-@router.post("/runs", status_code=201)
+@router.post("/runs", status_code=201, responses={
+    200: {"model": StartedRun, "description": "A run with this `run_id` exists already: that run, `created: false`"}})
 def start_run(body: RunStart, principal: Admin, store: StoreDep, settings: SettingsDep,
               response: Response) -> StartedRun:
     started = store.start_run(request=body, actor=principal.name, default_lease_s=settings.lease_s)
@@ -88,7 +89,9 @@ def finish_run(run_id: RunId, body: FinishRun, principal: Admin, store: StoreDep
     return store.finish_run(run_id=run_id, finish=body, actor=principal.name)
 
 
-@router.post("/runs/{run_id}/events", status_code=201)
+@router.post("/runs/{run_id}/events", status_code=201, responses={
+    200: {"model": AppendedEvent, "description": "This `client_event_id` was appended before: that event, "
+                                                 "`duplicate: true`, nothing appended"}})
 def append_event(run_id: RunId, body: ClientEvent, _: Admin, store: StoreDep, response: Response) -> AppendedEvent:
     appended = store.append_event(run_id=run_id, event=body)
     response.status_code = 200 if appended.duplicate else 201
