@@ -283,6 +283,8 @@ def runs_tail(
             except RunNotFound:
                 raise RunNotFound(f"no run {run_id!r} in {store.shown()}: to follow a run on a server that uses "
                                   "another store, give --base-url") from None
+            if not from_start:
+                _said_if_finished(run)
             printed(_followed(store, run_id, after_seq=0 if from_start else run.event_count,
                               poll_s=_settings().sse_poll_ms / 1000))
 
@@ -295,8 +297,20 @@ def runs_tail(
         settings = _settings()
         with OvernightClient(base_url, api_token(settings, roles=("admin", "read"), url=base_url),
                              attempts=settings.client_attempts) as client:
-            start = 0 if from_start else client.get_run(run_id).event_count
+            start = 0
+            if not from_start:
+                run = client.get_run(run_id)
+                _said_if_finished(run)
+                start = run.event_count
             printed(client.follow_events(run_id, after_seq=start))
+
+
+def _said_if_finished(run: Run) -> None:
+    """A run that has already finished has nothing to follow: say so (on stderr), rather than print nothing."""
+    if run.status != "running":
+        err.print(f"{run.run_id} has finished ({run.status.value}) with {run.event_count} events: nothing more to "
+                  f"follow; --all prints them, `overnight show {run.run_id}` reviews the run", markup=False,
+                  highlight=False, soft_wrap=True)
 
 
 def _followed(store: Any, run_id: str, *, after_seq: int, poll_s: float) -> Iterator[RunEvent]:

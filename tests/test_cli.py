@@ -468,6 +468,7 @@ def test_runs_tail_follows_a_run_in_the_store_when_no_api_is_named(tmp_path: Pat
         store.finish_run(run_id="nightly-1", finish=FinishRun(status="succeeded"), actor="cron")
         printed, errors = tail.communicate(timeout=60)
         again = overnight("runs", "tail", "nightly-1", "--all", db=db)  # a finished run: its events, then it ends
+        done = overnight("runs", "tail", "nightly-1", db=db)  # nothing to follow: said, not silence
     finally:
         store.close()
     assert tail.returncode == 0, errors
@@ -479,6 +480,9 @@ def test_runs_tail_follows_a_run_in_the_store_when_no_api_is_named(tmp_path: Pat
     assert again.returncode == 0, again.stderr
     assert len(again.stdout.splitlines()) == 202
     assert "run.finished" in again.stdout.splitlines()[-1]
+    assert (done.returncode, done.stdout) == (0, "")
+    assert done.stderr.strip() == ("nightly-1 has finished (succeeded) with 202 events: nothing more to follow; "
+                                   "--all prints them, `overnight show nightly-1` reviews the run")
     missing = overnight("runs", "tail", "nightly-2", db=db)
     assert missing.returncode == 1
     assert missing.stderr.startswith("run_not_found: ")
