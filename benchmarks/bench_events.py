@@ -54,7 +54,7 @@ def bench_http(store: SqlStore, config: Settings) -> float:
 
 def _drive(base: str) -> float:
     headers = {"authorization": f"Bearer {TOKEN}"}
-    start = httpx.post(f"{base}/api/v1/runs", json={"signature_ids": ["bench.http"]}, headers=headers)
+    start = httpx.post(f"{base}/api/v1/runs", json={"signature_ids": ["SelectTool.v1"]}, headers=headers)
     run_id = start.json()["run"]["run_id"]
 
     def appender(worker: int) -> None:

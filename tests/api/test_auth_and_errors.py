@@ -81,7 +81,7 @@ def test_wrong_token_is_401_and_never_echoed(api: LiveServer) -> None:
 ])
 def test_roles(api: LiveServer, token: str, method: str, path: str, status: int) -> None:
     with api.client(token=token) as client:
-        response = client.request(method, path, json={"signature_ids": ["select_tool.v1"]})
+        response = client.request(method, path, json={"signature_ids": ["SelectTool.v1"]})
     if status == 403:
         assert_error_shape(response, 403, "forbidden")
     else:

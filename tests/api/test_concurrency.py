@@ -28,7 +28,7 @@ def served(db_url: str, tmp_path: Path) -> Iterator[ServeProcess]:
 
 def test_50_concurrent_appenders_lose_nothing_and_duplicate_nothing(served: ServeProcess) -> None:
     with served.client() as client:
-        run_id = client.post("/api/v1/runs", json={"signature_ids": ["load.v1"]}).json()["run"]["run_id"]
+        run_id = client.post("/api/v1/runs", json={"signature_ids": ["SelectTool.v1"]}).json()["run"]["run_id"]
     barrier = threading.Barrier(APPENDERS)
 
     def appender(worker: int) -> Counter[str]:
@@ -72,7 +72,7 @@ def test_concurrent_starts_for_one_signature_one_runs_the_rest_are_locked(served
     def contender(_: int) -> tuple[int, str]:
         with served.client() as client:
             barrier.wait()
-            response = client.post("/api/v1/runs", json={"signature_ids": ["select_tool.v1"]})
+            response = client.post("/api/v1/runs", json={"signature_ids": ["SelectTool.v1"]})
             return response.status_code, response.json().get("code", "started")
 
     with ThreadPoolExecutor(contenders) as pool:

@@ -10,7 +10,7 @@ import httpx
 
 from tests.factories import READ_TOKEN, LiveServer, auth
 
-SIG = "select_tool.v1"
+SIG = "SelectTool.v1"
 
 
 def post_event(client: httpx.Client, run_id: str, **fields: Any) -> httpx.Response:
@@ -192,3 +192,14 @@ def test_follow_resumes_from_last_event_id(api: LiveServer) -> None:
                           headers={"last-event-id": "4"}).text
     ids = [int(line[4:]) for line in text.splitlines() if line.startswith("id: ")]
     assert ids == [5, 6, 7]
+
+
+def test_a_run_for_an_unknown_signature_is_refused_and_nothing_starts(api: LiveServer) -> None:
+    """A run holds its signatures' lease: one for a signature that does not exist (a typo) would hold nothing and
+    let the real one run beside it."""
+    with api.client() as client:
+        typo = client.post("/api/v1/runs", json={"run_id": "night-typo", "signature_ids": [SIG, "SelectTool.V1"]})
+        runs = client.get("/api/v1/runs").json()["runs"]
+    assert (typo.status_code, typo.json()["code"]) == (404, "signature_not_found")
+    assert typo.json()["error"] == "unknown signature 'SelectTool.V1'; known: SelectTool.v1, SupportTriage.v1"
+    assert runs == []

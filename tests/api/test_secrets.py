@@ -20,11 +20,12 @@ def test_tokens_never_reach_logs_or_responses(tmp_path: Path) -> None:
     seen: list[httpx.Response] = []
     with serve_process(db_url, tmp_path / "serve.log") as server:
         with server.client() as admin:
-            run_id = admin.post("/api/v1/runs", json={"signature_ids": ["a"]}).json()["run"]["run_id"]
+            run_id = admin.post("/api/v1/runs", json={"signature_ids": ["SelectTool.v1"]}).json()["run"]["run_id"]
             seen += [
                 admin.post(f"/api/v1/runs/{run_id}/events", json={"kind": "x.y", "phase": "x"}),
                 admin.post("/api/v1/runs", json={"signature_ids": f"Bearer {ADMIN_TOKEN}"}),  # 422 must not echo
-                admin.post("/api/v1/runs", json={"signature_ids": ["b"]}, headers={"idempotency-key": "k"}),
+                admin.post("/api/v1/runs", json={"signature_ids": ["SupportTriage.v1"]},
+                           headers={"idempotency-key": "k"}),
                 admin.get("/api/v1/runs/missing"),
                 admin.get(f"/api/v1/runs/{run_id}/events", params={"follow": "false"}),
             ]

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from overnight.api.deps import Admin, Reader, SettingsDep, StoreDep
+from overnight.api.deps import Admin, Reader, RegistryDep, SettingsDep, StoreDep
 from overnight.domain.hashing import canonical_json
 from overnight.domain.review import RunReview
 from overnight.domain.runs import (
@@ -52,8 +52,12 @@ class RunList(BaseModel):
 
 @router.post("/runs", status_code=201, responses={
     200: {"model": StartedRun, "description": "A run with this `run_id` exists already: that run, `created: false`"}})
-def start_run(body: RunStart, principal: Admin, store: StoreDep, settings: SettingsDep,
+def start_run(body: RunStart, principal: Admin, store: StoreDep, settings: SettingsDep, registry: RegistryDep,
               response: Response) -> StartedRun:
+    """Start a run holding its signatures' lease; 404 `signature_not_found` for a signature the registry does not
+    have (a lease on it would hold nothing), 409 `run_locked` when a live run holds one."""
+    for signature_id in body.signature_ids:
+        registry.get(signature_id)
     started = store.start_run(request=body, actor=principal.name, default_lease_s=settings.lease_s)
     response.status_code = 201 if started.created else 200
     return started
