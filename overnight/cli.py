@@ -330,6 +330,25 @@ def _followed(store: Any, run_id: str, *, after_seq: int, poll_s: float) -> Iter
 
 
 @app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
+    """What serves each signature now: its champion, since which move and by whom, its canary, its last run.
+
+    Read from the store at OVERNIGHT_DB_URL, as every server sees it: the first thing to look at after an alert."""
+    from overnight.registry import Registry  # noqa: PLC0415
+    from overnight.review.assemble import signature_status  # noqa: PLC0415
+    from overnight.review.terminal import status_table  # noqa: PLC0415
+
+    def work(store: Any) -> None:
+        rows = [signature_status(store, sig) for sig in Registry().ids()]
+        if as_json:
+            out.print_json(json.dumps({"signatures": [row.model_dump(mode="json") for row in rows]}))
+        else:
+            out.print(status_table(rows))
+
+    _with_store(work, existing=True, as_json=as_json)
+
+
+@app.command()
 def show(
     run_id: Annotated[str | None, typer.Argument(help="The run to show (default: the latest)")] = None,
     events: Annotated[bool, typer.Option("--events", help="Also print every event of the run")] = False,

@@ -533,8 +533,8 @@ def test_help_lists_each_command_on_one_line(tmp_path: Path, group: tuple[str, .
     assert all(len(line) <= 160 for line in result.stdout.splitlines())
 
 
-COMMANDS = [("serve",), ("show",), ("diff",), ("import",), ("compile",), ("promote",), ("rollback",), ("fake-llm",),
-            ("plan",), ("run",), ("db", "upgrade"), ("db", "prune"), ("runs", "tail"), ("lm", "check")]
+COMMANDS = [("serve",), ("show",), ("status",), ("diff",), ("import",), ("compile",), ("promote",), ("rollback",),
+            ("fake-llm",), ("plan",), ("run",), ("db", "upgrade"), ("db", "prune"), ("runs", "tail"), ("lm", "check")]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

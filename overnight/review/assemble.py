@@ -1,4 +1,5 @@
-"""Reads one run's records from the store and builds its `RunReview`; also a signature's overview page.
+"""Reads one run's records from the store and builds its `RunReview`; also a signature's overview page, and what
+serves each signature now (`overnight status`).
 
 The decision for a signature comes from the run's summary when the run finished, otherwise from its step
 events (so a running or crashed run is reviewable too). Reads only; never writes. Must not import SQL,
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from overnight.domain.canary import CanaryRecord
 from overnight.domain.compiling import CompileReport
@@ -32,6 +33,7 @@ from overnight.domain.review import (
 )
 from overnight.domain.runs import Run, RunEvent
 from overnight.errors import NotFound
+from overnight.review.terminal import decisions
 from overnight.store import Store
 
 PAGE = 1000
@@ -144,3 +146,46 @@ def signature_overview(store: Store, sig: str, *, moves: int = 50, reports: int 
         reports=[compile_section(r) for r in store.list_compile_reports(signature_id=sig, limit=reports)],
         runs=store.list_runs(limit=10, signature_id=sig),
         canary=_canary(store, latest.canary_id) if latest else None)
+
+
+class CanaryBrief(BaseModel):
+    """A signature's latest canary in a line: `overnight status`."""
+
+    canary_id: str
+    status: str
+    rollout_pct: float
+    candidate_id: str
+    candidate_samples: int
+    next_target: int | None = Field(description="candidate requests at its next look (active canaries)")
+    end_reason: str | None
+
+
+class RunBrief(BaseModel):
+    run_id: str
+    status: str
+    decision: str | None = Field(description="this signature's, from the run's summary; None until decided")
+
+
+class SignatureStatus(BaseModel):
+    """What serves a signature now, and what last changed it."""
+
+    signature_id: str
+    champion_id: str | None = Field(description="None: the signature's default program")
+    last_move: AliasMove | None
+    canary: CanaryBrief | None = Field(description="the active canary, else the last one")
+    last_run: RunBrief | None
+
+
+def signature_status(store: Store, sig: str) -> SignatureStatus:
+    moves = store.alias_history(signature_id=sig, limit=1)
+    canary = store.find_canary(signature_id=sig)
+    runs = store.list_runs(limit=1, signature_id=sig)
+    return SignatureStatus(
+        signature_id=sig, champion_id=store.champion(signature_id=sig), last_move=moves[-1] if moves else None,
+        canary=None if canary is None else CanaryBrief(
+            canary_id=canary.canary_id, status=canary.status, rollout_pct=canary.rollout_pct,
+            candidate_id=canary.candidate_id, candidate_samples=canary.arms["candidate"].samples,
+            next_target=canary.config.targets[canary.step] if canary.status == "active" else None,
+            end_reason=canary.end_reason),
+        last_run=RunBrief(run_id=runs[0].run_id, status=runs[0].status.value, decision=decisions(runs[0]).get(sig))
+        if runs else None)

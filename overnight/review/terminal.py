@@ -1,4 +1,4 @@
-"""Terminal rendering for `overnight runs`, `overnight show` and the compile command.
+"""Terminal rendering for `overnight runs`, `overnight show`, `overnight status` and the compile command.
 
 Pure presentation: takes domain models, returns Rich renderables or plain dicts. Must not import SQL.
 """
@@ -6,13 +6,16 @@ Pure presentation: takes domain models, returns Rich renderables or plain dicts.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from overnight.domain.runs import Run, RunEvent
+
+if TYPE_CHECKING:
+    from overnight.review.assemble import SignatureStatus
 
 _STATUS_STYLE = {"running": "cyan", "succeeded": "green", "failed": "red", "cancelled": "yellow",
                  "abandoned": "magenta"}
@@ -120,3 +123,24 @@ def summary_text(summary: Any) -> str:
     if summary.undo:
         lines += ["to undo:", *(f"  {command}" for command in summary.undo)]
     return "\n".join(lines)
+
+
+def status_table(rows: list[SignatureStatus]) -> Table:
+    """`overnight status`: one row per signature (`SignatureStatus`): what serves it, since which move, its canary,
+    its last run."""
+    table = Table(title="what serves now", expand=False)
+    table.add_column("signature", no_wrap=True)
+    for column in ("champion", "since", "last move", "canary", "last run"):
+        table.add_column(column)
+    for row in rows:
+        move, canary, run = row.last_move, row.canary, row.last_run
+        table.add_row(
+            row.signature_id, row.champion_id[:12] if row.champion_id else "default program",
+            when(move.created_at) if move else "-",
+            f"{move.action} by {move.actor}" + (f" ({move.run_id})" if move.run_id else "") if move else "-",
+            "none" if canary is None else (
+                f"{canary.canary_id} active at {canary.rollout_pct:g}%: {canary.candidate_samples}/"
+                f"{canary.next_target} candidate requests to its next look" if canary.status == "active"
+                else f"none active (last {canary.canary_id}: {canary.status})"),
+            "-" if run is None else f"{run.run_id} {run.status}" + (f": {run.decision}" if run.decision else ""))
+    return table

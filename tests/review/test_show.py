@@ -200,3 +200,38 @@ def test_the_api_serves_the_same_review_as_show_json(golden_db: str) -> None:
     assert served.json()["undo"] == shown["undo"] != []
     assert (missing.status_code, missing.json()["code"]) == (404, "run_not_found")
     assert (forbidden.status_code, forbidden.json()["code"]) == (403, "forbidden")
+
+
+def test_status_says_what_serves_each_signature_now(golden_db: str, open_store: Callable[..., SqlStore],
+                                                    clock: SteppingClock) -> None:
+    """The first question after an alert: per signature, which program serves, since when and by whose move, what
+    canary runs, and the last night's verdict — one command, from the store."""
+    from tests.store.test_canary_store import open_canary  # noqa: PLC0415
+
+    store = open_store()
+    open_canary(store, clock)  # SelectTool.v1's champion stays; a canary at 20% of its traffic
+    store.start_run(request=RunStart(run_id="night-triage", signature_ids=["SupportTriage.v1"]), actor="cron",
+                    default_lease_s=600)
+    shown = overnight(golden_db, "status", columns="250")
+    as_json = overnight(golden_db, "status", "--json")
+    assert shown.returncode == 0, shown.stderr
+    lines = {line.split()[1]: line for line in shown.stdout.splitlines() if line.startswith("│")}
+    select, triage = lines["SelectTool.v1"], lines["SupportTriage.v1"]
+    for needle in ("bbbbbbbbbbbb", "promote by ops-agent (night-golden)",
+                   "can-steps active at 20%: 0/4 candidate requests to its next look",
+                   "night-golden succeeded: promoted"):
+        assert needle in select, (needle, select)
+    for needle in ("default program", "none", "night-triage running"):
+        assert needle in triage, (needle, triage)
+    assert as_json.returncode == 0, as_json.stderr
+    rows = {row["signature_id"]: row for row in json.loads(as_json.stdout)["signatures"]}
+    assert rows["SelectTool.v1"]["champion_id"] == golden_run.BEST
+    assert rows["SelectTool.v1"]["last_move"]["action"] == "promote"
+    assert rows["SelectTool.v1"]["canary"] == {
+        "canary_id": "can-steps", "status": "active", "rollout_pct": 20.0, "candidate_id": "d" * 64,
+        "candidate_samples": 0, "next_target": 4, "end_reason": None}
+    assert rows["SelectTool.v1"]["last_run"] == {"run_id": golden_run.RUN_ID, "status": "succeeded",
+                                                 "decision": "promoted"}
+    assert rows["SupportTriage.v1"] == {"signature_id": "SupportTriage.v1", "champion_id": None, "last_move": None,
+                                        "canary": None, "last_run": {"run_id": "night-triage", "status": "running",
+                                                                     "decision": None}}
