@@ -333,17 +333,18 @@ def _followed(store: Any, run_id: str, *, after_seq: int, poll_s: float) -> Iter
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
     """What serves each signature now: its champion, since which move and by whom, its canary, its last run.
 
-    Read from the store at OVERNIGHT_DB_URL, as every server sees it: the first thing to look at after an alert."""
+    Read from the store at OVERNIGHT_DB_URL, as every server sees it: the first thing to look at after an alert.
+    --json: the same object as GET /api/v1/status."""
     from overnight.registry import Registry  # noqa: PLC0415
-    from overnight.review.assemble import signature_status  # noqa: PLC0415
+    from overnight.review.assemble import serving_status  # noqa: PLC0415
     from overnight.review.terminal import status_table  # noqa: PLC0415
 
     def work(store: Any) -> None:
-        rows = [signature_status(store, sig) for sig in Registry().ids()]
+        found = serving_status(store, Registry().ids())
         if as_json:
-            out.print_json(json.dumps({"signatures": [row.model_dump(mode="json") for row in rows]}))
+            out.print_json(found.model_dump_json())
         else:
-            out.print(status_table(rows))
+            out.print(status_table(found.signatures))
 
     _with_store(work, existing=True, as_json=as_json)
 

@@ -189,3 +189,13 @@ def signature_status(store: Store, sig: str) -> SignatureStatus:
             end_reason=canary.end_reason),
         last_run=RunBrief(run_id=runs[0].run_id, status=runs[0].status.value, decision=decisions(runs[0]).get(sig))
         if runs else None)
+
+
+class ServingStatus(BaseModel):
+    """Every registered signature's `SignatureStatus`: `overnight status --json` and `GET /api/v1/status`."""
+
+    signatures: list[SignatureStatus]
+
+
+def serving_status(store: Store, signature_ids: list[str]) -> ServingStatus:
+    return ServingStatus(signatures=[signature_status(store, sig) for sig in signature_ids])

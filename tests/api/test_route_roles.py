@@ -54,6 +54,7 @@ INVENTORY = {
     ("POST", "/api/v1/signatures/{signature_id}/canary:stop"): ADMIN,
     ("GET", "/api/v1/signatures/{signature_id}/canary"): READ,
     ("GET", "/api/v1/canaries/{canary_id}"): READ,
+    ("GET", "/api/v1/status"): READ,
     ("POST", "/api/v1/signatures/{signature_id}/promote"): ADMIN,
     ("POST", "/api/v1/signatures/{signature_id}/rollback"): ADMIN,
     ("GET", "/api/v1/signatures/{signature_id}/aliases/history"): READ,

@@ -16,7 +16,7 @@ import pytest
 from overnight.domain.compiling import Artifact
 from overnight.domain.runs import RunStart
 from overnight.store.sql import SqlStore
-from tests.factories import SteppingClock
+from tests.factories import READ_TOKEN, SteppingClock, live_server
 from tests.review import golden_run
 
 GOLDEN = Path(__file__).parent / "golden" / "show.txt"
@@ -232,6 +232,8 @@ def test_status_says_what_serves_each_signature_now(golden_db: str, open_store: 
         "candidate_samples": 0, "next_target": 4, "end_reason": None}
     assert rows["SelectTool.v1"]["last_run"] == {"run_id": golden_run.RUN_ID, "status": "succeeded",
                                                  "decision": "promoted"}
+    with live_server(golden_db) as server, server.client(token=READ_TOKEN) as reader:
+        assert reader.get("/api/v1/status").json() == json.loads(as_json.stdout)  # the API answers the same
     assert rows["SupportTriage.v1"] == {"signature_id": "SupportTriage.v1", "champion_id": None, "last_move": None,
                                         "canary": None, "last_run": {"run_id": "night-triage", "status": "running",
                                                                      "decision": None}}

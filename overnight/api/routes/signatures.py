@@ -20,6 +20,7 @@ from overnight.domain.datasets import (
 )
 from overnight.domain.runs import ID_PATTERN
 from overnight.domain.signatures import SignatureContract
+from overnight.review.assemble import ServingStatus, serving_status
 
 router = APIRouter(prefix="/api/v1", tags=["signatures"])
 SignatureId = Annotated[str, Path(pattern=ID_PATTERN, description="e.g. SelectTool.v1")]
@@ -42,6 +43,13 @@ class SignatureList(BaseModel):
 @router.get("/signatures")
 def list_signatures(_: Reader, registry: RegistryDep) -> SignatureList:
     return SignatureList(signatures=[registry.contract(sig).public() for sig in registry.ids()])
+
+
+@router.get("/status")
+def status(_: Reader, store: StoreDep, registry: RegistryDep) -> ServingStatus:
+    """What serves each signature now: its champion, the move that made it, its canary (active, else the last),
+    its last run with this signature's verdict. The same object as `overnight status --json`."""
+    return serving_status(store, registry.ids())
 
 
 @router.get("/signatures/{signature_id}")
