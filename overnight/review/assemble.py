@@ -175,6 +175,27 @@ class SignatureStatus(BaseModel):
     canary: CanaryBrief | None = Field(description="the active canary, else the last one")
     last_run: RunBrief | None
 
+    # The cells of `overnight status` and of the review's front page, worded once.
+    def champion_words(self) -> str:
+        return self.champion_id[:12] if self.champion_id else "default program"
+
+    def move_words(self) -> str:
+        move = self.last_move
+        return "-" if move is None else f"{move.action} by {move.actor}" + (f" ({move.run_id})" if move.run_id else "")
+
+    def canary_words(self) -> str:
+        canary = self.canary
+        if canary is None:
+            return "none"
+        if canary.status != "active":
+            return f"none active (last {canary.canary_id}: {canary.status})"
+        return (f"{canary.canary_id} active at {canary.rollout_pct:g}%: {canary.candidate_samples}/"
+                f"{canary.next_target} candidate requests to its next look")
+
+    def run_words(self) -> str:
+        run = self.last_run
+        return "-" if run is None else f"{run.run_id} {run.status}" + (f": {run.decision}" if run.decision else "")
+
 
 def signature_status(store: Store, sig: str) -> SignatureStatus:
     moves = store.alias_history(signature_id=sig, limit=1)

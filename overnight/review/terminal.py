@@ -133,14 +133,7 @@ def status_table(rows: list[SignatureStatus]) -> Table:
     for column in ("champion", "since", "last move", "canary", "last run"):
         table.add_column(column)
     for row in rows:
-        move, canary, run = row.last_move, row.canary, row.last_run
-        table.add_row(
-            row.signature_id, row.champion_id[:12] if row.champion_id else "default program",
-            when(move.created_at) if move else "-",
-            f"{move.action} by {move.actor}" + (f" ({move.run_id})" if move.run_id else "") if move else "-",
-            "none" if canary is None else (
-                f"{canary.canary_id} active at {canary.rollout_pct:g}%: {canary.candidate_samples}/"
-                f"{canary.next_target} candidate requests to its next look" if canary.status == "active"
-                else f"none active (last {canary.canary_id}: {canary.status})"),
-            "-" if run is None else f"{run.run_id} {run.status}" + (f": {run.decision}" if run.decision else ""))
+        table.add_row(row.signature_id, row.champion_words(),
+                      when(row.last_move.created_at) if row.last_move else "-", row.move_words(), row.canary_words(),
+                      row.run_words())
     return table

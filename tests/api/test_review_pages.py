@@ -175,6 +175,23 @@ def test_the_run_page_says_what_show_says(server: LiveServer) -> None:
     assert page.count('<polyline class="arm-') == 4  # two arms, two panels
 
 
+def test_the_front_page_says_what_serves_each_signature_now(server: LiveServer) -> None:
+    """The morning's first look, as `overnight status` prints it: above the runs, one row per signature."""
+    with signed_in(server) as client:
+        page = client.get("/review").text
+    serving = page[page.index('<table id="serving">'):]
+    serving = serving[:serving.index("</table>")]
+    assert page.index('<table id="serving">') < page.index('<table id="runs">')
+    rows = re.findall(r"<tr>(.*?)</tr>", serving, flags=re.S)[1:]  # after the header
+    select = next(r for r in rows if f'href="/review/signatures/{golden_run.SIG}"' in r)
+    triage = next(r for r in rows if 'href="/review/signatures/SupportTriage.v1"' in r)
+    for needle in ("bbbbbbbbbbbb", "promote by ops-agent (night-golden)", "none active (last can-golden: promoted)",
+                   f'<a href="/review/runs/{golden_run.RUN_ID}">night-golden succeeded: promoted</a>'):
+        assert needle in select, (needle, select)
+    for needle in ("default program", "<td>none</td>"):
+        assert needle in triage, (needle, triage)
+
+
 def test_the_signature_and_diff_pages(server: LiveServer) -> None:
     with signed_in(server) as client:
         signature = client.get(f"/review/signatures/{golden_run.SIG}").text

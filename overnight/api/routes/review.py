@@ -20,12 +20,12 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from overnight.api.auth import SESSION_COOKIE, Principal, ReviewSession, SignInRequired, TokenRegistry
-from overnight.api.deps import SettingsDep, StoreDep
+from overnight.api.deps import RegistryDep, SettingsDep, StoreDep
 from overnight.api.routes.runs import follow_events
 from overnight.domain.diff import diff_artifacts
 from overnight.domain.review import short
 from overnight.domain.runs import ID_PATTERN, RunStatus
-from overnight.review.assemble import run_review, signature_overview
+from overnight.review.assemble import run_review, serving_status, signature_overview
 from overnight.review.charts import canary_chart, candidate_chart
 from overnight.review.show import delta_sentence, seconds
 from overnight.review.terminal import decisions, duration, verdicts, when
@@ -68,12 +68,12 @@ _POLICY = ("default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-in
 
 
 @router.get("", response_class=HTMLResponse)
-def runs_page(viewer: Viewer, store: StoreDep, status: RunStatus | None = None,
+def runs_page(viewer: Viewer, store: StoreDep, registry: RegistryDep, status: RunStatus | None = None,
               since_h: Annotated[int | None, Query(ge=1, le=24 * 366)] = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 50) -> HTMLResponse:
     since = None if since_h is None else store.clock() - since_h * 3600 * 1000
     return page("runs.html", viewer=viewer, runs=store.list_runs(limit=limit, status=status, since=since),
-                status_filter=status, since_h=since_h, limit=limit)
+                status_filter=status, since_h=since_h, limit=limit, serving=serving_status(store, registry.ids()))
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
