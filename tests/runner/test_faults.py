@@ -395,3 +395,25 @@ def test_a_canary_replaced_mid_traffic_is_reported_as_the_runners_own_not_the_ne
     assert result["reason"] == "canary stopped by ops-agent: replacing it"
     assert result["requests_on_arms"] == sum(arm["samples"] for arm in own["arms"].values())
     assert (left["canary_id"], left["status"]) == (theirs.json()["canary_id"], "active")  # not the runner's to stop
+
+
+def test_a_runner_newer_than_its_api_stops_at_preflight_before_anything_starts(db_url: str) -> None:
+    """Upgrading the cron host before the servers: the runner follows its canary by id, which an older API cannot
+    answer. Found out mid-night it would leave that canary running; preflight says so and starts nothing."""
+    def older(app: FastAPI) -> None:  # answers that route as an API without it does: 404 not_found
+        @app.middleware("http")
+        async def without_the_route(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+            if request.url.path.startswith("/api/v1/canaries/"):
+                return JSONResponse({"ok": False, "code": "not_found", "error": f"no route {request.url.path}",
+                                     "status": 404, "request_id": "older"}, status_code=404)
+            return await call_next(request)
+
+    with live_server(db_url, customize=older, lm=BETTER) as server, server.client() as api:
+        code, summary, _ = overnight_run(db_url, BETTER, "--base-url", server.base_url, "--dataset", str(SELECT),
+                                         OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        runs = api.get("/api/v1/runs").json()["runs"]
+    assert code == 2, summary
+    assert summary["verdict"] == (
+        f"preflight failed: config_error: the API at {server.base_url} is older than this runner (it has no GET "
+        "/api/v1/canaries/{canary_id}, which the runner follows its canary with): upgrade the servers first")
+    assert runs == []
