@@ -198,11 +198,13 @@ class SignatureStatus(BaseModel):
 
 
 def signature_status(store: Store, sig: str) -> SignatureStatus:
+    # The champion is where its last move went (the alias and its history change in one transaction): one read
+    # gives both, so a move made meanwhile cannot pair one champion with another's "since".
     moves = store.alias_history(signature_id=sig, limit=1)
     canary = store.find_canary(signature_id=sig)
     runs = store.list_runs(limit=1, signature_id=sig)
     return SignatureStatus(
-        signature_id=sig, champion_id=store.champion(signature_id=sig), last_move=moves[-1] if moves else None,
+        signature_id=sig, champion_id=moves[-1].to_id if moves else None, last_move=moves[-1] if moves else None,
         canary=None if canary is None else CanaryBrief(
             canary_id=canary.canary_id, status=canary.status, rollout_pct=canary.rollout_pct,
             candidate_id=canary.candidate_id, candidate_samples=canary.arms["candidate"].samples,

@@ -237,3 +237,10 @@ def test_status_says_what_serves_each_signature_now(golden_db: str, open_store: 
     assert rows["SupportTriage.v1"] == {"signature_id": "SupportTriage.v1", "champion_id": None, "last_move": None,
                                         "canary": None, "last_run": {"run_id": "night-triage", "status": "running",
                                                                      "decision": None}}
+    rolled = overnight(golden_db, "rollback", "-s", "SelectTool.v1", "--to", "default", "--reason", "bad answers",
+                       "--actor", "bob")
+    assert rolled.returncode == 0, rolled.stderr
+    after = json.loads(overnight(golden_db, "status", "--json").stdout)["signatures"][0]
+    assert (after["champion_id"], after["last_move"]["action"], after["last_move"]["actor"]) == (None, "rollback",
+                                                                                                 "bob")
+    assert after["canary"]["status"] == "stopped"  # a rollback ends the canary
