@@ -71,8 +71,8 @@ class ServingVerbs:
         with self._tx.write() as conn:
             active = canary_sql.find(conn, signature_id, active_only=True)
             if canary_id is not None and (active is None or active.canary_id != canary_id):
-                now = f"{active.canary_id} is" if active else "none is"
-                raise CanaryNotFound(f"canary {canary_id} is not active on {signature_id} ({now}): nothing stopped",
+                instead = f"{active.canary_id} is" if active else "none is"
+                raise CanaryNotFound(f"canary {canary_id} is not active on {signature_id} ({instead}): nothing stopped",
                                      details={"canary_id": canary_id,
                                               "active_canary_id": active.canary_id if active else None})
             if active is None:
