@@ -56,6 +56,11 @@ class Run(BaseModel):
     started_at: int
     ended_at: int | None
 
+    def decisions(self) -> dict[str, str | None]:
+        """Each signature's decision from the run's summary (None while it runs or when it never got there)."""
+        decided = self.summary.get("signatures", {})
+        return {sig: (decided.get(sig) or {}).get("decision") for sig in self.signature_ids}
+
     def followed_to_the_end(self, last_seq: int) -> bool:
         """A follower that has read up to `last_seq` has everything: the run has finished (no event comes after
         run.finished) and that was its last event."""

@@ -33,7 +33,6 @@ from overnight.domain.review import (
 )
 from overnight.domain.runs import Run, RunEvent
 from overnight.errors import NotFound
-from overnight.review.terminal import decisions
 from overnight.store import Store
 
 PAGE = 1000
@@ -210,7 +209,7 @@ def signature_status(store: Store, sig: str) -> SignatureStatus:
             candidate_id=canary.candidate_id, candidate_samples=canary.arms["candidate"].samples,
             next_target=canary.config.targets[canary.step] if canary.status == "active" else None,
             end_reason=canary.end_reason),
-        last_run=RunBrief(run_id=runs[0].run_id, status=runs[0].status.value, decision=decisions(runs[0]).get(sig))
+        last_run=RunBrief(run_id=runs[0].run_id, status=runs[0].status.value, decision=runs[0].decisions().get(sig))
         if runs else None)
 
 

@@ -35,14 +35,8 @@ def duration(start: int, end: int | None) -> str:
     return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
-def decisions(run: Run) -> dict[str, str | None]:
-    """Each signature's decision from the run's summary (None while it runs or when it never got there)."""
-    decided = run.summary.get("signatures", {})
-    return {sig: (decided.get(sig) or {}).get("decision") for sig in run.signature_ids}
-
-
 def verdicts(run: Run) -> str:
-    return ", ".join(f"{sig}: {decision or '-'}" for sig, decision in decisions(run).items())
+    return ", ".join(f"{sig}: {decision or '-'}" for sig, decision in run.decisions().items())
 
 
 def runs_table(runs: list[Run]) -> Table:
@@ -62,7 +56,7 @@ def runs_document(runs: list[Run]) -> list[dict[str, Any]]:
     """The `runs --json` rows: the table's columns, plus the whole run record."""
     return [{"run_id": r.run_id, "status": r.status.value, "exit_code": r.summary.get("exit_code"),
              "started_at": r.started_at, "ended_at": r.ended_at,
-             "decisions": decisions(r),
+             "decisions": r.decisions(),
              "run": r.model_dump(mode="json")} for r in runs]
 
 
