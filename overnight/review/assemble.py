@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from overnight.domain.canary import CanaryRecord
 from overnight.domain.compiling import CompileReport
@@ -169,10 +169,15 @@ class SignatureStatus(BaseModel):
     """What serves a signature now, and what last changed it."""
 
     signature_id: str
-    champion_id: str | None = Field(description="None: the signature's default program")
-    last_move: AliasMove | None
+    last_move: AliasMove | None = Field(description="the champion's last move; None: it never moved")
     canary: CanaryBrief | None = Field(description="the active canary, else the last one")
     last_run: RunBrief | None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def champion_id(self) -> str | None:
+        """Where the last move went (the alias and its history change in one transaction); None: the default."""
+        return self.last_move.to_id if self.last_move else None
 
     # The cells of `overnight status` and of the review's front page, worded once.
     def champion_words(self) -> str:
@@ -197,13 +202,13 @@ class SignatureStatus(BaseModel):
 
 
 def signature_status(store: Store, sig: str) -> SignatureStatus:
-    # The champion is where its last move went (the alias and its history change in one transaction): one read
-    # gives both, so a move made meanwhile cannot pair one champion with another's "since".
+    # One read for the champion and its "since" (`champion_id` is the last move's target): a move made meanwhile
+    # cannot pair one champion with another's move.
     moves = store.alias_history(signature_id=sig, limit=1)
     canary = store.find_canary(signature_id=sig)
     runs = store.list_runs(limit=1, signature_id=sig)
     return SignatureStatus(
-        signature_id=sig, champion_id=moves[-1].to_id if moves else None, last_move=moves[-1] if moves else None,
+        signature_id=sig, last_move=moves[-1] if moves else None,
         canary=None if canary is None else CanaryBrief(
             canary_id=canary.canary_id, status=canary.status, rollout_pct=canary.rollout_pct,
             candidate_id=canary.candidate_id, candidate_samples=canary.arms["candidate"].samples,
