@@ -14,7 +14,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -203,16 +203,21 @@ def db_prune(
     _with_store(work, existing=True, as_json=as_json)
 
 
-def _with_store(work: Callable[[Any], None], *, existing: bool = False, as_json: bool = False) -> None:
-    """Run `work` on the store; `existing=True` for commands on what is recorded (no store is made for them)."""
-    from overnight.store import build_store  # noqa: PLC0415
+def _with_store(work: Callable[[Any], None], *, existing: bool = False, as_json: bool = False,
+                dry_run: bool = False) -> None:
+    """Run `work` on the store; `existing=True` for commands on what is recorded (no store is made for them);
+    `dry_run=True` for a dry run, which neither makes nor upgrades one (`store_for_dry_run`)."""
+    from overnight.store import build_store, store_for_dry_run  # noqa: PLC0415
 
-    with _errors_as_exit_codes(as_json=as_json):
-        store = build_store(_settings(), existing=existing)
-        try:
-            work(store)
-        finally:
-            store.close()
+    with _errors_as_exit_codes(as_json=as_json), ExitStack() as stack:
+        if dry_run:
+            store, note = stack.enter_context(store_for_dry_run(_settings()))
+            if note:
+                err.print(note, markup=False, highlight=False, soft_wrap=True)
+        else:
+            store = build_store(_settings(), existing=existing)
+            stack.callback(store.close)
+        work(store)
 
 
 @runs_app.callback(invoke_without_command=True)
@@ -447,7 +452,7 @@ def import_(
                   f" {result.snapshot.example_count} examples, {result.snapshot.split_counts})", markup=False,
                   soft_wrap=True)
 
-    _with_store(work, as_json=as_json)
+    _with_store(work, as_json=as_json, dry_run=dry_run)
 
 
 @app.command("compile")

@@ -1,5 +1,6 @@
 """The one client for the admin API: it owns the `httpx.Client`, sends the bearer token and an `x-request-id` on
-every call, an `Idempotency-Key` on every POST (the same key on each retry, so a retry never doubles an effect),
+every call, an `Idempotency-Key` on every POST with an effect (the same key on each retry, so a retry never doubles
+an effect; a check or a validation changes nothing, and carries none, so the server stores no answer for it),
 retries (tenacity) only transport errors, 429 and 5xx — honouring `Retry-After` — and maps every failure into our
 error tree in exactly one place (`_raise_for`). Tests pass `transport=`.
 
@@ -62,9 +63,10 @@ class OvernightClient:
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
                 content: bytes | None = None, headers: dict[str, str] | None = None,
-                idempotency_key: str | None = None, timeout_s: float | None = None) -> httpx.Response:
+                idempotency_key: str | None = None, timeout_s: float | None = None,
+                effect: bool = True) -> httpx.Response:
         sent = {"x-request-id": uuid.uuid4().hex, **(headers or {})}
-        if method == "POST":
+        if method == "POST" and effect:
             sent["idempotency-key"] = idempotency_key or f"auto-{uuid.uuid4().hex}"
         retrying = Retrying(stop=stop_after_attempt(self.attempts), wait=self._wait, sleep=self._sleep,
                             retry=retry_if_exception(lambda e: isinstance(e, httpx.TransportError | _Retryable)),
@@ -113,7 +115,7 @@ class OvernightClient:
 
     def lm_check(self, signature_id: str, *, timeout_s: float | None = None) -> LMCheck:
         return self._model(LMCheck, "POST", "/api/v1/lm:check", params={"signature": signature_id},
-                           timeout_s=timeout_s)
+                           timeout_s=timeout_s, effect=False)
 
     # runs and events --------------------------------------------------------------------------------------
 
@@ -187,7 +189,7 @@ class OvernightClient:
 
     def validate_examples(self, signature_id: str, jsonl: bytes) -> DatasetCheck:
         return self._model(DatasetCheck, "POST", f"/api/v1/signatures/{signature_id}/examples:validate",
-                           content=jsonl, headers={"content-type": "application/x-ndjson"})
+                           content=jsonl, headers={"content-type": "application/x-ndjson"}, effect=False)
 
     def examples(self, signature_id: str, *, split: str | None = None, after: str | None = None,
                  limit: int = 1000) -> ExamplePage:

@@ -13,7 +13,7 @@ import secrets
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from overnight.client import OvernightClient
@@ -36,7 +36,7 @@ def nightly(settings: Settings, *, base_url: str | None, signatures: list[str], 
     runner: Runner | None = None
     try:
         with stop_on_signals(ignore=lambda: runner is not None and runner.finishing), \
-                api(settings, base_url) as (url, token), \
+                api(settings, base_url, dry_run=dry_run, say=say) as (url, token), \
                 OvernightClient(url, token, timeout_s=120, attempts=settings.client_attempts) as client:
             say(f"API at {url}" + ("" if base_url else " (embedded, stops at the end)"))
             runner = Runner(client, options, say=say)
@@ -79,25 +79,30 @@ def quiet_transport_logs(settings: Settings) -> None:
 
 
 @contextmanager
-def api(settings: Settings, base_url: str | None) -> Iterator[tuple[str, str]]:
+def api(settings: Settings, base_url: str | None, *, dry_run: bool, say: Say) -> Iterator[tuple[str, str]]:
+    """The API's URL and an admin token for it. The embedded API of a dry run reads the store as it is: not made,
+    not upgraded (`store_for_dry_run`)."""
     if base_url is not None:
         yield base_url, api_token(settings, roles=("admin",), url=base_url)
         return
     from overnight.api.app import create_app  # noqa: PLC0415 - only the embedded default needs the app
     from overnight.api.auth import TokenRegistry, parse_token_spec  # noqa: PLC0415
     from overnight.api.embedded import embedded_server  # noqa: PLC0415
-    from overnight.store import build_store  # noqa: PLC0415
+    from overnight.store import build_store, store_for_dry_run  # noqa: PLC0415
 
     minted = secrets.token_urlsafe(32)
     spec = settings.tokens.get_secret_value()
     entries = parse_token_spec(spec, dev=settings.dev) if spec.strip() else []
     tokens = TokenRegistry([*entries, ("overnight-run", "admin", minted)])
-    store = build_store(settings)
-    try:
-        with embedded_server(create_app(settings, store, tokens=tokens)) as url:
-            yield url, minted
-    finally:
-        store.close()
+    with ExitStack() as stack:
+        if dry_run:
+            store, note = stack.enter_context(store_for_dry_run(settings))
+            if note:
+                say(note)
+        else:
+            store = build_store(settings)
+            stack.callback(store.close)
+        yield stack.enter_context(embedded_server(create_app(settings, store, tokens=tokens))), minted
 
 
 def api_token(settings: Settings, *, roles: tuple[str, ...], url: str) -> str:

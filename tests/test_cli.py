@@ -352,6 +352,13 @@ def test_import_then_reimport_then_a_bad_file(tmp_path: Path) -> None:
     assert would.returncode == 0, would.stderr
     assert would.stdout.startswith("dry run, nothing written: SelectTool.v1: 0 inserted, 0 updated, 75 unchanged of "
                                    "75 rows, 2 removed\n")
+    not_made = tmp_path / "typo" / "o.db"  # a dry run against a store not made yet makes none
+    would = overnight("import", str(fewer), "--signature", "SelectTool.v1", "--dry-run", db=not_made)
+    assert would.returncode == 0, would.stderr
+    assert would.stdout.startswith("dry run, nothing written: SelectTool.v1: 75 inserted, 0 updated, 0 unchanged")
+    assert would.stderr.startswith(f"no overnight store at sqlite:///{not_made} yet (a real run, import or "
+                                   "`overnight serve` makes it)")
+    assert not not_made.parent.exists()
     replaced = overnight("import", str(fewer), "--signature", "SelectTool.v1", "--replace", db=db)
     assert replaced.returncode == 0, replaced.stderr
     assert "0 inserted, 0 updated, 75 unchanged of 75 rows, 2 removed" in replaced.stdout

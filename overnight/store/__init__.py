@@ -6,9 +6,12 @@
 from __future__ import annotations
 
 import sqlite3
-from contextlib import closing
+import tempfile
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
+from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from overnight.config import Settings
@@ -16,12 +19,12 @@ from overnight.domain.runs import EventBounds
 from overnight.errors import ConfigError
 from overnight.store.base import IdempotencyClaim, Store
 from overnight.store.engine import build_engine, parse_db_url
-from overnight.store.migrate import current_revision, upgrade
+from overnight.store.migrate import current_revision, head_revision, upgrade
 from overnight.store.sql import Clock, SqlStore, system_clock
 
 _NO_TABLES = "the database has no overnight tables"
 
-__all__ = ["IdempotencyClaim", "SqlStore", "Store", "bounds_from", "build_store", "engine_for"]
+__all__ = ["IdempotencyClaim", "SqlStore", "Store", "bounds_from", "build_store", "engine_for", "store_for_dry_run"]
 
 
 def bounds_from(settings: Settings) -> EventBounds:
@@ -55,22 +58,65 @@ def build_store(settings: Settings, *, clock: Clock = system_clock, migrate: boo
                     write_wait_s=settings.db_busy_timeout_ms / 1000)
 
 
+@contextmanager
+def store_for_dry_run(settings: Settings) -> Iterator[tuple[SqlStore, str | None]]:
+    """The store a dry run reads, and what to say about it: a dry run changes nothing, the database included.
+
+    A store that is not made yet (no SQLite file, or a database with no overnight tables) is read as an empty
+    temporary SQLite store — what a real run would find — and deleted after; one on an older schema is refused, as
+    reading it would need the upgrade. Otherwise the store itself, not migrated."""
+    url = settings.db_url.get_secret_value()
+    revision = None
+    if _sqlite_not_made(url) is None:
+        engine = engine_for(settings)
+        try:
+            revision = current_revision(engine)
+        finally:
+            engine.dispose()
+    if revision is not None and revision != head_revision():
+        raise ConfigError(f"the store's schema is at revision {revision} and this version needs {head_revision()}; "
+                          "a dry run changes nothing, the schema included: `overnight db upgrade` brings an older "
+                          "store up to date (as a real run or `overnight serve` does on start), then dry-run again")
+    if revision is not None:
+        store = build_store(settings, migrate=False)
+        try:
+            yield store, None
+        finally:
+            store.close()
+        return
+    shown = parse_db_url(url).render_as_string(hide_password=True)
+    with tempfile.TemporaryDirectory(prefix="overnight-dry-run-") as folder:
+        empty = settings.model_copy(update={"db_url": SecretStr(f"sqlite:///{Path(folder) / 'overnight.db'}")})
+        store = build_store(empty)
+        try:
+            yield store, (f"no overnight store at {shown} yet (a real run, import or `overnight serve` makes it): "
+                          "this dry run reads an empty temporary store")
+        finally:
+            store.close()
+
+
 def _refuse_missing_file(url: str) -> None:
-    """SQLite makes a missing file on the first connection (and our connect hook makes an empty one a WAL
-    database), so a SQLite store is looked at read-only before the engine connects."""
+    why = _sqlite_not_made(url)
+    if why is not None:
+        raise _not_there(url, why)
+
+
+def _sqlite_not_made(url: str) -> str | None:
+    """Why a SQLite store is not there (None when it is, or when the URL is not SQLite). SQLite makes a missing file
+    on the first connection (and our connect hook makes an empty one a WAL database), so the file is looked at
+    read-only before any engine connects."""
     parsed = parse_db_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database:
-        return
+        return None
     path = Path(parsed.database).expanduser()
     if not path.exists():
-        raise _not_there(url, "the file does not exist")
+        return "the file does not exist"
     try:
         with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
             found = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'alembic_version'").fetchone()
     except sqlite3.Error:
-        return  # not SQLite: the engine refuses the file by its header (ConfigError), below
-    if not found[0]:
-        raise _not_there(url, _NO_TABLES)
+        return None  # not SQLite: the engine refuses the file by its header (ConfigError)
+    return None if found[0] else _NO_TABLES
 
 
 def _not_there(url: str, why: str) -> ConfigError:

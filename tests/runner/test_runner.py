@@ -12,7 +12,10 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+from sqlalchemy import create_engine, func, inspect, select, table
+from sqlalchemy.pool import NullPool
 
+from overnight.store.migrate import current_revision, downgrade, head_revision, upgrade
 from tests.factories import FAIR_SPLIT_P, live_server
 from tests.runner.helpers import BETTER, FAIR_SPLIT, FLAKY, NOTHING, SELECT, TRIAGE, overnight_run, runner_env
 
@@ -201,6 +204,55 @@ def test_preflight_fails_fast_with_exit_2_and_changes_nothing(db_url: str, tmp_p
     with live_server(db_url) as server, server.client() as api:
         assert api.get("/api/v1/runs").json()["runs"] == []  # no run was started
         assert api.get("/api/v1/signatures/SelectTool.v1/examples").json()["examples"] == []
+
+
+def _rows_per_table(db_url: str) -> dict[str, int]:
+    engine = create_engine(db_url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return {name: conn.execute(select(func.count()).select_from(table(name))).scalar_one()
+                    for name in inspect(conn).get_table_names()}
+    finally:
+        engine.dispose()
+
+
+def test_a_dry_run_checks_what_a_night_would_and_changes_nothing(db_url: str) -> None:
+    with live_server(db_url) as server, server.client() as api:  # a store with a night's worth of state in it
+        assert api.post("/api/v1/runs", json={"signature_ids": ["SelectTool.v1"]}).status_code == 201
+    before = _rows_per_table(db_url)
+    assert (before["ops_runs"], before["run_locks"]) == (1, 1)
+    code, summary, stderr = overnight_run(db_url, BETTER, "--dry-run", "--dataset", str(SELECT))
+    assert code == 0, stderr[-2000:]
+    assert summary["verdict"] == "dry run: preflight passed; nothing was changed"
+    assert "preflight: SelectTool.v1 answered by" in stderr
+    assert _rows_per_table(db_url) == before
+
+
+def test_a_dry_run_makes_no_store_and_upgrades_none(db_url: str, tmp_path: Path) -> None:
+    """"Preflight only: change nothing" holds for the store itself: a dry run before the first night (or against a
+    mistyped OVERNIGHT_DB_URL) made and migrated the database; one after an upgrade migrated the schema."""
+    new = tmp_path / "not" / "yet" / "overnight.db"
+    code, summary, stderr = overnight_run(f"sqlite:///{new}", BETTER, "--dry-run", "--dataset", str(SELECT))
+    assert code == 0, stderr[-2000:]
+    assert summary["verdict"] == "dry run: preflight passed; nothing was changed"
+    assert (f"no overnight store at sqlite:///{new} yet (a real run, import or `overnight serve` makes it): this dry "
+            "run reads an empty temporary store") in stderr
+    assert not (tmp_path / "not").exists()
+
+    engine = create_engine(db_url, poolclass=NullPool)
+    downgrade(engine, "base")  # a database with no overnight tables: what a new PostgreSQL database is
+    code, summary, stderr = overnight_run(db_url, BETTER, "--dry-run", "--dataset", str(SELECT))
+    assert code == 0, stderr[-2000:]
+    assert "this dry run reads an empty temporary store" in stderr
+    assert current_revision(engine) is None
+
+    upgrade(engine, "0002")  # a store an older overnight made
+    code, summary, stderr = overnight_run(db_url, BETTER, "--dry-run", "--dataset", str(SELECT))
+    assert code == 2
+    assert f"the store's schema is at revision 0002 and this version needs {head_revision()}" in stderr
+    assert "`overnight db upgrade`" in stderr
+    assert current_revision(engine) == "0002"
+    engine.dispose()
 
 
 def test_resuming_a_run_that_is_not_there_or_not_running_is_a_preflight_failure_before_the_lm_is_asked(
