@@ -610,6 +610,8 @@ def canary(
 def canary_stop(
     signature: Annotated[str, typer.Option("--signature", "-s", help="e.g. SelectTool.v1")],
     reason: Annotated[str, typer.Option(help="Why; written into the canary's history")],
+    canary_id: Annotated[str | None, typer.Option("--id", help=(
+        "Stop only this canary (the one you looked at): refused when another has replaced it"))] = None,
     actor: Annotated[str | None, typer.Option(help="Who (default cli:$USER)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
@@ -624,8 +626,8 @@ def canary_stop(
 
     def work(store: Any) -> None:
         Registry().get(signature)
-        body, who = _request(CanaryStop, reason=reason), _actor(actor)
-        stopped = store.stop_canary(signature_id=signature, actor=who, reason=body.reason)
+        body, who = _request(CanaryStop, reason=reason, canary_id=canary_id), _actor(actor)
+        stopped = store.stop_canary(signature_id=signature, actor=who, reason=body.reason, canary_id=body.canary_id)
         if as_json:
             out.print_json(stopped.model_dump_json())
             return

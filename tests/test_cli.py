@@ -564,6 +564,7 @@ def test_canary_commands_name_what_is_missing_and_change_nothing(tmp_path: Path)
     never_json = overnight("canary", "-s", "SelectTool.v1", "--json", db=db)
     nothing_to_stop = overnight("canary", "stop", "-s", "SelectTool.v1", "--reason", "x", db=db)
     no_reason = overnight("canary", "stop", "-s", "SelectTool.v1", db=db)
+    bad_id = overnight("canary", "stop", "-s", "SelectTool.v1", "--id", "can 1", "--reason", "x", db=db)
     assert (no_signature.returncode, no_signature.stderr.strip()) == (
         2, "validation_error: --signature: name the signature whose canary to show, e.g. -s SelectTool.v1")
     assert unknown.returncode == 1
@@ -577,6 +578,8 @@ def test_canary_commands_name_what_is_missing_and_change_nothing(tmp_path: Path)
         1, "canary_not_found: SelectTool.v1 has no active canary to stop")
     assert no_reason.returncode == 2
     assert "--reason" in no_reason.stderr
+    assert bad_id.returncode == 2
+    assert bad_id.stderr.startswith("validation_error: canary_id: String should match pattern"), bad_id.stderr
 
 
 def test_serve_on_a_port_in_use_says_so_with_exit_2_before_touching_the_store(tmp_path: Path) -> None:

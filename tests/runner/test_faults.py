@@ -334,14 +334,20 @@ def test_an_operator_stops_the_canary_from_the_cli_mid_traffic_and_the_champion_
         with live_server(db_url) as server, server.client() as api:
             wait_for(lambda: traffic_started(api))
         live = cli("canary", "-s", "SelectTool.v1")
-        stopped = cli("canary", "stop", "-s", "SelectTool.v1", "--reason", "users report wrong tools", "--json")
+        looked_at = re.search(r"canary (\S+) active", live.stdout)
+        assert looked_at, live.stdout + live.stderr
+        not_that = cli("canary", "stop", "-s", "SelectTool.v1", "--id", "can-0-other", "--reason", "stale")
+        stopped = cli("canary", "stop", "-s", "SelectTool.v1", "--id", looked_at[1], "--reason",
+                      "users report wrong tools", "--json")
         again = cli("canary", "stop", "-s", "SelectTool.v1", "--reason", "twice")
     finally:
         runner.wait(timeout=300)
     log = (tmp_path / "runner.log").read_text()
     assert live.returncode == 0, live.stderr
     canary_id = json.loads(stopped.stdout)["canary_id"]
-    assert f"canary {canary_id} active" in live.stdout
+    assert canary_id == looked_at[1]
+    assert (not_that.returncode, not_that.stderr.strip()) == (
+        1, f"canary_not_found: canary can-0-other is not active on SelectTool.v1 ({canary_id} is): nothing stopped")
     for needle in ("control", "candidate", "gates now:", "keep driving", "opened at 1% (step 0) by overnight-run",
                    "errors by code: none"):
         assert needle in live.stdout, needle
