@@ -55,8 +55,8 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(canary_app, name="canary")
 # Piped (an agent reading it, a cron log), rich would assume 80 columns and cut the review's table cells short
 # ("candi…", "$0.0…"): give it room unless COLUMNS says how wide to be.
-out = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPED_WIDTH)
-err = Console(stderr=True, soft_wrap=True)  # one error, one line: agents parse `code: message`
+out = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPED_WIDTH, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)  # one error, one line: agents parse `code: message`
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -77,15 +77,14 @@ def _errors_as_exit_codes(*, as_json: bool = False) -> Iterator[None]:
                    else exc.message)
         if as_json:
             out.print(json.dumps({"ok": False, "code": exc.code, "error": message, "details": exc.details or None}),
-                      markup=False, highlight=False, soft_wrap=True)  # one line: `runs tail --json` prints lines
-        err.print(f"{exc.code}: {message}", markup=False, highlight=False)
+                      markup=False, soft_wrap=True)  # one line: `runs tail --json` prints lines
+        err.print(f"{exc.code}: {message}", markup=False)
         if outage and (driver := getattr(exc.__cause__, "orig", None)) is not None:
             said = (str(driver).strip().splitlines() or [type(driver).__name__])[0]
-            err.print(f"  the database said: {said}", markup=False, highlight=False)
+            err.print(f"  the database said: {said}", markup=False)
         for problem in exc.details.get("errors", [])[:20]:
             if "line" in problem:
-                err.print(f"  line {problem['line']}, {problem['field']}: {problem['reason']}", markup=False,
-                          highlight=False)
+                err.print(f"  line {problem['line']}, {problem['field']}: {problem['reason']}", markup=False)
         raise typer.Exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED) from None
 
 
@@ -213,7 +212,7 @@ def _with_store(work: Callable[[Any], None], *, existing: bool = False, as_json:
         if dry_run:
             store, note = stack.enter_context(store_for_dry_run(_settings()))
             if note:
-                err.print(note, markup=False, highlight=False, soft_wrap=True)
+                err.print(note, markup=False, soft_wrap=True)
         else:
             store = build_store(_settings(), existing=existing)
             stack.callback(store.close)
@@ -276,10 +275,10 @@ def runs_tail(
     def printed(events: Iterator[RunEvent]) -> None:
         for event in events:
             if as_json:
-                out.print(event.model_dump_json(), markup=False, highlight=False, soft_wrap=True)
+                out.print(event.model_dump_json(), markup=False, soft_wrap=True)
             else:
                 out.print(f"{event.seq:>6}  {when(event.ts)}  {event.phase:<16} {event.kind:<24} "
-                          f"{event.level:<7} {event.message}", markup=False, highlight=False, soft_wrap=True)
+                          f"{event.level:<7} {event.message}", markup=False, soft_wrap=True)
 
     if base_url is None:
         def work(store: Any) -> None:
@@ -315,7 +314,7 @@ def _said_if_finished(run: Run) -> None:
     if run.status != "running":
         err.print(f"{run.run_id} has finished ({run.status.value}) with {run.event_count} events: nothing more to "
                   f"follow; --all prints them, `overnight show {run.run_id}` reviews the run", markup=False,
-                  highlight=False, soft_wrap=True)
+                  soft_wrap=True)
 
 
 def _followed(store: Any, run_id: str, *, after_seq: int, poll_s: float) -> Iterator[RunEvent]:
@@ -417,7 +416,7 @@ def diff(
         lines += [f"decode {k}: {old!r} -> {new!r}" for k, (old, new) in changed.decode_changes.items()]
         lines += ["the LM differs"] if changed.lm_id_changed else []
         for line in lines:
-            out.print(line, markup=False, highlight=False, soft_wrap=True)
+            out.print(line, markup=False, soft_wrap=True)
 
     _with_store(work, existing=True, as_json=as_json)
 
@@ -485,8 +484,7 @@ def compile_(
                         f"{data['train_examples']} train examples")
                 bar.update(task, description=step)
                 if not err.is_terminal and not as_json:  # a log or an agent: one plain line per rung
-                    err.print(f"{step} ({data['evaluations_so_far']} evaluations so far)", markup=False,
-                              highlight=False)
+                    err.print(f"{step} ({data['evaluations_so_far']} evaluations so far)", markup=False)
 
             report = compile_signature(store, entry, build_backend(settings), seed=seed, max_lm_calls=max_lm_calls,
                                        max_tokens=max_tokens, search=search,  # type: ignore[arg-type]
@@ -650,7 +648,7 @@ def _request(model: Any, **values: Any) -> Any:
 
 
 def _usage_error(where: str, problem: str) -> typer.Exit:
-    err.print(f"validation_error: {where}: {problem}", markup=False, highlight=False)
+    err.print(f"validation_error: {where}: {problem}", markup=False)
     return typer.Exit(EXIT_USAGE)
 
 
@@ -695,7 +693,7 @@ def lm_check(
         else:
             for key in ("backend", "model", "lm_id", "signature", "ok", "output", "error_code", "error",
                         "latency_ms", "tokens_in", "tokens_out"):
-                out.print(f"{key:>11}: {report[key]}", markup=False, highlight=False, soft_wrap=True)
+                out.print(f"{key:>11}: {report[key]}", markup=False, soft_wrap=True)
         if not result.ok:
             raise typer.Exit(EXIT_FAILED)
 
@@ -796,7 +794,7 @@ def run(
 
 def _say(message: str) -> None:
     if err.is_terminal:
-        err.print(message, markup=False, highlight=False, soft_wrap=True)
+        err.print(message, markup=False, soft_wrap=True)
     else:
         get_logger("overnight.runner").info("runner_progress", message=message)
 

@@ -627,3 +627,18 @@ def test_serve_logs_the_address_it_listens_on_first_with_the_port_the_os_gave(tm
     finally:
         server.terminate()
         server.communicate(timeout=30)  # reads and closes its stderr
+
+
+def test_sentences_are_not_coloured_piecemeal_in_a_terminal(tmp_path: Path) -> None:
+    """Rich's highlighter coloured every number, bracket and `<…>` span of a sentence in a terminal — the night's
+    summary read `night-`, `20261130` and `-204701` in three colours and dimmed half a gate's reason between its
+    `<` and `->`. Sentences print as written (tables keep their own styles)."""
+    db = tmp_path / "o.db"
+    dataset = Path(__file__).resolve().parents[1] / "datasets" / "selecttool.v1.jsonl"
+    imported = overnight("import", str(dataset), "-s", "SelectTool.v1", db=db, FORCE_COLOR="1", TERM="xterm")
+    unknown = overnight("import", str(dataset), "-s", "Nope.v1", db=db, FORCE_COLOR="1", TERM="xterm")
+    assert imported.returncode == 0, imported.stderr
+    assert "77 inserted" in imported.stdout
+    assert "\x1b[" not in imported.stdout, imported.stdout
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith("signature_not_found: "), unknown.stderr
