@@ -9,7 +9,6 @@ times are offsets from the run's start. Pure presentation; must not import SQL.
 from __future__ import annotations
 
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from overnight.domain.compiling import CompileReport
@@ -21,7 +20,7 @@ from overnight.domain.review import (
     compile_section,
     short,
 )
-from overnight.review.terminal import duration, e2e_line, when
+from overnight.review.terminal import Rows, duration, e2e_line, when
 
 _DECISION_STYLE = {"promoted": "bold green", "no_improvement": "cyan", "rolled_back": "bold red",
                    "inconclusive": "yellow", "failed": "bold red"}
@@ -60,9 +59,7 @@ def _header(review: RunReview) -> Text:
 def _timeline(review: RunReview) -> RenderableType:
     if not review.phases:  # a run driven by hand, or one that stopped before its first step
         return Text("timeline: no runner steps (its events: overnight show RUN_ID --events)")
-    table = Table(title="timeline", title_justify="left", expand=False)
-    for column in ("for", "step", "began", "took"):
-        table.add_column(column, justify="right" if column in ("began", "took") else "left")
+    table = Rows("timeline", ("for", "step", "began", "took"), right=("began", "took"), title_justify="left")
     for span in review.phases:
         table.add_row(span.scope, span.phase, f"+{seconds(span.offset_ms)}", seconds(span.duration_ms))
     return table
@@ -93,14 +90,11 @@ def _score(score: float | None, n: int) -> str:
     return "-" if score is None else f"{score:.3f} (n={n})"
 
 
-def _table(title: str, columns: tuple[str, ...]) -> Table:
-    table = Table(title=title, title_justify="left", expand=False)
-    for column in columns:
-        table.add_column(column)
-    return table
+def _table(title: str, columns: tuple[str, ...]) -> Rows:
+    return Rows(title, columns, title_justify="left")
 
 
-def compile_candidates(section: CompileSection) -> Table:
+def compile_candidates(section: CompileSection) -> Rows:
     table = _table(f"compile {section.report_id} ({section.status}{', cached' if section.cached else ''}): "
                    f"{len(section.candidates)} candidates, {section.lm_calls} LM calls"
                    f"{f', {section.reused} scores read back from earlier compiles' if section.reused else ''} "
@@ -135,7 +129,7 @@ def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def canary_arms(section: CanarySection) -> Table:
+def canary_arms(section: CanarySection) -> Rows:
     table = _table(f"canary {section.canary_id} {section.status}: steps "
                    f"{'/'.join(f'{s:g}%' for s in section.steps)}, pass look at {section.targets[-1]} "
                    f"candidate requests, errors under {section.max_error_rate:.1%}",

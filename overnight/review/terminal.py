@@ -5,10 +5,13 @@ Pure presentation: takes domain models, returns Rich renderables or plain dicts.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -19,6 +22,70 @@ if TYPE_CHECKING:
 
 _STATUS_STYLE = {"running": "cyan", "succeeded": "green", "failed": "red", "cancelled": "yellow",
                  "abandoned": "magenta"}
+
+
+_NO_LIMIT = 100_000  # columns: room for any table's every cell at its full width
+
+
+class Rows:
+    """Rows under column names, shown as a table when the terminal has room for every cell, else as one record per
+    row: its first cell on a line, then a `column  value` line for each other cell that has one. An 80-column
+    terminal (an SSH session's default, a split pane) cut a too-wide table's cells to "contr…", "(n=3…" and
+    "night-20…": the numbers and ids a reviewer came for. Piped output is wide (the CLI's console).
+
+    Room for every cell: each at its full width, except the one `wrap` column (prose, such as an event's message),
+    which may wrap between its words; the others never wrap."""
+
+    def __init__(self, title: str, columns: Sequence[str], *, right: Collection[str] = (), wrap: str | None = None,
+                 title_justify: Literal["left", "center"] = "center") -> None:
+        if wrap is not None and wrap not in columns:
+            raise ValueError(f"wrap={wrap!r} is not one of the columns ({', '.join(columns)})")
+        self.title, self.columns, self.right, self.wrap = title, tuple(columns), right, wrap
+        self.title_justify = title_justify
+        self.rows: list[tuple[str | Text, ...]] = []
+
+    def add_row(self, *cells: str | Text) -> None:
+        if len(cells) != len(self.columns):
+            raise ValueError(f"{len(cells)} cells for {len(self.columns)} columns ({', '.join(self.columns)})")
+        self.rows.append(cells)
+
+    def table(self) -> Table:
+        table = Table(title=self.title, title_justify=self.title_justify, expand=False)
+        for column in self.columns:
+            table.add_column(column, justify="right" if column in self.right else "left",
+                             no_wrap=column != self.wrap)
+        for row in self.rows:
+            table.add_row(*row)
+        return table
+
+    def records(self) -> Group:
+        parts: list[RenderableType] = [Text(self.title, style="table.title")]
+        for first, *rest in self.rows:
+            fields = Table.grid(padding=(0, 2))
+            fields.add_column(no_wrap=True)
+            fields.add_column(overflow="fold")
+            for column, cell in zip(self.columns[1:], rest, strict=True):
+                if str(cell):
+                    fields.add_row(column, cell)
+            heading = Text(first, style="bold") if isinstance(first, str) else first
+            parts += [heading, Padding(fields, (0, 0, 0, 2), expand=False)]
+        return Group(*parts)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        table = self.table()
+        unbounded = options.update_width(_NO_LIMIT)  # a table measured within the width is made to fit it
+        needed = Measurement.get(console, unbounded, table).maximum - self._slack(console, unbounded)
+        yield table if needed <= options.max_width else self.records()
+
+    def _slack(self, console: Console, options: ConsoleOptions) -> int:
+        """How much narrower the `wrap` column can be than its widest cell without cutting a word; rich narrows
+        only that column (the others do not wrap) before it would cut any."""
+        if self.wrap is None:
+            return 0
+        at = self.columns.index(self.wrap)
+        sizes = [Measurement.get(console, options, Text(cell) if isinstance(cell, str) else cell)
+                 for cell in (self.wrap, *(row[at] for row in self.rows))]
+        return max(m.maximum for m in sizes) - max(m.minimum for m in sizes)
 
 
 def when(ms: int | None) -> str:
@@ -39,11 +106,9 @@ def verdicts(run: Run) -> str:
     return ", ".join(f"{sig}: {decision or '-'}" for sig, decision in run.decisions().items())
 
 
-def runs_table(runs: list[Run]) -> Table:
-    table = Table(title="recent runs", expand=False)
-    table.add_column("run", no_wrap=True)
-    for column in ("status", "exit", "started", "duration", "verdict per signature", "actor", "events"):
-        table.add_column(column)
+def runs_table(runs: list[Run]) -> Rows:
+    table = Rows("recent runs", ("run", "status", "exit", "started", "duration", "verdict per signature", "actor",
+                                 "events"), wrap="verdict per signature")
     for run in runs:
         exit_code = run.summary.get("exit_code")
         table.add_row(run.run_id, Text(run.status.value, style=_STATUS_STYLE.get(run.status.value, "")),
@@ -67,9 +132,8 @@ def run_timeline(run: Run, events: list[RunEvent]) -> RenderableType:
         f"started {when(run.started_at)}  ended {when(run.ended_at)}  ({duration(run.started_at, run.ended_at)})",
         f"  commit {run.commit_sha}" if run.commit_sha else "",
     )
-    table = Table(title=f"timeline ({len(events)} events)", expand=False)
-    for column in ("seq", "+time", "phase", "kind", "level", "message"):
-        table.add_column(column)
+    table = Rows(f"timeline ({len(events)} events)", ("seq", "+time", "phase", "kind", "level", "message"),
+                 wrap="message")
     for event in events:
         table.add_row(str(event.seq), f"+{(event.ts - run.started_at) / 1000:.1f}s", event.phase, event.kind,
                       event.level, event.message)
@@ -119,13 +183,10 @@ def summary_text(summary: Any) -> str:
     return "\n".join(lines)
 
 
-def status_table(rows: list[SignatureStatus]) -> Table:
+def status_table(rows: list[SignatureStatus]) -> Rows:
     """`overnight status`: one row per signature (`SignatureStatus`): what serves it, since which move, its canary,
     its last run."""
-    table = Table(title="what serves now", expand=False)
-    table.add_column("signature", no_wrap=True)
-    for column in ("champion", "since", "last move", "canary", "last run"):
-        table.add_column(column)
+    table = Rows("what serves now", ("signature", "champion", "since", "last move", "canary", "last run"))
     for row in rows:
         table.add_row(row.signature_id, row.champion_words(),
                       when(row.last_move.created_at) if row.last_move else "-", row.move_words(), row.canary_words(),

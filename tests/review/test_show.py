@@ -116,7 +116,29 @@ def test_show_piped_without_columns_cuts_no_table_cell_short(golden_db: str) -> 
     assert "…" not in piped.stdout
     assert "│ candidate " in piped.stdout
     narrow = overnight(golden_db, "show", golden_run.RUN_ID, columns="80")  # COLUMNS still rules
-    assert "…" in narrow.stdout
+    assert "│ candidate " not in narrow.stdout  # too narrow for that table: its rows as records
+
+
+def test_a_narrow_terminal_gets_every_value_and_no_cell_cut_short(golden_db: str) -> None:
+    """In an 80-column terminal (an SSH session's default, a split pane) every table was cut to fit: "contr…",
+    "(n=3…", "$0.0…", "night-20…" — the numbers and ids the reviewer came for. A table with no room for all its
+    cells prints each row as a record instead: its first cell, then one `column  value` line per cell."""
+    shown = overnight(golden_db, "show", golden_run.RUN_ID, columns="80")
+    runs = overnight(golden_db, "runs", columns="80")
+    status = overnight(golden_db, "status", columns="80")
+    for done in (shown, runs, status):
+        assert done.returncode == 0, done.stderr
+        assert "…" not in done.stdout, done.stdout
+        assert all(len(line) <= 80 for line in done.stdout.splitlines()), done.stdout
+    lines = [line.strip() for line in shown.stdout.splitlines()]
+    control = lines.index("control")
+    assert lines[control + 1:control + 9] == [
+        "compiled_id  dddddddddddd", "requests     304", "errors       0", "error rate   0.000",
+        "upper bound  0.010", "accuracy     0.625 (n=304)", "p95 ms       ≤ 1000", "cost/call    -"]
+    assert "role         incumbent, default" in lines
+    assert "│ SelectTool.v1 │ dataset.import │" in shown.stdout  # a table that fits stays a table
+    assert "verdict per signature  SelectTool.v1: promoted" in [line.strip() for line in runs.stdout.splitlines()]
+    assert "last move  promote by ops-agent (night-golden)" in [line.strip() for line in status.stdout.splitlines()]
 
 
 def test_show_json_is_the_same_review(golden_db: str) -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from overnight.review.terminal import summary_text
+import io
+
+import pytest
+from rich.console import Console
+
+from overnight.review.terminal import Rows, summary_text
 from overnight.runner import SignatureResult, Summary
 
 
@@ -38,3 +43,31 @@ def test_a_canary_whose_traffic_never_finished_is_named_without_counts() -> None
     text = _summary(decision="failed", reason="api_unreachable: …", dataset_hash="d" * 64, report_id="cr-1",
                     canary_id="can-1", champion_after=None)
     assert "    dataset dddddddddddd, compile report cr-1, canary can-1, champion default" in text
+
+
+def _rendered(rows: Rows, width: int) -> list[str]:
+    console = Console(width=width, record=True, color_system=None, file=io.StringIO())
+    console.print(rows)
+    return [line.rstrip() for line in console.export_text().splitlines()]
+
+
+def test_rows_are_a_table_while_every_cell_fits_its_prose_wrapping_and_records_when_not() -> None:
+    rows = Rows("timeline", ("seq", "kind", "message"), wrap="message")
+    rows.add_row("1", "canary.started", "the canary opened at 25% of the traffic on two arms")
+    rows.add_row("2", "canary.decided", "passed")
+    wide = _rendered(rows, 120)
+    assert "│ 1   │ canary.started │ the canary opened at 25% of the traffic on two arms │" in wide
+    wrapped = _rendered(rows, 40)  # the message wraps between its words; nothing else does
+    assert "│ 1   │ canary.started │ the canary    │" in wrapped
+    assert not any("…" in line for line in wrapped)
+    records = _rendered(rows, 26)  # no room for `canary.started` and the longest word beside it
+    assert records == ["timeline", "1", "  kind     canary.started", "  message  the canary",
+                       "           opened at 25%", "           of the traffic", "           on two arms", "2",
+                       "  kind     canary.decided", "  message  passed"]
+
+
+def test_rows_refuse_a_row_of_the_wrong_length_and_an_unknown_wrap_column() -> None:
+    with pytest.raises(ValueError, match=r"wrap='msg' is not one of the columns \(seq, message\)"):
+        Rows("t", ("seq", "message"), wrap="msg")
+    with pytest.raises(ValueError, match=r"1 cells for 2 columns \(seq, message\)"):
+        Rows("t", ("seq", "message")).add_row("1")
