@@ -36,11 +36,16 @@ def nightly(settings: Settings, *, base_url: str | None, signatures: list[str], 
     runner: Runner | None = None
     try:
         with stop_on_signals(ignore=lambda: runner is not None and runner.finishing), \
-                api(settings, base_url, dry_run=dry_run, say=say) as (url, token), \
+                api(settings, base_url, dry_run=dry_run) as (url, token, store_note), \
                 OvernightClient(url, token, timeout_s=120, attempts=settings.client_attempts) as client:
+            if store_note:
+                say(store_note)
             say(f"API at {url}" + ("" if base_url else " (embedded, stops at the end)"))
             runner = Runner(client, options, say=say)
-            return runner.run()
+            summary = runner.run()
+            if store_note:  # an agent reading only the summary learns it too: the real run will make the store
+                summary.verdict = f"{summary.verdict}; {store_note}"
+            return summary
     except Terminated as stop:  # before the runner began: no run was started, nothing to stop
         return Summary(run_id=None, status="cancelled", exit_code=stop.exit_code,
                        verdict=f"cancelled: {stop} before a run was started", base_url=base_url or "")
@@ -79,11 +84,11 @@ def quiet_transport_logs(settings: Settings) -> None:
 
 
 @contextmanager
-def api(settings: Settings, base_url: str | None, *, dry_run: bool, say: Say) -> Iterator[tuple[str, str]]:
-    """The API's URL and an admin token for it. The embedded API of a dry run reads the store as it is: not made,
-    not upgraded (`store_for_dry_run`)."""
+def api(settings: Settings, base_url: str | None, *, dry_run: bool) -> Iterator[tuple[str, str, str | None]]:
+    """The API's URL, an admin token for it, and what to say about its store. The embedded API of a dry run reads
+    the store as it is: not made, not upgraded (`store_for_dry_run`)."""
     if base_url is not None:
-        yield base_url, api_token(settings, roles=("admin",), url=base_url)
+        yield base_url, api_token(settings, roles=("admin",), url=base_url), None
         return
     from overnight.api.app import create_app  # noqa: PLC0415 - only the embedded default needs the app
     from overnight.api.auth import TokenRegistry, parse_token_spec  # noqa: PLC0415
@@ -95,14 +100,13 @@ def api(settings: Settings, base_url: str | None, *, dry_run: bool, say: Say) ->
     entries = parse_token_spec(spec, dev=settings.dev) if spec.strip() else []
     tokens = TokenRegistry([*entries, ("overnight-run", "admin", minted)])
     with ExitStack() as stack:
+        note = None
         if dry_run:
             store, note = stack.enter_context(store_for_dry_run(settings))
-            if note:
-                say(note)
         else:
             store = build_store(settings)
             stack.callback(store.close)
-        yield stack.enter_context(embedded_server(create_app(settings, store, tokens=tokens))), minted
+        yield stack.enter_context(embedded_server(create_app(settings, store, tokens=tokens))), minted, note
 
 
 def api_token(settings: Settings, *, roles: tuple[str, ...], url: str) -> str:
