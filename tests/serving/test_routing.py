@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.factories import SERVE_TOKEN, LiveServer
+from overnight.domain.receipts import Receipt
+from tests.factories import READ_TOKEN, SERVE_TOKEN, LiveServer
 from tests.serving.helpers import SIG, candidate_with, compiled, holdout, predict
 
 
@@ -60,6 +61,25 @@ def test_predict_validates_input_and_writes_receipts_clients_cannot(api: LiveSer
     assert [r["request_key"] for r in page["receipts"]] == ["k-1", "k-2"]  # the refused requests left nothing
     assert forged.status_code == 405
     assert reader_predict.status_code == 401
+
+
+def test_receipts_of_a_signature_nobody_knows_are_404_and_a_retired_ones_stay_listable(api: LiveServer) -> None:
+    """A typo in `?signature=` answered an empty page, which reads as "no traffic"."""
+    api.store.record_receipt(receipt=Receipt(
+        receipt_id="rcp-retired-1", signature_id="Retired.v1", compiled_id="c" * 64, canary_id=None, arm="champion",
+        step=None, request_key="k", input_hash="i" * 64, output={"x": 1}, ok=True, error_code=None, correct=None,
+        latency_ms=3, tokens_in=1, tokens_out=1, cost_usd=None, lm_id="sim:test", request_id="req-retired-1"))
+    with api.client(token=READ_TOKEN) as reader:
+        typo = reader.get("/api/v1/receipts", params={"signature": "SelectTool.V1"})
+        quiet = reader.get("/api/v1/receipts", params={"signature": "SupportTriage.v1"})  # known, no traffic yet
+        retired = reader.get("/api/v1/receipts", params={"signature": "Retired.v1"})
+        retired_failed = reader.get("/api/v1/receipts", params={"signature": "Retired.v1", "ok": "false"})
+    assert typo.status_code == 404, typo.text
+    assert typo.json()["code"] == "signature_not_found"
+    assert typo.json()["error"].startswith("unknown signature 'SelectTool.V1'"), typo.json()["error"]
+    assert (quiet.status_code, quiet.json()["receipts"]) == (200, [])
+    assert [r["receipt_id"] for r in retired.json()["receipts"]] == ["rcp-retired-1"]
+    assert (retired_failed.status_code, retired_failed.json()["receipts"]) == (200, [])
 
 
 def test_a_candidate_erroring_30_percent_is_aborted_by_the_server_with_no_runner(api: LiveServer) -> None:

@@ -46,13 +46,18 @@ def get_receipt(receipt_id: Annotated[str, Path(pattern=ID_PATTERN)], _: Reader,
 
 @router.get("/receipts")
 def list_receipts(
-    _: Reader, store: StoreDep,
+    _: Reader, store: StoreDep, registry: RegistryDep,
     signature: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     canary: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     after: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ok: Annotated[bool | None, Query(description="only answered (true) or only failed (false) requests")] = None,
 ) -> ReceiptPage:
-    """Receipts in the order they were written, paged by `after` (the last receipt_id of the previous page)."""
+    """Receipts in the order they were written, paged by `after` (the last receipt_id of the previous page).
+    A `signature` that is neither registered nor in any receipt is 404 `signature_not_found` (a typo answered an
+    empty page, which reads as "no traffic"); a retired signature's receipts stay listable."""
     page = store.list_receipts(signature_id=signature, canary_id=canary, after=after, limit=limit, ok=ok)
+    if signature is not None and not page and signature not in registry.ids() \
+            and not store.list_receipts(signature_id=signature, limit=1):
+        registry.get(signature)  # signature_not_found, naming the known ones
     return ReceiptPage(receipts=page, next_after=page[-1].receipt_id if len(page) == limit else None)
