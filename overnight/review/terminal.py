@@ -141,12 +141,15 @@ def run_timeline(run: Run, events: list[RunEvent]) -> RenderableType:
 
 
 def e2e_line(e2e: dict[str, Any]) -> str:
-    """`e2e: ok — 5 requests served by 7bedaebd3fa9` (and the LM failures it saw, or the problem that failed it)."""
+    """`e2e: ok — 5 requests served by 7bedaebd3fa9` (and the LM failures it saw, or the problem that failed it; and
+    the requests another canary's candidate took, which it did not judge)."""
     served = ", ".join(s[:12] for s in e2e.get("served", [])) or "nothing"
     line = f"e2e: {'ok' if e2e.get('ok') else 'FAILED'} — {e2e.get('requests')} requests served by {served}"
+    aside = "".join(f"; {n} more went to canary {canary}'s candidate (not this run's)"
+                    for canary, n in e2e.get("elsewhere", {}).items())
     if e2e.get("problem"):
-        return f"{line}: {e2e['problem']}"
-    return line + ("; the LM failed " + "; ".join(e2e["lm_failures"]) if e2e.get("lm_failures") else "")
+        return f"{line}: {e2e['problem']}{aside}"
+    return line + ("; the LM failed " + "; ".join(e2e["lm_failures"]) if e2e.get("lm_failures") else "") + aside
 
 
 def _evidence(result: Any) -> list[str]:

@@ -7,7 +7,7 @@ import io
 import pytest
 from rich.console import Console
 
-from overnight.review.terminal import Rows, summary_text
+from overnight.review.terminal import Rows, e2e_line, summary_text
 from overnight.runner import SignatureResult, Summary
 
 
@@ -71,3 +71,13 @@ def test_rows_refuse_a_row_of_the_wrong_length_and_an_unknown_wrap_column() -> N
         Rows("t", ("seq", "message"), wrap="msg")
     with pytest.raises(ValueError, match=r"1 cells for 2 columns \(seq, message\)"):
         Rows("t", ("seq", "message")).add_row("1")
+
+
+def test_the_e2e_line_names_the_predicts_another_canary_took() -> None:
+    e2e = {"ok": True, "requests": 5, "served": ["a" * 64], "problem": "", "lm_failures": [],
+           "elsewhere": {"can-theirs": 4}}
+    assert e2e_line(e2e) == ("e2e: ok — 5 requests served by aaaaaaaaaaaa; 4 more went to canary can-theirs's "
+                             "candidate (not this run's)")
+    assert e2e_line({**e2e, "ok": False, "requests": 0, "served": [], "problem": "no request reached the champion"}) \
+        == ("e2e: FAILED — 0 requests served by nothing: no request reached the champion; 4 more went to canary "
+            "can-theirs's candidate (not this run's)")
