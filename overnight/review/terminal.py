@@ -145,11 +145,17 @@ def e2e_line(e2e: dict[str, Any]) -> str:
     the requests another canary's candidate took, which it did not judge)."""
     served = ", ".join(s[:12] for s in e2e.get("served", [])) or "nothing"
     line = f"e2e: {'ok' if e2e.get('ok') else 'FAILED'} — {e2e.get('requests')} requests served by {served}"
-    aside = "".join(f"; {n} more went to canary {canary}'s candidate (not this run's)"
-                    for canary, n in e2e.get("elsewhere", {}).items())
+    aside = e2e_elsewhere(e2e)
     if e2e.get("problem"):
         return f"{line}: {e2e['problem']}{aside}"
     return line + ("; the LM failed " + "; ".join(e2e["lm_failures"]) if e2e.get("lm_failures") else "") + aside
+
+
+def e2e_elsewhere(e2e: dict[str, Any]) -> str:
+    """The predicts of the e2e check another canary's candidate took, which it did not judge (the terminal's and the
+    review page's words)."""
+    return "".join(f"; {n} more went to canary {canary}'s candidate (not this run's)"
+                   for canary, n in e2e.get("elsewhere", {}).items())
 
 
 def _evidence(result: Any) -> list[str]:

@@ -86,7 +86,8 @@ def build(store: Store, clock: SteppingClock) -> None:
                          reason="compile report cr-golden names it; canary can-golden passed",
                          evidence={"gates": []}, canary_id=canary.canary_id)
     step(SIG, "decide", 0.1, decision="promoted", reason=move.reason, champion_after=BEST)
-    e2e = {"ok": True, "requests": 5, "expected_compiled_id": BEST, "served": [BEST], "problem": ""}
+    e2e = {"ok": True, "requests": 5, "expected_compiled_id": BEST, "served": [BEST], "problem": "",
+           "elsewhere": {"can-ops": 2}}  # an operator's canary, opened after the promotion, took two of its predicts
     step(SIG, "e2e", 1.0, **e2e)
     result = {"signature_id": SIG, "decision": "promoted", "reason": move.reason, "dataset_hash": "a" * 64,
               "report_id": report.report_id, "best_compiled_id": BEST, "champion_before": DEFAULT,
