@@ -33,6 +33,7 @@ from overnight.domain.review import (
 )
 from overnight.domain.runs import Run, RunEvent
 from overnight.errors import NotFound
+from overnight.review.terminal import when
 from overnight.store import Store
 
 PAGE = 1000
@@ -182,6 +183,9 @@ class SignatureStatus(BaseModel):
     # The cells of `overnight status` and of the review's front page, worded once.
     def champion_words(self) -> str:
         return self.champion_id[:12] if self.champion_id else "default program"
+
+    def since_words(self) -> str:
+        return when(self.last_move.created_at) if self.last_move else "-"
 
     def move_words(self) -> str:
         move = self.last_move

@@ -197,7 +197,6 @@ def status_table(rows: list[SignatureStatus]) -> Rows:
     its last run."""
     table = Rows("what serves now", ("signature", "champion", "since", "last move", "canary", "last run"))
     for row in rows:
-        table.add_row(row.signature_id, row.champion_words(),
-                      when(row.last_move.created_at) if row.last_move else "-", row.move_words(), row.canary_words(),
+        table.add_row(row.signature_id, row.champion_words(), row.since_words(), row.move_words(), row.canary_words(),
                       row.run_words())
     return table
