@@ -118,6 +118,13 @@ class ApiUnreachable(OvernightError):
     status = 503
 
 
+class VerifyFailed(OvernightError):
+    """Raised by the runner, never by the server: a `--verify` command exited non-zero, could not be run, or
+    outlived the run's deadline."""
+
+    code = "verify_failed"
+
+
 class Unauthorized(OvernightError):
     code = "unauthorized"
     status = 401

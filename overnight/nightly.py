@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import shlex
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -28,7 +29,8 @@ DURATION = re.compile(r"^(\d+)\s*([smh]?)$")
 def nightly(settings: Settings, *, base_url: str | None, signatures: list[str], datasets: list[str],
             verify: list[str], deadline: str, resume: str | None, steps: str, srm_threshold: float, dry_run: bool,
             say: Say, keep_days: int | None = None) -> Summary:
-    options = RunOptions(signatures=once_each(signatures), datasets=dataset_files(signatures, datasets), verify=verify,
+    options = RunOptions(signatures=once_each(signatures), datasets=dataset_files(signatures, datasets),
+                         verify=verify_commands(verify),
                          deadline_s=seconds(deadline), resume=resume, dry_run=dry_run, steps=percentages(steps),
                          srm_threshold_p=split_threshold(srm_threshold), lease_s=settings.lease_s,
                          keep_days=keep_days)
@@ -130,6 +132,20 @@ def once_each(signatures: list[str]) -> list[str]:
         if sig in signatures[:i]:
             raise ConfigError(f"--signature {sig} is given twice: name each signature once")
     return signatures
+
+
+def verify_commands(commands: list[str]) -> list[str]:
+    """Each `--verify` is split into words as a shell would (quotes and backslashes; no pipes, redirections or
+    variables: `sh -c '…'` for those), now, so a slip in one is a usage error before anything starts."""
+    for command in commands:
+        try:
+            words = shlex.split(command)
+        except ValueError as exc:
+            raise ConfigError(f"--verify {command!r}: {str(exc).lower()} (it is split into words as a shell would)"
+                              ) from None
+        if not words:
+            raise ConfigError(f"--verify {command!r}: give a command, e.g. --verify 'pytest -q tests/prompts'")
+    return commands
 
 
 def dataset_files(signatures: list[str], given: list[str]) -> dict[str, Path]:

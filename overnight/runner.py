@@ -13,7 +13,9 @@ no change, 3 rolled back, 4 inconclusive, 1 failed, 2 usage or configuration. Mu
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
+import shutil
 import signal
 import subprocess
 import threading
@@ -35,7 +37,15 @@ from overnight.domain.promotion import DEFAULT_TARGET
 from overnight.domain.receipts import PruneResult
 from overnight.domain.review import rollback_command, short
 from overnight.domain.runs import EventIn, RunStatus
-from overnight.errors import CanaryActive, CanaryNotFound, ConfigError, LMCallFailed, OvernightError, RunNotRunning
+from overnight.errors import (
+    CanaryActive,
+    CanaryNotFound,
+    ConfigError,
+    LMCallFailed,
+    OvernightError,
+    RunNotRunning,
+    VerifyFailed,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ROLLED_BACK, EXIT_INCONCLUSIVE = 0, 1, 2, 3, 4
 EXIT_BY_DECISION = {"promoted": EXIT_OK, "no_improvement": EXIT_OK, "rolled_back": EXIT_ROLLED_BACK,
@@ -185,6 +195,12 @@ class Runner:
             if resumed.status != RunStatus.running:
                 raise RunNotRunning(f"run {resumed.run_id} is {resumed.status}: only a running run can be resumed; "
                                     "start a new run instead")
+        for command in self.options.verify:
+            program = shlex.split(command)[0]  # split once already: `nightly.verify_commands`
+            if shutil.which(program) is None:
+                where = ("is not an executable file" if os.sep in program else
+                         "is not a program on PATH (cron's PATH is short: give the program's full path)")
+                raise ConfigError(f"--verify {command!r}: {program} {where}")
         for sig, path in self.options.datasets.items():
             try:
                 body = path.read_bytes()
@@ -301,24 +317,53 @@ class Runner:
             self.say(f"{scope}: {phase} already finished (resumed)")
             return self.done[finished_id]
         self.event(f"{phase}.started", phase, f"{scope}: {phase}", {"signature": scope}, f"{scope}:{phase}:started")
-        with self._pulse():
-            data = work()
+        try:
+            with self._pulse():
+                data = work()
+        except Exception as exc:
+            self._failed(scope, phase, exc)
+            raise
         self.event(f"{phase}.finished", phase, f"{scope}: {phase} finished", {"signature": scope, **data},
                    finished_id)
         self.done[finished_id] = {"signature": scope, **data}
         return self.done[finished_id]
 
+    def _failed(self, scope: str, phase: str, exc: Exception) -> None:
+        """A step that raised leaves a `<phase>.failed` event (level error) with the error's code, message and
+        details — a verify command's output, a dataset's bad lines —, so the review shows which step failed and
+        why. Best effort: the failure may be the API's own, and the run's finish records the reason either way."""
+        code = getattr(exc, "code", type(exc).__name__)
+        data = {"signature": scope, "code": code, "error": str(exc)}
+        details = getattr(exc, "details", None) or {}
+        for attempt in ({**data, "details": details}, data) if details else (data,):
+            try:
+                self.event(f"{phase}.failed", phase, f"{scope}: {phase} failed: {code}: {exc}"[:4000], attempt,
+                           f"{scope}:{phase}:failed", level="error")
+            except OvernightError:  # too large with its details (event_too_large), or the API is gone
+                continue
+            return
+
     def verify(self) -> dict[str, Any]:
-        checks = []
+        checks: list[dict[str, Any]] = []
         for command in self.options.verify:
+            left = self.options.deadline_s - (self.clock() - self.started_at)
             begun = self.clock()
-            done = subprocess.run(shlex.split(command), capture_output=True, text=True, check=False)  # noqa: S603
-            checks.append({"command": command, "exit_code": done.returncode, "seconds": round(self.clock() - begun, 2),
-                           "output_tail": (done.stdout + done.stderr)[-2000:]})
-            self.say(f"verify: {command} -> exit {done.returncode}")
-            if done.returncode != 0:
-                raise OvernightError(f"verify command failed (exit {done.returncode}): {command}",
-                                     details={"checks": checks})
+            try:
+                exit_code, output = run_check(shlex.split(command), timeout_s=max(1.0, left))
+            except OSError as exc:  # found at preflight, but not executable or gone since
+                raise VerifyFailed(f"verify command could not be run: {command}: {exc.strerror or exc}",
+                                   details={"checks": checks}) from None
+            checks.append({"command": command, "exit_code": exit_code, "seconds": round(self.clock() - begun, 2),
+                           "output_tail": output[-2000:]})
+            self.say(f"verify: {command} -> " + ("stopped at the deadline" if exit_code is None
+                                                  else f"exit {exit_code}"))
+            if exit_code is None:
+                raise VerifyFailed(f"verify command did not finish within the run's deadline "
+                                   f"({self.options.deadline_s} s), stopped: {command}", details={"checks": checks})
+            if exit_code != 0:
+                last = next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "")
+                raise VerifyFailed(f"verify command exited {exit_code}: {command}"
+                                   + (f"; its output ends: {last[:300]}" if last else ""), details={"checks": checks})
         return {"checks": checks}
 
     def prune(self) -> dict[str, Any]:
@@ -523,10 +568,11 @@ class Runner:
 
     # bookkeeping ------------------------------------------------------------------------------------------
 
-    def event(self, kind: str, phase: str, message: str, data: dict[str, Any], client_event_id: str) -> None:
+    def event(self, kind: str, phase: str, message: str, data: dict[str, Any], client_event_id: str, *,
+              level: str = "info") -> None:
         if self.run_id is not None:
-            self.client.append_event(self.run_id, EventIn(kind=kind, phase=phase, message=message, data=data,
-                                                          client_event_id=client_event_id))
+            self.client.append_event(self.run_id, EventIn(kind=kind, phase=phase, level=level, message=message,
+                                                          data=data, client_event_id=client_event_id))
 
     @contextlib.contextmanager
     def _pulse(self) -> Iterator[None]:
@@ -595,3 +641,39 @@ def _settle(in_flight: set[Future[None]], *, below: int) -> set[Future[None]]:
         for call in done:
             call.result()
     return in_flight
+
+
+def run_check(argv: list[str], *, timeout_s: float) -> tuple[int | None, str]:
+    """Run one verify command with stdin closed and both output streams in one, in a session of its own: past
+    `timeout_s`, or when the runner is stopped meanwhile (SIGTERM), the command and whatever it started are
+    stopped (SIGTERM to its process group, SIGKILL 5 s later). (exit code, output); None: it did not finish."""
+    with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,  # noqa: S603 - the operator's own
+                          stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True) as child:
+        try:
+            output, _ = child.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _stop_group(child)
+            return None, _rest(child)
+        except BaseException:
+            _stop_group(child)
+            raise
+        return child.returncode, output
+
+
+def _stop_group(child: subprocess.Popen[str]) -> None:
+    for signum, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signum)
+        if grace is None:
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=grace)
+            return
+
+
+def _rest(child: subprocess.Popen[str]) -> str:
+    """What a stopped command had written; not waited on past 5 s (a process it started may still hold the pipe)."""
+    try:
+        return child.communicate(timeout=5)[0] or ""
+    except subprocess.TimeoutExpired:
+        return ""

@@ -32,6 +32,8 @@ class PhaseSpan(BaseModel):
     phase: str
     offset_ms: int
     duration_ms: int | None = Field(description="None: it started and never finished")
+    failed: bool = Field(default=False, description="It raised: its `<phase>.failed` event has the error, and "
+                                                    "duration_ms is how long it ran until then")
 
 
 class CandidateRow(BaseModel):
@@ -200,19 +202,24 @@ def rollback_command(signature_id: str, run_id: str, *, to: str | None) -> str:
 # phases ---------------------------------------------------------------------------------------------------
 
 def phase_spans(events: Iterable[RunEvent], *, started_at: int) -> list[PhaseSpan]:
-    """Pair each step's `…:started` / `…:finished` events (the runner's fixed client ids), in start order."""
+    """Pair each step's `…:started` / `…:finished` (or `…:failed`) events (the runner's fixed client ids), in start
+    order."""
     begun: dict[tuple[str, str], int] = {}
     ended: dict[tuple[str, str], int] = {}
+    failed: set[tuple[str, str]] = set()
     for event in events:
         scope, _, rest = (event.client_event_id or "").partition(":")
         phase, _, mark = rest.rpartition(":")
-        if not scope or not phase or mark not in ("started", "finished"):
+        if not scope or not phase or mark not in ("started", "finished", "failed"):
             continue
         (begun if mark == "started" else ended).setdefault((scope, phase), event.ts)
+        if mark == "failed":
+            failed.add((scope, phase))
     for key, ts in ended.items():
         begun.setdefault(key, ts)  # a step recorded only as finished (preflight) took no measured time
     return [PhaseSpan(scope=scope, phase=phase, offset_ms=ts - started_at,
-                      duration_ms=ended[(scope, phase)] - ts if (scope, phase) in ended else None)
+                      duration_ms=ended[(scope, phase)] - ts if (scope, phase) in ended else None,
+                      failed=(scope, phase) in failed)
             for (scope, phase), ts in sorted(begun.items(), key=lambda item: (item[1], item[0]))]
 
 

@@ -59,7 +59,7 @@ def run_review(store: Store, run_id: str) -> RunReview:
 def _step_events(store: Store, run_id: str) -> list[RunEvent]:
     found: list[RunEvent] = []
     while batch := store.list_events(run_id=run_id, after_seq=found[-1].seq if found else 0, limit=PAGE,
-                                     kinds_ending=(".started", ".finished")):
+                                     kinds_ending=(".started", ".finished", ".failed")):
         found.extend(batch)
     return found
 

@@ -15,6 +15,7 @@ from overnight.domain.compiling import CompileReport
 from overnight.domain.review import (
     CanarySection,
     CompileSection,
+    PhaseSpan,
     RunReview,
     SignatureReview,
     compile_section,
@@ -45,6 +46,12 @@ def seconds(ms: int | None) -> str:
     return f"{ms / 1000:.1f}s" if ms < 60_000 else duration(0, ms)
 
 
+def took(span: PhaseSpan) -> str:
+    """A step's duration, or that it never finished, or that it failed after so long (its `.failed` event says
+    why)."""
+    return f"failed after {seconds(span.duration_ms)}" if span.failed else seconds(span.duration_ms)
+
+
 def _header(review: RunReview) -> Text:
     exit_code = "" if review.exit_code is None else f" (exit {review.exit_code})"
     return Text.assemble(
@@ -61,7 +68,7 @@ def _timeline(review: RunReview) -> RenderableType:
         return Text("timeline: no runner steps (its events: overnight show RUN_ID --events)")
     table = Rows("timeline", ("for", "step", "began", "took"), right=("began", "took"), title_justify="left")
     for span in review.phases:
-        table.add_row(span.scope, span.phase, f"+{seconds(span.offset_ms)}", seconds(span.duration_ms))
+        table.add_row(span.scope, span.phase, f"+{seconds(span.offset_ms)}", took(span))
     return table
 
 

@@ -1,0 +1,95 @@
+"""`overnight run --verify CMD`: a command the night must pass first. One that cannot run is the operator's mistake
+(exit 2, nothing started); one that fails or outlives the run's deadline fails the run, its output on the record."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.api.test_review_pages import signed_in
+from tests.factories import live_server
+from tests.runner.helpers import BETTER, SELECT, overnight_run
+from tests.runner.test_runner import overnight_show
+
+
+def _runs(db_url: str) -> list[dict[str, object]]:
+    with live_server(db_url) as server, server.client() as api:
+        return list(api.get("/api/v1/runs").json()["runs"])
+
+
+def _events(db_url: str, run_id: str) -> list[dict[str, object]]:
+    with live_server(db_url) as server, server.client() as api:
+        answer: httpx.Response = api.get(f"/api/v1/runs/{run_id}/events", params={"limit": 1000})
+        return list(answer.json()["events"])
+
+
+def test_a_verify_command_that_cannot_be_parsed_is_a_usage_error_and_makes_no_store(tmp_path: Path) -> None:
+    db = tmp_path / "overnight.db"
+    code, summary, stderr = overnight_run(f"sqlite:///{db}", BETTER, "--dataset", str(SELECT),
+                                          "--verify", "echo 'unclosed")
+    assert code == 2, stderr[-2000:]
+    assert summary["code"] == "config_error"  # a usage error: no run summary; with --json the error object
+    assert "--verify \"echo 'unclosed\"" in stderr
+    assert "no closing quotation" in stderr.lower()
+    assert "Traceback" not in stderr
+    assert not db.exists()
+
+
+def test_a_verify_command_that_is_not_there_fails_the_preflight_and_starts_no_run(db_url: str) -> None:
+    code, summary, stderr = overnight_run(db_url, BETTER, "--dataset", str(SELECT),
+                                          "--verify", "true", "--verify", "no-such-check-xyz --fast")
+    assert code == 2, stderr[-2000:]
+    assert summary["run_id"] is None
+    assert summary["verdict"].startswith("preflight failed: config_error: --verify 'no-such-check-xyz --fast': ")
+    assert "no-such-check-xyz is not a program on PATH" in summary["verdict"]
+    assert _runs(db_url) == []
+
+
+def test_a_failing_verify_command_fails_the_run_with_its_output_on_the_record(db_url: str) -> None:
+    check = "sh -c 'echo collecting; echo 3 failed, 40 passed >&2; exit 5'"
+    code, summary, stderr = overnight_run(db_url, BETTER, "--dataset", str(SELECT), "--verify", "true",
+                                          "--verify", check)
+    assert code == 1, stderr[-2000:]
+    assert summary["status"] == "failed"
+    assert summary["verdict"] == (f"failed: verify_failed: verify command exited 5: {check}; "
+                                  "its output ends: 3 failed, 40 passed")
+    events = _events(db_url, summary["run_id"])
+    failed = [e for e in events if e["kind"] == "verify.failed"]
+    assert len(failed) == 1
+    assert failed[0]["level"] == "error"
+    data = failed[0]["data"]
+    assert isinstance(data, dict)
+    assert data["code"] == "verify_failed"
+    checks = data["details"]["checks"]
+    assert [(c["command"], c["exit_code"]) for c in checks] == [("true", 0), (check, 5)]
+    assert "collecting" in checks[1]["output_tail"]
+    assert "3 failed, 40 passed" in checks[1]["output_tail"]
+    assert not any(e["kind"] == "dataset.import.started" for e in events)  # the night stopped at verify
+    shown = overnight_show(db_url, summary["run_id"])
+    assert "failed after" in next(line for line in shown.splitlines() if "│ verify " in line)
+    with live_server(db_url) as server, signed_in(server) as browser:
+        page = browser.get(f"/review/runs/{summary['run_id']}").text
+    row = re.search(r"<td>verify</td>.*?</tr>", page, re.S)
+    assert row is not None
+    assert "failed after" in row.group(0)
+
+
+def test_a_verify_command_is_stopped_at_the_runs_deadline_with_what_it_started(db_url: str, tmp_path: Path) -> None:
+    marker = tmp_path / "still-running"
+    check = f"sh -c 'sleep 41.7; touch {marker}'"
+    begun = time.monotonic()
+    code, summary, stderr = overnight_run(db_url, BETTER, "--dataset", str(SELECT), "--deadline", "3s",
+                                          "--verify", check)
+    took = time.monotonic() - begun
+    assert code == 1, stderr[-2000:]
+    assert summary["verdict"].startswith("failed: verify_failed: verify command did not finish within the run's "
+                                         f"deadline (3 s), stopped: {check}")
+    assert took < 40  # not waited out
+    # the shell and the sleep it started were both stopped: nothing left to touch the marker
+    left = subprocess.run(["pgrep", "-f", "sleep 41.7"], capture_output=True, text=True, check=False)
+    assert left.stdout.strip() == ""
+    assert not marker.exists()
