@@ -23,7 +23,7 @@ from overnight.domain.gates import SRM_THRESHOLD_MAX, SRM_THRESHOLD_P
 from overnight.errors import ConfigError
 from overnight.runner import Runner, RunOptions, Say, Summary, Terminated
 
-DURATION = re.compile(r"^(\d+)\s*([smh]?)$")
+DURATION = re.compile(r"^(\d+)\s*([smhd]?)$")
 
 
 def nightly(settings: Settings, *, base_url: str | None, signatures: list[str], datasets: list[str],
@@ -173,8 +173,8 @@ def dataset_files(signatures: list[str], given: list[str]) -> dict[str, Path]:
 def seconds(text: str, *, option: str = "--deadline") -> int:
     match = DURATION.match(text.strip())
     if not match or int(match.group(1)) <= 0:
-        raise ConfigError(f"{option} {text!r}: give a positive duration such as 90m, 2h or 3600s")
-    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+        raise ConfigError(f"{option} {text!r}: give a positive duration such as 90m, 2h, 7d or 3600s")
+    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}[match.group(2)]
 
 
 def split_threshold(value: float) -> float:

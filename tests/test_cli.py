@@ -267,6 +267,8 @@ def test_runs_and_show(tmp_path: Path) -> None:
 
     listed = json.loads(overnight("runs", "--json", db=db).stdout)
     assert [r["run_id"] for r in listed] == ["nightly-1"]
+    week = json.loads(overnight("runs", "--since", "7d", "--json", db=db).stdout)  # the morning after a holiday
+    assert [r["run_id"] for r in week] == ["nightly-1"]
 
     shown = overnight("show", "nightly-1", db=db)
     assert shown.returncode == 0, shown.stderr
