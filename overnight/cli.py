@@ -395,22 +395,33 @@ def _latest_run(store: Any) -> str:
 
 @app.command("diff")
 def diff(
-    a: Annotated[str, typer.Argument(help="A compiled_id, or its first 6+ characters (the old program)")],
-    b: Annotated[str, typer.Argument(help="Another compiled_id or prefix (the new program)")],
+    a: Annotated[str, typer.Argument(help="A compiled_id, or its first 6+ characters, or `default` (the old program)")],
+    b: Annotated[str, typer.Argument(help="Another compiled_id or prefix, or `default` (the new program)")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """What changed from one program to another.
 
-    The instructions as a text diff, demos added and removed, decode changes, and whether the LM differs."""
+    The instructions as a text diff, demos added and removed, decode changes, and whether the LM differs.
+    `default` is the signature's default program, as compiled beside the other one."""
     from overnight.domain.diff import diff_artifacts  # noqa: PLC0415
 
     def work(store: Any) -> None:
-        changed = diff_artifacts(store.get_artifact(compiled_id=_compiled_id(store, a, "a")),
-                                 store.get_artifact(compiled_id=_compiled_id(store, b, "b")))
+        ids = {"a": _compiled_id(store, a, "a"), "b": _compiled_id(store, b, "b")}
+        for where, other in (("a", "b"), ("b", "a")):
+            if ids[where] == "default":
+                if ids[other] == "default":
+                    raise _usage_error(where, "'default' is the default program beside a compiled one: give the "
+                                              "other program's compiled_id")
+                ids[where] = _default_beside(store, ids[other])
+        old, new = (store.get_artifact(compiled_id=ids[where]) for where in ("a", "b"))
+        changed = diff_artifacts(old, new)
         if as_json:
             out.print_json(changed.model_dump_json())
             return
-        lines = [*changed.instructions_diff] or ["instructions: unchanged"]
+        lines = [] if changed.same_signature else [
+            f"two signatures' programs: {old.compiled_id[:12]} is {old.signature_id}'s, {new.compiled_id[:12]} is "
+            f"{new.signature_id}'s"]
+        lines += [*changed.instructions_diff] or ["instructions: unchanged"]
         lines += [f"+ demo {json.dumps(d, sort_keys=True)}" for d in changed.demos_added]
         lines += [f"- demo {json.dumps(d, sort_keys=True)}" for d in changed.demos_removed]
         lines += [f"decode {k}: {old!r} -> {new!r}" for k, (old, new) in changed.decode_changes.items()]
@@ -672,6 +683,20 @@ def _compiled_id(store: Any, given: str, where: str) -> str:
         raise _usage_error(where, f"{given!r} is the start of more than one compiled_id "
                                   f"({found[0][:16]}…, {found[1][:16]}…): give more of it")
     return found[0]
+
+
+def _default_beside(store: Any, compiled_id: str) -> str:
+    """The default program (first instructions, no demos) of the newest compile report that names `compiled_id`:
+    what that program was compiled and measured against."""
+    signature_id = store.get_artifact(compiled_id=compiled_id).signature_id
+    for report in store.list_compile_reports(signature_id=signature_id):
+        if any(c.compiled_id == compiled_id for c in report.candidates):
+            default = next((c.compiled_id for c in report.candidates if c.is_default), None)
+            if default is not None:
+                return str(default)
+    raise ArtifactNotFound(f"no compile report of {signature_id} names {compiled_id[:12]}, so no default program was "
+                           "compiled beside it: give the default's compiled_id (`overnight show RUN_ID` lists it in "
+                           "the compile table, role default)")
 
 
 @lm_app.command("check")

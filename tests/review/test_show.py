@@ -108,6 +108,38 @@ def test_the_short_ids_the_review_prints_are_taken_wherever_an_id_is_asked(
     assert len(open_store().alias_history(signature_id=golden_run.SIG)) == history
 
 
+def test_diff_takes_default_for_the_default_program_compiled_beside_the_other(
+        golden_db: str, open_store: Callable[..., SqlStore]) -> None:
+    """The review says `champion the default program -> 7bedaebd3fa9` and undoes with `--to default`; `overnight
+    diff default 7bedaebd3fa9` answered `no artifact 'default'`. It is the default program of the compile that
+    made the other one; programs of two signatures are not compared silently."""
+    short_best = golden_run.BEST[:12]
+    forward = overnight(golden_db, "diff", "default", short_best, "--json")
+    assert forward.returncode == 0, forward.stderr
+    assert forward.stdout == overnight(golden_db, "diff", golden_run.DEFAULT, golden_run.BEST, "--json").stdout
+    backward = overnight(golden_db, "diff", short_best, "DEFAULT")
+    assert backward.stdout == overnight(golden_db, "diff", golden_run.BEST, golden_run.DEFAULT).stdout
+    both = overnight(golden_db, "diff", "default", "default")
+    assert both.returncode == 2
+    assert both.stderr == ("validation_error: a: 'default' is the default program beside a compiled one: give the "
+                           "other program's compiled_id\n")
+    lone = "f" * 64  # an artifact no compile report names
+    open_store().put_artifact(artifact=Artifact(compiled_id=lone, signature_id=golden_run.SIG, lm_id="sim:golden",
+                                                state={}, params={}))
+    alone = overnight(golden_db, "diff", "default", lone[:12])
+    assert alone.returncode == 1
+    assert alone.stderr == (f"artifact_not_found: no compile report of {golden_run.SIG} names ffffffffffff, so no "
+                            "default program was compiled beside it: give the default's compiled_id (`overnight show "
+                            "RUN_ID` lists it in the compile table, role default)\n")
+    other = "a" * 64
+    open_store().put_artifact(artifact=Artifact(compiled_id=other, signature_id="SupportTriage.v1", lm_id="sim:golden",
+                                                state={}, params={}))
+    across = overnight(golden_db, "diff", short_best, other[:12])
+    assert across.returncode == 0, across.stderr
+    assert across.stdout.splitlines()[0] == (f"two signatures' programs: {short_best} is {golden_run.SIG}'s, "
+                                             "aaaaaaaaaaaa is SupportTriage.v1's")
+
+
 def test_show_piped_without_columns_cuts_no_table_cell_short(golden_db: str) -> None:
     """An agent reads `overnight show` through a pipe, where rich would assume 80 columns and cut cells to
     "candi…"; piped with no COLUMNS it gets room for every table."""
