@@ -202,10 +202,11 @@ def db_prune(
     _with_store(work, existing=True, as_json=as_json)
 
 
-def _with_store(work: Callable[[Any], None], *, existing: bool = False, as_json: bool = False,
-                dry_run: bool = False) -> None:
-    """Run `work` on the store; `existing=True` for commands on what is recorded (no store is made for them);
-    `dry_run=True` for a dry run, which neither makes nor upgrades one (`store_for_dry_run`)."""
+def _with_store(work: Callable[[Any], None], *, existing: bool = False, read_only: bool = False,
+                as_json: bool = False, dry_run: bool = False) -> None:
+    """Run `work` on the store; `existing=True` for commands on what is recorded (no store is made for them),
+    `read_only=True` for those that only read it (nor is its schema upgraded); `dry_run=True` for a dry run, which
+    neither makes nor upgrades one (`store_for_dry_run`)."""
     from overnight.store import build_store, store_for_dry_run  # noqa: PLC0415
 
     with _errors_as_exit_codes(as_json=as_json), ExitStack() as stack:
@@ -214,7 +215,7 @@ def _with_store(work: Callable[[Any], None], *, existing: bool = False, as_json:
             if note:
                 err.print(note, markup=False, soft_wrap=True)
         else:
-            store = build_store(_settings(), existing=existing)
+            store = build_store(_settings(), existing=existing, read_only=read_only)
             stack.callback(store.close)
         work(store)
 
@@ -246,7 +247,7 @@ def runs(
         else:
             out.print(runs_table(found))
 
-    _with_store(work, existing=True, as_json=as_json)
+    _with_store(work, read_only=True, as_json=as_json)
 
 
 def _unknown(signature: str | None) -> str:
@@ -292,7 +293,7 @@ def runs_tail(
             printed(_followed(store, run_id, after_seq=0 if from_start else run.event_count,
                               poll_s=_settings().sse_poll_ms / 1000))
 
-        _with_store(work, existing=True, as_json=as_json)
+        _with_store(work, read_only=True, as_json=as_json)
         return
     from overnight.client import OvernightClient  # noqa: PLC0415
     from overnight.nightly import api_token  # noqa: PLC0415
@@ -350,7 +351,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] =
         else:
             out.print(status_table(found.signatures))
 
-    _with_store(work, existing=True, as_json=as_json)
+    _with_store(work, read_only=True, as_json=as_json)
 
 
 @app.command()
@@ -383,7 +384,7 @@ def show(
         if events:
             out.print(run_timeline(store.get_run(run_id=shown), timeline))
 
-    _with_store(work, existing=True, as_json=as_json)
+    _with_store(work, read_only=True, as_json=as_json)
 
 
 def _latest_run(store: Any) -> str:
@@ -429,7 +430,7 @@ def diff(
         for line in lines:
             out.print(line, markup=False, soft_wrap=True)
 
-    _with_store(work, existing=True, as_json=as_json)
+    _with_store(work, read_only=True, as_json=as_json)
 
 
 @app.command("import")
@@ -612,7 +613,7 @@ def canary(
             out.print(f"gates now: {view.evaluation['message']}", markup=False, soft_wrap=True)
         out.print(gate_sentences(section), markup=False, soft_wrap=True)
 
-    _with_store(work, existing=True, as_json=as_json)
+    _with_store(work, read_only=True, as_json=as_json)
 
 
 @canary_app.command("stop")

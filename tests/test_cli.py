@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine
 
 from overnight.domain.runs import EventIn, FinishRun, RunStart
-from overnight.store.migrate import head_revision
+from overnight.store.migrate import current_revision, downgrade, head_revision
 from tests.factories import TOKENS, SteppingClock, free_port, make_store, serve_process
 
 
@@ -644,3 +647,49 @@ def test_sentences_are_not_coloured_piecemeal_in_a_terminal(tmp_path: Path) -> N
     assert "\x1b[" not in imported.stdout, imported.stdout
     assert unknown.returncode == 1
     assert unknown.stderr.startswith("signature_not_found: "), unknown.stderr
+
+
+def _schema_at(db: Path, revision: str) -> None:
+    """Set the store's recorded schema revision as another overnight version would have left it."""
+    with closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+
+
+def test_read_commands_leave_the_schema_as_they_find_it(tmp_path: Path) -> None:
+    """`overnight status` from an operator's newer overnight upgraded the production schema, and every server of the
+    older version then answered /readyz 503. A read changes nothing: an older schema is refused, saying what to do,
+    and stays as it was."""
+    db = tmp_path / "o.db"
+    assert overnight("db", "upgrade", db=db).returncode == 0
+    engine = create_engine(f"sqlite:///{db}")
+    downgrade(engine, "0002")
+    for command in (("runs",), ("runs", "tail", "nightly-1"), ("status",), ("show",), ("diff", "default", "a" * 12),
+                    ("canary", "-s", "SelectTool.v1")):
+        refused = overnight(*command, db=db)
+        assert refused.returncode == 2, (command, refused.stderr)
+        assert refused.stderr.startswith(f"config_error: the store's schema is at revision 0002 and this version "
+                                         f"needs {head_revision()}; reading changes nothing, the schema included: "
+                                         "`overnight db upgrade` brings an older store up to date"), refused.stderr
+    assert current_revision(engine) == "0002"
+    assert overnight("db", "upgrade", db=db).returncode == 0  # what the message says to do
+    assert overnight("status", db=db).returncode == 0
+    engine.dispose()
+
+
+def test_a_schema_a_newer_overnight_made_is_refused_by_every_command_without_a_traceback(tmp_path: Path) -> None:
+    """An older overnight (a cron host not upgraded yet) printed Alembic's traceback ("Can't locate revision
+    identified by '0099'") and exit 1."""
+    db = tmp_path / "o.db"
+    assert overnight("db", "upgrade", db=db).returncode == 0
+    _schema_at(db, "0099")
+    sim = {"OVERNIGHT_LM": "sim:seed=1", "OVERNIGHT_TOKENS": TOKENS}
+    for command in (("status",), ("show",), ("db", "upgrade"), ("rollback", "-s", "SelectTool.v1", "--reason", "r"),
+                    ("serve", "--port", str(free_port())), ("run", "--dry-run"), ("run",)):
+        refused = overnight(*command, db=db, **sim)
+        assert refused.returncode == 2, (command, refused.stderr[-2000:])
+        assert "the store's schema is at revision 0099, newer than this overnight knows (it reads up to " \
+               f"{head_revision()}): a newer overnight upgraded it" in refused.stderr, (command, refused.stderr)
+        assert "Traceback" not in refused.stderr
+    with closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0099",)]
+        assert conn.execute("SELECT count(*) FROM ops_runs").fetchone() == (0,)

@@ -19,7 +19,7 @@ from overnight.domain.runs import EventBounds
 from overnight.errors import ConfigError
 from overnight.store.base import IdempotencyClaim, Store
 from overnight.store.engine import build_engine, parse_db_url
-from overnight.store.migrate import current_revision, head_revision, upgrade
+from overnight.store.migrate import current_revision, head_revision, newer_schema, upgrade
 from overnight.store.sql import Clock, SqlStore, system_clock
 
 _NO_TABLES = "the database has no overnight tables"
@@ -39,20 +39,25 @@ def engine_for(settings: Settings) -> Engine:
 
 
 def build_store(settings: Settings, *, clock: Clock = system_clock, migrate: bool = True,
-                existing: bool = False) -> SqlStore:
+                existing: bool = False, read_only: bool = False) -> SqlStore:
     """Connect to the store named by the settings and, by default, bring its schema up to date.
 
-    `existing=True` is for commands that only read or act on what is recorded (the review commands, promote,
-    rollback, prune): a store that is not there is a `ConfigError`, and none is made — an empty table from the
-    wrong `./overnight.db` would tell a reviewer that nothing ran."""
+    `existing=True` is for commands that act on what is recorded (promote, rollback, prune): a store that is not
+    there is a `ConfigError`, and none is made — an empty table from the wrong `./overnight.db` would tell a
+    reviewer that nothing ran. `read_only=True` (the review commands) also leaves the schema as it is: reading
+    changes nothing, and a schema upgraded under running servers of the older version takes them out of service
+    (their `/readyz` answers 503) — a store on another schema than this code's is refused, saying what to do."""
     url = settings.db_url.get_secret_value()
-    if existing:
+    if existing or read_only:
         _refuse_missing_file(url)
     engine = engine_for(settings)
-    if existing and current_revision(engine) is None:
-        engine.dispose()
-        raise _not_there(url, _NO_TABLES)
-    if migrate:
+    if existing or read_only:
+        try:
+            _refuse_schema(url, current_revision(engine), read_only=read_only)
+        except BaseException:
+            engine.dispose()
+            raise
+    if migrate and not read_only:
         upgrade(engine)
     return SqlStore(engine, bounds=bounds_from(settings), clock=clock,
                     write_wait_s=settings.db_busy_timeout_ms / 1000)
@@ -74,9 +79,7 @@ def store_for_dry_run(settings: Settings) -> Iterator[tuple[SqlStore, str | None
         finally:
             engine.dispose()
     if revision is not None and revision != head_revision():
-        raise ConfigError(f"the store's schema is at revision {revision} and this version needs {head_revision()}; "
-                          "a dry run changes nothing, the schema included: `overnight db upgrade` brings an older "
-                          "store up to date (as a real run or `overnight serve` does on start), then dry-run again")
+        raise newer_schema(revision) or _older_schema(revision, "a dry run changes nothing")
     if revision is not None:
         store = build_store(settings, migrate=False)
         try:
@@ -93,6 +96,20 @@ def store_for_dry_run(settings: Settings) -> Iterator[tuple[SqlStore, str | None
                           "this dry run reads an empty temporary store")
         finally:
             store.close()
+
+
+def _refuse_schema(url: str, revision: str | None, *, read_only: bool) -> None:
+    if revision is None:
+        raise _not_there(url, _NO_TABLES)
+    if read_only and revision != head_revision():
+        raise newer_schema(revision) or _older_schema(revision, "reading changes nothing")
+
+
+def _older_schema(revision: str, why: str) -> ConfigError:
+    return ConfigError(f"the store's schema is at revision {revision} and this version needs {head_revision()}; "
+                       f"{why}, the schema included: `overnight db upgrade` brings an older store up to date (as a "
+                       "real run or `overnight serve` does on start) — once the servers that use it run this version "
+                       "too (an older server's /readyz answers 503 on a newer schema) —, then try again")
 
 
 def _refuse_missing_file(url: str) -> None:

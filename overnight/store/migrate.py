@@ -15,6 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
+from overnight.errors import ConfigError
 from overnight.store.engine import outages_as_unavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -32,6 +33,21 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None, "no migrations found"  # noqa: S101 - packaging bug, not user input
     return head
+
+
+def known_revisions() -> set[str]:
+    """Every revision this code has a migration for."""
+    return {script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions()}
+
+
+def newer_schema(revision: str | None) -> ConfigError | None:
+    """The refusal for a store another, newer overnight upgraded: this code cannot read or upgrade it (Alembic
+    would fail with "Can't locate revision")."""
+    if revision is None or revision in known_revisions():
+        return None
+    return ConfigError(f"the store's schema is at revision {revision}, newer than this overnight knows (it reads up "
+                       f"to {head_revision()}): a newer overnight upgraded it; run that version here (the one the "
+                       "servers run), or upgrade this one")
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -55,6 +71,9 @@ def _migrate(engine: Engine, step: Callable[[Config], None]) -> str | None:
     with outages_as_unavailable(), engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        refusal = newer_schema(MigrationContext.configure(conn).get_current_revision())
+        if refusal is not None:
+            raise refusal
         cfg.attributes["connection"] = conn
         step(cfg)
     return current_revision(engine)

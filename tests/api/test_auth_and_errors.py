@@ -7,6 +7,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from overnight.api.app import route_inventory
 from overnight.store.migrate import head_revision
@@ -50,6 +52,27 @@ def test_health_needs_no_token_and_readyz_checks_the_store(api: LiveServer) -> N
         ready = client.get("/readyz").json()
     assert ready["ok"] is True
     assert ready["schema_revision"] == head_revision()
+
+
+def test_readyz_says_which_way_the_schema_differs_from_the_servers(api: LiveServer, db_url: str) -> None:
+    """A schema behind the server wants `overnight db upgrade`; one a newer overnight made wants that version here
+    (an upgrade by this one would fail)."""
+    engine = create_engine(db_url, poolclass=NullPool)
+    answers = {}
+    try:
+        for revision in ("0099", "0002"):
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": revision})
+            with api.client(token=None) as client:
+                answers[revision] = assert_error_shape(client.get("/readyz"), 503, "store_unavailable")["error"]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head_revision()})
+        engine.dispose()
+    assert answers == {
+        "0099": f"store schema is at 0099, newer than this server knows ({head_revision()}): a newer overnight "
+                "upgraded it; run that version here",
+        "0002": f"store schema is at 0002, this server needs {head_revision()}: run `overnight db upgrade`"}
 
 
 def test_every_api_route_refuses_no_token_with_401_in_the_one_shape(api: LiveServer) -> None:

@@ -15,7 +15,7 @@ from overnight.domain.receipts import PruneRequest, PruneResult
 from overnight.domain.runs import ID_PATTERN
 from overnight.errors import StoreUnavailable
 from overnight.lm.invoke import check
-from overnight.store.migrate import head_revision
+from overnight.store.migrate import head_revision, newer_schema
 
 router = APIRouter(tags=["health"])
 
@@ -28,10 +28,12 @@ def healthz() -> dict[str, Any]:
 @router.get("/readyz")
 def readyz(store: StoreDep) -> dict[str, Any]:
     state = store.ping()
-    if state["schema_revision"] != head_revision():
+    revision = state["schema_revision"]
+    if revision != head_revision():
         raise StoreUnavailable(
-            f"store schema is at {state['schema_revision']}, this server needs {head_revision()}: "
-            "run `overnight db upgrade`"
+            f"store schema is at {revision}, newer than this server knows ({head_revision()}): a newer overnight "
+            "upgraded it; run that version here" if newer_schema(revision) else
+            f"store schema is at {revision}, this server needs {head_revision()}: run `overnight db upgrade`"
         )
     return {"ok": True, **state}
 
