@@ -137,8 +137,10 @@ class OvernightClient:
         return self._model(Run, "POST", f"/api/v1/runs/{run_id}/finish", idempotency_key=key,
                            json={"status": status, "summary": summary, "links": links})
 
-    def append_event(self, run_id: str, event: EventIn) -> AppendedEvent:
-        key = f"event-{run_id}-{event.client_event_id}" if event.client_event_id else None
+    def append_event(self, run_id: str, event: EventIn, *, key: str | None = None) -> AppendedEvent:
+        """Append one event; its Idempotency-Key is derived from its client_event_id unless `key` is given (another
+        body for the same event after the first was refused: the refusal is what the first key replays)."""
+        key = key or (f"event-{run_id}-{event.client_event_id}" if event.client_event_id else None)
         return self._model(AppendedEvent, "POST", f"/api/v1/runs/{run_id}/events", idempotency_key=key,
                            json=event.model_dump(mode="json", exclude_none=True))
 

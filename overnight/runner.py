@@ -38,9 +38,11 @@ from overnight.domain.receipts import PruneResult
 from overnight.domain.review import rollback_command, short
 from overnight.domain.runs import EventIn, RunStatus
 from overnight.errors import (
+    ApiUnreachable,
     CanaryActive,
     CanaryNotFound,
     ConfigError,
+    EventTooLarge,
     LMCallFailed,
     OvernightError,
     RunNotRunning,
@@ -332,16 +334,23 @@ class Runner:
         """A step that raised leaves a `<phase>.failed` event (level error) with the error's code, message and
         details — a verify command's output, a dataset's bad lines —, so the review shows which step failed and
         why. Best effort: the failure may be the API's own, and the run's finish records the reason either way."""
+        if isinstance(exc, ApiUnreachable):
+            return  # nothing to record it with; the client has already spent its retries
         code = getattr(exc, "code", type(exc).__name__)
         data = {"signature": scope, "code": code, "error": str(exc)}
         details = getattr(exc, "details", None) or {}
-        for attempt in ({**data, "details": details}, data) if details else (data,):
-            try:
-                self.event(f"{phase}.failed", phase, f"{scope}: {phase} failed: {code}: {exc}"[:4000], attempt,
-                           f"{scope}:{phase}:failed", level="error")
-            except OvernightError:  # too large with its details (event_too_large), or the API is gone
-                continue
-            return
+
+        def record(body: dict[str, Any], key: str | None = None) -> None:
+            self.event(f"{phase}.failed", phase, f"{scope}: {phase} failed: {code}: {exc}"[:4000], body,
+                       f"{scope}:{phase}:failed", level="error", key=key)
+
+        try:
+            record({**data, "details": details} if details else data)
+        except EventTooLarge:  # details past OVERNIGHT_MAX_EVENT_BYTES: the error without them (a key of its own:
+            with contextlib.suppress(OvernightError):  # the first one replays the refusal)
+                record(data, key=f"event-{self.run_id}-{scope}:{phase}:failed-brief")
+        except OvernightError:  # the API failing too: the run's finish (or its lapsed lease) records the end
+            pass
 
     def verify(self) -> dict[str, Any]:
         checks: list[dict[str, Any]] = []
@@ -569,10 +578,10 @@ class Runner:
     # bookkeeping ------------------------------------------------------------------------------------------
 
     def event(self, kind: str, phase: str, message: str, data: dict[str, Any], client_event_id: str, *,
-              level: str = "info") -> None:
+              level: str = "info", key: str | None = None) -> None:
         if self.run_id is not None:
             self.client.append_event(self.run_id, EventIn(kind=kind, phase=phase, level=level, message=message,
-                                                          data=data, client_event_id=client_event_id))
+                                                          data=data, client_event_id=client_event_id), key=key)
 
     @contextlib.contextmanager
     def _pulse(self) -> Iterator[None]:

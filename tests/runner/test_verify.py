@@ -93,3 +93,18 @@ def test_a_verify_command_is_stopped_at_the_runs_deadline_with_what_it_started(d
     left = subprocess.run(["pgrep", "-f", "sleep 41.7"], capture_output=True, text=True, check=False)
     assert left.stdout.strip() == ""
     assert not marker.exists()
+
+
+def test_a_failed_step_whose_details_are_too_large_for_an_event_is_recorded_without_them(tmp_path: Path) -> None:
+    """The `.failed` event carries the error's details (here the command's 2,000-character output tail) when they
+    fit OVERNIGHT_MAX_EVENT_BYTES; past it, the error alone, rather than no record of the failed step."""
+    db_url = f"sqlite:///{tmp_path / 'overnight.db'}"
+    check = "sh -c 'head -c 3000 /dev/zero | tr \"\\0\" x; echo; echo the last line; exit 1'"
+    code, summary, stderr = overnight_run(db_url, BETTER, "--dataset", str(SELECT), "--verify", check,
+                                          OVERNIGHT_MAX_EVENT_BYTES="1024")
+    assert code == 1, stderr[-2000:]
+    assert summary["verdict"].endswith("its output ends: the last line")
+    failed = [e for e in _events(db_url, summary["run_id"]) if e["kind"] == "verify.failed"]
+    assert len(failed) == 1
+    assert failed[0]["data"] == {"signature": "run", "code": "verify_failed",
+                                 "error": summary["verdict"].removeprefix("failed: verify_failed: ")}
