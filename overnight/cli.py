@@ -414,14 +414,14 @@ def diff(
                     raise _usage_error(where, "'default' is the default program beside a compiled one: give the "
                                               "other program's compiled_id")
                 ids[where] = _default_beside(store, ids[other])
-        old, new = (store.get_artifact(compiled_id=ids[where]) for where in ("a", "b"))
-        changed = diff_artifacts(old, new)
+        before, after = (store.get_artifact(compiled_id=ids[where]) for where in ("a", "b"))
+        changed = diff_artifacts(before, after)
         if as_json:
             out.print_json(changed.model_dump_json())
             return
         lines = [] if changed.same_signature else [
-            f"two signatures' programs: {old.compiled_id[:12]} is {old.signature_id}'s, {new.compiled_id[:12]} is "
-            f"{new.signature_id}'s"]
+            f"two signatures' programs: {before.compiled_id[:12]} is {before.signature_id}'s, "
+            f"{after.compiled_id[:12]} is {after.signature_id}'s"]
         lines += [*changed.instructions_diff] or ["instructions: unchanged"]
         lines += [f"+ demo {json.dumps(d, sort_keys=True)}" for d in changed.demos_added]
         lines += [f"- demo {json.dumps(d, sort_keys=True)}" for d in changed.demos_removed]
