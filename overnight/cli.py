@@ -788,7 +788,9 @@ def run(
     base_url: Annotated[str | None, typer.Option(help="A running API (default: one in-process on loopback)")] = None,
     signature: Annotated[list[str] | None, typer.Option("--signature", "-s", help="Repeatable")] = None,
     dataset: Annotated[list[str] | None, typer.Option(help="FILE, or SIG=FILE per signature (repeatable)")] = None,
-    verify: Annotated[list[str] | None, typer.Option(help="A command that must exit 0 first (repeatable)")] = None,
+    verify: Annotated[list[str] | None, typer.Option(
+        help="A command that must exit 0 first, run without a shell (`sh -c '…'` for pipes), stopped at the deadline "
+             "(repeatable)")] = None,
     deadline: Annotated[str, typer.Option(help="Give up on the gates after this long: 90m, 2h, 3600s")] = "2h",
     resume: Annotated[str | None, typer.Option(help="Continue this run from its last finished step")] = None,
     steps: Annotated[str, typer.Option(help="Canary rollout percentages, e.g. 5,25,50")] = "25,50",
