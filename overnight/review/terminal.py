@@ -141,21 +141,21 @@ def run_timeline(run: Run, events: list[RunEvent]) -> RenderableType:
 
 
 def e2e_line(e2e: dict[str, Any]) -> str:
-    """`e2e: ok — 5 requests served by 7bedaebd3fa9` (and the LM failures it saw, or the problem that failed it; and
-    the requests another canary's candidate took, which it did not judge)."""
+    """`e2e: ok — 5 requests served by 7bedaebd3fa9` and what `e2e_words` adds."""
+    return f"e2e: {'ok' if e2e.get('ok') else 'FAILED'} — {e2e_words(e2e)}"
+
+
+def e2e_words(e2e: dict[str, Any]) -> str:
+    """`5 requests served by 7bedaebd3fa9`, and the LM failures it saw or the problem that failed it, and the
+    requests another canary's candidate took, which it did not judge (the terminal's and the review page's words)."""
     served = ", ".join(s[:12] for s in e2e.get("served", [])) or "nothing"
-    line = f"e2e: {'ok' if e2e.get('ok') else 'FAILED'} — {e2e.get('requests')} requests served by {served}"
-    aside = e2e_elsewhere(e2e)
+    words = f"{e2e.get('requests')} requests served by {served}"
     if e2e.get("problem"):
-        return f"{line}: {e2e['problem']}{aside}"
-    return line + ("; the LM failed " + "; ".join(e2e["lm_failures"]) if e2e.get("lm_failures") else "") + aside
-
-
-def e2e_elsewhere(e2e: dict[str, Any]) -> str:
-    """The predicts of the e2e check another canary's candidate took, which it did not judge (the terminal's and the
-    review page's words)."""
-    return "".join(f"; {n} more went to canary {canary}'s candidate (not this run's)"
-                   for canary, n in e2e.get("elsewhere", {}).items())
+        words += f": {e2e['problem']}"
+    elif e2e.get("lm_failures"):
+        words += "; the LM failed " + "; ".join(e2e["lm_failures"])
+    return words + "".join(f"; {n} more went to canary {canary}'s candidate (not this run's)"
+                           for canary, n in e2e.get("elsewhere", {}).items())
 
 
 def _evidence(result: Any) -> list[str]:

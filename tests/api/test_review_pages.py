@@ -169,7 +169,8 @@ def test_the_run_page_says_what_show_says(server: LiveServer) -> None:
     for needle in ('class="chart candidate-chart"', 'class="chart canary-chart"', 'class="threshold"',
                    "pass look at 153", "paired holdout delta +0.300 [+0.133, +0.467]", "error_rate_within_bound",
                    "quality_not_worse", "alias moves", "e2e:",
-                   "2 more went to canary can-ops&#39;s candidate (not this run&#39;s)",
+                   "5 requests served by bbbbbbbbbbbb; 2 more went to canary can-ops&#39;s candidate (not this "
+                   "run&#39;s)",  # show's words (terminal.e2e_words)
                    "85 LM calls, 77 scores read back from earlier compiles",
                    f"/review/artifacts/{golden_run.DEFAULT}/diff/"):
         assert needle.lower() in page.lower(), needle

@@ -28,7 +28,7 @@ from overnight.domain.runs import ID_PATTERN, RunStatus
 from overnight.review.assemble import run_review, serving_status, signature_overview
 from overnight.review.charts import canary_chart, candidate_chart
 from overnight.review.show import delta_sentence, seconds, took
-from overnight.review.terminal import duration, e2e_elsewhere, verdicts, when
+from overnight.review.terminal import duration, e2e_words, verdicts, when
 
 router = APIRouter(prefix="/review", tags=["review"], include_in_schema=False)
 REVIEWER = ReviewSession("read")
@@ -44,7 +44,7 @@ def _templates() -> Environment:
     env = Environment(loader=PackageLoader("overnight.api", "templates"), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(when=when, short=short, seconds=seconds, took=took, delta_sentence=delta_sentence, svg=_chart)
-    env.globals.update(duration=duration, verdicts=verdicts, e2e_elsewhere=e2e_elsewhere)
+    env.globals.update(duration=duration, verdicts=verdicts, e2e_words=e2e_words)
     return env
 
 
