@@ -97,16 +97,13 @@ def _score(score: float | None, n: int) -> str:
     return "-" if score is None else f"{score:.3f} (n={n})"
 
 
-def _table(title: str, columns: tuple[str, ...]) -> Rows:
-    return Rows(title, columns, title_justify="left")
-
-
 def compile_candidates(section: CompileSection) -> Rows:
-    table = _table(f"compile {section.report_id} ({section.status}{', cached' if section.cached else ''}): "
-                   f"{len(section.candidates)} candidates, {section.lm_calls} LM calls"
-                   f"{f', {section.reused} scores read back from earlier compiles' if section.reused else ''} "
-                   f"(full grid {section.full_grid_lm_calls}), dataset {section.dataset_hash[:12]}",
-                   ("compiled_id", "instr", "demos", "train", "holdout", "out at rung", "LM calls", "role"))
+    table = Rows(f"compile {section.report_id} ({section.status}{', cached' if section.cached else ''}): "
+                 f"{len(section.candidates)} candidates, {section.lm_calls} LM calls"
+                 f"{f', {section.reused} scores read back from earlier compiles' if section.reused else ''} "
+                 f"(full grid {section.full_grid_lm_calls}), dataset {section.dataset_hash[:12]}",
+                 ("compiled_id", "instr", "demos", "train", "holdout", "out at rung", "LM calls", "role"),
+                 title_justify="left")
     for c in section.candidates:
         table.add_row(c.compiled_id[:12], "-" if c.instruction is None else str(c.instruction),
                       "-" if c.demos is None else str(c.demos), _score(c.train_score, c.train_n),
@@ -137,11 +134,11 @@ def _rate(value: float | None) -> str:
 
 
 def canary_arms(section: CanarySection) -> Rows:
-    table = _table(f"canary {section.canary_id} {section.status}: steps "
-                   f"{'/'.join(f'{s:g}%' for s in section.steps)}, pass look at {section.targets[-1]} "
-                   f"candidate requests, errors under {section.max_error_rate:.1%}",
-                   ("arm", "compiled_id", "requests", "errors", "error rate", "upper bound", "accuracy", "p95 ms",
-                    "cost/call"))
+    table = Rows(f"canary {section.canary_id} {section.status}: steps "
+                 f"{'/'.join(f'{s:g}%' for s in section.steps)}, pass look at {section.targets[-1]} "
+                 f"candidate requests, errors under {section.max_error_rate:.1%}",
+                 ("arm", "compiled_id", "requests", "errors", "error rate", "upper bound", "accuracy", "p95 ms",
+                  "cost/call"), title_justify="left")
     for arm in section.arms:
         table.add_row(arm.arm, arm.compiled_id[:12], str(arm.samples), str(arm.errors), _rate(arm.error_rate),
                       _rate(arm.error_upper),
