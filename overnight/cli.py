@@ -199,7 +199,7 @@ def db_prune(
             return
         out.print(f"{result.sentence()} (created before {when(result.cutoff)})", markup=False, soft_wrap=True)
 
-    _with_store(work, existing=True, as_json=as_json)
+    _with_store(work, existing=True, read_only=dry_run, as_json=as_json)  # a dry run counts: the schema stays too
 
 
 def _with_store(work: Callable[[Any], None], *, existing: bool = False, read_only: bool = False,

@@ -664,7 +664,7 @@ def test_read_commands_leave_the_schema_as_they_find_it(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{db}")
     downgrade(engine, "0002")
     for command in (("runs",), ("runs", "tail", "nightly-1"), ("status",), ("show",), ("diff", "default", "a" * 12),
-                    ("canary", "-s", "SelectTool.v1")):
+                    ("canary", "-s", "SelectTool.v1"), ("db", "prune", "--keep-days", "30", "--dry-run")):
         refused = overnight(*command, db=db)
         assert refused.returncode == 2, (command, refused.stderr)
         assert refused.stderr.startswith(f"config_error: the store's schema is at revision 0002 and this version "
