@@ -276,9 +276,19 @@ class Runner:
         result.dataset_hash = report["dataset_hash"]
         result.champion_before = report["incumbent_compiled_id"]
         replaced = result.champion_before  # what a promotion by this run moved away from
+        skipped = self.done.get(f"{sig}:canary.start:finished", {}).get("skipped")  # resumed: as decided then
         if not report["improved"]:
             self.step(sig, "canary.start", lambda: {"skipped": "no_improvement"})
             result.decision, result.reason = "no_improvement", "compile found nothing better than the champion"
+            result.champion_after = result.champion_before
+        elif skipped == "deadline" or self._past_deadline():
+            # Opened now, the canary would be stopped at the traffic step's first look, after real requests had
+            # gone to the candidate for nothing.
+            late = self.step(sig, "canary.start", lambda: {"skipped": "deadline",
+                                                           "elapsed_s": round(self.clock() - self.started_at)})
+            result.decision = "inconclusive"
+            result.reason = (f"the run's deadline ({self.options.deadline_s} s) passed before its canary could start "
+                             f"(at +{late['elapsed_s']} s); the champion stays")
             result.champion_after = result.champion_before
         else:
             canary = self.step(sig, "canary.start", lambda: self.start_canary(sig, report))
@@ -458,13 +468,16 @@ class Runner:
                 "stopped_by": stopped_by,
                 "requests_sent": sent, "arms": {a: c.summary() for a, c in canary.arms.items()}}
 
+    def _past_deadline(self) -> bool:
+        return self.clock() - self.started_at > self.options.deadline_s
+
     def _stop_reason(self, view: CanaryView, sent: int) -> str | None:
         evaluation = view.evaluation or {}
         if evaluation.get("can_still_pass") is False and evaluation.get("outcome") == "continue":
             missed = next((h for h in reversed(view.history) if h.kind == "look_missed"), None)
             why = missed.evidence.get("message") if missed else evaluation.get("message")
             return f"the candidate can no longer pass: {why}"
-        if self.clock() - self.started_at > self.options.deadline_s:
+        if self._past_deadline():
             return f"the run's deadline ({self.options.deadline_s} s) passed before the gates decided"
         if sent >= self.options.max_requests:
             return f"sent {sent} requests (the runner's limit) before the gates decided"

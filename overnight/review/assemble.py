@@ -95,6 +95,8 @@ def _decision(run: Run, result: dict[str, Any], done: dict[str, dict[str, Any]])
         return str(done["decide"]["decision"]), str(done["decide"].get("reason", ""))
     if done.get("canary.start", {}).get("skipped") == "no_improvement":
         return "no_improvement", "compile found nothing better than the champion"
+    if done.get("canary.start", {}).get("skipped") == "deadline":
+        return "inconclusive", "the run's deadline passed before its canary could start"
     if run.status == "running":
         return "in_progress", f"last finished step: {next(reversed(done), 'none')}"
     return "not_decided", f"the run ended {run.status} ({run.summary.get('verdict', 'no summary')})"

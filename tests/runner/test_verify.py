@@ -108,3 +108,18 @@ def test_a_failed_step_whose_details_are_too_large_for_an_event_is_recorded_with
     assert len(failed) == 1
     assert failed[0]["data"] == {"signature": "run", "code": "verify_failed",
                                  "error": summary["verdict"].removeprefix("failed: verify_failed: ")}
+
+
+def test_a_deadline_that_passes_during_compile_opens_no_canary(db_url: str) -> None:
+    """A canary opened after the deadline would be stopped at the traffic step's first look — after real requests
+    had gone to the candidate for nothing. The night ends the signature `inconclusive` without opening one."""
+    code, summary, stderr = overnight_run(db_url, BETTER + ",latency_ms=40", "--dataset", str(SELECT),
+                                          "--deadline", "1s")
+    assert code == 4, stderr[-2000:]
+    result = summary["signatures"]["SelectTool.v1"]
+    assert result["decision"] == "inconclusive"
+    assert result["reason"].startswith("the run's deadline (1 s) passed before its canary could start")
+    assert result["canary_id"] is None
+    with live_server(db_url) as server, server.client() as api:
+        assert api.get("/api/v1/signatures/SelectTool.v1/canary").json()["code"] == "canary_not_found"
+        assert api.get("/api/v1/signatures/SelectTool.v1/aliases/history").json()["champion_id"] is None
