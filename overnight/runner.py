@@ -285,7 +285,7 @@ class Runner:
             # Opened now, the canary would be stopped at the traffic step's first look, after real requests had
             # gone to the candidate for nothing.
             late = self.step(sig, "canary.start", lambda: {"skipped": "deadline",
-                                                           "elapsed_s": round(self.clock() - self.started_at)})
+                                                           "elapsed_s": round(self._elapsed())})
             result.decision = "inconclusive"
             result.reason = (f"the run's deadline ({self.options.deadline_s} s) passed before its canary could start "
                              f"(at +{late['elapsed_s']} s); the champion stays")
@@ -365,10 +365,10 @@ class Runner:
     def verify(self) -> dict[str, Any]:
         checks: list[dict[str, Any]] = []
         for command in self.options.verify:
-            left = self.options.deadline_s - (self.clock() - self.started_at)
             begun = self.clock()
             try:
-                exit_code, output = run_check(shlex.split(command), timeout_s=max(1.0, left))
+                exit_code, output = run_check(shlex.split(command),
+                                              timeout_s=max(1.0, self.options.deadline_s - self._elapsed()))
             except OSError as exc:  # found at preflight, but not executable or gone since
                 raise VerifyFailed(f"verify command could not be run: {command}: {exc.strerror or exc}",
                                    details={"checks": checks}) from None
@@ -417,7 +417,7 @@ class Runner:
                 "paired_delta": delta.model_dump(mode="json") if delta else None}
 
     def start_canary(self, sig: str, report: dict[str, Any]) -> dict[str, Any]:
-        remaining = max(60, int(self.options.deadline_s - (self.clock() - self.started_at)))
+        remaining = max(60, int(self.options.deadline_s - self._elapsed()))
         body = {"candidate_id": report["best_compiled_id"], "steps": self.options.steps, "run_id": self.run_id,
                 "report_id": report["report_id"], "deadline_s": remaining,
                 "srm_threshold_p": self.options.srm_threshold_p}
@@ -468,8 +468,11 @@ class Runner:
                 "stopped_by": stopped_by,
                 "requests_sent": sent, "arms": {a: c.summary() for a, c in canary.arms.items()}}
 
+    def _elapsed(self) -> float:
+        return self.clock() - self.started_at
+
     def _past_deadline(self) -> bool:
-        return self.clock() - self.started_at > self.options.deadline_s
+        return self._elapsed() > self.options.deadline_s
 
     def _stop_reason(self, view: CanaryView, sent: int) -> str | None:
         evaluation = view.evaluation or {}
@@ -683,14 +686,13 @@ def run_check(argv: list[str], *, timeout_s: float) -> tuple[int | None, str]:
 
 
 def _stop_group(child: subprocess.Popen[str]) -> None:
-    for signum, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, None)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signum)
-        if grace is None:
-            return
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(timeout=grace)
-            return
+    """SIGTERM to the command's process group; 5 s for the command to end; then SIGKILL to what is left of it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        child.wait(timeout=5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
 
 
 def _rest(child: subprocess.Popen[str]) -> str:

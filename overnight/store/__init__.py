@@ -78,9 +78,8 @@ def store_for_dry_run(settings: Settings) -> Iterator[tuple[SqlStore, str | None
             revision = current_revision(engine)
         finally:
             engine.dispose()
-    if revision is not None and revision != head_revision():
-        raise newer_schema(revision) or _older_schema(revision, "a dry run changes nothing")
     if revision is not None:
+        _same_schema(revision, "a dry run changes nothing")
         store = build_store(settings, migrate=False)
         try:
             yield store, None
@@ -101,15 +100,19 @@ def store_for_dry_run(settings: Settings) -> Iterator[tuple[SqlStore, str | None
 def _refuse_schema(url: str, revision: str | None, *, read_only: bool) -> None:
     if revision is None:
         raise _not_there(url, _NO_TABLES)
-    if read_only and revision != head_revision():
-        raise newer_schema(revision) or _older_schema(revision, "reading changes nothing")
+    if read_only:
+        _same_schema(revision, "reading changes nothing")
 
 
-def _older_schema(revision: str, why: str) -> ConfigError:
-    return ConfigError(f"the store's schema is at revision {revision} and this version needs {head_revision()}; "
-                       f"{why}, the schema included: `overnight db upgrade` brings an older store up to date (as a "
-                       "real run or `overnight serve` does on start) — once the servers that use it run this version "
-                       "too (an older server's /readyz answers 503 on a newer schema) —, then try again")
+def _same_schema(revision: str, why: str) -> None:
+    """Refuse a store on another schema than this code's, for a command that must leave the schema as it is."""
+    if revision == head_revision():
+        return
+    raise newer_schema(revision) or ConfigError(
+        f"the store's schema is at revision {revision} and this version needs {head_revision()}; {why}, the schema "
+        "included: `overnight db upgrade` brings an older store up to date (as a real run or `overnight serve` does "
+        "on start) — once the servers that use it run this version too (an older server's /readyz answers 503 on a "
+        "newer schema) —, then try again")
 
 
 def _refuse_missing_file(url: str) -> None:

@@ -7,6 +7,7 @@ Concurrent starters are safe: PostgreSQL takes an advisory lock for the upgrade;
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 from alembic import command
@@ -28,16 +29,19 @@ def _config() -> Config:
     return cfg
 
 
+@cache
 def head_revision() -> str:
-    """The newest revision this code knows."""
+    """The newest revision this code knows. Read once per process: building Alembic's script directory loads every
+    migration file, and `/readyz` asks on every probe."""
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None, "no migrations found"  # noqa: S101 - packaging bug, not user input
     return head
 
 
-def known_revisions() -> set[str]:
-    """Every revision this code has a migration for."""
-    return {script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions()}
+@cache
+def known_revisions() -> frozenset[str]:
+    """Every revision this code has a migration for (read once per process, as `head_revision`)."""
+    return frozenset(script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions())
 
 
 def newer_schema(revision: str | None) -> ConfigError | None:
