@@ -472,6 +472,8 @@ def compile_(
     seed: Annotated[int, typer.Option(help="Seed for demo selection, train order and the bootstrap")] = 0,
     max_lm_calls: Annotated[int | None, typer.Option(help="Stop cleanly after this many LM calls")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Stop cleanly after this many tokens")] = None,
+    max_time: Annotated[str | None, typer.Option(
+        help="Start no LM call after this long, e.g. 90m (calls in flight finish); a rerun resumes")] = None,
     search: Annotated[str, typer.Option(help="halving (default), or grid: all candidates on all train")] = "halving",
     optimizer: Annotated[str, typer.Option(help="grid@1 (seeded demos) or labeled_fewshot@1 (DSPy)")] = "grid@1",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
@@ -479,11 +481,14 @@ def compile_(
     """Compile a signature's current dataset with the configured LM (OVERNIGHT_LM) and print the report."""
     from overnight.compile.service import compile_signature  # noqa: PLC0415 - imports DSPy
     from overnight.lm.backends import build_backend  # noqa: PLC0415
+    from overnight.nightly import seconds  # noqa: PLC0415
     from overnight.registry import Registry  # noqa: PLC0415
 
     if search not in ("halving", "grid"):
         err.print("usage_error: --search must be halving or grid")
         raise typer.Exit(EXIT_USAGE)
+    with _errors_as_exit_codes(as_json=as_json):
+        max_seconds = None if max_time is None else seconds(max_time, option="--max-time")
 
     def work(store: Any) -> None:
         settings = _settings()
@@ -499,7 +504,8 @@ def compile_(
                     err.print(f"{step} ({data['evaluations_so_far']} evaluations so far)", markup=False)
 
             report = compile_signature(store, entry, build_backend(settings), seed=seed, max_lm_calls=max_lm_calls,
-                                       max_tokens=max_tokens, search=search,  # type: ignore[arg-type]
+                                       max_tokens=max_tokens, max_seconds=max_seconds,
+                                       search=search,  # type: ignore[arg-type]
                                        optimizer_id=optimizer, concurrency=settings.compile_concurrency,
                                        progress=progress)
         if as_json:
@@ -791,7 +797,8 @@ def run(
     verify: Annotated[list[str] | None, typer.Option(
         help="A command that must exit 0 first, run without a shell (`sh -c '…'` for pipes), stopped at the deadline "
              "(repeatable)")] = None,
-    deadline: Annotated[str, typer.Option(help="Give up on the gates after this long: 90m, 2h, 3600s")] = "2h",
+    deadline: Annotated[str, typer.Option(
+        help="The night's time, e.g. 90m, 2h, 3600s: verify, compile and the gates stop at it")] = "2h",
     resume: Annotated[str | None, typer.Option(help="Continue this run from its last finished step")] = None,
     steps: Annotated[str, typer.Option(help="Canary rollout percentages, e.g. 5,25,50")] = "25,50",
     srm_threshold: Annotated[float, typer.Option(help=(

@@ -199,8 +199,9 @@ class OvernightClient:
         return self._model(ExamplePage, "GET", f"/api/v1/signatures/{signature_id}/examples", params=params)
 
     def compile(self, signature_id: str, *, run_id: str | None = None, seed: int = 0,
-                max_lm_calls: int | None = None, key: str | None = None, timeout_s: float = 3600.0) -> CompileReport:
-        body = {"seed": seed, "run_id": run_id, "max_lm_calls": max_lm_calls}
+                max_lm_calls: int | None = None, max_seconds: int | None = None, key: str | None = None,
+                timeout_s: float = 3600.0) -> CompileReport:
+        body = {"seed": seed, "run_id": run_id, "max_lm_calls": max_lm_calls, "max_seconds": max_seconds}
         return self._model(CompileReport, "POST", f"/api/v1/signatures/{signature_id}/compile", idempotency_key=key,
                            json={k: v for k, v in body.items() if v is not None}, timeout_s=timeout_s)
 

@@ -272,23 +272,14 @@ class Runner:
             imported = self.step(sig, "dataset.import", lambda: self.import_dataset(sig))
             result.dataset_hash = imported["dataset_hash"]
         report = self.step(sig, "compile", lambda: self.compile(sig))
-        result.report_id, result.best_compiled_id = report["report_id"], report["best_compiled_id"]
+        stored = report.get("status", "completed") == "completed"  # a compile stopped at the deadline stores none
+        result.report_id = report["report_id"] if stored else None
+        result.best_compiled_id = report["best_compiled_id"]
         result.dataset_hash = report["dataset_hash"]
         result.champion_before = report["incumbent_compiled_id"]
         replaced = result.champion_before  # what a promotion by this run moved away from
-        skipped = self.done.get(f"{sig}:canary.start:finished", {}).get("skipped")  # resumed: as decided then
-        if not report["improved"]:
-            self.step(sig, "canary.start", lambda: {"skipped": "no_improvement"})
-            result.decision, result.reason = "no_improvement", "compile found nothing better than the champion"
-            result.champion_after = result.champion_before
-        elif skipped == "deadline" or self._past_deadline():
-            # Opened now, the canary would be stopped at the traffic step's first look, after real requests had
-            # gone to the candidate for nothing.
-            late = self.step(sig, "canary.start", lambda: {"skipped": "deadline",
-                                                           "elapsed_s": round(self._elapsed())})
-            result.decision = "inconclusive"
-            result.reason = (f"the run's deadline ({self.options.deadline_s} s) passed before its canary could start "
-                             f"(at +{late['elapsed_s']} s); the champion stays")
+        if held := self._held_back(sig, report):
+            result.decision, result.reason = held
             result.champion_after = result.champion_before
         else:
             canary = self.step(sig, "canary.start", lambda: self.start_canary(sig, report))
@@ -319,6 +310,27 @@ class Runner:
         result.undo = None  # undone, or someone else's move since
         result.alias_history_ids += undone["alias_history_ids"]
         return result
+
+    def _held_back(self, sig: str, report: dict[str, Any]) -> tuple[str, str] | None:
+        """(decision, reason) when the signature opens no canary tonight, its canary.start step recorded skipped."""
+        if report.get("status", "completed") != "completed":
+            self.step(sig, "canary.start", lambda: {"skipped": "deadline", "elapsed_s": round(self._elapsed())})
+            return "inconclusive", (
+                f"compile stopped at the run's deadline ({self.options.deadline_s} s) after {report['lm_calls']} LM "
+                "calls, before it could compare candidates on holdout; the champion stays, and the next compile "
+                "resumes from the scores this one kept")
+        if not report["improved"]:
+            self.step(sig, "canary.start", lambda: {"skipped": "no_improvement"})
+            return "no_improvement", "compile found nothing better than the champion"
+        skipped = self.done.get(f"{sig}:canary.start:finished", {}).get("skipped")  # resumed: as decided then
+        if skipped == "deadline" or self._past_deadline():
+            # Opened now, the canary would be stopped at the traffic step's first look, after real requests had
+            # gone to the candidate for nothing.
+            late = self.step(sig, "canary.start", lambda: {"skipped": "deadline",
+                                                           "elapsed_s": round(self._elapsed())})
+            return "inconclusive", (f"the run's deadline ({self.options.deadline_s} s) passed before its canary "
+                                    f"could start (at +{late['elapsed_s']} s); the champion stays")
+        return None
 
     # steps ------------------------------------------------------------------------------------------------
 
@@ -399,21 +411,27 @@ class Runner:
                 "unchanged": imported.unchanged}
 
     def compile(self, sig: str) -> dict[str, Any]:
-        report = self.client.compile(sig, run_id=self.run_id, seed=self.options.seed,
-                                     key=f"{self.run_id}:{sig}:compile")
+        # The compile starts no LM call past the run's deadline; the client waits that long and then as long again
+        # as the longest LM call in flight may take (a remote call's timeout is at most an hour).
+        left = max(1, int(self.options.deadline_s - self._elapsed()))
+        report = self.client.compile(sig, run_id=self.run_id, seed=self.options.seed, max_seconds=left,
+                                     key=f"{self.run_id}:{sig}:compile", timeout_s=left + 3600)
         delta = report.paired_delta
-        if report.cached:  # the stored report of this very job and dataset: its LM calls were paid when it was made
-            done = f"compile cached: report {report.report_id} of the same job and dataset, no LM call"
+        best = f"best {report.best_compiled_id[:12]} " + (
+            f"delta {delta.delta:+.3f} [{delta.low:+.3f}, {delta.high:+.3f}]" if delta else "(no holdout delta)")
+        if report.status != "completed":
+            self.say(f"{sig}: compile stopped at the run's deadline after {report.lm_calls} LM calls "
+                     f"({report.evaluations} scores, {report.reused} of them read back); no canary")
+        elif report.cached:  # the stored report of this very job and dataset: its LM calls were paid when it was made
+            self.say(f"{sig}: compile cached: report {report.report_id} of the same job and dataset, no LM call; "
+                     f"{best}")
         else:
-            done = f"compiled {len(report.candidates)} candidates with {report.lm_calls} LM calls" + (
-                f" ({report.reused} scores read back from earlier compiles)" if report.reused else "")
-        self.say(f"{sig}: {done}; best "
-                 f"{report.best_compiled_id[:12]} " + (f"delta {delta.delta:+.3f} [{delta.low:+.3f}, {delta.high:+.3f}]"
-                                                       if delta else "(no holdout delta)"))
+            self.say(f"{sig}: compiled {len(report.candidates)} candidates with {report.lm_calls} LM calls" + (
+                f" ({report.reused} scores read back from earlier compiles)" if report.reused else "") + f"; {best}")
         return {"report_id": report.report_id, "best_compiled_id": report.best_compiled_id,
                 "incumbent_compiled_id": report.incumbent_compiled_id, "improved": report.improved,
                 "dataset_hash": report.dataset_hash, "lm_calls": 0 if report.cached else report.lm_calls,
-                "cached": report.cached,
+                "cached": report.cached, "status": report.status, "stopped_by": report.stopped_by,
                 "paired_delta": delta.model_dump(mode="json") if delta else None}
 
     def start_canary(self, sig: str, report: dict[str, Any]) -> dict[str, Any]:

@@ -1,12 +1,15 @@
 """Scoring candidates on examples: results are read from the store when already known (same compiled_id,
 row_hash, lm_id) and otherwise computed and persisted at once, so a crashed compile resumes without paying
-again. The per-job budget (LM calls, tokens) stops evaluation cleanly. Must not import the API."""
+again. The per-job budget (LM calls, tokens, seconds) stops evaluation cleanly: no call starts once it is spent,
+and the calls in flight finish and are kept. Must not import the API."""
 
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Literal
 
 from overnight.compile.programs import Candidate
 from overnight.domain.compiling import ExampleResult
@@ -22,6 +25,9 @@ class BudgetExhausted(Exception):
     pass
 
 
+Limit = Literal["max_lm_calls", "max_tokens", "max_seconds"]
+
+
 @dataclass
 class Evaluator:
     store: Store
@@ -30,9 +36,10 @@ class Evaluator:
     max_lm_calls: int | None = None
     max_tokens: int | None = None
     concurrency: int = 4
+    until: float | None = None  # time.monotonic() after which no call starts (max_seconds from the job's start)
     lm_calls: int = 0
     tokens: int = 0
-    exhausted: bool = False
+    stopped_by: Limit | None = None  # the first limit reached
     _lock: threading.Lock = field(default_factory=threading.Lock)
     used: dict[str, dict[str, ExampleResult]] = field(default_factory=dict)  # compiled_id -> row_hash -> result
     _known: dict[str, dict[str, ExampleResult]] = field(default_factory=dict)  # the store's, read once per candidate
@@ -65,20 +72,28 @@ class Evaluator:
             for result in pool.map(lambda row: self._score(candidate, row), todo):
                 if result is not None:
                     known[result.row_hash] = result
-        if self.exhausted:
+        if self.stopped_by:
             raise BudgetExhausted
         self.used.setdefault(candidate.compiled_id, {}).update({row.row_hash: known[row.row_hash] for row in rows})
         return {row.example_id: known[row.row_hash].reward for row in rows}
 
     def _reserve(self) -> bool:
         with self._lock:
-            over = (self.max_lm_calls is not None and self.lm_calls >= self.max_lm_calls) or (
-                self.max_tokens is not None and self.tokens >= self.max_tokens)
-            if over:
-                self.exhausted = True
+            if self.stopped_by is None:
+                self.stopped_by = self._limit_reached()
+            if self.stopped_by:
                 return False
             self.lm_calls += 1
             return True
+
+    def _limit_reached(self) -> Limit | None:
+        if self.max_lm_calls is not None and self.lm_calls >= self.max_lm_calls:
+            return "max_lm_calls"
+        if self.max_tokens is not None and self.tokens >= self.max_tokens:
+            return "max_tokens"
+        if self.until is not None and time.monotonic() >= self.until:
+            return "max_seconds"
+        return None
 
     def _score(self, candidate: Candidate, row: StoredExample) -> ExampleResult | None:
         if not self._reserve():

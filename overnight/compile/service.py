@@ -9,13 +9,14 @@
 4. The finalists and the incumbent are scored paired on holdout, leaving out holdout rows whose input is one of
    a finalist's demos (leakage, flagged). The best by holdout score wins ties in favour of the incumbent.
 5. The paired delta (best - incumbent) with a seeded bootstrap interval and exact McNemar goes in the report.
-A budget (LM calls, tokens) ends the job cleanly as `budget_exhausted`, best-so-far marked; it is not cached,
-and a rerun resumes from the persisted per-example results. Must not import the API.
+A budget (LM calls, tokens, seconds) ends the job cleanly as `budget_exhausted`, best-so-far marked and the limit
+reached named; it is not cached, and a rerun resumes from the persisted per-example results. Must not import the API.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from statistics import mean
 from typing import Any, Literal
@@ -39,10 +40,12 @@ Progress = Callable[[str, dict[str, Any]], None]
 
 def compile_signature(
     store: Store, entry: RegisteredSignature, backend: Backend, *, seed: int = 0, max_lm_calls: int | None = None,
-    max_tokens: int | None = None, concurrency: int = 4, search: Literal["halving", "grid"] = "halving",
+    max_tokens: int | None = None, max_seconds: int | None = None, concurrency: int = 4,
+    search: Literal["halving", "grid"] = "halving",
     first_slice: int = 8, eta: int = 3, finalists: int = 2, progress: Progress | None = None,
     optimizer_id: str = "grid@1",
 ) -> CompileReport:
+    started = time.monotonic()
     contract = entry.contract
     selector = demo_selector(optimizer_id, entry)
     optimizer = (f"{optimizer_id}+halving(first_slice={first_slice},eta={eta},finalists={finalists})"
@@ -61,7 +64,8 @@ def compile_signature(
         raise DatasetNotReady(f"{contract.signature_id} needs train and holdout rows to compile "
                               f"(has {len(train)} train, {len(holdout)} holdout): import a dataset first")
     candidates, incumbent = _candidates(store, entry, backend, train, seed=seed, selector=selector)
-    evaluator = Evaluator(store, backend, entry, max_lm_calls, max_tokens, concurrency)
+    evaluator = Evaluator(store, backend, entry, max_lm_calls, max_tokens, concurrency,
+                          until=None if max_seconds is None else started + max_seconds)
     search_state = _Search(candidates, incumbent, evaluator, _ordered(train, seed), progress or (lambda *_: None))
     size = len(train) if search == "grid" else first_slice
     schedule = halving_schedule(candidates=len(candidates), train_size=len(train), first_slice=size, eta=eta,
@@ -84,7 +88,8 @@ def compile_signature(
         leakage=leaked, lm_calls=evaluator.lm_calls, evaluations=evaluator.evaluations, reused=evaluator.reused,
         tokens=evaluator.tokens,
         full_grid_lm_calls=len(candidates) * len(train),
-        budget={"max_lm_calls": max_lm_calls, "max_tokens": max_tokens},
+        budget={"max_lm_calls": max_lm_calls, "max_tokens": max_tokens, "max_seconds": max_seconds},
+        stopped_by=evaluator.stopped_by if status == "budget_exhausted" else None,
     )
     return store.save_compile_report(report=report) if status == "completed" else report
 

@@ -52,6 +52,7 @@ class CandidateRow(BaseModel):
 class CompileSection(BaseModel):
     report_id: str
     status: str
+    stopped_by: str | None = Field(default=None, description="budget_exhausted: the limit reached, e.g. max_seconds 60")
     cached: bool
     improved: bool
     best_compiled_id: str
@@ -236,6 +237,7 @@ def compile_section(report: CompileReport) -> CompileSection:
     rows.sort(key=lambda r: (-_or(r.holdout_score), -_or(r.train_score), r.compiled_id))
     return CompileSection(
         report_id=report.report_id, status=report.status, cached=report.cached, improved=report.improved,
+        stopped_by=f"{report.stopped_by} {report.budget.get(report.stopped_by)}" if report.stopped_by else None,
         best_compiled_id=report.best_compiled_id, incumbent_compiled_id=report.incumbent_compiled_id,
         dataset_hash=report.dataset_hash, lm_calls=report.lm_calls, reused=report.reused,
         full_grid_lm_calls=report.full_grid_lm_calls,

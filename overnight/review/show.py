@@ -98,7 +98,8 @@ def _score(score: float | None, n: int) -> str:
 
 
 def compile_candidates(section: CompileSection) -> Rows:
-    table = Rows(f"compile {section.report_id} ({section.status}{', cached' if section.cached else ''}): "
+    status = f"{section.status}: {section.stopped_by}" if section.stopped_by else section.status
+    table = Rows(f"compile {section.report_id} ({status}{', cached' if section.cached else ''}): "
                  f"{len(section.candidates)} candidates, {section.lm_calls} LM calls"
                  f"{f', {section.reused} scores read back from earlier compiles' if section.reused else ''} "
                  f"(full grid {section.full_grid_lm_calls}), dataset {section.dataset_hash[:12]}",
@@ -125,6 +126,10 @@ def delta_sentence(section: CompileSection) -> str:
             f"({delta.confidence:.0%} bootstrap) over {delta.n} examples, {delta.discordant_wins} won / "
             f"{delta.discordant_losses} lost, McNemar p={delta.mcnemar_p:.3g}" if delta else "no paired holdout delta")
     leak = f"; leakage excluded: {', '.join(section.leakage)}" if section.leakage else ""
+    if section.status != "completed":
+        return (f"stopped at {section.stopped_by} before candidates were compared on holdout: best so far "
+                f"{section.best_compiled_id[:12]} on train, incumbent {section.incumbent_compiled_id[:12]}; run it "
+                "again to resume from these scores")
     return (f"{'improved' if section.improved else 'no improvement'}: best {section.best_compiled_id[:12]} vs "
             f"incumbent {section.incumbent_compiled_id[:12]}: {said}{leak}")
 

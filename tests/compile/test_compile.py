@@ -85,13 +85,30 @@ def test_budget_stops_cleanly_and_a_rerun_resumes_without_paying_again(open_stor
     store = seeded_store(open_store)
     stopped = compile_signature(store, ENTRY, sim(), max_lm_calls=50)
     assert stopped.status == "budget_exhausted"
-    assert stopped.lm_calls == 50
+    assert (stopped.lm_calls, stopped.stopped_by) == (50, "max_lm_calls")
     assert store.find_compile_report(signature_id="SelectTool.v1", job_hash=stopped.job_hash,
                                      dataset_hash=stopped.dataset_hash) is None  # never cached
     resumed = compile_signature(store, ENTRY, sim())
     assert resumed.status == "completed"
     assert resumed.lm_calls == resumed.evaluations - 50  # the 50 paid before the stop were not paid again
     assert (stopped.reused, resumed.reused) == (0, 50)  # and the report says they were read back
+
+
+def test_a_time_budget_starts_no_call_after_it_and_keeps_the_calls_in_flight(
+    open_store: Callable[..., SqlStore],
+) -> None:
+    store = seeded_store(open_store)
+    stopped = compile_signature(store, ENTRY, sim(TRUTH + ",latency_ms=200"), max_seconds=1, concurrency=4)
+    assert (stopped.status, stopped.stopped_by, stopped.budget["max_seconds"]) == (
+        "budget_exhausted", "max_seconds", 1)
+    # Each call takes 200 ms, so each of the 4 workers can start at most 5 calls in the first second (at 0, 0.2, …,
+    # 0.8 s); a full compile makes over 200.
+    assert 0 < stopped.lm_calls <= 20
+    kept = sum(len(store.get_results(compiled_id=c.compiled_id, lm_id=stopped.job_spec["lm_id"]))
+               for c in stopped.candidates)
+    assert kept == stopped.lm_calls  # those in flight at the stop finished and were stored
+    resumed = compile_signature(store, ENTRY, sim(TRUTH + ",latency_ms=200"), max_seconds=1, concurrency=4)
+    assert resumed.reused == stopped.lm_calls  # the next one reads them back before paying for more
 
 
 def test_a_resumed_compile_reports_exactly_what_an_uninterrupted_one_does(

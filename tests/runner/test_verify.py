@@ -110,16 +110,34 @@ def test_a_failed_step_whose_details_are_too_large_for_an_event_is_recorded_with
                                  "error": summary["verdict"].removeprefix("failed: verify_failed: ")}
 
 
-def test_a_deadline_that_passes_during_compile_opens_no_canary(db_url: str) -> None:
-    """A canary opened after the deadline would be stopped at the traffic step's first look — after real requests
-    had gone to the candidate for nothing. The night ends the signature `inconclusive` without opening one."""
+def test_a_compile_stops_at_the_runs_deadline_and_the_next_night_resumes_from_its_scores(db_url: str) -> None:
+    """The compile starts no LM call past the run's deadline: the night ends the signature `inconclusive` without a
+    canary (one opened after the deadline would be stopped at the traffic step's first look, after real requests had
+    gone to the candidate for nothing), and the next night's compile reads back the scores this one paid for."""
     code, summary, stderr = overnight_run(db_url, BETTER + ",latency_ms=40", "--dataset", str(SELECT),
                                           "--deadline", "1s")
     assert code == 4, stderr[-2000:]
     result = summary["signatures"]["SelectTool.v1"]
     assert result["decision"] == "inconclusive"
-    assert result["reason"].startswith("the run's deadline (1 s) passed before its canary could start")
+    assert re.fullmatch(r"compile stopped at the run's deadline \(1 s\) after \d+ LM calls, before it could compare "
+                        r"candidates on holdout; the champion stays, and the next compile resumes from the scores "
+                        r"this one kept", result["reason"]), result["reason"]
     assert result["canary_id"] is None
+    assert result["report_id"] is None  # a stopped compile stores no report
+    events = _events(db_url, str(summary["run_id"]))
+    report = next(e for e in events if e["kind"] == "compile.report")
+    assert report["level"] == "warning"
+    assert report["data"]["stopped_by"] == "max_seconds"  # type: ignore[index]
+    assert "budget_exhausted (max_seconds 1)" in str(report["message"])
+    paid = int(re.search(r"after (\d+) LM calls", result["reason"]).group(1))  # type: ignore[union-attr]
+    assert paid > 0
     with live_server(db_url) as server, server.client() as api:
         assert api.get("/api/v1/signatures/SelectTool.v1/canary").json()["code"] == "canary_not_found"
         assert api.get("/api/v1/signatures/SelectTool.v1/aliases/history").json()["champion_id"] is None
+    shown = overnight_show(db_url, str(summary["run_id"]))
+    assert "compile stopped at the run's deadline (1 s)" in " ".join(shown.split())
+
+    code, summary, stderr = overnight_run(db_url, BETTER + ",latency_ms=40")
+    assert code == 0, stderr[-2000:]
+    assert summary["signatures"]["SelectTool.v1"]["decision"] == "promoted"
+    assert re.search(rf"\({paid} scores read back from earlier compiles\)", stderr), stderr[-3000:]

@@ -33,15 +33,19 @@ def compile_route(
                 f"candidates on {data['train_examples']} train examples", data=data))
 
     report = compile_signature(store, entry, backend, seed=body.seed, max_lm_calls=body.max_lm_calls,
-                               max_tokens=body.max_tokens, search=body.search, optimizer_id=body.optimizer,
+                               max_tokens=body.max_tokens, max_seconds=body.max_seconds, search=body.search,
+                               optimizer_id=body.optimizer,
                                concurrency=settings.compile_concurrency, progress=progress)
     if body.run_id is not None:
         store.append_event(run_id=body.run_id, event=EventIn(
             kind="compile.report", phase="compile", level="info" if report.status == "completed" else "warning",
-            message=(f"{signature_id}: {report.status}, {len(report.candidates)} candidates, {report.lm_calls} LM "
+            message=(f"{signature_id}: {report.status}"
+                     + (f" ({report.stopped_by} {report.budget[report.stopped_by]})" if report.stopped_by else "")
+                     + f", {len(report.candidates)} candidates, {report.lm_calls} LM "
                      f"calls, best {report.best_compiled_id[:12]} ({'improved' if report.improved else 'no change'})"
                      + (", cached" if report.cached else "")),
-            data={"report_id": report.report_id, "status": report.status, "cached": report.cached,
+            data={"report_id": report.report_id, "status": report.status, "stopped_by": report.stopped_by,
+                  "cached": report.cached,
                   "best_compiled_id": report.best_compiled_id, "improved": report.improved,
                   "lm_calls": report.lm_calls, "dataset_hash": report.dataset_hash, "job_hash": report.job_hash},
             client_event_id=f"compile.report.{report.report_id}.{report.status}",
