@@ -13,6 +13,7 @@ no change, 3 rolled back, 4 inconclusive, 1 failed, 2 usage or configuration. Mu
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shlex
 import shutil
@@ -411,9 +412,10 @@ class Runner:
                 "unchanged": imported.unchanged}
 
     def compile(self, sig: str) -> dict[str, Any]:
-        # The compile starts no LM call past the run's deadline; the client waits that long and then as long again
-        # as the longest LM call in flight may take (a remote call's timeout is at most an hour).
-        left = max(1, int(self.options.deadline_s - self._elapsed()))
+        # The compile starts no LM call past the run's deadline (none at all once it has passed: a stored report is
+        # still found); the client waits that long and then as long as an LM call in flight may take (a remote
+        # call's timeout is at most an hour).
+        left = max(0, math.ceil(self.options.deadline_s - self._elapsed()))
         report = self.client.compile(sig, run_id=self.run_id, seed=self.options.seed, max_seconds=left,
                                      key=f"{self.run_id}:{sig}:compile", timeout_s=left + 3600)
         delta = report.paired_delta

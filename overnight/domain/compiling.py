@@ -101,8 +101,8 @@ class CompileRequest(BaseModel):
     seed: int = Field(default=0, ge=0, le=2**31)
     max_lm_calls: int | None = Field(default=None, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
-    max_seconds: int | None = Field(default=None, ge=1, le=7 * 86_400,
-                                    description="start no LM call after this long; calls in flight finish")
+    max_seconds: int | None = Field(default=None, ge=0, le=7 * 86_400, description=(
+        "start no LM call after this long (calls in flight finish); 0: none at all, a stored report only"))
     search: Literal["halving", "grid"] = "halving"
     optimizer: Literal["grid@1", "labeled_fewshot@1"] = "grid@1"
     run_id: str | None = Field(default=None, pattern=ID_PATTERN, description="record compile events on this run")

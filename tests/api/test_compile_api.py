@@ -52,7 +52,7 @@ def test_compile_errors(api: LiveServer) -> None:
         not_ready = client.post("/api/v1/signatures/SelectTool.v1/compile", json={})
         unknown = client.post("/api/v1/signatures/Nope.v1/compile", json={})
         bad_budget = client.post("/api/v1/signatures/SelectTool.v1/compile", json={"max_lm_calls": 0})
-        bad_time = client.post("/api/v1/signatures/SelectTool.v1/compile", json={"max_seconds": 0})
+        bad_time = client.post("/api/v1/signatures/SelectTool.v1/compile", json={"max_seconds": -1})
         no_report = client.get("/api/v1/compile-reports/cr-nothing")
         no_artifact = client.get(f"/api/v1/artifacts/{'a' * 64}")
         bad_id = client.get("/api/v1/artifacts/not-a-hash")

@@ -111,6 +111,16 @@ def test_a_time_budget_starts_no_call_after_it_and_keeps_the_calls_in_flight(
     assert resumed.reused == stopped.lm_calls  # the next one reads them back before paying for more
 
 
+def test_no_time_at_all_makes_no_lm_call_and_still_finds_a_stored_report(open_store: Callable[..., SqlStore]) -> None:
+    store = seeded_store(open_store)
+    nothing = compile_signature(store, ENTRY, sim(), max_seconds=0)
+    assert (nothing.status, nothing.stopped_by, nothing.lm_calls) == ("budget_exhausted", "max_seconds", 0)
+    assert nothing.best_compiled_id == nothing.incumbent_compiled_id  # nothing scored: the incumbent stands
+    completed = compile_signature(store, ENTRY, sim())
+    again = compile_signature(store, ENTRY, sim(), max_seconds=0)
+    assert (again.cached, again.report_id, again.status) == (True, completed.report_id, "completed")
+
+
 def test_a_resumed_compile_reports_exactly_what_an_uninterrupted_one_does(
     open_store: Callable[..., SqlStore], tmp_path: Path,
 ) -> None:

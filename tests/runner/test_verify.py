@@ -12,7 +12,7 @@ import httpx
 
 from tests.api.test_review_pages import signed_in
 from tests.factories import live_server
-from tests.runner.helpers import BETTER, SELECT, overnight_run
+from tests.runner.helpers import BETTER, SELECT, TRIAGE, overnight_run
 from tests.runner.test_runner import overnight_show
 
 
@@ -141,3 +141,17 @@ def test_a_compile_stops_at_the_runs_deadline_and_the_next_night_resumes_from_it
     assert code == 0, stderr[-2000:]
     assert summary["signatures"]["SelectTool.v1"]["decision"] == "promoted"
     assert re.search(rf"\({paid} scores read back from earlier compiles\)", stderr), stderr[-3000:]
+
+
+def test_a_signature_whose_turn_comes_after_the_deadline_makes_no_lm_call(db_url: str) -> None:
+    code, summary, stderr = overnight_run(db_url, BETTER + ",latency_ms=40", "-s", "SelectTool.v1", "-s",
+                                          "SupportTriage.v1", "--dataset", f"SelectTool.v1={SELECT}",
+                                          "--dataset", f"SupportTriage.v1={TRIAGE}",
+                                          "--deadline", "1s")
+    assert code == 4, stderr[-2000:]
+    late = summary["signatures"]["SupportTriage.v1"]
+    assert late["decision"] == "inconclusive"
+    assert late["reason"].startswith("compile stopped at the run's deadline (1 s) after 0 LM calls"), late["reason"]
+    reports = {e["data"]["report_id"]: e["data"] for e in _events(db_url, str(summary["run_id"]))  # type: ignore[index]
+               if e["kind"] == "compile.report"}
+    assert sorted(r["lm_calls"] > 0 for r in reports.values()) == [False, True]
