@@ -43,7 +43,7 @@ def review_text(review: RunReview) -> RenderableType:
 def seconds(ms: int | None) -> str:
     if ms is None:
         return "unfinished"
-    return f"{ms / 1000:.1f}s" if ms < 60_000 else duration(0, ms)
+    return duration(0, ms)
 
 
 def took(span: PhaseSpan) -> str:

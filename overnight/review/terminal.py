@@ -95,10 +95,13 @@ def when(ms: int | None) -> str:
 
 
 def duration(start: int, end: int | None) -> str:
+    """Under a minute to the tenth of a second (as a step's time is said), else to the nearest second."""
     if end is None:
         return "running"
-    seconds = max(0, end - start) // 1000
-    hours, rest = divmod(seconds, 3600)
+    tenths = round(max(0, end - start) / 100)
+    if tenths < 600:
+        return f"{tenths / 10:.1f}s"
+    hours, rest = divmod(round(tenths / 10), 3600)
     return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 

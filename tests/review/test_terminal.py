@@ -7,7 +7,7 @@ import io
 import pytest
 from rich.console import Console
 
-from overnight.review.terminal import Rows, e2e_line, summary_text
+from overnight.review.terminal import Rows, duration, e2e_line, summary_text
 from overnight.runner import SignatureResult, Summary
 
 
@@ -81,3 +81,12 @@ def test_the_e2e_line_names_the_predicts_another_canary_took() -> None:
     assert e2e_line({**e2e, "ok": False, "requests": 0, "served": [], "problem": "no request reached the champion"}) \
         == ("e2e: FAILED — 0 requests served by nothing: no request reached the champion; 4 more went to canary "
             "can-theirs's candidate (not this run's)")
+
+
+@pytest.mark.parametrize(("ms", "said"), [
+    (3_800, "3.8s"),  # as the timeline says a step's time: a 3.8 s run did not take "0m03s"
+    (59_940, "59.9s"), (59_960, "1m00s"), (61_600, "1m02s"), (3_599_600, "1h00m00s"), (7_384_000, "2h03m04s"),
+])
+def test_a_duration_says_seconds_to_the_tenth_under_a_minute_and_rounds_above(ms: int, said: str) -> None:
+    assert duration(1_000, 1_000 + ms) == said
+    assert duration(1_000, None) == "running"
