@@ -192,7 +192,7 @@ class Runner:
         identity = self.client.whoami()
         if identity.role != "admin":
             raise ConfigError(f"token {identity.name!r} has role {identity.role}; the runner needs an admin token")
-        self._api_follows_canaries_by_id()
+        self._api_is_not_older()
         if self.options.resume:
             resumed = self.client.get_run(self.options.resume)  # run_not_found
             if resumed.status != RunStatus.running:
@@ -224,19 +224,19 @@ class Runner:
                 # queueing would be measured as the candidate's latency.
                 self.options = self.options.model_copy(update={"concurrency": 1, "batch": 10})
 
-    def _api_follows_canaries_by_id(self) -> None:
-        """An API older than this runner cannot answer the canary-by-id read the traffic step and the cleanup rely
-        on: found mid-night, the run would fail and leave its canary running."""
-        try:
-            self.client.canary_by_id("can-0-preflight")
-        except CanaryNotFound:
-            return  # the route is there; no such canary
-        except OvernightError as exc:
-            if exc.code != "not_found":
-                raise
-            raise ConfigError(f"the API at {self.client.base_url} is older than this runner (it has no GET "
-                              "/api/v1/canaries/{canary_id}, which the runner follows its canary with): upgrade the "
-                              "servers first") from None
+    def _api_is_not_older(self) -> None:
+        """An API older than this runner cannot do all the night asks of it: found out mid-night, the run would
+        fail (and could leave its canary running). What it can do is read from its OpenAPI schema."""
+        schema = self.client.openapi()
+        lacks = []
+        if "get" not in schema.get("paths", {}).get("/api/v1/canaries/{canary_id}", {}):
+            lacks.append("GET /api/v1/canaries/{canary_id}, which the runner follows its canary with")
+        compiles = schema.get("components", {}).get("schemas", {}).get("CompileRequest", {})
+        if "max_seconds" not in compiles.get("properties", {}):
+            lacks.append("max_seconds in its compile request, which holds a compile to the run's deadline")
+        if lacks:
+            raise ConfigError(f"the API at {self.client.base_url} is older than this runner (it has no "
+                              f"{'; nor '.join(lacks)}): upgrade the servers first")
 
     def _has_rows(self, sig: str) -> None:
         """With no dataset file, the night compiles what the store holds: it needs train and holdout rows, and

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -408,23 +409,52 @@ def test_a_canary_replaced_mid_traffic_is_reported_as_the_runners_own_not_the_ne
     assert set(e2e["elsewhere"]) <= {theirs.json()["canary_id"]}
 
 
-def test_a_runner_newer_than_its_api_stops_at_preflight_before_anything_starts(db_url: str) -> None:
-    """Upgrading the cron host before the servers: the runner follows its canary by id, which an older API cannot
-    answer. Found out mid-night it would leave that canary running; preflight says so and starts nothing."""
-    def older(app: FastAPI) -> None:  # answers that route as an API without it does: 404 not_found
-        @app.middleware("http")
-        async def without_the_route(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-            if request.url.path.startswith("/api/v1/canaries/"):
-                return JSONResponse({"ok": False, "code": "not_found", "error": f"no route {request.url.path}",
-                                     "status": 404, "request_id": "older"}, status_code=404)
-            return await call_next(request)
+def _older(app: FastAPI, *, change: Callable[[dict[str, Any]], None], refuse: Callable[[Request], bool]) -> None:
+    """Make `app` answer as an older API: its OpenAPI schema changed by `change`, the requests `refuse` picks
+    answered 404 not_found, as by an API without that route."""
+    make = app.openapi
 
+    def openapi() -> dict[str, Any]:
+        schema = make()
+        change(schema)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.middleware("http")
+    async def as_older(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if refuse(request):
+            return JSONResponse({"ok": False, "code": "not_found", "error": f"no route {request.url.path}",
+                                 "status": 404, "request_id": "older"}, status_code=404)
+        return await call_next(request)
+
+
+def _without_canary_by_id(app: FastAPI) -> None:
+    """An API from before GET /api/v1/canaries/{canary_id}, which the runner follows its canary with."""
+    _older(app, change=lambda schema: schema["paths"].pop("/api/v1/canaries/{canary_id}"),
+           refuse=lambda request: request.url.path.startswith("/api/v1/canaries/"))
+
+
+def _without_compile_max_seconds(app: FastAPI) -> None:
+    """An API from before compile's `max_seconds` (its compile would refuse the field: extra="forbid")."""
+    _older(app, change=lambda schema: schema["components"]["schemas"]["CompileRequest"]["properties"].pop(
+        "max_seconds"), refuse=lambda _: False)
+
+
+@pytest.mark.parametrize(("older", "lacks"), [
+    (_without_canary_by_id, "GET /api/v1/canaries/{canary_id}, which the runner follows its canary with"),
+    (_without_compile_max_seconds, "max_seconds in its compile request, which holds a compile to the run's deadline"),
+], ids=["canary-by-id", "compile-max-seconds"])
+def test_a_runner_newer_than_its_api_stops_at_preflight_before_anything_starts(
+    db_url: str, older: Callable[[FastAPI], None], lacks: str,
+) -> None:
+    """Upgrading the cron host before the servers: found out mid-night, what the older API cannot do would fail the
+    run (and could leave its canary running); preflight says so and starts nothing."""
     with live_server(db_url, customize=older, lm=BETTER) as server, server.client() as api:
         code, summary, _ = overnight_run(db_url, BETTER, "--base-url", server.base_url, "--dataset", str(SELECT),
                                          OVERNIGHT_TOKEN=ADMIN_TOKEN)
         runs = api.get("/api/v1/runs").json()["runs"]
     assert code == 2, summary
-    assert summary["verdict"] == (
-        f"preflight failed: config_error: the API at {server.base_url} is older than this runner (it has no GET "
-        "/api/v1/canaries/{canary_id}, which the runner follows its canary with): upgrade the servers first")
+    assert summary["verdict"] == (f"preflight failed: config_error: the API at {server.base_url} is older than this "
+                                  f"runner (it has no {lacks}): upgrade the servers first")
     assert runs == []
