@@ -110,11 +110,6 @@ class OvernightClient:
         body: dict[str, Any] = self.request("GET", "/readyz").json()
         return body
 
-    def openapi(self) -> dict[str, Any]:
-        """The API's OpenAPI schema: what this server's version can do."""
-        schema: dict[str, Any] = self.request("GET", "/openapi.json").json()
-        return schema
-
     def whoami(self) -> Identity:
         return self._model(Identity, "GET", "/api/v1/whoami")
 

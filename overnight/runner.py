@@ -44,6 +44,7 @@ from overnight.errors import (
     CanaryNotFound,
     ConfigError,
     EventTooLarge,
+    InvalidInput,
     LMCallFailed,
     OvernightError,
     RunNotRunning,
@@ -226,14 +227,24 @@ class Runner:
 
     def _api_is_not_older(self) -> None:
         """An API older than this runner cannot do all the night asks of it: found out mid-night, the run would
-        fail (and could leave its canary running). What it can do is read from its OpenAPI schema."""
-        schema = self.client.openapi()
+        fail (and could leave its canary running). Each probe asks what an older API answers differently; neither
+        changes anything (a canary that does not exist; a compile refused for its body)."""
         lacks = []
-        if "get" not in schema.get("paths", {}).get("/api/v1/canaries/{canary_id}", {}):
+        try:
+            self.client.canary_by_id("can-0-preflight")
+        except CanaryNotFound:
+            pass  # the route is there; no such canary
+        except OvernightError as exc:
+            if exc.code != "not_found":
+                raise
             lacks.append("GET /api/v1/canaries/{canary_id}, which the runner follows its canary with")
-        compiles = schema.get("components", {}).get("schemas", {}).get("CompileRequest", {})
-        if "max_seconds" not in compiles.get("properties", {}):
-            lacks.append("max_seconds in its compile request, which holds a compile to the run's deadline")
+        try:
+            self.client.request("POST", f"/api/v1/signatures/{self.options.signatures[0]}/compile",
+                                json={"max_seconds": -1}, effect=False)
+        except InvalidInput as exc:
+            if any(problem.get("field") == "body.max_seconds" and problem.get("type") == "extra_forbidden"
+                   for problem in exc.details.get("errors", [])):
+                lacks.append("max_seconds in its compile request, which holds a compile to the run's deadline")
         if lacks:
             raise ConfigError(f"the API at {self.client.base_url} is older than this runner (it has no "
                               f"{'; nor '.join(lacks)}): upgrade the servers first")

@@ -53,6 +53,7 @@ def test_compile_errors(api: LiveServer) -> None:
         unknown = client.post("/api/v1/signatures/Nope.v1/compile", json={})
         bad_budget = client.post("/api/v1/signatures/SelectTool.v1/compile", json={"max_lm_calls": 0})
         bad_time = client.post("/api/v1/signatures/SelectTool.v1/compile", json={"max_seconds": -1})
+        unknown_field = client.post("/api/v1/signatures/SelectTool.v1/compile", json={"max_minutes": 5})
         no_report = client.get("/api/v1/compile-reports/cr-nothing")
         no_artifact = client.get(f"/api/v1/artifacts/{'a' * 64}")
         bad_id = client.get("/api/v1/artifacts/not-a-hash")
@@ -63,6 +64,9 @@ def test_compile_errors(api: LiveServer) -> None:
     assert (unknown.status_code, unknown.json()["code"]) == (404, "signature_not_found")
     assert bad_budget.json()["details"]["errors"][0]["field"] == "body.max_lm_calls"
     assert bad_time.json()["details"]["errors"][0]["field"] == "body.max_seconds"
+    # How an API refuses a field it does not know: the runner's preflight tells an older API by it (test_faults).
+    assert [{k: e[k] for k in ("field", "type")} for e in unknown_field.json()["details"]["errors"]] == [
+        {"field": "body.max_minutes", "type": "extra_forbidden"}]
     assert (no_report.status_code, no_report.json()["code"]) == (404, "compile_report_not_found")
     assert (no_artifact.status_code, no_artifact.json()["code"]) == (404, "artifact_not_found")
     assert bad_id.status_code == 422

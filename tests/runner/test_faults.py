@@ -409,36 +409,27 @@ def test_a_canary_replaced_mid_traffic_is_reported_as_the_runners_own_not_the_ne
     assert set(e2e["elsewhere"]) <= {theirs.json()["canary_id"]}
 
 
-def _older(app: FastAPI, *, change: Callable[[dict[str, Any]], None], refuse: Callable[[Request], bool]) -> None:
-    """Make `app` answer as an older API: its OpenAPI schema changed by `change`, the requests `refuse` picks
-    answered 404 not_found, as by an API without that route."""
-    make = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        schema = make()
-        change(schema)
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
+def _answering(app: FastAPI, picks: Callable[[Request], bool], status: int, body: dict[str, Any]) -> None:
+    """Make `app` answer the requests `picks` as an older API would."""
     @app.middleware("http")
     async def as_older(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if refuse(request):
-            return JSONResponse({"ok": False, "code": "not_found", "error": f"no route {request.url.path}",
-                                 "status": 404, "request_id": "older"}, status_code=404)
+        if picks(request):
+            return JSONResponse({"ok": False, "status": status, "request_id": "older", **body}, status_code=status)
         return await call_next(request)
 
 
 def _without_canary_by_id(app: FastAPI) -> None:
     """An API from before GET /api/v1/canaries/{canary_id}, which the runner follows its canary with."""
-    _older(app, change=lambda schema: schema["paths"].pop("/api/v1/canaries/{canary_id}"),
-           refuse=lambda request: request.url.path.startswith("/api/v1/canaries/"))
+    _answering(app, lambda request: request.url.path.startswith("/api/v1/canaries/"), 404,
+               {"code": "not_found", "error": "no such route"})
 
 
 def _without_compile_max_seconds(app: FastAPI) -> None:
-    """An API from before compile's `max_seconds` (its compile would refuse the field: extra="forbid")."""
-    _older(app, change=lambda schema: schema["components"]["schemas"]["CompileRequest"]["properties"].pop(
-        "max_seconds"), refuse=lambda _: False)
+    """An API from before compile's `max_seconds`: its CompileRequest (extra="forbid") refuses the field."""
+    refused = {"field": "body.max_seconds", "message": "Extra inputs are not permitted", "type": "extra_forbidden"}
+    _answering(app, lambda request: request.url.path.endswith("/compile"), 422,
+               {"code": "validation_error", "error": "invalid request: body.max_seconds: Extra inputs are not "
+                "permitted", "details": {"errors": [refused]}})
 
 
 @pytest.mark.parametrize(("older", "lacks"), [
