@@ -128,7 +128,8 @@ def test_a_compile_stops_at_the_runs_deadline_and_the_next_night_resumes_from_it
     report = next(e for e in events if e["kind"] == "compile.report")
     assert report["level"] == "warning"
     assert report["data"]["stopped_by"] == "max_seconds"  # type: ignore[index]
-    assert "budget_exhausted (max_seconds 1)" in str(report["message"])
+    assert re.fullmatch(r"SelectTool\.v1: budget_exhausted \(max_seconds 1\) after \d+ LM calls, 9 candidates, best so "
+                        r"far [0-9a-f]{12} on train: not compared on holdout, no report stored", str(report["message"]))
     paid = int(re.search(r"after (\d+) LM calls", result["reason"]).group(1))  # type: ignore[union-attr]
     assert paid > 0
     with live_server(db_url) as server, server.client() as api:

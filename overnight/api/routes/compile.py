@@ -39,11 +39,7 @@ def compile_route(
     if body.run_id is not None:
         store.append_event(run_id=body.run_id, event=EventIn(
             kind="compile.report", phase="compile", level="info" if report.status == "completed" else "warning",
-            message=(f"{signature_id}: {report.status}"
-                     + (f" ({report.stopped_by} {report.budget[report.stopped_by]})" if report.stopped_by else "")
-                     + f", {len(report.candidates)} candidates, {report.lm_calls} LM "
-                     f"calls, best {report.best_compiled_id[:12]} ({'improved' if report.improved else 'no change'})"
-                     + (", cached" if report.cached else "")),
+            message=_said(signature_id, report),
             data={"report_id": report.report_id, "status": report.status, "stopped_by": report.stopped_by,
                   "cached": report.cached,
                   "best_compiled_id": report.best_compiled_id, "improved": report.improved,
@@ -51,6 +47,16 @@ def compile_route(
             client_event_id=f"compile.report.{report.report_id}.{report.status}",
         ))
     return report
+
+
+def _said(signature_id: str, report: CompileReport) -> str:
+    if report.stopped_by:
+        return (f"{signature_id}: {report.status} ({report.stopped_by} {report.budget[report.stopped_by]}) after "
+                f"{report.lm_calls} LM calls, {len(report.candidates)} candidates, best so far "
+                f"{report.best_compiled_id[:12]} on train: not compared on holdout, no report stored")
+    return (f"{signature_id}: {report.status}, {len(report.candidates)} candidates, {report.lm_calls} LM calls, best "
+            f"{report.best_compiled_id[:12]} ({'improved' if report.improved else 'no change'})"
+            + (", cached" if report.cached else ""))
 
 
 @router.get("/compile-reports/{report_id}")
