@@ -693,3 +693,19 @@ def test_a_schema_a_newer_overnight_made_is_refused_by_every_command_without_a_t
     with closing(sqlite3.connect(db)) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0099",)]
         assert conn.execute("SELECT count(*) FROM ops_runs").fetchone() == (0,)
+
+
+def test_compile_max_time_stops_the_compile_and_a_bad_one_is_refused_before_any_store(tmp_path: Path) -> None:
+    db = tmp_path / "o.db"
+    refused = overnight("compile", "-s", "SelectTool.v1", "--max-time", "soon", db=db)
+    assert refused.returncode == 2
+    assert "config_error: --max-time 'soon': give a positive duration such as 90m" in refused.stderr
+    assert not db.exists()
+    dataset = Path(__file__).resolve().parents[1] / "datasets" / "selecttool.v1.jsonl"
+    assert overnight("import", str(dataset), "-s", "SelectTool.v1", db=db).returncode == 0
+    slow = "sim:seed=1,instr=0.55/0.8/0.6,demos=0:0/4:0.1/8:0.05,latency_ms=100"
+    stopped = overnight("compile", "-s", "SelectTool.v1", "--max-time", "1s", db=db, OVERNIGHT_LM=slow)
+    assert stopped.returncode == 0, stopped.stderr
+    said = " ".join(stopped.stdout.split())
+    assert "(budget_exhausted: max_seconds 1)" in said
+    assert "stopped at max_seconds 1 before candidates were compared on holdout: best so far" in said

@@ -121,15 +121,15 @@ def compile_table(report: CompileReport) -> RenderableType:
 
 
 def delta_sentence(section: CompileSection) -> str:
+    if section.status != "completed":
+        return (f"stopped at {section.stopped_by} before candidates were compared on holdout: best so far "
+                f"{section.best_compiled_id[:12]} on train, incumbent {section.incumbent_compiled_id[:12]}; run it "
+                "again to resume from these scores")
     delta = section.paired_delta
     said = (f"paired holdout delta {delta.delta:+.3f} [{delta.low:+.3f}, {delta.high:+.3f}] "
             f"({delta.confidence:.0%} bootstrap) over {delta.n} examples, {delta.discordant_wins} won / "
             f"{delta.discordant_losses} lost, McNemar p={delta.mcnemar_p:.3g}" if delta else "no paired holdout delta")
     leak = f"; leakage excluded: {', '.join(section.leakage)}" if section.leakage else ""
-    if section.status != "completed":
-        return (f"stopped at {section.stopped_by} before candidates were compared on holdout: best so far "
-                f"{section.best_compiled_id[:12]} on train, incumbent {section.incumbent_compiled_id[:12]}; run it "
-                "again to resume from these scores")
     return (f"{'improved' if section.improved else 'no improvement'}: best {section.best_compiled_id[:12]} vs "
             f"incumbent {section.incumbent_compiled_id[:12]}: {said}{leak}")
 
