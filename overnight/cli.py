@@ -60,6 +60,7 @@ err = Console(stderr=True, soft_wrap=True, highlight=False)  # one error, one li
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_UNFINISHED = 4  # as `overnight run`'s inconclusive: nothing wrong, nothing decided (a compile's budget ran out)
 
 
 @contextmanager
@@ -514,6 +515,8 @@ def compile_(
             from overnight.review.show import compile_table  # noqa: PLC0415
 
             out.print(compile_table(report))
+        if report.status != "completed":  # no report stored: what would use it (canary start, promote) refuses
+            raise typer.Exit(EXIT_UNFINISHED)
 
     _with_store(work, as_json=as_json)
 
