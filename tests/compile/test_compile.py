@@ -107,8 +107,10 @@ def test_a_time_budget_starts_no_call_after_it_and_keeps_the_calls_in_flight(
     kept = sum(len(store.get_results(compiled_id=c.compiled_id, lm_id=stopped.job_spec["lm_id"]))
                for c in stopped.candidates)
     assert kept == stopped.lm_calls  # those in flight at the stop finished and were stored
-    resumed = compile_signature(store, ENTRY, sim(TRUTH + ",latency_ms=200"), max_seconds=1, concurrency=4)
-    assert resumed.reused == stopped.lm_calls  # the next one reads them back before paying for more
+    # The next one reads them back before paying for more (3 s: time enough to finish the candidate the first one
+    # left half-scored, so that every score it kept is used).
+    resumed = compile_signature(store, ENTRY, sim(TRUTH + ",latency_ms=200"), max_seconds=3, concurrency=4)
+    assert resumed.reused == stopped.lm_calls
 
 
 def test_no_time_at_all_makes_no_lm_call_and_still_finds_a_stored_report(open_store: Callable[..., SqlStore]) -> None:
