@@ -324,24 +324,31 @@ class Runner:
         return result
 
     def _held_back(self, sig: str, report: dict[str, Any]) -> tuple[str, str] | None:
-        """(decision, reason) when the signature opens no canary tonight, its canary.start step recorded skipped."""
+        """(decision, reason) when the signature opens no canary tonight: recorded as the canary.start step's, so
+        the review reads them there, and a resumed run keeps what was decided then."""
+        held = self._why_no_canary(sig, report)
+        if held is None:
+            return None
+        skipped, decision, reason = held
+        done = self.step(sig, "canary.start", lambda: {"skipped": skipped, "decision": decision, "reason": reason,
+                                                       "elapsed_s": round(self._elapsed())})
+        return done.get("decision", decision), done.get("reason", reason)
+
+    def _why_no_canary(self, sig: str, report: dict[str, Any]) -> tuple[str, str, str] | None:
         if report.get("status", "completed") != "completed":
-            self.step(sig, "canary.start", lambda: {"skipped": "deadline", "elapsed_s": round(self._elapsed())})
-            return "inconclusive", (
+            return "deadline", "inconclusive", (
                 f"compile stopped at the run's deadline ({self.options.deadline_s} s) after {report['lm_calls']} LM "
                 "calls, before it could compare candidates on holdout; the champion stays, and the next compile "
                 "resumes from the scores this one kept")
         if not report["improved"]:
-            self.step(sig, "canary.start", lambda: {"skipped": "no_improvement"})
-            return "no_improvement", "compile found nothing better than the champion"
+            return "no_improvement", "no_improvement", "compile found nothing better than the champion"
         skipped = self.done.get(f"{sig}:canary.start:finished", {}).get("skipped")  # resumed: as decided then
         if skipped == "deadline" or self._past_deadline():
             # Opened now, the canary would be stopped at the traffic step's first look, after real requests had
             # gone to the candidate for nothing.
-            late = self.step(sig, "canary.start", lambda: {"skipped": "deadline",
-                                                           "elapsed_s": round(self._elapsed())})
-            return "inconclusive", (f"the run's deadline ({self.options.deadline_s} s) passed before its canary "
-                                    f"could start (at +{late['elapsed_s']} s); the champion stays")
+            return "deadline", "inconclusive", (
+                f"the run's deadline ({self.options.deadline_s} s) passed before its canary could start "
+                f"(at +{round(self._elapsed())} s); the champion stays")
         return None
 
     # steps ------------------------------------------------------------------------------------------------

@@ -9,10 +9,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal
 
 from overnight.compile.programs import Candidate
-from overnight.domain.compiling import ExampleResult
+from overnight.domain.compiling import BudgetLimit, ExampleResult
 from overnight.domain.datasets import StoredExample
 from overnight.domain.rewards import reward_for
 from overnight.lm.backends import Backend
@@ -23,9 +22,6 @@ from overnight.store import Store
 
 class BudgetExhausted(Exception):
     pass
-
-
-Limit = Literal["max_lm_calls", "max_tokens", "max_seconds"]
 
 
 @dataclass
@@ -39,7 +35,7 @@ class Evaluator:
     until: float | None = None  # time.monotonic() after which no call starts (max_seconds from the job's start)
     lm_calls: int = 0
     tokens: int = 0
-    stopped_by: Limit | None = None  # the first limit reached
+    stopped_by: BudgetLimit | None = None  # the first limit reached
     _lock: threading.Lock = field(default_factory=threading.Lock)
     used: dict[str, dict[str, ExampleResult]] = field(default_factory=dict)  # compiled_id -> row_hash -> result
     _known: dict[str, dict[str, ExampleResult]] = field(default_factory=dict)  # the store's, read once per candidate
@@ -86,7 +82,7 @@ class Evaluator:
             self.lm_calls += 1
             return True
 
-    def _limit_reached(self) -> Limit | None:
+    def _limit_reached(self) -> BudgetLimit | None:
         if self.max_lm_calls is not None and self.lm_calls >= self.max_lm_calls:
             return "max_lm_calls"
         if self.max_tokens is not None and self.tokens >= self.max_tokens:

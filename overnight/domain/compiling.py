@@ -10,6 +10,8 @@ from overnight.domain.hashing import content_hash
 from overnight.domain.runs import ID_PATTERN
 from overnight.domain.stats import PairedDelta
 
+BudgetLimit = Literal["max_lm_calls", "max_tokens", "max_seconds"]  # what stops a compile cleanly
+
 
 def compiled_id_for(*, contract_hash: str, state: dict[str, Any], lm_id: str, decode: dict[str, Any]) -> str:
     """compiled_id = sha256(canonical{signature contract, program state, lm id, decode})."""
@@ -86,9 +88,13 @@ class CompileReport(BaseModel):
     tokens: int
     full_grid_lm_calls: int
     budget: dict[str, int | None]
-    stopped_by: Literal["max_lm_calls", "max_tokens", "max_seconds"] | None = Field(
+    stopped_by: BudgetLimit | None = Field(
         default=None, description="with budget_exhausted: the limit the job reached first")
     created_at: int = 0
+
+    def limit_reached(self) -> str | None:
+        """The limit that stopped the job and its value, e.g. `max_seconds 60`; None when it completed."""
+        return f"{self.stopped_by} {self.budget.get(self.stopped_by)}" if self.stopped_by else None
 
 
 def report_id_for(*, signature_id: str, job_hash: str, dataset_hash: str) -> str:

@@ -237,7 +237,7 @@ def compile_section(report: CompileReport) -> CompileSection:
     rows.sort(key=lambda r: (-_or(r.holdout_score), -_or(r.train_score), r.compiled_id))
     return CompileSection(
         report_id=report.report_id, status=report.status, cached=report.cached, improved=report.improved,
-        stopped_by=f"{report.stopped_by} {report.budget.get(report.stopped_by)}" if report.stopped_by else None,
+        stopped_by=report.limit_reached(),
         best_compiled_id=report.best_compiled_id, incumbent_compiled_id=report.incumbent_compiled_id,
         dataset_hash=report.dataset_hash, lm_calls=report.lm_calls, reused=report.reused,
         full_grid_lm_calls=report.full_grid_lm_calls,

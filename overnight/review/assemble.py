@@ -93,10 +93,11 @@ def _decision(run: Run, result: dict[str, Any], done: dict[str, dict[str, Any]])
         return str(result["decision"]), str(result.get("reason", ""))
     if "decide" in done:
         return str(done["decide"]["decision"]), str(done["decide"].get("reason", ""))
-    if done.get("canary.start", {}).get("skipped") == "no_improvement":
+    held = done.get("canary.start", {})
+    if held.get("decision"):  # no canary: the runner recorded why on the skipped step
+        return str(held["decision"]), str(held.get("reason", ""))
+    if held.get("skipped") == "no_improvement":  # recorded by a runner from before that
         return "no_improvement", "compile found nothing better than the champion"
-    if done.get("canary.start", {}).get("skipped") == "deadline":
-        return "inconclusive", "the run's deadline passed before its canary could start"
     if run.status == "running":
         return "in_progress", f"last finished step: {next(reversed(done), 'none')}"
     return "not_decided", f"the run ended {run.status} ({run.summary.get('verdict', 'no summary')})"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from overnight.domain.compiling import Artifact
-from overnight.domain.runs import RunStart
+from overnight.domain.runs import EventIn, RunStart
 from overnight.store.sql import SqlStore
 from tests.factories import READ_TOKEN, SteppingClock, live_server
 from tests.review import golden_run
@@ -209,6 +209,25 @@ def test_show_without_a_run_id_is_the_latest_run(golden_db: str, open_store: Cal
     nothing = overnight(f"sqlite:///{empty}", "show")
     assert nothing.returncode == 1
     assert nothing.stderr == f"run_not_found: no runs in sqlite:///{empty}\n"
+
+
+def test_a_run_killed_after_it_held_back_its_canary_is_reviewed_with_the_reason_it_recorded(
+    golden_db: str, open_store: Callable[..., SqlStore], clock: SteppingClock,
+) -> None:
+    """No summary was written (the runner was SIGKILLed after the step): the review reads the decision and reason
+    the runner recorded on its skipped canary.start step, rather than guessing one."""
+    clock.advance(seconds=3600)
+    store = open_store()
+    store.start_run(request=RunStart(run_id="night-killed", signature_ids=["SelectTool.v1"]), actor="ops-agent",
+                    default_lease_s=600)
+    reason = ("compile stopped at the run's deadline (60 s) after 40 LM calls, before it could compare candidates on "
+              "holdout; the champion stays, and the next compile resumes from the scores this one kept")
+    store.append_event(run_id="night-killed", event=EventIn(
+        kind="canary.start.finished", phase="canary.start", message="SelectTool.v1: canary.start finished",
+        data={"skipped": "deadline", "decision": "inconclusive", "reason": reason, "elapsed_s": 61},
+        client_event_id="SelectTool.v1:canary.start:finished"))
+    review = json.loads(overnight(golden_db, "show", "night-killed", "--json").stdout)
+    assert (review["signatures"][0]["decision"], review["signatures"][0]["reason"]) == ("inconclusive", reason)
 
 
 def test_show_of_an_unknown_run_says_so_and_exits_1(golden_db: str) -> None:

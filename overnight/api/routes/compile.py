@@ -50,8 +50,8 @@ def compile_route(
 
 
 def _said(signature_id: str, report: CompileReport) -> str:
-    if report.stopped_by:
-        return (f"{signature_id}: {report.status} ({report.stopped_by} {report.budget[report.stopped_by]}) after "
+    if limit := report.limit_reached():
+        return (f"{signature_id}: {report.status} ({limit}) after "
                 f"{report.lm_calls} LM calls, {len(report.candidates)} candidates, best so far "
                 f"{report.best_compiled_id[:12]} on train: not compared on holdout, no report stored")
     return (f"{signature_id}: {report.status}, {len(report.candidates)} candidates, {report.lm_calls} LM calls, best "
