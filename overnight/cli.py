@@ -106,12 +106,15 @@ def serve(
     from overnight.api.app import create_app  # noqa: PLC0415
     from overnight.api.auth import TokenRegistry  # noqa: PLC0415
     from overnight.lm.backends import backend_at_start  # noqa: PLC0415
+    from overnight.registry import Registry  # noqa: PLC0415
     from overnight.store import build_store  # noqa: PLC0415
 
     with _errors_as_exit_codes():
         settings = _settings()
         configure_logging(fmt=settings.log_format, level=settings.log_level, secrets=settings.secret_values())
         tokens = TokenRegistry.from_spec(settings.tokens.get_secret_value(), dev=settings.dev)  # before any I/O
+        registry = Registry()
+        registry.ids()  # a broken signature module stops the start before the store is touched
         backend, lm_problem = backend_at_start(settings)  # an unusable OVERNIGHT_LM stops the start here too
         if lm_problem:
             get_logger("overnight.serve").warning("lm_unavailable", problem=lm_problem,
@@ -123,7 +126,7 @@ def serve(
         for run_id in store.expire_runs(actor="overnight-serve"):
             get_logger("overnight.serve").warning("run_expired", run_id=run_id,
                                                   reason="lease lapsed: finished failed, its canaries stopped")
-        api = create_app(settings, store, tokens=tokens, backend=backend)
+        api = create_app(settings, store, tokens=tokens, registry=registry, backend=backend)
         config = uvicorn.Config(api, host=address[0], port=address[1], log_config=None, access_log=False,
                                 timeout_graceful_shutdown=5)
         url = f"http://{address[0]}:{listening.getsockname()[1]}"  # the port the OS gave, for --port 0

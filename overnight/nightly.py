@@ -95,8 +95,11 @@ def api(settings: Settings, base_url: str | None, *, dry_run: bool) -> Iterator[
     from overnight.api.app import create_app  # noqa: PLC0415 - only the embedded default needs the app
     from overnight.api.auth import TokenRegistry, parse_token_spec  # noqa: PLC0415
     from overnight.api.embedded import embedded_server  # noqa: PLC0415
+    from overnight.registry import Registry  # noqa: PLC0415
     from overnight.store import build_store, store_for_dry_run  # noqa: PLC0415
 
+    registry = Registry()
+    registry.ids()  # a broken signature module stops the run before the store is touched
     minted = secrets.token_urlsafe(32)
     spec = settings.tokens.get_secret_value()
     entries = parse_token_spec(spec, dev=settings.dev) if spec.strip() else []
@@ -108,7 +111,8 @@ def api(settings: Settings, base_url: str | None, *, dry_run: bool) -> Iterator[
         else:
             store = build_store(settings)
             stack.callback(store.close)
-        yield stack.enter_context(embedded_server(create_app(settings, store, tokens=tokens))), minted, note
+        app = create_app(settings, store, tokens=tokens, registry=registry)
+        yield stack.enter_context(embedded_server(app)), minted, note
 
 
 def api_token(settings: Settings, *, roles: tuple[str, ...], url: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -18,13 +19,15 @@ from sqlalchemy import create_engine
 from overnight.domain.runs import EventIn, FinishRun, RunStart
 from overnight.store.migrate import current_revision, downgrade, head_revision
 from tests.factories import TOKENS, SteppingClock, free_port, make_store, serve_process
+from tests.signatures.test_registry import SENTIMENT
 
 
-def overnight(*args: str, db: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def overnight(*args: str, db: Path, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m overnight`; from `cwd` when given, whose `signatures` package then comes before the repository's."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")}
     return subprocess.run(
         [sys.executable, "-m", "overnight", *args], capture_output=True, text=True, timeout=60, check=False,
-        env={**base, "OVERNIGHT_DB_URL": f"sqlite:///{db}", "COLUMNS": "160", **env},
+        env={**base, "OVERNIGHT_DB_URL": f"sqlite:///{db}", "COLUMNS": "160", **env}, cwd=cwd,
     )
 
 
@@ -709,3 +712,22 @@ def test_compile_max_time_stops_it_with_exit_4_and_a_bad_one_is_refused_before_a
     said = " ".join(stopped.stdout.split())
     assert "(budget_exhausted: max_seconds 1)" in said
     assert "stopped at max_seconds 1 before candidates were compared on holdout: best so far" in said
+
+
+def test_a_broken_signature_module_stops_every_command_that_needs_signatures_with_one_line(tmp_path: Path) -> None:
+    """An operator's own signature module with a mistake (its DSPy class names an input the model does not have):
+    `lm check`, `serve` and `run` each exit 2 saying which module and what is wrong, before the store is made."""
+    shutil.copytree(Path(__file__).resolve().parents[1] / "signatures", tmp_path / "signatures",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "signatures" / "sentiment_v1.py").write_text(
+        SENTIMENT.replace("    review: str = dspy.InputField", "    text: str = dspy.InputField"))
+    db = tmp_path / "o.db"
+    said = ("config_error: signatures.sentiment_v1 ({}): the DSPy signature's input fields (text) are not the input "
+            "model's (review)").format(tmp_path / "signatures" / "sentiment_v1.py")
+    for args in (("lm", "check", "-s", "SelectTool.v1"), ("serve", "--port", str(free_port())),
+                 ("run", "-s", "SelectTool.v1", "--json")):
+        result = overnight(*args, db=db, cwd=tmp_path, OVERNIGHT_LM="sim:seed=1", OVERNIGHT_TOKENS=TOKENS)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert said in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert not db.exists(), args
