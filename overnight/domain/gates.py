@@ -241,7 +241,8 @@ def srm_gate(*, candidate_samples: int, control_samples: int, candidate_share: f
             f"{candidate_samples} candidate vs {control_samples} control requests for a {candidate_share:.0%} "
             f"rollout: p = {p_value:.2g} < {threshold_p:g} -> the assignment is broken"))
     return Decision(verdict="pass", reason_code="split_as_planned", evidence=evidence, message=(
-        f"split {candidate_samples}/{control_samples} is consistent with {candidate_share:.0%} (p = {p_value:.2g})"))
+        f"{candidate_samples} candidate vs {control_samples} control requests for a {candidate_share:.0%} "
+        f"rollout: p = {p_value:.2g} >= {threshold_p:g} -> as planned"))
 
 
 # The canary's latency histogram: each call counts in the first bucket whose upper edge (ms) it does not exceed;
