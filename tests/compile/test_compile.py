@@ -166,9 +166,16 @@ def test_holdout_rows_that_equal_a_demo_are_flagged_and_left_out(open_store: Cal
     assert all("leak-1" not in c.holdout_results for c in report.candidates)
 
 
-def test_compile_needs_train_and_holdout(open_store: Callable[..., SqlStore]) -> None:
-    with pytest.raises(DatasetNotReady, match="import a dataset first"):
+def test_compile_needs_train_and_holdout(open_store: Callable[..., SqlStore], tmp_path: Path) -> None:
+    with pytest.raises(DatasetNotReady, match=r"\(has 0 train, 0 holdout\): import a dataset first"):
         compile_signature(open_store(), ENTRY, sim())
+    rows = [json.loads(line) for line in SELECT_TOOL.read_text(encoding="utf-8").splitlines()]
+    path = tmp_path / "all-train.jsonl"
+    path.write_text("".join(json.dumps({**r, "split": "train"}) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(DatasetNotReady, match=(
+            r"\(has 77 train, 0 holdout\): mark some of the dataset's rows \"split\": \"holdout\" \(the paired "
+            r"gate scores candidates on them, never shown as demos\) and import it again")):
+        compile_signature(seeded_store(open_store, path), ENTRY, sim())
 
 
 def test_a_dspy_optimizer_is_selectable_by_id_and_recorded(open_store: Callable[..., SqlStore]) -> None:
