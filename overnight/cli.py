@@ -453,9 +453,11 @@ def import_(
     from overnight.domain.datasets import parse_dataset  # noqa: PLC0415 - keeps `overnight --help` fast
     from overnight.registry import Registry  # noqa: PLC0415
 
-    def work(store: Any) -> None:
+    with _errors_as_exit_codes(as_json=as_json):  # before the store: a refused file or signature makes none
         contract = Registry().contract(signature)
         rows = parse_dataset(contract, file.read_bytes(), fmt="json" if file.suffix == ".json" else "jsonl")
+
+    def work(store: Any) -> None:
         result: ImportResult = store.import_examples(signature_id=signature, rows=rows, run_id=run_id,
                                                      replace=replace, dry_run=dry_run)
         if as_json:
@@ -493,10 +495,10 @@ def compile_(
         raise typer.Exit(EXIT_USAGE)
     with _errors_as_exit_codes(as_json=as_json):
         max_seconds = None if max_time is None else seconds(max_time, option="--max-time")
+        entry = Registry().get(signature)
 
     def work(store: Any) -> None:
         settings = _settings()
-        entry = Registry().get(signature)
         with Progress(console=err, transient=True, disable=as_json or not err.is_terminal) as bar:
             task = bar.add_task(f"compiling {signature}", total=None)
 
@@ -521,7 +523,7 @@ def compile_(
         if report.status != "completed":  # no report stored: what would use it (canary start, promote) refuses
             raise typer.Exit(EXIT_UNFINISHED)
 
-    _with_store(work, as_json=as_json)
+    _with_store(work, existing=True, as_json=as_json)  # it compiles an imported dataset: a new store has none
 
 
 def _actor(given: str | None) -> str:

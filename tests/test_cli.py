@@ -78,7 +78,8 @@ NOT_A_DATABASE = [
     pytest.param(("runs",), id="runs"),
     pytest.param(("db", "upgrade"), id="db-upgrade"),
     pytest.param(("serve", "--port", "0"), id="serve"),
-    pytest.param(("import", "-s", "SelectTool.v1", "examples.jsonl"), id="import"),
+    pytest.param(("import", "-s", "SelectTool.v1",  # a valid file: the store is what is refused
+                  str(Path(__file__).resolve().parents[1] / "datasets" / "selecttool.v1.jsonl")), id="import"),
 ]
 
 
@@ -330,6 +331,24 @@ def test_a_misspelt_setting_is_refused_not_ignored(tmp_path: Path) -> None:
     assert not elsewhere.exists()
     reserved = overnight("db", "upgrade", db=tmp_path / "o.db", OVERNIGHT_TEST_PG_URL="x", OVERNIGHT_BENCH_RESULTS="y")
     assert reserved.returncode == 0, reserved.stderr
+
+
+def test_import_and_compile_refused_for_bad_input_make_no_store(tmp_path: Path) -> None:
+    """A typo on the first day (a bad file, a misspelt signature, a compile before any import) is said, and leaves
+    no empty `overnight.db` behind to be mistaken later for the store."""
+    db = tmp_path / "o.db"
+    dataset = Path(__file__).resolve().parents[1] / "datasets" / "selecttool.v1.jsonl"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"example_id": "x", "split": "train"}\n', encoding="utf-8")
+    for args, code, said in [
+        (("import", str(bad), "-s", "SelectTool.v1"), 1, "dataset_invalid: dataset rejected, nothing imported"),
+        (("import", str(dataset), "-s", "Nope.v1"), 1, "signature_not_found: unknown signature 'Nope.v1'"),
+        (("compile", "-s", "Nope.v1"), 1, "signature_not_found: unknown signature 'Nope.v1'"),
+        (("compile", "-s", "SelectTool.v1"), 2, f"config_error: no overnight store at sqlite:///{db}: the file"),
+    ]:
+        result = overnight(*args, db=db, OVERNIGHT_LM="sim:seed=1")
+        assert (result.returncode, result.stderr.startswith(said)) == (code, True), (args, result.stderr)
+        assert not db.exists(), args
 
 
 def test_import_then_reimport_then_a_bad_file(tmp_path: Path) -> None:
