@@ -299,19 +299,26 @@ def runs_tail(
 
         _with_store(work, read_only=True, as_json=as_json)
         return
+    with _errors_as_exit_codes(as_json=as_json), _api(base_url, roles=("admin", "read")) as client:
+        start = 0
+        if not from_start:
+            run = client.get_run(run_id)
+            _said_if_finished(run)
+            start = run.event_count
+        printed(client.follow_events(run_id, after_seq=start))
+
+
+@contextmanager
+def _api(base_url: str, *, roles: tuple[str, ...]) -> Iterator[Any]:
+    """A client for the API at `base_url` (`--base-url`), with the token OVERNIGHT_TOKEN (or the first entry of
+    OVERNIGHT_TOKENS with one of `roles`): for the commands a host without the store runs against the servers."""
     from overnight.client import OvernightClient  # noqa: PLC0415
     from overnight.nightly import api_token  # noqa: PLC0415
 
-    with _errors_as_exit_codes(as_json=as_json):
-        settings = _settings()
-        with OvernightClient(base_url, api_token(settings, roles=("admin", "read"), url=base_url),
-                             attempts=settings.client_attempts) as client:
-            start = 0
-            if not from_start:
-                run = client.get_run(run_id)
-                _said_if_finished(run)
-                start = run.event_count
-            printed(client.follow_events(run_id, after_seq=start))
+    settings = _settings()
+    with OvernightClient(base_url, api_token(settings, roles=roles, url=base_url),
+                         attempts=settings.client_attempts) as client:
+        yield client
 
 
 def _said_if_finished(run: Run) -> None:
@@ -362,31 +369,47 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] =
 def show(
     run_id: Annotated[str | None, typer.Argument(help="The run to show (default: the latest)")] = None,
     events: Annotated[bool, typer.Option("--events", help="Also print every event of the run")] = False,
+    base_url: Annotated[str | None, typer.Option(help="Read it from this API (a read token) instead of the store "
+                                                      "at OVERNIGHT_DB_URL")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """What a run did and why, and the command that undoes it.
 
     Its steps with durations, the compile table and paired delta, the canary per arm with every gate decision, the
     alias moves, the e2e check, one closing sentence, and the rollback command for each promotion."""
+    from overnight.domain.review import on_api  # noqa: PLC0415
     from overnight.review.assemble import run_review  # noqa: PLC0415
     from overnight.review.show import review_text  # noqa: PLC0415
 
-    def work(store: Any) -> None:
-        shown = run_id or _latest_run(store)
-        review = run_review(store, shown)
-        timeline: list[RunEvent] = []
-        while events and (batch := store.list_events(run_id=shown, limit=1000,
-                                                     after_seq=timeline[-1].seq if timeline else 0)):
-            timeline.extend(batch)
+    def printed(review: Any, timeline: list[RunEvent], run: Callable[[], Run]) -> None:
         if as_json:
             document = review.model_dump(mode="json")
             if events:
                 document["events"] = [e.model_dump(mode="json") for e in timeline]
             out.print_json(json.dumps(document))
             return
-        out.print(review_text(review))
+        out.print(review_text(review), crop=False)  # an undo command longer than the terminal prints whole
         if events:
-            out.print(run_timeline(store.get_run(run_id=shown), timeline))
+            out.print(run_timeline(run(), timeline))
+
+    if base_url is not None:
+        with _errors_as_exit_codes(as_json=as_json), _api(base_url, roles=("admin", "read")) as client:
+            latest = None if run_id else client.latest_run()
+            if not run_id and latest is None:
+                raise RunNotFound(f"no runs on the API at {base_url}")
+            shown = run_id or latest.run_id  # type: ignore[union-attr]  # refused just above when None
+            review = client.review(shown)  # its undo commands, as this reader runs them: through the API
+            printed(review.model_copy(update={"undo": [on_api(c, base_url) for c in review.undo]}),
+                    client.all_events(shown) if events else [], lambda: client.get_run(shown))
+        return
+
+    def work(store: Any) -> None:
+        shown = run_id or _latest_run(store)
+        timeline: list[RunEvent] = []
+        while events and (batch := store.list_events(run_id=shown, limit=1000,
+                                                     after_seq=timeline[-1].seq if timeline else 0)):
+            timeline.extend(batch)
+        printed(run_review(store, shown), timeline, lambda: store.get_run(run_id=shown))
 
     _with_store(work, read_only=True, as_json=as_json)
 
@@ -576,12 +599,25 @@ def rollback(
     to: Annotated[str | None, typer.Option(
         help="A compiled_id of this signature (or its first 6+ characters), or `default`")] = None,
     actor: Annotated[str | None, typer.Option(help="Who (default cli:$USER)")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Through this API (an admin token, whose name is recorded as "
+                                                      "the actor) instead of the store at OVERNIGHT_DB_URL")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Move the champion one step back through its history (or --to an id), ending any canary. Instant."""
     from overnight.domain.promotion import RollbackRequest  # noqa: PLC0415
     from overnight.registry import Registry  # noqa: PLC0415
     from overnight.serving.aliases import rollback as roll_back  # noqa: PLC0415
+
+    if base_url is not None:
+        if actor is not None:
+            raise _usage_error("--actor", "through --base-url the API records the name of the token that asks")
+        if to is not None and not _whole_id(to):
+            raise _usage_error("--to", f"{to!r}: through --base-url give the whole compiled_id (64 hex characters, "
+                                       "as `overnight show --json` and the run's summary print it) or `default`")
+        body = _request(RollbackRequest, to=None if to is None else to.lower(), reason=reason)
+        with _errors_as_exit_codes(as_json=as_json), _api(base_url, roles=("admin",)) as client:
+            _print_move(client.rollback(signature, body.model_dump(mode="json", exclude_none=True)), as_json)
+        return
 
     def work(store: Any) -> None:
         body = _request(RollbackRequest, to=to if to is None else _compiled_id(store, to, "to"), reason=reason)
@@ -681,12 +717,18 @@ def _usage_error(where: str, problem: str) -> typer.Exit:
 _HEX = frozenset("0123456789abcdef")
 
 
+def _whole_id(given: str) -> bool:
+    """A whole compiled_id, or `default` (rollback's target for the default program)."""
+    wanted = given.lower()
+    return wanted == "default" or (len(wanted) == 64 and set(wanted) <= _HEX)
+
+
 def _compiled_id(store: Any, given: str, where: str) -> str:
     """A compiled_id as the review prints it (its first 12 characters), or any prefix of 6 or more that starts
     exactly one stored artifact, made whole, as git does for commits; a whole id (and rollback's `default`)
     passes as given, for the request model and the store to judge."""
     wanted = given.lower()
-    if wanted == "default" or (len(wanted) == 64 and set(wanted) <= _HEX):
+    if _whole_id(wanted):
         return wanted
     if not (6 <= len(wanted) < 64 and set(wanted) <= _HEX):
         raise _usage_error(where, f"{given!r} is not a compiled_id: give its 64 hex characters, or the first 6 or "

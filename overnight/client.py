@@ -26,6 +26,7 @@ from overnight.domain.datasets import DatasetCheck, ExamplePage, ImportResult
 from overnight.domain.lm import LMCheck
 from overnight.domain.promotion import AliasHistory, AliasMoveOut
 from overnight.domain.receipts import Prediction, PruneResult
+from overnight.domain.review import RunReview
 from overnight.domain.runs import AppendedEvent, EventIn, EventPage, Run, RunEvent, StartedRun
 from overnight.errors import ApiUnreachable, OvernightError, all_error_classes
 
@@ -128,6 +129,13 @@ class OvernightClient:
 
     def get_run(self, run_id: str) -> Run:
         return self._model(Run, "GET", f"/api/v1/runs/{run_id}")
+
+    def latest_run(self) -> Run | None:
+        found = self.request("GET", "/api/v1/runs", params={"limit": 1}).json()["runs"]
+        return Run.model_validate(found[0]) if found else None
+
+    def review(self, run_id: str) -> RunReview:
+        return self._model(RunReview, "GET", f"/api/v1/runs/{run_id}/review")
 
     def heartbeat(self, run_id: str) -> Run:
         return self._model(Run, "POST", f"/api/v1/runs/{run_id}/heartbeat")

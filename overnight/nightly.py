@@ -33,7 +33,7 @@ def nightly(settings: Settings, *, base_url: str | None, signatures: list[str], 
                          verify=verify_commands(verify),
                          deadline_s=seconds(deadline), resume=resume, dry_run=dry_run, steps=percentages(steps),
                          srm_threshold_p=split_threshold(srm_threshold), lease_s=settings.lease_s,
-                         keep_days=keep_days)
+                         keep_days=keep_days, base_url=base_url)
     quiet_transport_logs(settings)
     runner: Runner | None = None
     try:

@@ -36,7 +36,7 @@ from overnight.domain.canary import CanaryView
 from overnight.domain.gates import SRM_THRESHOLD_P
 from overnight.domain.promotion import DEFAULT_TARGET
 from overnight.domain.receipts import PruneResult
-from overnight.domain.review import rollback_command, short
+from overnight.domain.review import on_api, rollback_command, short
 from overnight.domain.runs import EventIn, RunStatus
 from overnight.errors import (
     ApiUnreachable,
@@ -87,6 +87,7 @@ class RunOptions(BaseModel):
     keep_days: int | None = Field(default=None, ge=1)  # prune receipts outside canaries and keys older than this
     lease_s: int = 120
     seed: int = 0
+    base_url: str | None = None  # the API the operator named (None: the embedded one, gone when the run ends)
 
 
 class SignatureResult(BaseModel):
@@ -306,7 +307,8 @@ class Runner:
             result.champion_after = decided["champion_after"]
             replaced = decided.get("champion_replaced", replaced)
             if result.decision == "promoted":
-                result.undo = rollback_command(sig, str(self.run_id), to=replaced or DEFAULT_TARGET)
+                result.undo = rollback_command(sig, str(self.run_id), to=replaced or DEFAULT_TARGET,
+                                               base_url=self.options.base_url)
         result.e2e = self.step(sig, "e2e", lambda: self.e2e(sig, result.champion_after or ""))
         if result.e2e["ok"]:
             return result
@@ -693,7 +695,7 @@ class Runner:
         status = status or ("failed" if code in (EXIT_FAILED, EXIT_USAGE) else "succeeded")
         return Summary(run_id=self.run_id, status=status,
                        exit_code=code, verdict=verdict, base_url=self.client.base_url, signatures=results,
-                       review=f"overnight show {self.run_id}" if self.run_id else None)
+                       review=on_api(f"overnight show {self.run_id}", self.options.base_url) if self.run_id else None)
 
 
 def _settle(in_flight: set[Future[None]], *, below: int) -> set[Future[None]]:

@@ -192,12 +192,19 @@ def undo_commands(run_id: str, signatures: list[SignatureReview]) -> list[str]:
     return commands
 
 
-def rollback_command(signature_id: str, run_id: str, *, to: str | None) -> str:
+def rollback_command(signature_id: str, run_id: str, *, to: str | None, base_url: str | None = None) -> str:
     """The `overnight rollback` that undoes `run_id`'s promotion, ready to paste: `--to` the champion it replaced
     (so a later night's promotion does not make "one step back" undo the wrong one), or one step back when that is
-    not known (None)."""
+    not known (None); through the API at `base_url` when the run went through one (`on_api`)."""
     target = "" if to is None else f" --to {to}"
-    return f"overnight rollback -s {shlex.quote(signature_id)}{target} --reason {shlex.quote(f'undo {run_id}')}"
+    return on_api(f"overnight rollback -s {shlex.quote(signature_id)}{target} --reason "
+                  f"{shlex.quote(f'undo {run_id}')}", base_url)
+
+
+def on_api(command: str, base_url: str | None) -> str:
+    """An `overnight` command as it is run against the API at `base_url` (None: against the store itself), for a
+    reader who has the API and a token but not the store — cron's host running `overnight run --base-url`."""
+    return command if base_url is None else f"{command} --base-url {shlex.quote(base_url)}"
 
 
 # phases ---------------------------------------------------------------------------------------------------

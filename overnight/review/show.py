@@ -34,7 +34,7 @@ def review_text(review: RunReview) -> RenderableType:
     for sig in review.signatures:
         parts += _signature(sig)
     parts.append(Text(review.sentence, style="bold"))
-    if review.undo:  # each command whole on its own line: wrapped, a pasted command would run as two
+    if review.undo:  # each command whole on its own line (print with crop=False): cut or wrapped, a pasted one fails
         parts.append(Text("to undo:", style="bold"))
         parts += [Text(f"  {command}", no_wrap=True, overflow="ignore") for command in review.undo]
     return Group(*parts)

@@ -59,12 +59,14 @@ def test_the_golden_review_says_what_changed_and_why(golden_db: str) -> None:
 def test_the_undo_command_the_review_ends_with_runs_as_printed(golden_db: str) -> None:
     """The review's last line said `overnight rollback SelectTool.v1`, which the CLI refuses (no -s, no --reason):
     the one command a reviewer copies at 7 am. Each undo command is printed whole on a line of its own (a command
-    wrapped across lines would run as two), and it puts back the champion the run replaced."""
-    shown = overnight(golden_db, "show", golden_run.RUN_ID, columns="80")
-    lines = shown.stdout.splitlines()
-    command = lines[lines.index("to undo:") + 1].strip()
-    assert command == (f"overnight rollback -s {golden_run.SIG} --to default --reason "
-                       f"'undo {golden_run.RUN_ID}'")
+    wrapped across lines would run as two, one cut at the terminal's edge would fail — as every `--to <64 hex>`
+    did on a terminal under 150 columns), and it puts back the champion the run replaced."""
+    for columns in ("80", "50"):
+        shown = overnight(golden_db, "show", golden_run.RUN_ID, columns=columns)
+        lines = shown.stdout.splitlines()
+        command = lines[lines.index("to undo:") + 1].strip()
+        assert command == (f"overnight rollback -s {golden_run.SIG} --to default --reason "
+                           f"'undo {golden_run.RUN_ID}'"), columns
     assert json.loads(overnight(golden_db, "show", golden_run.RUN_ID, "--json").stdout)["undo"] == [command]
     undone = overnight(golden_db, *shlex.split(command)[1:], "--json")
     assert undone.returncode == 0, undone.stderr

@@ -1,0 +1,62 @@
+"""A night run through `--base-url` from a host that has the API and a token, not the store (cron's host beside
+replicated servers): the summary's `review it` and `to undo` commands work there as printed — `overnight show` and
+`overnight rollback` through the same API — and say the same as on a host with the store."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from tests.factories import ADMIN_TOKEN, READ_TOKEN, live_server
+from tests.review.test_show import overnight
+from tests.runner.helpers import BETTER, SELECT, overnight_run
+
+
+def test_the_summary_commands_of_a_run_through_an_api_work_where_there_is_no_store(db_url: str,
+                                                                                   tmp_path: Path) -> None:
+    nowhere = f"sqlite:///{tmp_path / 'no-store-here.db'}"  # the cron host's OVERNIGHT_DB_URL: nothing there
+    with live_server(db_url, lm=BETTER) as server, server.client() as api:
+        code, summary, stderr = overnight_run(db_url, BETTER, "--base-url", server.base_url, "--dataset", str(SELECT),
+                                              OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        assert code == 0, stderr[-3000:]
+        run_id, url = summary["run_id"], server.base_url
+        assert summary["review"] == f"overnight show {run_id} --base-url {url}"
+        assert summary["undo"] == [f"overnight rollback -s SelectTool.v1 --to default --reason 'undo {run_id}' "
+                                   f"--base-url {url}"]
+
+        review = shlex.split(summary["review"])[1:]
+        remote = overnight(nowhere, *review, OVERNIGHT_TOKEN=READ_TOKEN)
+        local = overnight(db_url, "show", run_id)
+        assert (remote.returncode, local.returncode) == (0, 0), remote.stderr + local.stderr
+        assert remote.stdout == local.stdout.replace(f"--reason 'undo {run_id}'",
+                                                     f"--reason 'undo {run_id}' --base-url {url}")
+        latest = overnight(nowhere, "show", "--base-url", url, "--json", OVERNIGHT_TOKEN=READ_TOKEN)
+        assert f'"run_id": "{run_id}"' in latest.stdout, latest.stderr
+
+        undo = shlex.split(summary["undo"][0])[1:]
+        refused = overnight(nowhere, *undo, OVERNIGHT_TOKEN=READ_TOKEN)
+        assert (refused.returncode, refused.stderr.split(":")[0]) == (1, "forbidden"), refused.stderr
+        undone = overnight(nowhere, *undo, OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        assert undone.returncode == 0, undone.stderr
+        promoted = summary["signatures"]["SelectTool.v1"]["champion_after"]
+        assert undone.stdout.startswith(f"SelectTool.v1: champion rollback {promoted} -> default by ops-agent: "
+                                        f"undo {run_id}"), undone.stdout
+        history = api.get("/api/v1/signatures/SelectTool.v1/aliases/history").json()
+    assert history["champion_id"] is None
+    assert (history["history"][-1]["action"], history["history"][-1]["actor"]) == ("rollback", "ops-agent")
+    assert not (tmp_path / "no-store-here.db").exists()
+
+
+def test_rollback_through_an_api_refuses_what_it_cannot_honour(tmp_path: Path) -> None:
+    """`--actor` (the API records its token's name) and a short `--to` (prefixes are resolved in the store) are
+    usage errors, said before anything is sent."""
+    nowhere = f"sqlite:///{tmp_path / 'none.db'}"
+    url = "http://127.0.0.1:9"  # nothing listens: a request would fail differently
+    actor = overnight(nowhere, "rollback", "-s", "SelectTool.v1", "--reason", "x", "--actor", "me", "--base-url", url,
+                      OVERNIGHT_TOKEN=ADMIN_TOKEN)
+    short = overnight(nowhere, "rollback", "-s", "SelectTool.v1", "--reason", "x", "--to", "7bedaebd3fa9",
+                      "--base-url", url, OVERNIGHT_TOKEN=ADMIN_TOKEN)
+    assert (actor.returncode, short.returncode) == (2, 2), actor.stderr + short.stderr
+    assert actor.stderr.startswith("validation_error: --actor: through --base-url the API records the name")
+    assert short.stderr.startswith("validation_error: --to: '7bedaebd3fa9': through --base-url give the whole")
+    assert not (tmp_path / "none.db").exists()
