@@ -346,23 +346,30 @@ def _followed(store: Any, run_id: str, *, after_seq: int, poll_s: float) -> Iter
 
 
 @app.command()
-def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
+def status(
+    base_url: Annotated[str | None, typer.Option(help="Read it from this API (a read token) instead of the store "
+                                                      "at OVERNIGHT_DB_URL")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
     """What serves each signature now: its champion, since which move and by whom, its canary, its last run.
 
     Read from the store at OVERNIGHT_DB_URL, as every server sees it: the first thing to look at after an alert.
     --json: the same object as GET /api/v1/status."""
     from overnight.registry import Registry  # noqa: PLC0415
-    from overnight.review.assemble import serving_status  # noqa: PLC0415
+    from overnight.review.assemble import ServingStatus, serving_status  # noqa: PLC0415
     from overnight.review.terminal import status_table  # noqa: PLC0415
 
-    def work(store: Any) -> None:
-        found = serving_status(store, Registry().ids())
+    def printed(found: Any) -> None:
         if as_json:
             out.print_json(found.model_dump_json())
         else:
             out.print(status_table(found.signatures))
 
-    _with_store(work, read_only=True, as_json=as_json)
+    if base_url is not None:
+        with _errors_as_exit_codes(as_json=as_json), _api(base_url, roles=("admin", "read")) as client:
+            printed(ServingStatus.model_validate(client.status()))
+        return
+    _with_store(lambda store: printed(serving_status(store, Registry().ids())), read_only=True, as_json=as_json)
 
 
 @app.command()
@@ -609,8 +616,7 @@ def rollback(
     from overnight.serving.aliases import rollback as roll_back  # noqa: PLC0415
 
     if base_url is not None:
-        if actor is not None:
-            raise _usage_error("--actor", "through --base-url the API records the name of the token that asks")
+        _no_actor_through_api(actor)
         if to is not None and not _whole_id(to):
             raise _usage_error("--to", f"{to!r}: through --base-url give the whole compiled_id (64 hex characters, "
                                        "as `overnight show --json` and the run's summary print it) or `default`")
@@ -630,6 +636,8 @@ def rollback(
 def canary(
     ctx: typer.Context,
     signature: Annotated[str | None, typer.Option("--signature", "-s", help="e.g. SelectTool.v1")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Read it from this API (a read token) instead of the store "
+                                                      "at OVERNIGHT_DB_URL")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """The signature's active (or last) canary: its arms, what the gates say now, and its history.
@@ -644,9 +652,7 @@ def canary(
     from overnight.review.show import canary_arms, errors_line, gate_sentences  # noqa: PLC0415
     from overnight.serving.canary import canary_view  # noqa: PLC0415
 
-    def work(store: Any) -> None:
-        Registry().get(signature)
-        view = canary_view(store, signature)
+    def printed(view: Any) -> None:
         if as_json:
             out.print_json(view.model_dump_json())
             return
@@ -663,6 +669,15 @@ def canary(
             out.print(f"gates now: {view.evaluation['message']}", markup=False, soft_wrap=True)
         out.print(gate_sentences(section), markup=False, soft_wrap=True)
 
+    if base_url is not None:
+        with _errors_as_exit_codes(as_json=as_json), _api(base_url, roles=("admin", "read")) as client:
+            printed(client.canary(signature))
+        return
+
+    def work(store: Any) -> None:
+        Registry().get(signature)
+        printed(canary_view(store, signature))
+
     _with_store(work, read_only=True, as_json=as_json)
 
 
@@ -673,6 +688,8 @@ def canary_stop(
     canary_id: Annotated[str | None, typer.Option("--id", help=(
         "Stop only this canary (the one you looked at): refused when another has replaced it"))] = None,
     actor: Annotated[str | None, typer.Option(help="Who (default cli:$USER)")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Through this API (an admin token, whose name is recorded as "
+                                                      "the actor) instead of the store at OVERNIGHT_DB_URL")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """End the signature's active canary now; the champion stays. Instant.
@@ -684,18 +701,34 @@ def canary_stop(
     from overnight.domain.review import short  # noqa: PLC0415
     from overnight.registry import Registry  # noqa: PLC0415
 
-    def work(store: Any) -> None:
-        Registry().get(signature)
-        body, who = _request(CanaryStop, reason=reason, canary_id=canary_id), _actor(actor)
-        stopped = store.stop_canary(signature_id=signature, actor=who, reason=body.reason, canary_id=body.canary_id)
+    body = _request(CanaryStop, reason=reason, canary_id=canary_id)
+
+    def printed(stopped: Any, who: str, champion: str | None) -> None:
         if as_json:
             out.print_json(stopped.model_dump_json())
             return
-        champion = store.serving_route(signature_id=signature).champion_id
         out.print(f"{signature}: canary {stopped.canary_id} stopped by {who}: {body.reason}; "
                   f"{short(champion)} serves every request", markup=False, soft_wrap=True)
 
+    if base_url is not None:
+        _no_actor_through_api(actor)
+        with _errors_as_exit_codes(as_json=as_json), _api(base_url, roles=("admin",)) as client:
+            stopped = client.stop_canary(signature, reason=body.reason, canary_id=body.canary_id)
+            printed(stopped, client.whoami().name, client.alias_history(signature).champion_id)
+        return
+
+    def work(store: Any) -> None:
+        Registry().get(signature)
+        who = _actor(actor)
+        stopped = store.stop_canary(signature_id=signature, actor=who, reason=body.reason, canary_id=body.canary_id)
+        printed(stopped, who, store.serving_route(signature_id=signature).champion_id)
+
     _with_store(work, existing=True, as_json=as_json)
+
+
+def _no_actor_through_api(actor: str | None) -> None:
+    if actor is not None:
+        raise _usage_error("--actor", "through --base-url the API records the name of the token that asks")
 
 
 def _request(model: Any, **values: Any) -> Any:

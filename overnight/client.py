@@ -253,6 +253,11 @@ class OvernightClient:
                                                                              "dry_run": dry_run},
                            idempotency_key=key, timeout_s=600)  # a first prune of a large store takes a while
 
+    def status(self) -> dict[str, Any]:
+        """`GET /api/v1/status` as JSON (its model lives with the review, which the client does not load)."""
+        body: dict[str, Any] = self.request("GET", "/api/v1/status").json()
+        return body
+
     def alias_history(self, signature_id: str) -> AliasHistory:
         return self._model(AliasHistory, "GET", f"/api/v1/signatures/{signature_id}/aliases/history")
 

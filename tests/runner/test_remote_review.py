@@ -1,6 +1,7 @@
 """A night run through `--base-url` from a host that has the API and a token, not the store (cron's host beside
 replicated servers): the summary's `review it` and `to undo` commands work there as printed — `overnight show` and
-`overnight rollback` through the same API — and say the same as on a host with the store."""
+`overnight rollback` through the same API — and say the same as on a host with the store; so do `status`, `canary`
+and `canary stop`."""
 
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ def test_the_summary_commands_of_a_run_through_an_api_work_where_there_is_no_sto
                                                      f"--reason 'undo {run_id}' --base-url {url}")
         latest = overnight(nowhere, "show", "--base-url", url, "--json", OVERNIGHT_TOKEN=READ_TOKEN)
         assert f'"run_id": "{run_id}"' in latest.stdout, latest.stderr
+        for command in (("status",), ("canary", "-s", "SelectTool.v1")):  # the morning's other looks: the same
+            remote, local = (overnight(nowhere, *command, "--base-url", url, OVERNIGHT_TOKEN=READ_TOKEN),
+                             overnight(db_url, *command))
+            assert (remote.returncode, remote.stdout) == (0, local.stdout), (command, remote.stderr)
 
         undo = shlex.split(summary["undo"][0])[1:]
         refused = overnight(nowhere, *undo, OVERNIGHT_TOKEN=READ_TOKEN)
@@ -42,6 +47,17 @@ def test_the_summary_commands_of_a_run_through_an_api_work_where_there_is_no_sto
         assert undone.stdout.startswith(f"SelectTool.v1: champion rollback {promoted} -> default by ops-agent: "
                                         f"undo {run_id}"), undone.stdout
         history = api.get("/api/v1/signatures/SelectTool.v1/aliases/history").json()
+
+        result = summary["signatures"]["SelectTool.v1"]  # the same candidate, canaried again: then stopped
+        started = api.post("/api/v1/signatures/SelectTool.v1/canary:start", json={
+            "candidate_id": result["best_compiled_id"], "report_id": result["report_id"]})
+        assert started.status_code == 200, started.text
+        stop = ("canary", "stop", "-s", "SelectTool.v1", "--reason", "seen enough", "--base-url", url)
+        stopped = overnight(nowhere, *stop, OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        assert stopped.returncode == 0, stopped.stderr
+        assert stopped.stdout.startswith(f"SelectTool.v1: canary {started.json()['canary_id']} stopped by ops-agent: "
+                                         "seen enough; "), stopped.stdout
+        assert api.get("/api/v1/signatures/SelectTool.v1/canary").json()["canary"]["status"] == "stopped"
     assert history["champion_id"] is None
     assert (history["history"][-1]["action"], history["history"][-1]["actor"]) == ("rollback", "ops-agent")
     assert not (tmp_path / "no-store-here.db").exists()
@@ -56,7 +72,10 @@ def test_rollback_through_an_api_refuses_what_it_cannot_honour(tmp_path: Path) -
                       OVERNIGHT_TOKEN=ADMIN_TOKEN)
     short = overnight(nowhere, "rollback", "-s", "SelectTool.v1", "--reason", "x", "--to", "7bedaebd3fa9",
                       "--base-url", url, OVERNIGHT_TOKEN=ADMIN_TOKEN)
-    assert (actor.returncode, short.returncode) == (2, 2), actor.stderr + short.stderr
+    stop_actor = overnight(nowhere, "canary", "stop", "-s", "SelectTool.v1", "--reason", "x", "--actor", "me",
+                           "--base-url", url, OVERNIGHT_TOKEN=ADMIN_TOKEN)
+    assert (actor.returncode, short.returncode, stop_actor.returncode) == (2, 2, 2), actor.stderr + short.stderr
+    assert stop_actor.stderr.startswith("validation_error: --actor: through --base-url")
     assert actor.stderr.startswith("validation_error: --actor: through --base-url the API records the name")
     assert short.stderr.startswith("validation_error: --to: '7bedaebd3fa9': through --base-url give the whole")
     assert not (tmp_path / "none.db").exists()
