@@ -50,7 +50,7 @@ def nightly(settings: Settings, *, base_url: str | None, signatures: list[str], 
             return summary
     except Terminated as stop:  # before the runner began: no run was started, nothing to stop
         return Summary(run_id=None, status="cancelled", exit_code=stop.exit_code,
-                       verdict=f"cancelled: {stop} before a run was started", base_url=base_url or "")
+                       verdict=f"cancelled: {stop} before a run was started", base_url=base_url)
 
 
 @contextmanager

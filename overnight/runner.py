@@ -113,7 +113,7 @@ class Summary(BaseModel):
     status: str
     exit_code: int
     verdict: str
-    base_url: str
+    base_url: str | None  # the API the run went through; None for the embedded one, gone once the run ended
     signatures: dict[str, SignatureResult] = Field(default_factory=dict)
     pruned: PruneResult | None = None  # with --keep-days: what the last step deleted
     review: str | None = None
@@ -694,7 +694,7 @@ class Runner:
                  status: str | None = None) -> Summary:
         status = status or ("failed" if code in (EXIT_FAILED, EXIT_USAGE) else "succeeded")
         return Summary(run_id=self.run_id, status=status,
-                       exit_code=code, verdict=verdict, base_url=self.client.base_url, signatures=results,
+                       exit_code=code, verdict=verdict, base_url=self.options.base_url, signatures=results,
                        review=on_api(f"overnight show {self.run_id}", self.options.base_url) if self.run_id else None)
 
 

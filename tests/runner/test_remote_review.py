@@ -21,6 +21,7 @@ def test_the_summary_commands_of_a_run_through_an_api_work_where_there_is_no_sto
                                               OVERNIGHT_TOKEN=ADMIN_TOKEN)
         assert code == 0, stderr[-3000:]
         run_id, url = summary["run_id"], server.base_url
+        assert summary["base_url"] == url
         assert summary["review"] == f"overnight show {run_id} --base-url {url}"
         assert summary["undo"] == [f"overnight rollback -s SelectTool.v1 --to default --reason 'undo {run_id}' "
                                    f"--base-url {url}"]

@@ -39,6 +39,8 @@ def test_a_truly_better_candidate_is_promoted_and_every_link_resolves(db_url: st
     assert result["decision"] == "promoted"
     assert result["e2e"]["ok"] is True
     assert result["e2e"]["served"] == [result["best_compiled_id"]]
+    assert summary["base_url"] is None  # the embedded API is gone: no URL an agent could try to reach
+    assert summary["review"] == f"overnight show {summary['run_id']}"  # the store's reader, no --base-url
     with live_server(db_url) as server, server.client() as api:
         run = api.get(f"/api/v1/runs/{summary['run_id']}").json()
         report = api.get(f"/api/v1/compile-reports/{result['report_id']}")
