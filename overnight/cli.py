@@ -58,6 +58,14 @@ app.add_typer(canary_app, name="canary")
 out = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPED_WIDTH, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)  # one error, one line: agents parse `code: message`
 
+# `--base-url` on the commands a host with a token and not the store runs (cron's beside replicated servers, a
+# laptop on a newer version than the servers' schema): reading through the API, or acting through it.
+ReadThrough = Annotated[str | None, typer.Option(
+    "--base-url", help="Read it from this API (a read token) instead of the store at OVERNIGHT_DB_URL")]
+ActThrough = Annotated[str | None, typer.Option(
+    "--base-url", help="Through this API (an admin token, whose name is recorded as the actor) instead of the store "
+                       "at OVERNIGHT_DB_URL")]
+
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNFINISHED = 4  # as `overnight run`'s inconclusive: nothing wrong, nothing decided (a compile's budget ran out)
@@ -347,8 +355,7 @@ def _followed(store: Any, run_id: str, *, after_seq: int, poll_s: float) -> Iter
 
 @app.command()
 def status(
-    base_url: Annotated[str | None, typer.Option(help="Read it from this API (a read token) instead of the store "
-                                                      "at OVERNIGHT_DB_URL")] = None,
+    base_url: ReadThrough = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """What serves each signature now: its champion, since which move and by whom, its canary, its last run.
@@ -376,8 +383,7 @@ def status(
 def show(
     run_id: Annotated[str | None, typer.Argument(help="The run to show (default: the latest)")] = None,
     events: Annotated[bool, typer.Option("--events", help="Also print every event of the run")] = False,
-    base_url: Annotated[str | None, typer.Option(help="Read it from this API (a read token) instead of the store "
-                                                      "at OVERNIGHT_DB_URL")] = None,
+    base_url: ReadThrough = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """What a run did and why, and the command that undoes it.
@@ -401,10 +407,7 @@ def show(
 
     if base_url is not None:
         with _errors_as_exit_codes(as_json=as_json), _api(base_url, roles=("admin", "read")) as client:
-            latest = None if run_id else client.latest_run()
-            if not run_id and latest is None:
-                raise RunNotFound(f"no runs on the API at {base_url}")
-            shown = run_id or latest.run_id  # type: ignore[union-attr]  # refused just above when None
+            shown = run_id or _latest_on(client, base_url)
             review = client.review(shown)  # its undo commands, as this reader runs them: through the API
             printed(review.model_copy(update={"undo": [on_api(c, base_url) for c in review.undo]}),
                     client.all_events(shown) if events else [], lambda: client.get_run(shown))
@@ -419,6 +422,13 @@ def show(
         printed(run_review(store, shown), timeline, lambda: store.get_run(run_id=shown))
 
     _with_store(work, read_only=True, as_json=as_json)
+
+
+def _latest_on(client: Any, base_url: str) -> str:
+    latest: Run | None = client.latest_run()
+    if latest is None:
+        raise RunNotFound(f"no runs on the API at {base_url}")
+    return latest.run_id
 
 
 def _latest_run(store: Any) -> str:
@@ -606,8 +616,7 @@ def rollback(
     to: Annotated[str | None, typer.Option(
         help="A compiled_id of this signature (or its first 6+ characters), or `default`")] = None,
     actor: Annotated[str | None, typer.Option(help="Who (default cli:$USER)")] = None,
-    base_url: Annotated[str | None, typer.Option(help="Through this API (an admin token, whose name is recorded as "
-                                                      "the actor) instead of the store at OVERNIGHT_DB_URL")] = None,
+    base_url: ActThrough = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Move the champion one step back through its history (or --to an id), ending any canary. Instant."""
@@ -636,8 +645,7 @@ def rollback(
 def canary(
     ctx: typer.Context,
     signature: Annotated[str | None, typer.Option("--signature", "-s", help="e.g. SelectTool.v1")] = None,
-    base_url: Annotated[str | None, typer.Option(help="Read it from this API (a read token) instead of the store "
-                                                      "at OVERNIGHT_DB_URL")] = None,
+    base_url: ReadThrough = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """The signature's active (or last) canary: its arms, what the gates say now, and its history.
@@ -688,8 +696,7 @@ def canary_stop(
     canary_id: Annotated[str | None, typer.Option("--id", help=(
         "Stop only this canary (the one you looked at): refused when another has replaced it"))] = None,
     actor: Annotated[str | None, typer.Option(help="Who (default cli:$USER)")] = None,
-    base_url: Annotated[str | None, typer.Option(help="Through this API (an admin token, whose name is recorded as "
-                                                      "the actor) instead of the store at OVERNIGHT_DB_URL")] = None,
+    base_url: ActThrough = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """End the signature's active canary now; the champion stays. Instant.
