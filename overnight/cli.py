@@ -239,6 +239,7 @@ def runs(
     status: Annotated[RunStatus | None, typer.Option(help="Only runs with this status")] = None,
     signature: Annotated[str | None, typer.Option(help="Only runs for this signature")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500, help="How many runs")] = 20,
+    base_url: ReadThrough = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """A table of recent runs, newest first: status, exit code, duration and the verdict per signature."""
@@ -246,18 +247,29 @@ def runs(
         return
     from overnight.nightly import seconds  # noqa: PLC0415
 
-    def work(store: Any) -> None:
-        after = None if since is None else store.clock() - seconds(since, option="--since") * 1000
-        found: list[Run] = store.list_runs(limit=limit, status=status, signature_id=signature, since=after)
+    with _errors_as_exit_codes(as_json=as_json):
+        within_s = None if since is None else seconds(since, option="--since")
+
+    def printed(found: list[Run], where: str) -> None:
         if as_json:
             out.print_json(json.dumps(runs_document(found)))
         elif not found:  # not an empty table: say which store was read, and with which filters
             asked = " ".join(f"--{name} {value}" for name, value in (
                 ("since", since), ("status", status.value if status else None), ("signature", signature)) if value)
-            out.print(f"no runs {f'match {asked} ' if asked else ''}in {store.shown()}{_unknown(signature)}",
-                      markup=False, soft_wrap=True)
+            out.print(f"no runs {f'match {asked} ' if asked else ''}{where}", markup=False, soft_wrap=True)
         else:
             out.print(runs_table(found))
+
+    if base_url is not None:
+        with _errors_as_exit_codes(as_json=as_json), _api(base_url, roles=("admin", "read")) as client:
+            printed(client.runs(limit=limit, status=status.value if status else None, signature_id=signature,
+                                since_s=within_s), f"on the API at {base_url}")
+        return
+
+    def work(store: Any) -> None:
+        after = None if within_s is None else store.clock() - within_s * 1000
+        found: list[Run] = store.list_runs(limit=limit, status=status, signature_id=signature, since=after)
+        printed(found, f"in {store.shown()}{_unknown(signature)}")
 
     _with_store(work, read_only=True, as_json=as_json)
 

@@ -130,9 +130,15 @@ class OvernightClient:
     def get_run(self, run_id: str) -> Run:
         return self._model(Run, "GET", f"/api/v1/runs/{run_id}")
 
+    def runs(self, *, limit: int = 50, status: str | None = None, signature_id: str | None = None,
+             since_s: int | None = None) -> list[Run]:
+        """Recent runs, newest first; `since_s`: started at most that many seconds ago (by the server's clock)."""
+        asked = {"limit": limit, "status": status, "signature": signature_id, "since_s": since_s}
+        found = self.request("GET", "/api/v1/runs", params={k: v for k, v in asked.items() if v is not None})
+        return [Run.model_validate(run) for run in found.json()["runs"]]
+
     def latest_run(self) -> Run | None:
-        found = self.request("GET", "/api/v1/runs", params={"limit": 1}).json()["runs"]
-        return Run.model_validate(found[0]) if found else None
+        return next(iter(self.runs(limit=1)), None)
 
     def review(self, run_id: str) -> RunReview:
         return self._model(RunReview, "GET", f"/api/v1/runs/{run_id}/review")

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.factories import READ_TOKEN, LiveServer, auth
+from tests.factories import READ_TOKEN, LiveServer, SteppingClock, auth
 
 SIG = "SelectTool.v1"
 
@@ -203,3 +203,20 @@ def test_a_run_for_an_unknown_signature_is_refused_and_nothing_starts(api: LiveS
     assert (typo.status_code, typo.json()["code"]) == (404, "signature_not_found")
     assert typo.json()["error"] == "unknown signature 'SelectTool.V1'; known: SelectTool.v1, SupportTriage.v1"
     assert runs == []
+
+
+def test_runs_are_listed_newest_first_and_filtered_by_how_recently_they_started(api: LiveServer,
+                                                                                 clock: SteppingClock) -> None:
+    """`since_s` is counted back from the server's clock (as `overnight runs --since 1h --base-url` asks), so a
+    reader's host with a skewed clock sees what a reader on the server would."""
+    with api.client() as client:
+        start(client, run_id="old-night")
+        client.post("/api/v1/runs/old-night/finish", json={"status": "succeeded"})
+        clock.advance(seconds=2 * 3600)
+        start(client, run_id="last-night")
+        recent = client.get("/api/v1/runs", params={"since_s": 3600}).json()["runs"]
+        both = client.get("/api/v1/runs", params={"since_s": 3 * 3600}).json()["runs"]
+        refused = client.get("/api/v1/runs", params={"since_s": 0})
+    assert [r["run_id"] for r in recent] == ["last-night"]
+    assert [r["run_id"] for r in both] == ["last-night", "old-night"]
+    assert (refused.status_code, refused.json()["details"]["errors"][0]["field"]) == (422, "query.since_s")

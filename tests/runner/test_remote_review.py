@@ -34,10 +34,15 @@ def test_the_summary_commands_of_a_run_through_an_api_work_where_there_is_no_sto
                                                      f"--reason 'undo {run_id}' --base-url {url}")
         latest = overnight(nowhere, "show", "--base-url", url, "--json", OVERNIGHT_TOKEN=READ_TOKEN)
         assert f'"run_id": "{run_id}"' in latest.stdout, latest.stderr
-        for command in (("status",), ("canary", "-s", "SelectTool.v1")):  # the morning's other looks: the same
+        for command in (("status",), ("canary", "-s", "SelectTool.v1"), ("runs",), ("runs", "--since", "1h")):
+            # the morning's other looks: the same through the API
             remote, local = (overnight(nowhere, *command, "--base-url", url, OVERNIGHT_TOKEN=READ_TOKEN),
                              overnight(db_url, *command))
             assert (remote.returncode, remote.stdout) == (0, local.stdout), (command, remote.stderr)
+
+        none = overnight(nowhere, "runs", "--since", "1h", "--status", "failed", "--base-url", url,
+                         OVERNIGHT_TOKEN=READ_TOKEN)
+        assert none.stdout.strip() == f"no runs match --since 1h --status failed on the API at {url}", none.stderr
 
         undo = shlex.split(summary["undo"][0])[1:]
         refused = overnight(nowhere, *undo, OVERNIGHT_TOKEN=READ_TOKEN)

@@ -66,8 +66,12 @@ def start_run(body: RunStart, principal: Admin, store: StoreDep, settings: Setti
 @router.get("/runs")
 def list_runs(_: Reader, store: StoreDep, status: RunStatus | None = None,
               signature: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+              since_s: Annotated[int | None, Query(ge=1, le=10 * 365 * 86_400, description=(
+                  "only runs started at most this many seconds ago, by the server's clock"))] = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 50) -> RunList:
-    return RunList(runs=store.list_runs(limit=limit, status=status, signature_id=signature))
+    """Recent runs, newest first (`overnight runs --json` gives each with the table's columns)."""
+    after = None if since_s is None else store.clock() - since_s * 1000
+    return RunList(runs=store.list_runs(limit=limit, status=status, signature_id=signature, since=after))
 
 
 @router.get("/runs/{run_id}")
