@@ -602,6 +602,7 @@ def promote(
     force: Annotated[bool, typer.Option(help="Move even though a gate fails (needs --reason; audited)")] = False,
     reason: Annotated[str, typer.Option(help="Why; written into the alias history")] = "",
     actor: Annotated[str | None, typer.Option(help="Who (default cli:$USER)")] = None,
+    base_url: ActThrough = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Promote a candidate: every gate must pass (compile report, holdout delta, passed canary), or --force."""
@@ -610,6 +611,14 @@ def promote(
     from overnight.registry import Registry  # noqa: PLC0415
     from overnight.serving.aliases import promote as promote_candidate  # noqa: PLC0415
     from overnight.serving.programs import ProgramCache  # noqa: PLC0415
+
+    if base_url is not None:  # the gates and the LM id are the server's: what serves is judged where it serves
+        _no_actor_through_api(actor)
+        body = _request(PromoteRequest, candidate_id=_whole_through_api(candidate, "candidate_id"), force=force,
+                        reason=reason)
+        with _errors_as_exit_codes(as_json=as_json), _api(base_url, roles=("admin",)) as client:
+            _print_move(client.promote(signature, body.model_dump(mode="json", exclude_none=True)), as_json)
+        return
 
     def work(store: Any) -> None:
         body = _request(PromoteRequest, candidate_id=_compiled_id(store, candidate, "candidate_id"), force=force,
@@ -638,10 +647,7 @@ def rollback(
 
     if base_url is not None:
         _no_actor_through_api(actor)
-        if to is not None and not _whole_id(to):
-            raise _usage_error("--to", f"{to!r}: through --base-url give the whole compiled_id (64 hex characters, "
-                                       "as `overnight show --json` and the run's summary print it) or `default`")
-        body = _request(RollbackRequest, to=None if to is None else to.lower(), reason=reason)
+        body = _request(RollbackRequest, to=None if to is None else _whole_through_api(to, "--to"), reason=reason)
         with _errors_as_exit_codes(as_json=as_json), _api(base_url, roles=("admin",)) as client:
             _print_move(client.rollback(signature, body.model_dump(mode="json", exclude_none=True)), as_json)
         return
@@ -773,6 +779,14 @@ def _whole_id(given: str) -> bool:
     """A whole compiled_id, or `default` (rollback's target for the default program)."""
     wanted = given.lower()
     return wanted == "default" or (len(wanted) == 64 and set(wanted) <= _HEX)
+
+
+def _whole_through_api(given: str, where: str) -> str:
+    """A compiled_id given with --base-url: whole (a prefix is resolved in the store, which this host need not have)."""
+    if not _whole_id(given):
+        raise _usage_error(where, f"{given!r}: through --base-url give the whole compiled_id (64 hex characters, as "
+                                  "`overnight show --json` and the run's summary print it) or `default`")
+    return given.lower()
 
 
 def _compiled_id(store: Any, given: str, where: str) -> str:

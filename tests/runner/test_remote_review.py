@@ -1,7 +1,7 @@
 """A night run through `--base-url` from a host that has the API and a token, not the store (cron's host beside
 replicated servers): the summary's `review it` and `to undo` commands work there as printed — `overnight show` and
-`overnight rollback` through the same API — and say the same as on a host with the store; so do `status`, `canary`
-and `canary stop`."""
+`overnight rollback` through the same API — and say the same as on a host with the store; so do `runs`, `status`,
+`canary`, `canary stop` and `promote`."""
 
 from __future__ import annotations
 
@@ -64,6 +64,17 @@ def test_the_summary_commands_of_a_run_through_an_api_work_where_there_is_no_sto
         assert stopped.stdout.startswith(f"SelectTool.v1: canary {started.json()['canary_id']} stopped by ops-agent: "
                                          "seen enough; "), stopped.stdout
         assert api.get("/api/v1/signatures/SelectTool.v1/canary").json()["canary"]["status"] == "stopped"
+
+        promote = ("promote", result["best_compiled_id"], "-s", "SelectTool.v1", "--base-url", url)
+        refused = overnight(nowhere, *promote, OVERNIGHT_TOKEN=ADMIN_TOKEN)  # its last canary was stopped
+        assert (refused.returncode, refused.stderr.split(":")[0]) == (1, "promotion_refused"), refused.stderr
+        forced = overnight(nowhere, *promote, "--force", "--reason", "seen enough", OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        assert forced.returncode == 0, forced.stderr
+        assert forced.stdout.startswith(f"SelectTool.v1: champion promote default -> {result['best_compiled_id']} "
+                                        "by ops-agent (forced): seen enough"), forced.stdout
+        short = overnight(nowhere, "promote", result["best_compiled_id"][:12], "-s", "SelectTool.v1",
+                          "--base-url", url, OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        assert short.stderr.startswith("validation_error: candidate_id: "), short.stderr
     assert history["champion_id"] is None
     assert (history["history"][-1]["action"], history["history"][-1]["actor"]) == ("rollback", "ops-agent")
     assert not (tmp_path / "no-store-here.db").exists()
