@@ -60,6 +60,7 @@ err = Console(stderr=True, soft_wrap=True, highlight=False)  # one error, one li
 
 # `--base-url` on the commands a host with a token and not the store runs (cron's beside replicated servers, a
 # laptop on a newer version than the servers' schema): reading through the API, or acting through it.
+READERS, ADMINS = ("admin", "read"), ("admin",)  # the token roles that may read, and act, through the API
 ReadThrough = Annotated[str | None, typer.Option(
     "--base-url", help="Read it from this API (a read token) instead of the store at OVERNIGHT_DB_URL")]
 ActThrough = Annotated[str | None, typer.Option(
@@ -261,7 +262,7 @@ def runs(
             out.print(runs_table(found))
 
     if base_url is not None:
-        with _errors_as_exit_codes(as_json=as_json), _api(base_url, roles=("admin", "read")) as client:
+        with _through_api(base_url, roles=READERS, as_json=as_json) as client:
             printed(client.runs(limit=limit, status=status.value if status else None, signature_id=signature,
                                 since_s=within_s), f"on the API at {base_url}")
         return
@@ -319,7 +320,7 @@ def runs_tail(
 
         _with_store(work, read_only=True, as_json=as_json)
         return
-    with _errors_as_exit_codes(as_json=as_json), _api(base_url, roles=("admin", "read")) as client:
+    with _through_api(base_url, roles=READERS, as_json=as_json) as client:
         start = 0
         if not from_start:
             run = client.get_run(run_id)
@@ -329,16 +330,18 @@ def runs_tail(
 
 
 @contextmanager
-def _api(base_url: str, *, roles: tuple[str, ...]) -> Iterator[Any]:
+def _through_api(base_url: str, *, roles: tuple[str, ...], as_json: bool) -> Iterator[Any]:
     """A client for the API at `base_url` (`--base-url`), with the token OVERNIGHT_TOKEN (or the first entry of
-    OVERNIGHT_TOKENS with one of `roles`): for the commands a host without the store runs against the servers."""
+    OVERNIGHT_TOKENS with one of `roles`), its errors said as `_with_store`'s are: for the commands a host without
+    the store runs against the servers."""
     from overnight.client import OvernightClient  # noqa: PLC0415
     from overnight.nightly import api_token  # noqa: PLC0415
 
-    settings = _settings()
-    with OvernightClient(base_url, api_token(settings, roles=roles, url=base_url),
-                         attempts=settings.client_attempts) as client:
-        yield client
+    with _errors_as_exit_codes(as_json=as_json):
+        settings = _settings()
+        with OvernightClient(base_url, api_token(settings, roles=roles, url=base_url),
+                             attempts=settings.client_attempts) as client:
+            yield client
 
 
 def _said_if_finished(run: Run) -> None:
@@ -385,7 +388,7 @@ def status(
             out.print(status_table(found.signatures))
 
     if base_url is not None:
-        with _errors_as_exit_codes(as_json=as_json), _api(base_url, roles=("admin", "read")) as client:
+        with _through_api(base_url, roles=READERS, as_json=as_json) as client:
             printed(ServingStatus.model_validate(client.status()))
         return
     _with_store(lambda store: printed(serving_status(store, Registry().ids())), read_only=True, as_json=as_json)
@@ -418,7 +421,7 @@ def show(
             out.print(run_timeline(run(), timeline))
 
     if base_url is not None:
-        with _errors_as_exit_codes(as_json=as_json), _api(base_url, roles=("admin", "read")) as client:
+        with _through_api(base_url, roles=READERS, as_json=as_json) as client:
             shown = run_id or _latest_on(client, base_url)
             review = client.review(shown)  # its undo commands, as this reader runs them: through the API
             printed(review.model_copy(update={"undo": [on_api(c, base_url) for c in review.undo]}),
@@ -616,7 +619,7 @@ def promote(
         _no_actor_through_api(actor)
         body = _request(PromoteRequest, candidate_id=_whole_through_api(candidate, "candidate_id"), force=force,
                         reason=reason)
-        with _errors_as_exit_codes(as_json=as_json), _api(base_url, roles=("admin",)) as client:
+        with _through_api(base_url, roles=ADMINS, as_json=as_json) as client:
             _print_move(client.promote(signature, body.model_dump(mode="json", exclude_none=True)), as_json)
         return
 
@@ -648,7 +651,7 @@ def rollback(
     if base_url is not None:
         _no_actor_through_api(actor)
         body = _request(RollbackRequest, to=None if to is None else _whole_through_api(to, "--to"), reason=reason)
-        with _errors_as_exit_codes(as_json=as_json), _api(base_url, roles=("admin",)) as client:
+        with _through_api(base_url, roles=ADMINS, as_json=as_json) as client:
             _print_move(client.rollback(signature, body.model_dump(mode="json", exclude_none=True)), as_json)
         return
 
@@ -696,7 +699,7 @@ def canary(
         out.print(gate_sentences(section), markup=False, soft_wrap=True)
 
     if base_url is not None:
-        with _errors_as_exit_codes(as_json=as_json), _api(base_url, roles=("admin", "read")) as client:
+        with _through_api(base_url, roles=READERS, as_json=as_json) as client:
             printed(client.canary(signature))
         return
 
@@ -737,7 +740,7 @@ def canary_stop(
 
     if base_url is not None:
         _no_actor_through_api(actor)
-        with _errors_as_exit_codes(as_json=as_json), _api(base_url, roles=("admin",)) as client:
+        with _through_api(base_url, roles=ADMINS, as_json=as_json) as client:
             stopped = client.stop_canary(signature, reason=body.reason, canary_id=body.canary_id)
             printed(stopped, client.whoami().name, client.alias_history(signature).champion_id)
         return

@@ -112,7 +112,7 @@ def _problems(entry: RegisteredSignature) -> list[str]:
     try:
         given = contract.input_model.model_validate(contract.check_input(entry.sample_input))
     except ExampleInvalid as exc:
-        problems.append("sample_input is not a valid input: " + "; ".join(f"{f}: {r}" for f, r in exc.problems))
+        problems.append(f"sample_input is not a valid input: {exc.every()}")
         return problems
     return problems + _output_problems(entry, given, list(dspy_signature.output_fields))
 
@@ -144,8 +144,7 @@ def _round_trip_problem(entry: RegisteredSignature, given: Any, output: Any, out
     try:
         valid = contract.check_output(given, output)
     except ExampleInvalid as exc:
-        reasons = "; ".join(f"{f}: {r}" for f, r in exc.problems)
-        return f"alternatives(sample_input) gives an invalid output {output!r}: {reasons}"
+        return f"alternatives(sample_input) gives an invalid output {output!r}: {exc.every()}"
     try:
         fields = entry.to_fields(valid)
         back = entry.to_output(fields)
@@ -166,8 +165,7 @@ def _round_trip_problem(entry: RegisteredSignature, given: Any, output: Any, out
 def _said(exc: BaseException) -> str:
     """An exception on one line: pydantic's validation errors as `field: reason`, anything else its first line."""
     if isinstance(exc, ValidationError):
-        reasons = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        count = exc.error_count()
+        count, reasons = exc.error_count(), ExampleInvalid.from_validation(exc).every()
         return f"ValidationError: {count} validation error{'s' if count > 1 else ''} for {exc.title}: {reasons}"
     first = exc.msg if isinstance(exc, SyntaxError) else (str(exc).strip().splitlines() or [""])[0]
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

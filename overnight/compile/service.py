@@ -61,11 +61,11 @@ def compile_signature(
     train = [r for r in rows if r.split == "train"]
     holdout = [r for r in rows if r.split == "holdout"]
     if not train or not holdout:
-        missing = "holdout" if train else "train"
-        what = {"holdout": "the paired gate scores candidates on them, never shown as demos",
-                "train": "demos and the search come from them"}[missing]
-        todo = (f'mark some of the dataset\'s rows "split": "{missing}" ({what}) and import it again' if rows
-                else "import a dataset first")
+        todo = "import a dataset first"
+        if rows:
+            missing, why = (("holdout", "the paired gate scores candidates on them, never shown as demos") if train
+                            else ("train", "demos and the search come from them"))
+            todo = f'mark some of the dataset\'s rows "split": "{missing}" ({why}) and import it again'
         raise DatasetNotReady(f"{contract.signature_id} needs train and holdout rows to compile "
                               f"(has {len(train)} train, {len(holdout)} holdout): {todo}")
     candidates, incumbent = _candidates(store, entry, backend, train, seed=seed, selector=selector)

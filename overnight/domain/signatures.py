@@ -127,6 +127,16 @@ class ExampleInvalid(Exception):
     def reason(self) -> str:
         return self.problems[0][1]
 
+    def every(self) -> str:
+        """Every problem on one line: `field: reason; field: reason`."""
+        return "; ".join(f"{field}: {reason}" for field, reason in self.problems)
+
+    @classmethod
+    def from_validation(cls, exc: ValidationError, *, where: str | None = None) -> ExampleInvalid:
+        """pydantic's errors as problems, each field named by its dotted location (under `where`, when given)."""
+        return cls(*((".".join([*([where] if where else []), *(str(p) for p in err["loc"])]), err["msg"])
+                     for err in exc.errors()))
+
 
 def canonical(model: BaseModel) -> dict[str, Any]:
     """A model as the JSON object hashes and exact-match rewards compare: no `None` fields."""
@@ -137,5 +147,4 @@ def _validate(model: type[BaseModel], raw: Any, where: str) -> BaseModel:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        problems = [(".".join([where, *(str(p) for p in err["loc"])]), err["msg"]) for err in exc.errors()]
-        raise ExampleInvalid(*problems) from None
+        raise ExampleInvalid.from_validation(exc, where=where) from None
