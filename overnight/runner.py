@@ -130,6 +130,7 @@ class Runner:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.client, self.options, self.say, self.clock = client, options, say, clock
         self.run_id: str | None = None
+        self.recordable = False  # set by the preflight once a failure of it can go on the record
         self.finishing = False  # from the run's finish on, its record is final: a signal no longer cancels it
         self.started_at = clock()
         self.done: dict[str, dict[str, Any]] = {}  # client_event_id of a finished step -> its data
@@ -157,7 +158,7 @@ class Runner:
         try:
             self.preflight()
         except OvernightError as exc:
-            return self._summary(EXIT_USAGE, f"preflight failed: {exc.code}: {exc.message}", {})
+            return self._preflight_failed(exc)
         if self.options.dry_run:
             return self._summary(EXIT_OK, "dry run: preflight passed; nothing was changed", {})
         try:
@@ -188,8 +189,9 @@ class Runner:
         return summary
 
     def preflight(self) -> None:
-        """Fail fast (exit 2): API reachable and migrated, an admin token, a run to resume that is still running,
-        valid datasets, an LM that answers (last: on the local model it is the slow one)."""
+        """Fail fast (exit 2). First what recording a failure needs: API reachable and migrated, an admin token, an
+        API not older than this runner, a run to resume that is still running. Then what the night needs: verify
+        programs there, valid datasets, an LM that answers (last: on the local model it is the slow one)."""
         self.client.ready()
         identity = self.client.whoami()
         if identity.role != "admin":
@@ -200,6 +202,7 @@ class Runner:
             if resumed.status != RunStatus.running:
                 raise RunNotRunning(f"run {resumed.run_id} is {resumed.status}: only a running run can be resumed; "
                                     "start a new run instead")
+        self.recordable = not (self.options.dry_run or self.options.resume)
         for command in self.options.verify:
             program = shlex.split(command)[0]  # split once already: `nightly.verify_commands`
             if shutil.which(program) is None:
@@ -260,7 +263,33 @@ class Runner:
                               f"given: pass --dataset {sig}=FILE (or put datasets/{sig.lower()}.jsonl in the current "
                               f"directory), or `overnight import FILE -s {sig}` first")
 
+    def _preflight_failed(self, exc: OvernightError) -> Summary:
+        """Exit 2, and a failure the API can hear of — the LM down at 2 a.m., a dataset file gone or gone bad — on the
+        record: a run started only to hold a `preflight.failed` event and finished `failed`, so the morning's
+        `overnight runs` shows the night that did not happen and why, not a gap. A dry run and a resume record
+        nothing (the one changes nothing; the other's run is still there to resume), nor can an API that cannot be
+        reached or used; a live run holding a signature (`run_locked`) leaves it unrecorded too."""
+        verdict = f"preflight failed: {exc.code}: {exc.message}"
+        if not self.recordable:
+            return self._summary(EXIT_USAGE, verdict, {})
+        try:
+            self._begin()
+        except OvernightError as unrecorded:
+            self.say(f"the preflight failure is not recorded: {unrecorded.code}: {unrecorded.message}")
+            return self._summary(EXIT_USAGE, verdict, {})
+        self._failed("run", "preflight", exc)
+        self._cleanup(verdict)
+        summary = self._summary(EXIT_USAGE, verdict, {})
+        self._finish(summary)
+        return summary
+
     def start(self) -> None:
+        self._begin()
+        self.event("preflight.finished", "preflight", "preflight passed", {"signatures": self.options.signatures},
+                   "run:preflight:finished")
+
+    def _begin(self) -> None:
+        """Take the run: the one to resume, or a new one (which takes over runs whose lease went stale)."""
         if self.options.resume:
             run = self.client.get_run(self.options.resume)
             self.run_id = run.run_id
@@ -276,8 +305,6 @@ class Runner:
             self.run_id = started.run.run_id
             self.adoptable.update(t["from_run_id"] for t in started.took_over if t.get("from_run_id"))
             self.say(f"run {self.run_id} started" + (f", took over {sorted(self.adoptable)}" if self.adoptable else ""))
-        self.event("preflight.finished", "preflight", "preflight passed", {"signatures": self.options.signatures},
-                   "run:preflight:finished")
 
     def signature(self, sig: str) -> SignatureResult:
         result = SignatureResult(signature_id=sig)
@@ -668,8 +695,10 @@ class Runner:
             raise lost[0]
 
     def _cleanup(self, reason: str, *, cancelled: bool = False) -> None:
-        """Stop every canary this run started that is still active; best effort, each on its own."""
-        for sig, canary_id in list(self.our_canaries.items()):
+        """Stop every canary this run answers for that is still active: those it started or continued, and those
+        of a run it resumed or took over that it had not reached yet (no later run can continue those). Best
+        effort, each on its own."""
+        for sig, canary_id in list(self._answered_for().items()):
             try:
                 if self.client.canary_by_id(canary_id).canary.status == "active":
                     why = f"runner {'cancelled' if cancelled else 'failed'}: {reason}"
@@ -677,6 +706,20 @@ class Runner:
                     self.say(f"{sig}: stopped canary {canary_id}")
             except OvernightError as exc:
                 self.say(f"{sig}: could not stop canary {canary_id}: {exc.code}: {exc.message}")
+
+    def _answered_for(self) -> dict[str, str]:
+        """Signature -> canary id: this run's own, and any other active one its resumed or taken-over runs left."""
+        ours = dict(self.our_canaries)
+        for sig in self.options.signatures if self.adoptable else ():  # a resumed run's id is in it too
+            if sig in ours:
+                continue
+            try:
+                found = self.client.canary(sig).canary
+            except OvernightError:  # no canary ever (canary_not_found), or the API failing: nothing to stop
+                continue
+            if found.status == "active" and found.run_id in self.adoptable:
+                ours[sig] = found.canary_id
+        return ours
 
     def _finish(self, summary: Summary) -> None:
         self.finishing = True

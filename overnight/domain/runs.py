@@ -61,6 +61,13 @@ class Run(BaseModel):
         decided = self.summary.get("signatures", {})
         return {sig: (decided.get(sig) or {}).get("decision") for sig in self.signature_ids}
 
+    def undecided_because(self) -> str | None:
+        """Why no signature has a decision: the verdict of a run that ended before any did (its preflight, a verify
+        command, a cancel). None while it runs, once one is decided, or when it left no verdict (abandoned)."""
+        if self.status == RunStatus.running or any(self.decisions().values()):
+            return None
+        return str(self.summary.get("verdict") or "") or None
+
     def followed_to_the_end(self, last_seq: int) -> bool:
         """A follower that has read up to `last_seq` has everything: the run has finished (no event comes after
         run.finished) and that was its last event."""

@@ -106,7 +106,9 @@ def duration(start: int, end: int | None) -> str:
 
 
 def verdicts(run: Run) -> str:
-    return ", ".join(f"{sig}: {decision or '-'}" for sig, decision in run.decisions().items())
+    why = run.undecided_because()
+    return ", ".join(f"{sig}: {decision or '-'}" for sig, decision in run.decisions().items()) + (
+        f" ({why})" if why else "")
 
 
 def runs_table(runs: list[Run]) -> Rows:

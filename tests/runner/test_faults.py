@@ -219,6 +219,36 @@ def test_a_new_run_that_takes_over_a_stale_lease_continues_the_old_runs_canary(d
 
 
 
+def test_a_run_that_takes_over_a_stale_lease_and_then_fails_stops_the_old_runs_canary(db_url: str,
+                                                                                       tmp_path: Path) -> None:
+    """Once the crashed run is abandoned no later run can continue its canary: the run that took it over and then
+    failed (here at its preflight, the night's dataset file gone) stops it as it would its own, rather than leave
+    real users on the candidate with no runner until the canary's deadline. Its failure is on the record."""
+    quick = {"OVERNIGHT_TOKEN": ADMIN_TOKEN, "OVERNIGHT_LEASE_S": "3"}
+    gone = tmp_path / "gone.jsonl"
+    with serve_process(db_url, tmp_path / "serve.log", OVERNIGHT_LM=SLOW) as server, server.client() as api:
+        first = start_runner(db_url, SLOW, "--base-url", server.base_url, "--dataset", str(SELECT),
+                             log=tmp_path / "first.log", **quick)
+        wait_for(lambda: traffic_started(api))
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        old_run = current_run(api)
+        time.sleep(3.5)  # its lease lapses
+        code, summary, stderr = overnight_run(db_url, SLOW, "--base-url", server.base_url, "--dataset", str(gone),
+                                              **quick)
+        old = api.get(f"/api/v1/runs/{old_run}").json()
+        canary = api.get("/api/v1/signatures/SelectTool.v1/canary").json()["canary"]
+        new_events = events(api, str(summary["run_id"]))
+    assert code == 2, stderr[-3000:]
+    verdict = f"preflight failed: config_error: dataset file {gone} for SelectTool.v1 cannot be read: No such file " \
+              "or directory"
+    assert summary["verdict"] == verdict
+    assert old["status"] == "abandoned"
+    assert (canary["run_id"], canary["status"]) == (old_run, "stopped")
+    assert canary["end_reason"] == f"runner failed: {verdict}"
+    assert [e["kind"] for e in new_events] == ["run.started", "lease_taken_over", "preflight.failed", "run.finished"]
+
+
 def _e2e_predicts_fail(app: FastAPI, *, first: Callable[[], None] = lambda: None) -> None:
     """Every predict of the runner's smoke check answers `lm_call_failed`; `first` runs before the first of them."""
     seen = []

@@ -161,7 +161,7 @@ def test_two_signatures_each_get_their_own_decision(db_url: str) -> None:
     assert triage["report_id"] != summary["signatures"]["SelectTool.v1"]["report_id"]
 
 
-def test_preflight_fails_fast_with_exit_2_and_changes_nothing(db_url: str, tmp_path: Path) -> None:
+def test_preflight_fails_fast_with_exit_2_records_why_and_changes_nothing_else(db_url: str, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text(SELECT.read_text() + '{"example_id": "x", "split": "train"}\n')
     code, summary, _stderr = overnight_run(db_url, BETTER, "--dataset", str(bad))
@@ -204,8 +204,66 @@ def test_preflight_fails_fast_with_exit_2_and_changes_nothing(db_url: str, tmp_p
         "dataset file was given: pass --dataset SupportTriage.v1=FILE (or put datasets/supporttriage.v1.jsonl in the "
         "current directory), or `overnight import FILE -s SupportTriage.v1` first")
     with live_server(db_url) as server, server.client() as api:
-        assert api.get("/api/v1/runs").json()["runs"] == []  # no run was started
-        assert api.get("/api/v1/signatures/SelectTool.v1/examples").json()["examples"] == []
+        runs = api.get("/api/v1/runs").json()["runs"]
+        assert api.get("/api/v1/signatures/SelectTool.v1/examples").json()["examples"] == []  # nothing imported
+    # what the API could hear of is on the record, newest first: a failed run each, with the verdict it printed;
+    # an unreachable API, and the options refused before the preflight, left none
+    recorded = [code, missing[0], folder[0], broken_lm[0], 2]
+    verdicts = [summary["verdict"], missing[1]["verdict"], folder[1]["verdict"], broken_lm[1]["verdict"],
+                json.loads(elsewhere.stdout)["verdict"]]
+    assert [(r["status"], r["summary"]["exit_code"], r["summary"]["verdict"]) for r in reversed(runs)] == [
+        ("failed", c, v) for c, v in zip(recorded, verdicts, strict=True)]
+    assert all(not r["signatures"] for r in (summary, missing[1], folder[1], broken_lm[1]))
+
+
+def test_a_night_whose_preflight_fails_is_on_the_record_for_the_morning(db_url: str) -> None:
+    """Cron at 2 a.m., the LM down: exit 2 as before, and a failed run that `overnight runs` and `show` name, so
+    the morning's review sees the night that did not happen and why, not a gap. Nothing else is changed."""
+    broken_lm = "sim:err=1,errors=raise"
+    code, summary, stderr = overnight_run(db_url, broken_lm, "--dataset", str(SELECT))
+    assert code == 2, stderr[-2000:]
+    run_id = summary["run_id"]
+    assert run_id is not None
+    assert summary["status"] == "failed"
+    assert summary["verdict"].startswith("preflight failed: config_error: the LM sim:")
+    assert "did not answer SelectTool.v1's sample input" in summary["verdict"]
+    assert summary["review"] == f"overnight show {run_id}"
+    with live_server(db_url) as server, server.client() as api:
+        run = api.get(f"/api/v1/runs/{run_id}").json()
+        kinds = _kinds(api, run_id)
+        failed = [e for e in api.get(f"/api/v1/runs/{run_id}/events").json()["events"]
+                  if e["kind"] == "preflight.failed"]
+        examples = api.get("/api/v1/signatures/SelectTool.v1/examples").json()["examples"]
+        locks = api.post("/api/v1/runs", json={"signature_ids": ["SelectTool.v1"]})
+    assert (run["status"], run["summary"]["verdict"]) == ("failed", summary["verdict"])
+    assert kinds[0] == "run.started"
+    assert "preflight.finished" not in kinds
+    assert not any(kind.startswith(("dataset.", "compile", "canary")) for kind in kinds)
+    assert len(failed) == 1
+    assert failed[0]["level"] == "error"
+    assert failed[0]["data"]["code"] == "config_error"
+    assert "did not answer" in failed[0]["data"]["error"]
+    assert examples == []  # the dataset was not imported
+    assert locks.status_code == 201, locks.text  # the failed run holds no lease
+    shown = overnight_show(db_url, run_id)
+    assert "preflight failed: config_error: the LM" in shown
+    from tests.api.test_review_pages import signed_in  # noqa: PLC0415
+    from tests.review.test_show import overnight  # noqa: PLC0415
+
+    listed = overnight(db_url, "runs", columns="400")
+    assert listed.returncode == 0, listed.stderr
+    row = next(line for line in listed.stdout.splitlines() if run_id in line)
+    assert f"SelectTool.v1: - ({summary['verdict'][:40]}" in row  # the table says why no signature was decided
+    with live_server(db_url) as server, signed_in(server) as browser:
+        page = browser.get("/review").text
+    assert re.search(r'SelectTool\.v1</a>: <span class="">-</span> <span class="failed">\(preflight failed: '
+                     r"config_error: the LM sim:", page), page
+
+    before = _rows_per_table(db_url)
+    dry = overnight_run(db_url, broken_lm, "--dry-run", "--dataset", str(SELECT))
+    assert dry[0] == 2
+    assert dry[1]["run_id"] is None  # a dry run changes nothing, its failure included
+    assert _rows_per_table(db_url) == before
 
 
 def _rows_per_table(db_url: str) -> dict[str, int]:

@@ -39,14 +39,16 @@ def test_a_verify_command_that_cannot_be_parsed_is_a_usage_error_and_makes_no_st
     assert not db.exists()
 
 
-def test_a_verify_command_that_is_not_there_fails_the_preflight_and_starts_no_run(db_url: str) -> None:
+def test_a_verify_command_that_is_not_there_fails_the_preflight_and_runs_nothing(db_url: str) -> None:
     code, summary, stderr = overnight_run(db_url, BETTER, "--dataset", str(SELECT),
                                           "--verify", "true", "--verify", "no-such-check-xyz --fast")
     assert code == 2, stderr[-2000:]
-    assert summary["run_id"] is None
     assert summary["verdict"].startswith("preflight failed: config_error: --verify 'no-such-check-xyz --fast': ")
     assert "no-such-check-xyz is not a program on PATH" in summary["verdict"]
-    assert _runs(db_url) == []
+    assert [(r["run_id"], r["status"]) for r in _runs(db_url)] == [(summary["run_id"], "failed")]
+    kinds = [e["kind"] for e in _events(db_url, str(summary["run_id"]))]
+    assert "preflight.failed" in kinds
+    assert not any(kind.startswith("verify.") for kind in kinds)  # not even the command that is there
 
 
 def test_a_failing_verify_command_fails_the_run_with_its_output_on_the_record(db_url: str) -> None:
