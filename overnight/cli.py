@@ -216,10 +216,11 @@ def db_prune(
 
 
 def _with_store(work: Callable[[Any], None], *, existing: bool = False, read_only: bool = False,
-                as_json: bool = False, dry_run: bool = False) -> None:
+                as_json: bool = False, dry_run: bool = False, or_api: tuple[str, ...] = ()) -> None:
     """Run `work` on the store; `existing=True` for commands on what is recorded (no store is made for them),
     `read_only=True` for those that only read it (nor is its schema upgraded); `dry_run=True` for a dry run, which
-    neither makes nor upgrades one (`store_for_dry_run`)."""
+    neither makes nor upgrades one (`store_for_dry_run`). `or_api`: the token roles with which the command can go
+    through an API instead (`--base-url`), said when there is no store here."""
     from overnight.store import build_store, store_for_dry_run  # noqa: PLC0415
 
     with _errors_as_exit_codes(as_json=as_json), ExitStack() as stack:
@@ -228,7 +229,15 @@ def _with_store(work: Callable[[Any], None], *, existing: bool = False, read_onl
             if note:
                 err.print(note, markup=False, soft_wrap=True)
         else:
-            store = build_store(_settings(), existing=existing, read_only=read_only)
+            try:
+                store = build_store(_settings(), existing=existing, read_only=read_only)
+            except ConfigError as exc:
+                if not (or_api and "no_store" in exc.details):
+                    raise
+                token = "an admin" if or_api == ADMINS else "a read"
+                raise ConfigError(f"{exc.message}; or, from a host without the store, add --base-url URL to go "
+                                  f"through a running API, with OVERNIGHT_TOKEN {token} token",
+                                  details=exc.details) from None
             stack.callback(store.close)
         work(store)
 
@@ -272,7 +281,7 @@ def runs(
         found: list[Run] = store.list_runs(limit=limit, status=status, signature_id=signature, since=after)
         printed(found, f"in {store.shown()}{_unknown(signature)}")
 
-    _with_store(work, read_only=True, as_json=as_json)
+    _with_store(work, read_only=True, as_json=as_json, or_api=READERS)
 
 
 def _unknown(signature: str | None) -> str:
@@ -318,7 +327,7 @@ def runs_tail(
             printed(_followed(store, run_id, after_seq=0 if from_start else run.event_count,
                               poll_s=_settings().sse_poll_ms / 1000))
 
-        _with_store(work, read_only=True, as_json=as_json)
+        _with_store(work, read_only=True, as_json=as_json, or_api=READERS)
         return
     with _through_api(base_url, roles=READERS, as_json=as_json) as client:
         start = 0
@@ -391,7 +400,8 @@ def status(
         with _through_api(base_url, roles=READERS, as_json=as_json) as client:
             printed(ServingStatus.model_validate(client.status()))
         return
-    _with_store(lambda store: printed(serving_status(store, Registry().ids())), read_only=True, as_json=as_json)
+    _with_store(lambda store: printed(serving_status(store, Registry().ids())), read_only=True, as_json=as_json,
+                or_api=READERS)
 
 
 @app.command()
@@ -436,7 +446,7 @@ def show(
             timeline.extend(batch)
         printed(run_review(store, shown), timeline, lambda: store.get_run(run_id=shown))
 
-    _with_store(work, read_only=True, as_json=as_json)
+    _with_store(work, read_only=True, as_json=as_json, or_api=READERS)
 
 
 def _latest_on(client: Any, base_url: str) -> str:
@@ -630,7 +640,7 @@ def promote(
                                   lm_id=build_backend(_settings()).lm_id, actor=_actor(actor))
         _print_move(moved, as_json)
 
-    _with_store(work, existing=True, as_json=as_json)
+    _with_store(work, existing=True, as_json=as_json, or_api=ADMINS)
 
 
 @app.command()
@@ -659,7 +669,7 @@ def rollback(
         body = _request(RollbackRequest, to=to if to is None else _compiled_id(store, to, "to"), reason=reason)
         _print_move(roll_back(store, Registry().get(signature), body, actor=_actor(actor)), as_json)
 
-    _with_store(work, existing=True, as_json=as_json)
+    _with_store(work, existing=True, as_json=as_json, or_api=ADMINS)
 
 
 @canary_app.callback(invoke_without_command=True)
@@ -707,7 +717,7 @@ def canary(
         Registry().get(signature)
         printed(canary_view(store, signature))
 
-    _with_store(work, read_only=True, as_json=as_json)
+    _with_store(work, read_only=True, as_json=as_json, or_api=READERS)
 
 
 @canary_app.command("stop")
@@ -751,7 +761,7 @@ def canary_stop(
         stopped = store.stop_canary(signature_id=signature, actor=who, reason=body.reason, canary_id=body.canary_id)
         printed(stopped, who, store.serving_route(signature_id=signature).champion_id)
 
-    _with_store(work, existing=True, as_json=as_json)
+    _with_store(work, existing=True, as_json=as_json, or_api=ADMINS)
 
 
 def _no_actor_through_api(actor: str | None) -> None:

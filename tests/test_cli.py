@@ -127,26 +127,36 @@ def test_a_malformed_db_url_says_how_to_write_it_and_never_echoes_a_password(tmp
     assert list(tmp_path.iterdir()) == []  # no store made anywhere
 
 
+THROUGH_API = "; or, from a host without the store, add --base-url URL to go through a running API, with " \
+              "OVERNIGHT_TOKEN {} token\n"
 READ_COMMANDS = [
-    pytest.param(("runs",), id="runs"),
-    pytest.param(("show", "nightly-1"), id="show"),
-    pytest.param(("diff", "a" * 12, "b" * 12), id="diff"),
-    pytest.param(("promote", "a" * 12, "-s", "SelectTool.v1"), id="promote"),
-    pytest.param(("rollback", "-s", "SelectTool.v1", "--reason", "undo"), id="rollback"),
+    pytest.param(("runs",), THROUGH_API.format("a read"), id="runs"),
+    pytest.param(("runs", "tail", "nightly-1"), THROUGH_API.format("a read"), id="runs-tail"),
+    pytest.param(("show", "nightly-1"), THROUGH_API.format("a read"), id="show"),
+    pytest.param(("status",), THROUGH_API.format("a read"), id="status"),
+    pytest.param(("canary", "-s", "SelectTool.v1"), THROUGH_API.format("a read"), id="canary"),
+    pytest.param(("diff", "a" * 12, "b" * 12), ")\n", id="diff"),  # the API has no diff command
+    pytest.param(("promote", "a" * 12, "-s", "SelectTool.v1"), THROUGH_API.format("an admin"), id="promote"),
+    pytest.param(("rollback", "-s", "SelectTool.v1", "--reason", "undo"), THROUGH_API.format("an admin"),
+                 id="rollback"),
+    pytest.param(("canary", "stop", "-s", "SelectTool.v1", "--reason", "x"), THROUGH_API.format("an admin"),
+                 id="canary-stop"),
 ]
 
 
-@pytest.mark.parametrize("command", READ_COMMANDS)
+@pytest.mark.parametrize(("command", "ending"), READ_COMMANDS)
 def test_commands_on_recorded_runs_refuse_a_store_that_is_not_there_and_create_none(
-        tmp_path: Path, command: tuple[str, ...]) -> None:
+        tmp_path: Path, command: tuple[str, ...], ending: str) -> None:
     """A reviewer in the wrong directory (the default store is ./overnight.db) or with a misspelt
     OVERNIGHT_DB_URL got an empty table from `overnight runs`, as if nothing had run, and a new empty store
-    was left behind; these commands only read or act on what is recorded, so they say the store is not there."""
+    was left behind; these commands only read or act on what is recorded, so they say the store is not there —
+    and, for a host that has a token and not the store, how to go through the API instead."""
     db = tmp_path / "not-here" / "overnight.db"
     result = overnight(*command, db=db)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.startswith(f"config_error: no overnight store at sqlite:///{db}: the file does not "
                                     "exist; set OVERNIGHT_DB_URL to the store the runs were recorded in"), result.stderr
+    assert result.stderr.endswith(ending), result.stderr
     assert result.stdout == ""
     assert not db.parent.exists()
 

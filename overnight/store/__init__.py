@@ -142,4 +142,5 @@ def _sqlite_not_made(url: str) -> str | None:
 def _not_there(url: str, why: str) -> ConfigError:
     shown = parse_db_url(url).render_as_string(hide_password=True)
     return ConfigError(f"no overnight store at {shown}: {why}; set OVERNIGHT_DB_URL to the store the runs were "
-                       f"recorded in (a relative SQLite path is from the current directory, {Path.cwd()})")
+                       f"recorded in (a relative SQLite path is from the current directory, {Path.cwd()})",
+                       details={"no_store": shown})
