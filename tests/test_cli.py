@@ -681,10 +681,12 @@ def test_sentences_are_not_coloured_piecemeal_in_a_terminal(tmp_path: Path) -> N
     assert unknown.stderr.startswith("signature_not_found: "), unknown.stderr
 
 
-def _schema_at(db: Path, revision: str) -> None:
-    """Set the store's recorded schema revision as another overnight version would have left it."""
+def _schema_at(db: Path, revision: str, *, serves_from: str | None = None) -> None:
+    """Set the store's recorded schema revision as another overnight version would have left it: one whose upgrade
+    said code from `serves_from` on may serve it (by default, only its own)."""
     with closing(sqlite3.connect(db)) as conn, conn:
         conn.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+        conn.execute("UPDATE overnight_schema SET serves_from = ?", (serves_from or revision,))
 
 
 def test_read_commands_leave_the_schema_as_they_find_it(tmp_path: Path) -> None:
@@ -725,6 +727,28 @@ def test_a_schema_a_newer_overnight_made_is_refused_by_every_command_without_a_t
     with closing(sqlite3.connect(db)) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0099",)]
         assert conn.execute("SELECT count(*) FROM ops_runs").fetchone() == (0,)
+
+
+def test_a_newer_schema_that_says_this_version_may_serve_it_is_used_as_it_is(tmp_path: Path) -> None:
+    """A rolling upgrade: the servers and the cron host of the older version keep working on the schema a newer
+    overnight upgraded, when its upgrade said code of their version may serve it; nothing tries to migrate it."""
+    db = tmp_path / "o.db"
+    assert overnight("db", "upgrade", db=db).returncode == 0
+    _schema_at(db, "0099", serves_from=head_revision())
+    sim = {"OVERNIGHT_LM": "sim:seed=1", "OVERNIGHT_TOKENS": TOKENS}
+    dataset = Path(__file__).resolve().parents[1] / "datasets" / "selecttool.v1.jsonl"
+    for command in (("status",), ("runs",), ("run", "--dry-run"), ("import", str(dataset), "-s", "SelectTool.v1")):
+        done = overnight(*command, db=db, **sim)
+        assert done.returncode == 0, (command, done.stderr[-2000:])
+    upgraded = overnight("db", "upgrade", db=db)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert upgraded.stdout.strip() == (f"store sqlite at schema revision 0099, newer than this version's "
+                                       f"{head_revision()}; a newer overnight upgraded it and said code of this "
+                                       "version may serve it: nothing to apply")
+    with closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0099",)]
+        assert conn.execute("SELECT serves_from FROM overnight_schema").fetchall() == [(head_revision(),)]
+        assert conn.execute("SELECT count(*) FROM examples").fetchone()[0] > 0
 
 
 def test_compile_max_time_stops_it_with_exit_4_and_a_bad_one_is_refused_before_any_store(tmp_path: Path) -> None:

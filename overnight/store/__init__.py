@@ -19,7 +19,7 @@ from overnight.domain.runs import EventBounds
 from overnight.errors import ConfigError
 from overnight.store.base import IdempotencyClaim, Store
 from overnight.store.engine import build_engine, parse_db_url
-from overnight.store.migrate import current_revision, head_revision, newer_schema, upgrade
+from overnight.store.migrate import SchemaState, head_revision, newer_schema, schema_state, upgrade
 from overnight.store.sql import Clock, SqlStore, system_clock
 
 _NO_TABLES = "the database has no overnight tables"
@@ -53,7 +53,7 @@ def build_store(settings: Settings, *, clock: Clock = system_clock, migrate: boo
     engine = engine_for(settings)
     if existing or read_only:
         try:
-            _refuse_schema(url, current_revision(engine), read_only=read_only)
+            _refuse_schema(url, schema_state(engine), read_only=read_only)
         except BaseException:
             engine.dispose()
             raise
@@ -71,15 +71,15 @@ def store_for_dry_run(settings: Settings) -> Iterator[tuple[SqlStore, str | None
     temporary SQLite store — what a real run would find — and deleted after; one on an older schema is refused, as
     reading it would need the upgrade. Otherwise the store itself, not migrated."""
     url = settings.db_url.get_secret_value()
-    revision = None
+    state = SchemaState(None)
     if _sqlite_not_made(url) is None:
         engine = engine_for(settings)
         try:
-            revision = current_revision(engine)
+            state = schema_state(engine)
         finally:
             engine.dispose()
-    if revision is not None:
-        _same_schema(revision, "a dry run changes nothing")
+    if state.revision is not None:
+        _same_schema(state, "a dry run changes nothing")
         store = build_store(settings, migrate=False)
         try:
             yield store, None
@@ -97,22 +97,23 @@ def store_for_dry_run(settings: Settings) -> Iterator[tuple[SqlStore, str | None
             store.close()
 
 
-def _refuse_schema(url: str, revision: str | None, *, read_only: bool) -> None:
-    if revision is None:
+def _refuse_schema(url: str, state: SchemaState, *, read_only: bool) -> None:
+    if state.revision is None:
         raise _not_there(url, _NO_TABLES)
     if read_only:
-        _same_schema(revision, "reading changes nothing")
+        _same_schema(state, "reading changes nothing")
 
 
-def _same_schema(revision: str, why: str) -> None:
-    """Refuse a store on another schema than this code's, for a command that must leave the schema as it is."""
-    if revision == head_revision():
+def _same_schema(state: SchemaState, why: str) -> None:
+    """Refuse a store this code may not use as it is, for a command that must leave the schema as it is: an older
+    schema, or a newer one whose upgrade did not say this code may serve it."""
+    if state.servable:
         return
-    raise newer_schema(revision) or ConfigError(
-        f"the store's schema is at revision {revision} and this version needs {head_revision()}; {why}, the schema "
-        "included: `overnight db upgrade` brings an older store up to date (as a real run or `overnight serve` does "
-        "on start) — once the servers that use it run this version too (an older server's /readyz answers 503 on a "
-        "newer schema) —, then try again")
+    raise newer_schema(state) or ConfigError(
+        f"the store's schema is at revision {state.revision} and this version needs {head_revision()}; {why}, the "
+        "schema included: `overnight db upgrade` brings an older store up to date (as a real run or `overnight serve` "
+        "does on start) — once the servers that use it run this version too (an older server's /readyz answers 503 "
+        "on a newer schema it may not serve) —, then try again")
 
 
 def _refuse_missing_file(url: str) -> None:

@@ -17,6 +17,7 @@ from overnight.domain.datasets import ExampleRow, ImportResult, SnapshotDetail, 
 from overnight.domain.promotion import AliasMove
 from overnight.domain.receipts import PruneResult, Receipt
 from overnight.domain.runs import AppendedEvent, EventIn, FinishRun, Run, RunEvent, RunStart, StartedRun
+from overnight.store.migrate import SchemaState
 
 
 class IdempotencyClaim(BaseModel):
@@ -31,7 +32,7 @@ class Store(Protocol):
     kind: str
     clock: Callable[[], int]  # ms since the epoch; tests inject a stepping clock
 
-    def ping(self) -> dict[str, Any]: ...
+    def ping(self) -> SchemaState: ...
 
     def close(self) -> None: ...
 

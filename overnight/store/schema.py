@@ -306,3 +306,9 @@ idempotency_keys = Table(
 
 # Tables whose rows, once written, the database itself refuses to change or delete.
 APPEND_ONLY_TABLES = ("ops_run_events", "alias_history", "canary_history")
+
+
+overnight_schema = Table(  # revision 0004: one row, written by every upgrade (store/migrate.py)
+    "overnight_schema", metadata,
+    Column("serves_from", String(32), primary_key=True),  # the oldest revision whose code may serve this schema
+)

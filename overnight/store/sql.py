@@ -44,7 +44,7 @@ from overnight.logging import get_logger
 from overnight.store import aliases_sql, compile_sql, datasets_sql, runs_sql
 from overnight.store.base import IdempotencyClaim
 from overnight.store.engine import Transactions
-from overnight.store.migrate import current_revision
+from overnight.store.migrate import SchemaState, schema_state
 from overnight.store.schema import idempotency_keys, ops_run_events, ops_runs, receipts
 from overnight.store.serving_store import ServingVerbs
 
@@ -80,10 +80,11 @@ class SqlStore(ServingVerbs):
         """The store's URL, its password hidden: what a message names as the store it read."""
         return self.engine.url.render_as_string(hide_password=True)
 
-    def ping(self) -> dict[str, Any]:
+    def ping(self) -> SchemaState:
+        """The store answers; where its schema is."""
         with self._tx.read() as conn:
             conn.execute(text("SELECT 1"))
-        return {"store": self.kind, "schema_revision": current_revision(self.engine)}
+        return schema_state(self.engine)
 
     def _retry_on_race(self, work: Callable[[], T]) -> T:
         """Run `work` again once if a concurrent writer won a unique-key race (PostgreSQL); the second

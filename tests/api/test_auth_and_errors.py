@@ -7,11 +7,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from overnight.api.app import route_inventory
-from overnight.store.migrate import head_revision
+from overnight.registry import Registry
+from overnight.store.migrate import head_revision, serves_from
 from tests.factories import ADMIN_TOKEN, READ_TOKEN, SERVE_TOKEN, LiveServer, SteppingClock, live_server
 
 ERROR_KEYS = {"ok", "code", "error", "status", "request_id"}
@@ -61,18 +62,53 @@ def test_readyz_says_which_way_the_schema_differs_from_the_servers(api: LiveServ
     answers = {}
     try:
         for revision in ("0099", "0002"):
-            with engine.begin() as conn:
-                conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": revision})
+            _schema_at(engine, revision, serves_from=revision)
             with api.client(token=None) as client:
                 answers[revision] = assert_error_shape(client.get("/readyz"), 503, "store_unavailable")["error"]
     finally:
-        with engine.begin() as conn:
-            conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head_revision()})
+        _schema_at(engine, head_revision(), serves_from=serves_from(head_revision()))
         engine.dispose()
     assert answers == {
         "0099": f"store schema is at 0099, newer than this server knows ({head_revision()}): a newer overnight "
                 "upgraded it; run that version here",
         "0002": f"store schema is at 0002, this server needs {head_revision()}: run `overnight db upgrade`"}
+
+
+def _schema_at(engine: Engine, revision: str, *, serves_from: str) -> None:
+    """The store as an upgrade to `revision` would leave it, saying code from `serves_from` on may serve it."""
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": revision})
+        conn.execute(text("UPDATE overnight_schema SET serves_from = :v"), {"v": serves_from})
+
+
+def test_a_rolling_upgrade_leaves_the_older_servers_serving_a_newer_schema_that_says_they_may(
+        api: LiveServer, db_url: str) -> None:
+    """`overnight db upgrade` (or the first new server's start) with the new version took every server of the old
+    one out of service — /readyz 503 until it was restarted — so a rolling restart served from the new servers
+    alone. A newer schema whose upgrade says code of this version may serve it is served: ready, predicts answered,
+    and `code_revision` in /readyz says which servers are the older ones."""
+    engine = create_engine(db_url, poolclass=NullPool)
+    try:
+        _schema_at(engine, "0099", serves_from=head_revision())
+        with api.client(token=None) as client:
+            ready = client.get("/readyz")
+        with api.client() as client:
+            answered = client.post("/api/v1/signatures/SelectTool.v1/predict",
+                                   json={"input": Registry().get("SelectTool.v1").sample_input})
+        with live_server(db_url) as restarted, restarted.client(token=None) as client:  # one of them restarts
+            started = client.get("/readyz")
+        _schema_at(engine, "0099", serves_from="0098")  # a newer schema this version may not serve
+        with api.client(token=None) as client:
+            refused = client.get("/readyz")
+    finally:
+        _schema_at(engine, head_revision(), serves_from=serves_from(head_revision()))
+        engine.dispose()
+    assert ready.status_code == 200, ready.text
+    assert ready.json() == {"ok": True, "store": ready.json()["store"], "schema_revision": "0099",
+                            "code_revision": head_revision()}
+    assert answered.status_code == 200, answered.text
+    assert (started.status_code, started.json()["schema_revision"]) == (200, "0099")
+    assert assert_error_shape(refused, 503, "store_unavailable")["error"].startswith("store schema is at 0099, newer")
 
 
 def test_every_api_route_refuses_no_token_with_401_in_the_one_shape(api: LiveServer) -> None:

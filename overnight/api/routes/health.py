@@ -27,15 +27,17 @@ def healthz() -> dict[str, Any]:
 
 @router.get("/readyz")
 def readyz(store: StoreDep) -> dict[str, Any]:
+    """Ready when the store answers and this server may serve its schema: its own, or a newer one whose upgrade
+    said this server's version may serve it (a rolling upgrade: `code_revision` then is older than
+    `schema_revision`)."""
     state = store.ping()
-    revision = state["schema_revision"]
-    if revision != head_revision():
+    if not state.servable:
         raise StoreUnavailable(
-            f"store schema is at {revision}, newer than this server knows ({head_revision()}): a newer overnight "
-            "upgraded it; run that version here" if newer_schema(revision) else
-            f"store schema is at {revision}, this server needs {head_revision()}: run `overnight db upgrade`"
+            f"store schema is at {state.revision}, newer than this server knows ({head_revision()}): a newer "
+            "overnight upgraded it; run that version here" if newer_schema(state) else
+            f"store schema is at {state.revision}, this server needs {head_revision()}: run `overnight db upgrade`"
         )
-    return {"ok": True, **state}
+    return {"ok": True, "store": store.kind, "schema_revision": state.revision, "code_revision": head_revision()}
 
 
 @router.get("/api/v1/whoami")
