@@ -206,11 +206,14 @@ def _abandon(conn: Connection, holder: Run, sigs: list[str], *, by: Run, now: in
     if holder.status == RunStatus.running:
         insert_event(conn, holder, EventIn(
             kind="lease_taken_over", phase="lease", level="warning",
-            message=f"lease stale since {takeover['stale_since']}; run {by.run_id} took over {sigs}",
+            message=f"lease stale since {takeover['stale_since']}; run {by.run_id} took over {', '.join(sigs)}",
             data=dict(takeover),
         ), now)
+        verdict = (f"abandoned: its lease went stale at {takeover['stale_since']}; run {by.run_id} took over "
+                   f"{', '.join(sigs)}")
         conn.execute(update(ops_runs).where(ops_runs.c.run_id == holder.run_id).values(
             status=RunStatus.abandoned.value, ended_at=now,
+            summary_json=canonical_json({**holder.summary, "status": "abandoned", "verdict": verdict}),
         ))
     return takeover
 

@@ -24,6 +24,7 @@ from overnight.errors import (
     StoreUnavailable,
 )
 from overnight.store import SqlStore, build_store
+from overnight.store.runs_sql import iso
 from overnight.store.schema import alias_history, canary_history
 from tests.factories import SteppingClock, make_settings, make_store
 
@@ -86,7 +87,10 @@ def test_stale_lease_is_taken_over_and_recorded_on_both_runs(store: SqlStore, cl
     clock.advance(seconds=61)
     new = start(store, "b")
     assert new.took_over[0]["from_run_id"] == old.run_id
-    assert store.get_run(run_id=old.run_id).status == RunStatus.abandoned
+    abandoned = store.get_run(run_id=old.run_id)
+    assert abandoned.status == RunStatus.abandoned
+    assert abandoned.undecided_because() == (  # what `overnight runs` says of it
+        f"abandoned: its lease went stale at {iso(old.lease_expires_at)}; run {new.run.run_id} took over b")
     assert kinds(store, old.run_id) == ["run.started", "lease_taken_over"]
     assert kinds(store, new.run.run_id) == ["run.started", "lease_taken_over"]
     assert start(store, "a").created  # the abandoned run's other signature was released too
