@@ -132,14 +132,19 @@ def _migrate(engine: Engine, step: Callable[[Config], None]) -> str | None:
             return state.revision  # ahead of this code, which it may serve as it is: nothing here to apply
         cfg.attributes["connection"] = conn
         step(cfg)
-        _record_serves_from(conn)
+        _record_serves_from(conn, before=state)
     return current_revision(engine)
 
 
-def _record_serves_from(conn: Connection) -> None:
-    """Write, in the upgrade's own transaction, which code may serve the schema it leaves (from revision 0004)."""
+def _record_serves_from(conn: Connection, *, before: SchemaState) -> None:
+    """Write, in the upgrade's own transaction, which code may serve the schema it leaves (from revision 0004) —
+    only when that changed: an upgrade with nothing to apply (every command that may write starts with one) stays a
+    read, which on SQLite could not become a write while a server is writing."""
     revision = MigrationContext.configure(conn).get_current_revision()
     if revision is None or not inspect(conn).has_table(overnight_schema.name):
         return
+    recorded = serves_from(revision)
+    if (revision, recorded) == (before.revision, before.serves_from):
+        return
     conn.execute(delete(overnight_schema))
-    conn.execute(insert(overnight_schema).values(serves_from=serves_from(revision)))
+    conn.execute(insert(overnight_schema).values(serves_from=recorded))

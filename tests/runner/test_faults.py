@@ -375,6 +375,7 @@ def test_an_operator_stops_the_canary_from_the_cli_mid_traffic_and_the_champion_
         runner.wait(timeout=300)
     log = (tmp_path / "runner.log").read_text()
     assert live.returncode == 0, live.stderr
+    assert "canary_id" in json.loads(stopped.stdout), stopped.stdout + stopped.stderr
     canary_id = json.loads(stopped.stdout)["canary_id"]
     assert canary_id == looked_at[1]
     assert (not_that.returncode, not_that.stderr.strip()) == (
