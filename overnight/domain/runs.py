@@ -63,7 +63,7 @@ class Run(BaseModel):
 
     def undecided_because(self) -> str | None:
         """Why no signature has a decision: the verdict of a run that ended before any did (its preflight, a verify
-        command, a cancel). None while it runs, once one is decided, or when it left no verdict (abandoned)."""
+        command, a cancel, a lapsed lease). None while it runs, once one is decided, or when it left no verdict."""
         if self.status == RunStatus.running or any(self.decisions().values()):
             return None
         return str(self.summary.get("verdict") or "") or None

@@ -45,8 +45,9 @@ def build_store(settings: Settings, *, clock: Clock = system_clock, migrate: boo
     `existing=True` is for commands that act on what is recorded (promote, rollback, prune): a store that is not
     there is a `ConfigError`, and none is made — an empty table from the wrong `./overnight.db` would tell a
     reviewer that nothing ran. `read_only=True` (the review commands) also leaves the schema as it is: reading
-    changes nothing, and a schema upgraded under running servers of the older version takes them out of service
-    (their `/readyz` answers 503) — a store on another schema than this code's is refused, saying what to do."""
+    changes nothing, and a schema upgraded under running servers of the older version can take them out of service
+    (their `/readyz` answers 503) — a store on a schema this code may not serve as it is (an older one, or a newer
+    one whose upgrade did not say so) is refused, saying what to do."""
     url = settings.db_url.get_secret_value()
     if existing or read_only:
         _refuse_missing_file(url)
