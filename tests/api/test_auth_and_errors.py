@@ -81,28 +81,28 @@ def _schema_at(engine: Engine, revision: str, *, serves_from: str) -> None:
         conn.execute(text("UPDATE overnight_schema SET serves_from = :v"), {"v": serves_from})
 
 
-def test_a_rolling_upgrade_leaves_the_older_servers_serving_a_newer_schema_that_says_they_may(
-        api: LiveServer, db_url: str) -> None:
+def test_a_rolling_upgrade_leaves_the_older_servers_serving_a_newer_schema_that_says_they_may(db_url: str) -> None:
     """`overnight db upgrade` (or the first new server's start) with the new version took every server of the old
     one out of service — /readyz 503 until it was restarted — so a rolling restart served from the new servers
     alone. A newer schema whose upgrade says code of this version may serve it is served: ready, predicts answered,
     and `code_revision` in /readyz says which servers are the older ones."""
     engine = create_engine(db_url, poolclass=NullPool)
-    try:
-        _schema_at(engine, "0099", serves_from=head_revision())
-        with api.client(token=None) as client:
-            ready = client.get("/readyz")
-        with api.client() as client:
-            answered = client.post("/api/v1/signatures/SelectTool.v1/predict",
-                                   json={"input": Registry().get("SelectTool.v1").sample_input})
-        with live_server(db_url) as restarted, restarted.client(token=None) as client:  # one of them restarts
-            started = client.get("/readyz")
-        _schema_at(engine, "0099", serves_from="0098")  # a newer schema this version may not serve
-        with api.client(token=None) as client:
-            refused = client.get("/readyz")
-    finally:
-        _schema_at(engine, head_revision(), serves_from=serves_from(head_revision()))
-        engine.dispose()
+    with live_server(db_url, lm="sim:seed=1") as old:  # a server of this version, running through the upgrade
+        try:
+            _schema_at(engine, "0099", serves_from=head_revision())
+            with old.client(token=None) as client:
+                ready = client.get("/readyz")
+            with old.client() as client:
+                answered = client.post("/api/v1/signatures/SelectTool.v1/predict",
+                                       json={"input": Registry().get("SelectTool.v1").sample_input})
+            with live_server(db_url, lm="sim:seed=1") as restarted, restarted.client(token=None) as client:
+                started = client.get("/readyz")  # one of them restarts, still on this version
+            _schema_at(engine, "0099", serves_from="0098")  # a newer schema this version may not serve
+            with old.client(token=None) as client:
+                refused = client.get("/readyz")
+        finally:
+            _schema_at(engine, head_revision(), serves_from=serves_from(head_revision()))
+            engine.dispose()
     assert ready.status_code == 200, ready.text
     assert ready.json() == {"ok": True, "store": ready.json()["store"], "schema_revision": "0099",
                             "code_revision": head_revision()}
