@@ -3,7 +3,7 @@ transaction. Must not import FastAPI or httpx."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from sqlalchemy import select
@@ -80,6 +80,14 @@ class ServingVerbs:
             self._close(conn, active, status="stopped", actor=actor, reason=reason)
             return canary_sql.load(conn, active.canary_id)
 
+    def _stop_runs_canaries(self, conn: Any, run_id: str, *, actor: str, reason: str,
+                            sparing: Collection[str] = ()) -> None:
+        """Stop the run's active canaries, but those on the `sparing` signatures: a run no runner follows any more."""
+        for row in conn.execute(select(canaries.c.canary_id).where(
+                canaries.c.run_id == run_id, canaries.c.status == "active",
+                canaries.c.signature_id.not_in(list(sparing)))).all():
+            self._close(conn, canary_sql.load(conn, row.canary_id), status="stopped", actor=actor, reason=reason)
+
     def _close(self, conn: Any, canary: CanaryRecord, *, status: str, actor: str, reason: str) -> None:
         now = self.clock()
         if canary_sql.end(conn, canary, status=status, reason=reason, now=now):
@@ -98,10 +106,7 @@ class ServingVerbs:
         for run_id in stale:
             reason = f"the run's lease lapsed with no heartbeat: its runner is gone (found by {actor})"
             with self._tx.write() as conn:
-                for row in conn.execute(select(canaries.c.canary_id).where(
-                        canaries.c.run_id == run_id, canaries.c.status == "active")).all():
-                    self._close(conn, canary_sql.load(conn, row.canary_id), status="stopped", actor=actor,
-                                reason=reason)
+                self._stop_runs_canaries(conn, run_id, actor=actor, reason=reason)
                 runs_sql.finish_run(conn, run_id=run_id, actor=actor, now=now, finish=FinishRun(
                     status="failed", summary={"status": "failed", "verdict": reason}))
         return stale

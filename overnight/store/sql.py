@@ -99,8 +99,15 @@ class SqlStore(ServingVerbs):
     def start_run(self, *, request: RunStart, actor: str, default_lease_s: int) -> StartedRun:
         def work() -> StartedRun:
             with self._tx.write() as conn:
-                return runs_sql.start_run(conn, request=request, actor=actor,
-                                          lease_s=request.lease_s or default_lease_s, now=self.clock())
+                started = runs_sql.start_run(conn, request=request, actor=actor,
+                                             lease_s=request.lease_s or default_lease_s, now=self.clock())
+                for taken in started.took_over:  # the stale run is abandoned: its canaries elsewhere have no runner
+                    took = taken["signature_ids"].replace(",", ", ")
+                    self._stop_runs_canaries(conn, taken["from_run_id"], actor=actor, sparing=request.signature_ids,
+                                             reason=f"run {taken['from_run_id']} was abandoned (its lease went stale) "
+                                                    f"and run {started.run.run_id} took over {took} only: no runner "
+                                                    "is left to follow this canary")
+                return started
         return self._retry_on_race(work)
 
     def get_run(self, *, run_id: str) -> Run:

@@ -216,3 +216,33 @@ def test_the_serving_route_is_read_in_one_statement_with_or_without_a_champion_a
     with store.engine.connect() as conn:  # the pooled connection the route read used is out of autocommit again
         raw = conn.connection.dbapi_connection
         assert store.kind == "sqlite" or getattr(raw, "autocommit", None) is False
+
+
+def test_a_takeover_stops_the_abandoned_runs_canary_on_a_signature_it_did_not_take(
+        open_store: Callable[..., SqlStore], clock: SteppingClock) -> None:
+    """A takeover frees every lock of the stale run, so its canary on a signature the new run did not take had no
+    runner left, and no later run could continue it (only a run that takes over a stale run adopts its canaries):
+    the next night for that signature was refused `canary_active`. The takeover stops it, saying why; a canary on a
+    signature the new run took stays, for it to continue."""
+    store = open_store()
+    store.start_run(request=RunStart(signature_ids=[SIG, "SupportTriage.v1"], run_id="night-old"), actor="ops-agent",
+                    default_lease_s=60)
+    open_canary(store, clock, run_id="night-old")  # on SIG
+    clock.advance(seconds=61)  # the old run's runner is gone: its lease lapses
+    store.start_run(request=RunStart(signature_ids=["SupportTriage.v1"], run_id="night-other"), actor="ops-agent",
+                    default_lease_s=60)
+    canary = store.get_canary(canary_id=CANARY)
+    assert (canary.status, canary.end_reason) == (
+        "stopped", "run night-old was abandoned (its lease went stale) and run night-other took over SupportTriage.v1 "
+                   "only: no runner is left to follow this canary")
+    assert store.canary_history(canary_id=CANARY)[-1].kind == "stopped"
+
+
+def test_a_takeover_leaves_the_canary_on_a_signature_it_took_for_the_new_run_to_continue(
+        open_store: Callable[..., SqlStore], clock: SteppingClock) -> None:
+    store = open_store()
+    store.start_run(request=RunStart(signature_ids=[SIG], run_id="night-old"), actor="ops-agent", default_lease_s=60)
+    open_canary(store, clock, run_id="night-old")
+    clock.advance(seconds=61)
+    store.start_run(request=RunStart(signature_ids=[SIG], run_id="night-new"), actor="ops-agent", default_lease_s=60)
+    assert store.get_canary(canary_id=CANARY).status == "active"
