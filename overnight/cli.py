@@ -163,13 +163,13 @@ def _bound(host: str, port: int) -> socket.socket:
 def db_upgrade() -> None:
     """Apply every pending migration to OVERNIGHT_DB_URL and print the revision."""
     from overnight.store import engine_for  # noqa: PLC0415
-    from overnight.store.migrate import head_revision, schema_state, upgrade  # noqa: PLC0415
+    from overnight.store.migrate import SchemaState, head_revision, upgrade  # noqa: PLC0415
 
     with _errors_as_exit_codes():
         engine = engine_for(_settings())
         revision = upgrade(engine)
         said = f"store {engine.dialect.name} at schema revision {revision}"
-        if schema_state(engine).newer:
+        if SchemaState(revision).newer:
             said += (f", newer than this version's {head_revision()}; a newer overnight upgraded it and said code of "
                      "this version may serve it: nothing to apply")
         out.print(said, markup=False, soft_wrap=True)

@@ -82,10 +82,11 @@ def newer_schema(state: SchemaState) -> ConfigError | None:
 def schema_state(engine: Engine) -> SchemaState:
     """The database's schema revision and what its last upgrade recorded."""
     with outages_as_unavailable(), engine.connect() as conn:
-        return _state(conn)
+        return read_schema_state(conn)
 
 
-def _state(conn: Connection) -> SchemaState:
+def read_schema_state(conn: Connection) -> SchemaState:
+    """`schema_state` on a connection the caller holds (a transaction of its own, the upgrade's)."""
     revision = MigrationContext.configure(conn).get_current_revision()
     if revision is None or not inspect(conn).has_table(overnight_schema.name):
         return SchemaState(revision)
@@ -124,7 +125,7 @@ def _migrate(engine: Engine, step: Callable[[Config], None]) -> str | None:
     with outages_as_unavailable(), engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-        state = _state(conn)
+        state = read_schema_state(conn)
         refusal = newer_schema(state)
         if refusal is not None:
             raise refusal

@@ -20,7 +20,6 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    text,
     tuple_,
     update,
 )
@@ -44,7 +43,7 @@ from overnight.logging import get_logger
 from overnight.store import aliases_sql, compile_sql, datasets_sql, runs_sql
 from overnight.store.base import IdempotencyClaim
 from overnight.store.engine import Transactions
-from overnight.store.migrate import SchemaState, schema_state
+from overnight.store.migrate import SchemaState, read_schema_state
 from overnight.store.schema import idempotency_keys, ops_run_events, ops_runs, receipts
 from overnight.store.serving_store import ServingVerbs
 
@@ -81,10 +80,9 @@ class SqlStore(ServingVerbs):
         return self.engine.url.render_as_string(hide_password=True)
 
     def ping(self) -> SchemaState:
-        """The store answers; where its schema is."""
+        """The store answers; where its schema is (one connection: reading the revision is the probe)."""
         with self._tx.read() as conn:
-            conn.execute(text("SELECT 1"))
-        return schema_state(self.engine)
+            return read_schema_state(conn)
 
     def _retry_on_race(self, work: Callable[[], T]) -> T:
         """Run `work` again once if a concurrent writer won a unique-key race (PostgreSQL); the second
