@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -41,6 +41,9 @@ from overnight.review.terminal import (
     summary_text,
     when,
 )
+
+if TYPE_CHECKING:
+    from overnight.domain.compiling import Artifact, CompileReport
 
 PIPED_WIDTH = 160
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Improve DSPy programs overnight, safely.")
@@ -471,6 +474,7 @@ def _latest_run(store: Any) -> str:
 def diff(
     a: Annotated[str, typer.Argument(help="A compiled_id, or its first 6+ characters, or `default` (the old program)")],
     b: Annotated[str, typer.Argument(help="Another compiled_id or prefix, or `default` (the new program)")],
+    base_url: ReadThrough = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """What changed from one program to another.
@@ -479,15 +483,7 @@ def diff(
     `default` is the signature's default program, as compiled beside the other one."""
     from overnight.domain.diff import diff_artifacts  # noqa: PLC0415
 
-    def work(store: Any) -> None:
-        ids = {"a": _compiled_id(store, a, "a"), "b": _compiled_id(store, b, "b")}
-        for where, other in (("a", "b"), ("b", "a")):
-            if ids[where] == "default":
-                if ids[other] == "default":
-                    raise _usage_error(where, "'default' is the default program beside a compiled one: give the "
-                                              "other program's compiled_id")
-                ids[where] = _default_beside(store, ids[other])
-        before, after = (store.get_artifact(compiled_id=ids[where]) for where in ("a", "b"))
+    def printed(before: Artifact, after: Artifact) -> None:
         changed = diff_artifacts(before, after)
         if as_json:
             out.print_json(changed.model_dump_json())
@@ -503,7 +499,28 @@ def diff(
         for line in lines:
             out.print(line, markup=False, soft_wrap=True)
 
-    _with_store(work, read_only=True, as_json=as_json)
+    if base_url is not None:  # the artifacts, diffed here as from the store: the same lines
+        for where, given in (("a", a), ("b", b)):
+            if given.lower() == "default":
+                raise _usage_error(where, "through --base-url give the default program's whole compiled_id "
+                                          "(`overnight show RUN_ID --json --base-url URL` lists it in the compile "
+                                          "table, role default): finding it needs the store's compile reports")
+        ids = (_whole_through_api(a, "a"), _whole_through_api(b, "b"))
+        with _through_api(base_url, roles=READERS, as_json=as_json) as client:
+            printed(*(client.artifact(compiled_id) for compiled_id in ids))
+        return
+
+    def work(store: Any) -> None:
+        ids = {"a": _compiled_id(store, a, "a"), "b": _compiled_id(store, b, "b")}
+        for where, other in (("a", "b"), ("b", "a")):
+            if ids[where] == "default":
+                if ids[other] == "default":
+                    raise _usage_error(where, "'default' is the default program beside a compiled one: give the "
+                                              "other program's compiled_id")
+                ids[where] = _default_beside(store, ids[other])
+        printed(*(store.get_artifact(compiled_id=ids[where]) for where in ("a", "b")))
+
+    _with_store(work, read_only=True, as_json=as_json, or_api=READERS)
 
 
 @app.command("import")
@@ -514,6 +531,7 @@ def import_(
     replace: Annotated[bool, typer.Option("--replace", help="The file is the whole dataset: remove the current rows "
                                           "it leaves out (old snapshots keep them)")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what it would do; write nothing")] = False,
+    base_url: ActThrough = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Import a dataset file for a signature: upsert by example_id, snapshot the result. All or nothing.
@@ -522,13 +540,9 @@ def import_(
     from overnight.domain.datasets import parse_dataset  # noqa: PLC0415 - keeps `overnight --help` fast
     from overnight.registry import Registry  # noqa: PLC0415
 
-    with _errors_as_exit_codes(as_json=as_json):  # before the store: a refused file or signature makes none
-        contract = Registry().contract(signature)
-        rows = parse_dataset(contract, file.read_bytes(), fmt="json" if file.suffix == ".json" else "jsonl")
+    fmt: Literal["jsonl", "json"] = "json" if file.suffix == ".json" else "jsonl"
 
-    def work(store: Any) -> None:
-        result: ImportResult = store.import_examples(signature_id=signature, rows=rows, run_id=run_id,
-                                                     replace=replace, dry_run=dry_run)
+    def printed(result: ImportResult) -> None:
         if as_json:
             out.print_json(result.model_dump_json())
             return
@@ -537,6 +551,20 @@ def import_(
         out.print(f"dataset {result.dataset_hash} ({'new snapshot' if result.new_snapshot else 'snapshot exists'}:"
                   f" {result.snapshot.example_count} examples, {result.snapshot.split_counts})", markup=False,
                   soft_wrap=True)
+
+    if base_url is not None:  # the server's signatures judge the file, as they will judge its predicts
+        with _through_api(base_url, roles=ADMINS, as_json=as_json) as client:
+            printed(client.import_examples(signature, file.read_bytes(), run_id=run_id, replace=replace,
+                                           dry_run=dry_run, fmt=fmt))
+        return
+
+    with _errors_as_exit_codes(as_json=as_json):  # before the store: a refused file or signature makes none
+        contract = Registry().contract(signature)
+        rows = parse_dataset(contract, file.read_bytes(), fmt=fmt)
+
+    def work(store: Any) -> None:
+        printed(store.import_examples(signature_id=signature, rows=rows, run_id=run_id, replace=replace,
+                                      dry_run=dry_run))
 
     _with_store(work, as_json=as_json, dry_run=dry_run)
 
@@ -551,6 +579,9 @@ def compile_(
         help="Start no LM call after this long, e.g. 90m (calls in flight finish); a rerun resumes")] = None,
     search: Annotated[str, typer.Option(help="halving (default), or grid: all candidates on all train")] = "halving",
     optimizer: Annotated[str, typer.Option(help="grid@1 (seeded demos) or labeled_fewshot@1 (DSPy)")] = "grid@1",
+    base_url: Annotated[str | None, typer.Option(
+        "--base-url", help="Compile on this API, with its LM (an admin token), instead of here on the store at "
+                           "OVERNIGHT_DB_URL")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
     """Compile a signature's current dataset with the configured LM (OVERNIGHT_LM) and print the report."""
@@ -564,7 +595,29 @@ def compile_(
         raise typer.Exit(EXIT_USAGE)
     with _errors_as_exit_codes(as_json=as_json):
         max_seconds = None if max_time is None else seconds(max_time, option="--max-time")
-        entry = Registry().get(signature)
+        if base_url is None:
+            entry = Registry().get(signature)
+
+    def printed(report: CompileReport) -> None:
+        if as_json:
+            out.print_json(report.model_dump_json())
+        else:
+            from overnight.review.show import compile_table  # noqa: PLC0415
+
+            out.print(compile_table(report))
+        if report.status != "completed":  # no report stored: what would use it (canary start, promote) refuses
+            raise typer.Exit(EXIT_UNFINISHED)
+
+    if base_url is not None:  # one request that answers when the compile ends: no progress to show meanwhile
+        if err.is_terminal and not as_json:
+            err.print(f"compiling {signature} on the API at {base_url} with its LM; the report prints when it ends",
+                      markup=False, soft_wrap=True)
+        with _through_api(base_url, roles=ADMINS, as_json=as_json) as client:
+            report = client.compile(signature, seed=seed, max_lm_calls=max_lm_calls, max_tokens=max_tokens,
+                                    max_seconds=max_seconds, search=search, optimizer=optimizer,
+                                    timeout_s=(max_seconds or 0) + 3600)
+        printed(report)
+        return
 
     def work(store: Any) -> None:
         settings = _settings()
@@ -583,16 +636,10 @@ def compile_(
                                        search=search,  # type: ignore[arg-type]
                                        optimizer_id=optimizer, concurrency=settings.compile_concurrency,
                                        progress=progress)
-        if as_json:
-            out.print_json(report.model_dump_json())
-        else:
-            from overnight.review.show import compile_table  # noqa: PLC0415
+        printed(report)
 
-            out.print(compile_table(report))
-        if report.status != "completed":  # no report stored: what would use it (canary start, promote) refuses
-            raise typer.Exit(EXIT_UNFINISHED)
-
-    _with_store(work, existing=True, as_json=as_json)  # it compiles an imported dataset: a new store has none
+    # it compiles an imported dataset: a new store has none
+    _with_store(work, existing=True, as_json=as_json, or_api=ADMINS)
 
 
 def _actor(given: str | None) -> str:
@@ -664,7 +711,8 @@ def rollback(
 
     if base_url is not None:
         _no_actor_through_api(actor)
-        body = _request(RollbackRequest, to=None if to is None else _whole_through_api(to, "--to"), reason=reason)
+        target = None if to is None else _whole_through_api(to, "--to", or_default=True)
+        body = _request(RollbackRequest, to=target, reason=reason)
         with _through_api(base_url, roles=ADMINS, as_json=as_json) as client:
             _print_move(client.rollback(signature, body.model_dump(mode="json", exclude_none=True)), as_json)
         return
@@ -798,11 +846,13 @@ def _whole_id(given: str) -> bool:
     return wanted == "default" or (len(wanted) == 64 and set(wanted) <= _HEX)
 
 
-def _whole_through_api(given: str, where: str) -> str:
-    """A compiled_id given with --base-url: whole (a prefix is resolved in the store, which this host need not have)."""
-    if not _whole_id(given):
+def _whole_through_api(given: str, where: str, *, or_default: bool = False) -> str:
+    """A compiled_id given with --base-url: whole (a prefix is resolved in the store, which this host need not have),
+    or, `or_default` (rollback's --to), `default`."""
+    if not _whole_id(given) or (given.lower() == "default" and not or_default):
         raise _usage_error(where, f"{given!r}: through --base-url give the whole compiled_id (64 hex characters, as "
-                                  "`overnight show --json` and the run's summary print it) or `default`")
+                                  "`overnight show --json` and the run's summary print it)"
+                                  + (" or `default`" if or_default else ""))
     return given.lower()
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -21,7 +21,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from overnight.domain.access import Identity
 from overnight.domain.canary import CanaryRecord, CanaryView
-from overnight.domain.compiling import CompileReport
+from overnight.domain.compiling import Artifact, CompileReport
 from overnight.domain.datasets import DatasetCheck, ExamplePage, ImportResult
 from overnight.domain.lm import LMCheck
 from overnight.domain.promotion import AliasHistory, AliasMoveOut
@@ -34,6 +34,7 @@ M = TypeVar("M", bound=BaseModel)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 NOT_RETRIED_CODES = frozenset({"lm_call_failed"})  # an LM failure on predict is counted, not an outage
 ERRORS_BY_CODE = {cls.code: cls for cls in all_error_classes()}
+_BODY_TYPES = {"jsonl": "application/x-ndjson", "json": "application/json"}  # a dataset body, by its format
 
 
 class _Retryable(Exception):
@@ -197,11 +198,15 @@ class OvernightClient:
 
     # datasets and compile ---------------------------------------------------------------------------------
 
-    def import_examples(self, signature_id: str, jsonl: bytes, *, run_id: str | None = None,
+    def import_examples(self, signature_id: str, body: bytes, *, run_id: str | None = None, replace: bool = False,
+                        dry_run: bool = False, fmt: Literal["jsonl", "json"] = "jsonl",
                         key: str | None = None) -> ImportResult:
+        """Import a JSONL body (`fmt="json"`: a JSON list of rows). A dry run sends no idempotency key: it writes
+        nothing, not even the key's record."""
+        params = {"run_id": run_id, "replace": replace or None, "dry_run": dry_run or None}
         return self._model(ImportResult, "POST", f"/api/v1/signatures/{signature_id}/examples:import",
-                           content=jsonl, headers={"content-type": "application/x-ndjson"}, idempotency_key=key,
-                           params={"run_id": run_id} if run_id else None)
+                           content=body, headers={"content-type": _BODY_TYPES[fmt]}, idempotency_key=key,
+                           params={k: v for k, v in params.items() if v is not None} or None, effect=not dry_run)
 
     def validate_examples(self, signature_id: str, jsonl: bytes) -> DatasetCheck:
         return self._model(DatasetCheck, "POST", f"/api/v1/signatures/{signature_id}/examples:validate",
@@ -213,11 +218,16 @@ class OvernightClient:
         return self._model(ExamplePage, "GET", f"/api/v1/signatures/{signature_id}/examples", params=params)
 
     def compile(self, signature_id: str, *, run_id: str | None = None, seed: int = 0,
-                max_lm_calls: int | None = None, max_seconds: int | None = None, key: str | None = None,
+                max_lm_calls: int | None = None, max_tokens: int | None = None, max_seconds: int | None = None,
+                search: str | None = None, optimizer: str | None = None, key: str | None = None,
                 timeout_s: float = 3600.0) -> CompileReport:
-        body = {"seed": seed, "run_id": run_id, "max_lm_calls": max_lm_calls, "max_seconds": max_seconds}
+        body = {"seed": seed, "run_id": run_id, "max_lm_calls": max_lm_calls, "max_tokens": max_tokens,
+                "max_seconds": max_seconds, "search": search, "optimizer": optimizer}
         return self._model(CompileReport, "POST", f"/api/v1/signatures/{signature_id}/compile", idempotency_key=key,
                            json={k: v for k, v in body.items() if v is not None}, timeout_s=timeout_s)
+
+    def artifact(self, compiled_id: str) -> Artifact:
+        return self._model(Artifact, "GET", f"/api/v1/artifacts/{compiled_id}")
 
     # canary, serving, the champion ------------------------------------------------------------------------
 

@@ -135,7 +135,8 @@ READ_COMMANDS = [
     pytest.param(("show", "nightly-1"), THROUGH_API.format("a read"), id="show"),
     pytest.param(("status",), THROUGH_API.format("a read"), id="status"),
     pytest.param(("canary", "-s", "SelectTool.v1"), THROUGH_API.format("a read"), id="canary"),
-    pytest.param(("diff", "a" * 12, "b" * 12), ")\n", id="diff"),  # the API has no diff command
+    pytest.param(("diff", "a" * 12, "b" * 12), THROUGH_API.format("a read"), id="diff"),
+    pytest.param(("compile", "-s", "SelectTool.v1"), THROUGH_API.format("an admin"), id="compile"),
     pytest.param(("promote", "a" * 12, "-s", "SelectTool.v1"), THROUGH_API.format("an admin"), id="promote"),
     pytest.param(("rollback", "-s", "SelectTool.v1", "--reason", "undo"), THROUGH_API.format("an admin"),
                  id="rollback"),

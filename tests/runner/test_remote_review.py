@@ -5,9 +5,13 @@ replicated servers): the summary's `review it` and `to undo` commands work there
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
+from sqlalchemy import func, select
+
+from overnight.store.schema import idempotency_keys
 from tests.factories import ADMIN_TOKEN, READ_TOKEN, live_server
 from tests.review.test_show import overnight
 from tests.runner.helpers import BETTER, SELECT, overnight_run
@@ -96,3 +100,68 @@ def test_rollback_through_an_api_refuses_what_it_cannot_honour(tmp_path: Path) -
     assert actor.stderr.startswith("validation_error: --actor: through --base-url the API records the name")
     assert short.stderr.startswith("validation_error: --to: '7bedaebd3fa9': through --base-url give the whole")
     assert not (tmp_path / "none.db").exists()
+
+
+def test_import_compile_and_diff_through_an_api_say_what_they_say_on_the_store(db_url: str, tmp_path: Path) -> None:
+    """A host with an admin token and not the store (or a laptop on a newer version than the servers' schema)
+    imports, compiles and diffs through the API: the same lines as on the store, the server's signatures and LM
+    judging; a dry run writes nothing there, not even its idempotency key; a bad file is refused whole."""
+    nowhere = f"sqlite:///{tmp_path / 'no-store-here.db'}"
+    with live_server(db_url, lm=BETTER) as server:
+        url = server.base_url
+        through = ("--base-url", url)
+        imported = ("import", str(SELECT), "-s", "SelectTool.v1")
+
+        dry = overnight(nowhere, *imported, "--dry-run", *through, OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        assert dry.returncode == 0, dry.stderr
+        assert dry.stdout.startswith("dry run, nothing written: SelectTool.v1: "), dry.stdout
+        assert dry.stdout == overnight(db_url, *imported, "--dry-run").stdout
+        assert server.store.list_examples(signature_id="SelectTool.v1", limit=1) == []
+        with server.store.engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(idempotency_keys)).scalar() == 0
+
+        refused = overnight(nowhere, *imported, *through, OVERNIGHT_TOKEN=READ_TOKEN)
+        assert (refused.returncode, refused.stderr.split(":")[0]) == (1, "forbidden"), refused.stderr
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(SELECT.read_text().splitlines()[0] + '\n{"example_id": "x"}\n')
+        invalid = overnight(nowhere, "import", str(bad), "-s", "SelectTool.v1", *through, OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        assert (invalid.returncode, invalid.stderr.split(":")[0]) == (1, "dataset_invalid"), invalid.stderr
+        assert "  line 2, " in invalid.stderr
+        assert server.store.list_examples(signature_id="SelectTool.v1", limit=1) == []
+
+        first = overnight(nowhere, *imported, *through, OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        assert first.returncode == 0, first.stderr
+        assert first.stdout == dry.stdout.removeprefix("dry run, nothing written: ")
+        rows = [json.loads(line) for line in SELECT.read_text().splitlines() if line.strip()]
+        as_list = tmp_path / "select.json"  # a .json file is a JSON list, through the API as on the store
+        as_list.write_text(json.dumps(rows))
+        again = overnight(nowhere, "import", str(as_list), "-s", "SelectTool.v1", *through,
+                          OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        assert (again.returncode, again.stdout) == (0, overnight(db_url, *imported).stdout), again.stderr
+        assert f"{len(rows)} unchanged" in again.stdout
+
+        compiled = overnight(nowhere, "compile", "-s", "SelectTool.v1", "--json", *through,
+                             OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        assert compiled.returncode == 0, compiled.stderr
+        report = json.loads(compiled.stdout)
+        assert (report["status"], report["improved"]) == ("completed", True)
+        local = json.loads(overnight(db_url, "compile", "-s", "SelectTool.v1", "--json", OVERNIGHT_LM=BETTER).stdout)
+        assert (local["report_id"], local["cached"]) == (report["report_id"], True)  # the same job, the server's LM
+        table = overnight(nowhere, "compile", "-s", "SelectTool.v1", *through, OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        assert table.stdout == overnight(db_url, "compile", "-s", "SelectTool.v1", OVERNIGHT_LM=BETTER).stdout
+
+        default = next(c["compiled_id"] for c in report["candidates"] if c["is_default"])
+        best = report["best_compiled_id"]
+        diffed = overnight(nowhere, "diff", default, best, *through, OVERNIGHT_TOKEN=READ_TOKEN)
+        assert diffed.returncode == 0, diffed.stderr
+        assert diffed.stdout == overnight(db_url, "diff", "default", best[:12]).stdout
+        assert "+ demo " in diffed.stdout
+        named = overnight(nowhere, "diff", "default", best, *through, OVERNIGHT_TOKEN=READ_TOKEN)
+        short = overnight(nowhere, "diff", default, best[:12], *through, OVERNIGHT_TOKEN=READ_TOKEN)
+        assert (named.returncode, short.returncode) == (2, 2)
+        assert named.stderr.startswith("validation_error: a: through --base-url give the default program's whole "
+                                       "compiled_id"), named.stderr
+        assert short.stderr.startswith(f"validation_error: b: '{best[:12]}': through --base-url give the whole")
+        missing = overnight(nowhere, "diff", default, "0" * 64, *through, OVERNIGHT_TOKEN=READ_TOKEN)
+        assert (missing.returncode, missing.stderr.split(":")[0]) == (1, "artifact_not_found"), missing.stderr
+    assert not (tmp_path / "no-store-here.db").exists()
