@@ -130,6 +130,7 @@ class Runner:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.client, self.options, self.say, self.clock = client, options, say, clock
         self.run_id: str | None = None
+        self._new_run_id: str | None = None  # chosen once: a start the signal cut short is retried as the same run
         self.recordable = False  # set by the preflight once a failure of it can go on the record
         self.finishing = False  # from the run's finish on, its record is final: a signal no longer cancels it
         self.started_at = clock()
@@ -147,6 +148,9 @@ class Runner:
         except Terminated as stop:  # wherever it landed before the finish: preflight, start, a step, a cleanup
             reason = str(stop)
             self.say(f"run cancelled: {reason}")
+            if self.run_id is None and self.recordable:
+                reason = f"{reason} {'as the run started' if self._new_run_id else 'in the preflight'}"
+                self._take_run_to_record(reason)
             self._cleanup(reason, cancelled=True)
             summary = self._summary(stop.exit_code, f"cancelled: {reason}", results, status="cancelled")
             self._finish(summary)
@@ -283,6 +287,17 @@ class Runner:
         self._finish(summary)
         return summary
 
+    def _take_run_to_record(self, why: str) -> None:
+        """A night cancelled before its run was taken, past the checks recording needs (cron's `timeout` while the
+        preflight waits on a slow LM): take the run now, to be finished `cancelled`, so the morning sees the night
+        that did not happen and why rather than a gap. A start the signal cut short is the same run, asked again."""
+        try:
+            self._begin()
+        except OvernightError as exc:
+            self.say(f"the cancel is not recorded: {exc.code}: {exc.message}")
+        else:
+            self.say(f"run {self.run_id} records it: {why}")
+
     def start(self) -> None:
         self._begin()
         self.event("preflight.finished", "preflight", "preflight passed", {"signatures": self.options.signatures},
@@ -299,7 +314,9 @@ class Runner:
                          if e.client_event_id and e.client_event_id.endswith(":finished")}
             self.say(f"resuming {run.run_id}: {len(self.done)} steps already finished")
         else:
-            run_id = f"night-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+            if self._new_run_id is None:
+                self._new_run_id = f"night-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+            run_id = self._new_run_id
             started = self.client.start_run(signature_ids=self.options.signatures, run_id=run_id,
                                             lease_s=self.options.lease_s, key=f"start-{run_id}")
             self.run_id = started.run.run_id

@@ -3,6 +3,7 @@ an API that goes away for good."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
@@ -139,6 +140,45 @@ def test_sigterm_or_ctrl_c_stops_the_canary_and_finishes_the_run_cancelled(
     assert (run["status"], run["summary"]["exit_code"]) == ("cancelled", code)
     assert (canary["status"], canary["end_reason"]) == ("stopped", f"runner cancelled: terminated by {name}")
     assert kinds[-1] == "run.finished"
+    assert "Traceback" not in (tmp_path / "stderr").read_text()
+
+
+@pytest.mark.parametrize(("held", "said"), [("POST /api/v1/lm:check", "in the preflight"),
+                                            ("POST /api/v1/runs", "as the run started")])
+def test_a_night_cancelled_before_its_run_was_taken_is_on_the_record(db_url: str, tmp_path: Path, held: str,
+                                                                     said: str) -> None:
+    """cron's `timeout` can land while the preflight waits on a slow LM, or while the run's start is on the wire:
+    the night left no run at all (or, for a start that had reached the API, a `running` one until its lease
+    lapsed), and the morning's `overnight runs` showed a gap. Now the runner takes the run — the same one, when
+    its start had reached the API — and finishes it `cancelled`, saying where the signal found it."""
+    reached = threading.Event()
+
+    def hold(app: FastAPI) -> None:
+        @app.middleware("http")
+        async def slow(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+            answered = await call_next(request)  # the request is done on the server: only its answer is late
+            if f"{request.method} {request.url.path}" == held and not reached.is_set():
+                reached.set()
+                await asyncio.sleep(8)
+            return answered
+
+    with live_server(db_url, customize=hold, lm=BETTER) as server, server.client() as api:
+        with (tmp_path / "stdout").open("wb") as out, (tmp_path / "stderr").open("wb") as err:
+            runner = subprocess.Popen(
+                [sys.executable, "-m", "overnight", "run", "--json", "--base-url", server.base_url, "--dataset",
+                 str(SELECT), *FAIR_SPLIT], stdout=out, stderr=err, env=runner_env(db_url, BETTER,
+                                                                                    OVERNIGHT_TOKEN=ADMIN_TOKEN))
+        assert reached.wait(timeout=120), (tmp_path / "stderr").read_text()[-3000:]
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=60) == 143, (tmp_path / "stderr").read_text()[-3000:]
+        runs = api.get("/api/v1/runs").json()["runs"]
+        kinds = [e["kind"] for e in events(api, runs[0]["run_id"])] if runs else []
+    summary = json.loads((tmp_path / "stdout").read_text())
+    verdict = f"cancelled: terminated by SIGTERM {said}"
+    assert (summary["status"], summary["verdict"]) == ("cancelled", verdict)
+    assert [(r["run_id"], r["status"], r["summary"]["verdict"]) for r in runs] == [
+        (summary["run_id"], "cancelled", verdict)]  # one run: a start cut short was asked again, not made twice
+    assert kinds == ["run.started", "run.finished"]
     assert "Traceback" not in (tmp_path / "stderr").read_text()
 
 
