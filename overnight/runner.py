@@ -147,10 +147,10 @@ class Runner:
             return self._run(results)
         except Terminated as stop:  # wherever it landed before the finish: preflight, start, a step, a cleanup
             reason = str(stop)
-            self.say(f"run cancelled: {reason}")
             if self.run_id is None and self.recordable:
                 reason = f"{reason} {'as the run started' if self._new_run_id else 'in the preflight'}"
-                self._take_run_to_record(reason)
+                self._take_run_to_record()
+            self.say(f"run cancelled: {reason}")
             self._cleanup(reason, cancelled=True)
             summary = self._summary(stop.exit_code, f"cancelled: {reason}", results, status="cancelled")
             self._finish(summary)
@@ -287,7 +287,7 @@ class Runner:
         self._finish(summary)
         return summary
 
-    def _take_run_to_record(self, why: str) -> None:
+    def _take_run_to_record(self) -> None:
         """A night cancelled before its run was taken, past the checks recording needs (cron's `timeout` while the
         preflight waits on a slow LM): take the run now, to be finished `cancelled`, so the morning sees the night
         that did not happen and why rather than a gap. A start the signal cut short is the same run, asked again."""
@@ -295,8 +295,6 @@ class Runner:
             self._begin()
         except OvernightError as exc:
             self.say(f"the cancel is not recorded: {exc.code}: {exc.message}")
-        else:
-            self.say(f"run {self.run_id} records it: {why}")
 
     def start(self) -> None:
         self._begin()
