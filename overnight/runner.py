@@ -478,8 +478,9 @@ class Runner:
         # still found); the client waits that long and then as long as an LM call in flight may take (a remote
         # call's timeout is at most an hour).
         left = max(0, math.ceil(self.options.deadline_s - self._elapsed()))
-        report = self.client.compile(sig, run_id=self.run_id, seed=self.options.seed, max_seconds=left,
-                                     key=f"{self.run_id}:{sig}:compile", timeout_s=left + 3600)
+        with self._relayed("compile.rung"):
+            report = self.client.compile(sig, run_id=self.run_id, seed=self.options.seed, max_seconds=left,
+                                         key=f"{self.run_id}:{sig}:compile", timeout_s=left + 3600)
         delta = report.paired_delta
         best = f"best {report.best_compiled_id[:12]} " + (
             f"delta {delta.delta:+.3f} [{delta.low:+.3f}, {delta.high:+.3f}]" if delta else "(no holdout delta)")
@@ -708,6 +709,43 @@ class Runner:
                 pulse.join()
         if lost:
             raise lost[0]
+
+    @contextlib.contextmanager
+    def _relayed(self, kind: str, *, every_s: float = 2.0) -> Iterator[None]:
+        """Say each `kind` event the server appends to this run while one long request works (the compile's rungs:
+        on the local model it is minutes of silence otherwise), from a background thread, and the rest once it has
+        answered, so a terminal or cron's log sees the night move. Best effort: a read that fails says nothing."""
+        run_id = self.run_id
+        try:
+            start = self.client.get_run(run_id).event_count if run_id is not None else None
+        except OvernightError:
+            start = None
+        if run_id is None or start is None:
+            yield
+            return
+        stop, said = threading.Event(), [start]
+
+        def relay() -> None:
+            with contextlib.suppress(OvernightError):
+                while page := self.client.events(run_id, after_seq=said[0], limit=200).events:
+                    for event in page:
+                        said[0] = event.seq
+                        if event.kind == kind:
+                            done = event.data.get("evaluations_so_far")
+                            self.say(event.message + ("" if done is None else f" ({done} evaluations so far)"))
+
+        def poll() -> None:
+            while not stop.wait(every_s):
+                relay()
+
+        poller = threading.Thread(target=poll, name="overnight-relay", daemon=True)
+        poller.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            poller.join()
+        relay()  # what came after the last poll: said before the step's own line
 
     def _cleanup(self, reason: str, *, cancelled: bool = False) -> None:
         """Stop every canary this run answers for that is still active: those it started or continued, and those

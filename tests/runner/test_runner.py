@@ -103,6 +103,12 @@ def test_a_candidate_failing_30_percent_is_rolled_back_with_exit_3(db_url: str) 
     assert f'<p class="errors-by-code">errors by code: {codes}</p>' in page
 
 
+def progress(stderr: str) -> list[str]:
+    """The runner's progress lines (JSON on stderr when it is not a terminal), in order."""
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    return [str(line["message"]) for line in lines if line.get("event") == "runner_progress"]
+
+
 def test_nothing_better_is_no_improvement_and_no_canary(db_url: str) -> None:
     code, summary, stderr = overnight_run(db_url, NOTHING, "--dataset", str(SELECT))
     assert code == 0, stderr[-3000:]
@@ -110,8 +116,15 @@ def test_nothing_better_is_no_improvement_and_no_canary(db_url: str) -> None:
     assert result["decision"] == "no_improvement"
     assert result["canary_id"] is None
     assert re.search(r"SelectTool.v1: compiled 9 candidates with [1-9]\d* LM calls; best", stderr)
+    said = progress(stderr)  # the compile is one request to the API: its rungs are said as the server records them
+    rungs = [line for line in said if " rung " in line]
+    assert [line.split(",")[0] for line in rungs] == [f"SelectTool.v1: rung {i}" for i in range(3)], said  # once each
+    assert re.fullmatch(r"SelectTool.v1: rung 0, 9 candidates on \d+ train examples \(\d+ evaluations so far\)",
+                        rungs[0]), rungs
+    assert said.index(rungs[-1]) < next(i for i, line in enumerate(said) if line.startswith("SelectTool.v1: compiled"))
     again, summary, stderr = overnight_run(db_url, NOTHING, "--dataset", str(SELECT))
     assert again == 0, stderr[-3000:]
+    assert [line for line in progress(stderr) if " rung " in line] == []  # cached: no rung was run
     assert (f"SelectTool.v1: compile cached: report {result['report_id']} of the same job and dataset, no LM call; "
             "best") in stderr  # not the LM calls the stored report paid the night it was made
     with live_server(db_url) as server, server.client() as api:
