@@ -32,7 +32,7 @@ from typing import Any
 from pydantic import BaseModel, Field, computed_field
 
 from overnight.client import OvernightClient
-from overnight.domain.canary import CanaryView
+from overnight.domain.canary import CanaryRecord, CanaryView
 from overnight.domain.gates import SRM_THRESHOLD_P
 from overnight.domain.promotion import DEFAULT_TARGET
 from overnight.domain.receipts import PruneResult
@@ -57,6 +57,7 @@ EXIT_BY_DECISION = {"promoted": EXIT_OK, "no_improvement": EXIT_OK, "rolled_back
 # Predicts the e2e check may send per request it judges, when another canary's candidate takes some of them.
 E2E_TRIES = 8
 SEVERITY = (EXIT_FAILED, EXIT_ROLLED_BACK, EXIT_INCONCLUSIVE, EXIT_OK)
+PROGRESS_EVERY_S = 30.0  # a driven canary says where it is at least this often, and at each step
 Say = Callable[[str], None]
 
 
@@ -523,11 +524,16 @@ class Runner:
         rows = self._holdout(sig)
         sent, started = 0, uuid.uuid4().hex[:8]  # request keys are fresh per (re)start of this step
         in_flight: set[Future[None]] = set()
+        told: tuple[int, float] | None = None  # (step, when) of the last progress line
         with ThreadPoolExecutor(self.options.concurrency) as pool:
             while True:
                 view = self.client.canary_by_id(canary_id)  # ours, even if another canary has replaced it since
                 if view.canary.status != "active":
                     break
+                if told is None or told[0] != view.canary.step or self.clock() - told[1] >= PROGRESS_EVERY_S:
+                    if told is not None:  # at the first look the canary's opening line has just said where it is
+                        self.say(f"{sig}: {canary_progress(view.canary, sent)}")
+                    told = (view.canary.step, self.clock())
                 reason = self._stop_reason(view, sent)
                 if reason:
                     with contextlib.suppress(CanaryNotFound):  # it ended since our look: that end stands
@@ -792,6 +798,14 @@ class Runner:
         return Summary(run_id=self.run_id, status=status,
                        exit_code=code, verdict=verdict, base_url=self.options.base_url, signatures=results,
                        review=on_api(f"overnight show {self.run_id}", self.options.base_url) if self.run_id else None)
+
+
+def canary_progress(canary: CanaryRecord, sent: int) -> str:
+    """Where a driven canary is, in one line: its step, the candidate's requests to the step's look, the errors."""
+    arm = canary.arms["candidate"]
+    return (f"canary at {canary.rollout_pct:g}% (step {canary.step + 1} of {len(canary.config.targets)}): "
+            f"{arm.samples}/{canary.config.targets[canary.step]} candidate requests to its next look, {arm.errors} "
+            f"errors; {sent} sent")
 
 
 def _settle(in_flight: set[Future[None]], *, below: int) -> set[Future[None]]:

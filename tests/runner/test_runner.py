@@ -41,6 +41,10 @@ def test_a_truly_better_candidate_is_promoted_and_every_link_resolves(db_url: st
     assert result["e2e"]["served"] == [result["best_compiled_id"]]
     assert summary["base_url"] is None  # the embedded API is gone: no URL an agent could try to reach
     assert summary["review"] == f"overnight show {summary['run_id']}"  # the store's reader, no --base-url
+    stepped = [line for line in progress(stderr) if line.startswith("SelectTool.v1: canary at ")]
+    assert any(re.fullmatch(r"SelectTool.v1: canary at 50% \(step 2 of 2\): \d+/153 candidate requests to its "
+                            r"next look, 0 errors; \d+ sent", line) for line in stepped), progress(stderr)  # the step
+    # it advanced to is said (and where it is every 30 s, which this run is too quick for)
     with live_server(db_url) as server, server.client() as api:
         run = api.get(f"/api/v1/runs/{summary['run_id']}").json()
         report = api.get(f"/api/v1/compile-reports/{result['report_id']}")
