@@ -749,8 +749,8 @@ class Runner:
         try:
             yield
         finally:
-            stop.set()
-            poller.join()
+            stop.set()  # a step that failed or was cancelled does not wait on the relay's read (a daemon thread)
+        poller.join()
         relay()  # what came after the last poll: said before the step's own line
 
     def _cleanup(self, reason: str, *, cancelled: bool = False) -> None:
