@@ -24,7 +24,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -521,30 +521,7 @@ class Runner:
 
     def traffic(self, sig: str, canary_id: str) -> dict[str, Any]:
         """Drive labeled holdout inputs until the canary decides, cannot pass any more, or time runs out."""
-        rows = self._holdout(sig)
-        sent, started = 0, uuid.uuid4().hex[:8]  # request keys are fresh per (re)start of this step
-        in_flight: set[Future[None]] = set()
-        told: tuple[int, float] | None = None  # (step, when) of the last progress line
-        with ThreadPoolExecutor(self.options.concurrency) as pool:
-            while True:
-                view = self.client.canary_by_id(canary_id)  # ours, even if another canary has replaced it since
-                if view.canary.status != "active":
-                    break
-                if told is None or told[0] != view.canary.step or self.clock() - told[1] >= PROGRESS_EVERY_S:
-                    if told is not None:  # at the first look the canary's opening line has just said where it is
-                        self.say(f"{sig}: {canary_progress(view.canary, sent)}")
-                    told = (view.canary.step, self.clock())
-                reason = self._stop_reason(view, sent)
-                if reason:
-                    with contextlib.suppress(CanaryNotFound):  # it ended since our look: that end stands
-                        self.client.stop_canary(sig, reason=reason, canary_id=canary_id,
-                                                key=f"{self.run_id}:{sig}:stop")
-                    break
-                for i in range(sent, sent + self.options.batch):  # topped up as each call ends: no batch barrier
-                    in_flight = _settle(in_flight, below=self.options.concurrency)
-                    in_flight.add(pool.submit(self._exercise, sig, rows[i % len(rows)], f"{self.run_id}:{started}:{i}"))
-                sent += self.options.batch
-            _settle(in_flight, below=1)
+        sent = self._drive(sig, canary_id, self._holdout(sig))
         view = self.client.canary_by_id(canary_id)  # the arms once the requests in flight at the end are counted
         canary = view.canary
         counted = {arm: c.samples for arm, c in canary.arms.items()}
@@ -556,6 +533,36 @@ class Runner:
         return {"canary_id": canary_id, "status": canary.status, "end_reason": canary.end_reason,
                 "stopped_by": stopped_by,
                 "requests_sent": sent, "arms": {a: c.summary() for a, c in canary.arms.items()}}
+
+    def _drive(self, sig: str, canary_id: str, rows: list[dict[str, Any]]) -> int:
+        """The traffic loop: predicts topped up to the runner's concurrency, each look at the canary deciding
+        whether to go on; the requests sent, once those in flight have ended. Each predict runs on a daemon thread
+        of its own: a cancel or a failure goes on the record, and the process exits, without waiting for those in
+        flight (an API sitting on them would hold a pool's threads, which Python joins at exit, past a
+        scheduler's grace period)."""
+        sent, started = 0, uuid.uuid4().hex[:8]  # request keys are fresh per (re)start of this step
+        in_flight: set[Future[None]] = set()
+        told: tuple[int, float] | None = None  # (step, when) of the last progress line
+        while True:
+            view = self.client.canary_by_id(canary_id)  # ours, even if another canary has replaced it since
+            if view.canary.status != "active":
+                break
+            if told is None or told[0] != view.canary.step or self.clock() - told[1] >= PROGRESS_EVERY_S:
+                if told is not None:  # at the first look the canary's opening line has just said where it is
+                    self.say(f"{sig}: {canary_progress(view.canary, sent)}")
+                told = (view.canary.step, self.clock())
+            reason = self._stop_reason(view, sent)
+            if reason:
+                with contextlib.suppress(CanaryNotFound):  # it ended since our look: that end stands
+                    self.client.stop_canary(sig, reason=reason, canary_id=canary_id,
+                                            key=f"{self.run_id}:{sig}:stop")
+                break
+            for i in range(sent, sent + self.options.batch):  # topped up as each call ends: no batch barrier
+                in_flight = _settle(in_flight, below=self.options.concurrency)
+                in_flight.add(_on_a_daemon(self._exercise, sig, rows[i % len(rows)], f"{self.run_id}:{started}:{i}"))
+            sent += self.options.batch
+        _settle(in_flight, below=1)
+        return sent
 
     def _elapsed(self) -> float:
         return self.clock() - self.started_at
@@ -710,9 +717,9 @@ class Runner:
         try:
             yield
         finally:
-            stop.set()
-            if pulse.is_alive():
-                pulse.join()
+            stop.set()  # a step that failed or was cancelled does not wait on a heartbeat in flight (a daemon thread)
+        if pulse.is_alive():
+            pulse.join()
         if lost:
             raise lost[0]
 
@@ -806,6 +813,23 @@ def canary_progress(canary: CanaryRecord, sent: int) -> str:
     return (f"canary at {canary.rollout_pct:g}% (step {canary.step + 1} of {len(canary.config.targets)}): "
             f"{arm.samples}/{canary.config.targets[canary.step]} candidate requests to its next look, {arm.errors} "
             f"errors; {sent} sent")
+
+
+def _on_a_daemon(call: Callable[..., None], *args: Any) -> Future[None]:
+    """`call(*args)` on a daemon thread of its own, its outcome in the future returned."""
+    future: Future[None] = Future()
+
+    def run() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            call(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever settles the future, as an executor would
+            future.set_exception(exc)
+        else:
+            future.set_result(None)
+
+    threading.Thread(target=run, name="overnight-traffic", daemon=True).start()
+    return future
 
 
 def _settle(in_flight: set[Future[None]], *, below: int) -> set[Future[None]]:

@@ -182,6 +182,38 @@ def test_a_night_cancelled_before_its_run_was_taken_is_on_the_record(db_url: str
     assert "Traceback" not in (tmp_path / "stderr").read_text()
 
 
+@pytest.mark.parametrize("sitting_on", ["/heartbeat", "/predict"])
+def test_sigterm_does_not_wait_for_requests_the_api_is_sitting_on(db_url: str, tmp_path: Path, sitting_on: str) -> None:
+    """The lease's heartbeat runs beside each step, and the traffic's predicts in a pool; a cancel waited for those
+    in flight, and an API that holds requests (overloaded, a proxy that lost its upstream) could keep them the
+    client's whole timeout — past any scheduler's grace period, so SIGKILL came and the canary stayed on. Now the
+    cancel is recorded without them."""
+    holding, held = threading.Event(), threading.Event()
+
+    def hold_heartbeats(app: FastAPI) -> None:
+        @app.middleware("http")
+        async def hang(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+            if holding.is_set() and request.url.path.endswith(sitting_on):
+                held.set()
+                await asyncio.sleep(90)
+            return await call_next(request)
+
+    with live_server(db_url, customize=hold_heartbeats, lm=SLOW) as server, server.client() as api:
+        runner = start_runner(db_url, SLOW, "--base-url", server.base_url, "--dataset", str(SELECT),
+                              log=tmp_path / "runner.log", OVERNIGHT_TOKEN=ADMIN_TOKEN, OVERNIGHT_LEASE_S="3")
+        wait_for(lambda: traffic_started(api))
+        holding.set()
+        assert held.wait(timeout=30)  # a heartbeat is in flight, and will be for 90 s
+        runner.send_signal(signal.SIGTERM)
+        try:
+            assert runner.wait(timeout=45) == 143, (tmp_path / "runner.log").read_text()[-3000:]
+        finally:
+            runner.kill()
+        canary = api.get("/api/v1/signatures/SelectTool.v1/canary").json()["canary"]
+        run = api.get(f"/api/v1/runs/{current_run(api)}").json()
+    assert (canary["status"], run["status"]) == ("stopped", "cancelled")
+
+
 def test_a_few_seconds_of_503_mid_run_are_retried_and_the_run_carries_on(db_url: str, tmp_path: Path) -> None:
     outage = threading.Event()
     refused = Counter[str]()
