@@ -9,6 +9,7 @@ Must not import the store or the API.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
@@ -44,11 +45,17 @@ class _Redactor:
         return value
 
 
+def _nowhere() -> TextIO:
+    """Where logs go when the process has no stderr (a daemonizer closed fd 2): nowhere, rather than failing the
+    command at its start; what a night did is on its run's events either way."""
+    return open(os.devnull, "w", encoding="utf-8")  # the handler holds it for the life of the process
+
+
 def configure_logging(
     *, fmt: str = "auto", level: str = "info", stream: TextIO | None = None, secrets: Iterable[str] = ()
 ) -> None:
     """Configure structlog and the standard library's root logger to write one format to `stream`."""
-    out = stream or sys.stderr
+    out = stream or sys.stderr or _nowhere()
     use_console = fmt == "console" or (fmt == "auto" and out.isatty())
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,

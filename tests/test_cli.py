@@ -19,6 +19,7 @@ from sqlalchemy import create_engine
 from overnight.domain.runs import EventIn, FinishRun, RunStart
 from overnight.store.migrate import current_revision, downgrade, head_revision
 from tests.factories import TOKENS, SteppingClock, free_port, make_store, serve_process
+from tests.runner.helpers import BETTER, SELECT
 from tests.signatures.test_registry import SENTIMENT
 
 
@@ -166,6 +167,24 @@ def test_commands_on_recorded_runs_refuse_a_store_that_is_not_there_and_create_n
     assert empty.returncode == 2
     assert "the database has no overnight tables" in empty.stderr
     assert (tmp_path / "empty.db").stat().st_size == 0
+
+
+def test_a_night_with_no_stderr_at_all_still_runs_and_is_recorded(tmp_path: Path) -> None:
+    """A daemonizer (or `2>&-` in a crontab) can start the runner with fd 2 closed: Python then has no
+    sys.stderr, and the command failed at its start, before any run — a night lost with nothing said anywhere.
+    Its progress has nowhere to go; the night still runs, prints its summary and is on the record."""
+    db = tmp_path / "o.db"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")},
+           "OVERNIGHT_DB_URL": f"sqlite:///{db}", "OVERNIGHT_LM": BETTER}
+    done = subprocess.run(
+        [sys.executable, "-m", "overnight", "run", "--json", "--dataset", str(SELECT)],
+        stdout=subprocess.PIPE, stderr=None, text=True, timeout=300, check=False, cwd=tmp_path, env=env,
+        preexec_fn=lambda: os.close(2))
+    assert done.returncode == 0, done.stdout[-2000:]
+    summary = json.loads(done.stdout)
+    assert (summary["status"], summary["signatures"]["SelectTool.v1"]["decision"]) == ("succeeded", "promoted")
+    shown = overnight("runs", "--json", db=db)
+    assert [r["run_id"] for r in json.loads(shown.stdout)] == [summary["run_id"]], shown.stderr
 
 
 def test_log_lines_go_to_stderr_so_stdout_is_only_the_answer(tmp_path: Path) -> None:
