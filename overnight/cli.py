@@ -58,7 +58,8 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(canary_app, name="canary")
 # Piped (an agent reading it, a cron log), rich would assume 80 columns and cut the review's table cells short
 # ("candi…", "$0.0…"): give it room unless COLUMNS says how wide to be.
-out = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPED_WIDTH, highlight=False)
+out = Console(width=None if (sys.stdout and sys.stdout.isatty()) or os.environ.get("COLUMNS") else PIPED_WIDTH,
+              highlight=False)  # no stdout at all (fd 1 closed): rich writes nowhere
 err = Console(stderr=True, soft_wrap=True, highlight=False)  # one error, one line: agents parse `code: message`
 
 # `--base-url` on the commands a host with a token and not the store runs (cron's beside replicated servers, a

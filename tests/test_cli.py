@@ -169,22 +169,24 @@ def test_commands_on_recorded_runs_refuse_a_store_that_is_not_there_and_create_n
     assert (tmp_path / "empty.db").stat().st_size == 0
 
 
-def test_a_night_with_no_stderr_at_all_still_runs_and_is_recorded(tmp_path: Path) -> None:
-    """A daemonizer (or `2>&-` in a crontab) can start the runner with fd 2 closed: Python then has no
-    sys.stderr, and the command failed at its start, before any run — a night lost with nothing said anywhere.
-    Its progress has nowhere to go; the night still runs, prints its summary and is on the record."""
+@pytest.mark.parametrize("closed", [2, 1], ids=["no-stderr", "no-stdout"])
+def test_a_night_with_no_stderr_or_stdout_at_all_still_runs_and_is_recorded(tmp_path: Path, closed: int) -> None:
+    """A daemonizer (or `2>&-`, `>&-` in a crontab) can start the runner with fd 2 or fd 1 closed: Python then has
+    no sys.stderr (sys.stdout), and every command failed at its start, before any run — a night lost with nothing
+    said anywhere. What has nowhere to go is not said; the night still runs and is on the record."""
     db = tmp_path / "o.db"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")},
            "OVERNIGHT_DB_URL": f"sqlite:///{db}", "OVERNIGHT_LM": BETTER}
     done = subprocess.run(
         [sys.executable, "-m", "overnight", "run", "--json", "--dataset", str(SELECT)],
-        stdout=subprocess.PIPE, stderr=None, text=True, timeout=300, check=False, cwd=tmp_path, env=env,
-        preexec_fn=lambda: os.close(2))
-    assert done.returncode == 0, done.stdout[-2000:]
-    summary = json.loads(done.stdout)
-    assert (summary["status"], summary["signatures"]["SelectTool.v1"]["decision"]) == ("succeeded", "promoted")
+        stdout=subprocess.PIPE if closed == 2 else None, stderr=subprocess.PIPE if closed == 1 else None, text=True,
+        timeout=300, check=False, cwd=tmp_path, env=env, preexec_fn=lambda: os.close(closed))
+    assert done.returncode == 0, (done.stdout or "")[-2000:] + (done.stderr or "")[-2000:]
     shown = overnight("runs", "--json", db=db)
-    assert [r["run_id"] for r in json.loads(shown.stdout)] == [summary["run_id"]], shown.stderr
+    runs = json.loads(shown.stdout)
+    assert [(r["status"], r["decisions"]) for r in runs] == [("succeeded", {"SelectTool.v1": "promoted"})], runs
+    if closed == 2:
+        assert json.loads(done.stdout)["run_id"] == runs[0]["run_id"]  # the summary, on the stream it still has
 
 
 def test_log_lines_go_to_stderr_so_stdout_is_only_the_answer(tmp_path: Path) -> None:
