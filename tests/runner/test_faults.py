@@ -190,7 +190,7 @@ def test_sigterm_does_not_wait_for_requests_the_api_is_sitting_on(db_url: str, t
     cancel is recorded without them."""
     holding, held = threading.Event(), threading.Event()
 
-    def hold_heartbeats(app: FastAPI) -> None:
+    def sit_on(app: FastAPI) -> None:
         @app.middleware("http")
         async def hang(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
             if holding.is_set() and request.url.path.endswith(sitting_on):
@@ -198,12 +198,12 @@ def test_sigterm_does_not_wait_for_requests_the_api_is_sitting_on(db_url: str, t
                 await asyncio.sleep(90)
             return await call_next(request)
 
-    with live_server(db_url, customize=hold_heartbeats, lm=SLOW) as server, server.client() as api:
+    with live_server(db_url, customize=sit_on, lm=SLOW) as server, server.client() as api:
         runner = start_runner(db_url, SLOW, "--base-url", server.base_url, "--dataset", str(SELECT),
                               log=tmp_path / "runner.log", OVERNIGHT_TOKEN=ADMIN_TOKEN, OVERNIGHT_LEASE_S="3")
         wait_for(lambda: traffic_started(api))
         holding.set()
-        assert held.wait(timeout=30)  # a heartbeat is in flight, and will be for 90 s
+        assert held.wait(timeout=30)  # a request is in flight, and will be for 90 s (the client waits 120)
         runner.send_signal(signal.SIGTERM)
         try:
             assert runner.wait(timeout=45) == 143, (tmp_path / "runner.log").read_text()[-3000:]
