@@ -587,6 +587,7 @@ def compile_(
 ) -> None:
     """Compile a signature's current dataset with the configured LM (OVERNIGHT_LM) and print the report."""
     from overnight.compile.service import compile_signature  # noqa: PLC0415 - imports DSPy
+    from overnight.domain.compiling import rung_sentence  # noqa: PLC0415
     from overnight.lm.backends import build_backend  # noqa: PLC0415
     from overnight.nightly import seconds  # noqa: PLC0415
     from overnight.registry import Registry  # noqa: PLC0415
@@ -626,11 +627,9 @@ def compile_(
             task = bar.add_task(f"compiling {signature}", total=None)
 
             def progress(_kind: str, data: dict[str, Any]) -> None:
-                step = (f"{signature}: rung {data['rung']}, {data['candidates']} candidates on "
-                        f"{data['train_examples']} train examples")
-                bar.update(task, description=step)
+                bar.update(task, description=rung_sentence(signature, data))
                 if not err.is_terminal and not as_json:  # a log or an agent: one plain line per rung
-                    err.print(f"{step} ({data['evaluations_so_far']} evaluations so far)", markup=False)
+                    err.print(rung_sentence(signature, data, so_far=True), markup=False)
 
             report = compile_signature(store, entry, build_backend(settings), seed=seed, max_lm_calls=max_lm_calls,
                                        max_tokens=max_tokens, max_seconds=max_seconds,

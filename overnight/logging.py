@@ -8,6 +8,7 @@ Must not import the store or the API.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -45,10 +46,11 @@ class _Redactor:
         return value
 
 
+@functools.cache
 def _nowhere() -> TextIO:
     """Where logs go when the process has no stderr (a daemonizer closed fd 2): nowhere, rather than failing the
     command at its start; what a night did is on its run's events either way."""
-    return open(os.devnull, "w", encoding="utf-8")  # the handler holds it for the life of the process
+    return open(os.devnull, "w", encoding="utf-8")  # one for the life of the process, however often logging is set up
 
 
 def configure_logging(

@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field, computed_field
 
 from overnight.client import OvernightClient
 from overnight.domain.canary import CanaryRecord, CanaryView
+from overnight.domain.compiling import rung_sentence
 from overnight.domain.gates import SRM_THRESHOLD_P
 from overnight.domain.promotion import DEFAULT_TARGET
 from overnight.domain.receipts import PruneResult
@@ -479,7 +480,7 @@ class Runner:
         # still found); the client waits that long and then as long as an LM call in flight may take (a remote
         # call's timeout is at most an hour).
         left = max(0, math.ceil(self.options.deadline_s - self._elapsed()))
-        with self._relayed("compile.rung"):
+        with self._rungs_said(sig):
             report = self.client.compile(sig, run_id=self.run_id, seed=self.options.seed, max_seconds=left,
                                          key=f"{self.run_id}:{sig}:compile", timeout_s=left + 3600)
         delta = report.paired_delta
@@ -542,14 +543,13 @@ class Runner:
         scheduler's grace period)."""
         sent, started = 0, uuid.uuid4().hex[:8]  # request keys are fresh per (re)start of this step
         in_flight: set[Future[None]] = set()
-        told: tuple[int, float] | None = None  # (step, when) of the last progress line
+        told = (0, self.clock())  # (step, when) of the last progress line: the canary's opening line said step 0
         while True:
             view = self.client.canary_by_id(canary_id)  # ours, even if another canary has replaced it since
             if view.canary.status != "active":
                 break
-            if told is None or told[0] != view.canary.step or self.clock() - told[1] >= PROGRESS_EVERY_S:
-                if told is not None:  # at the first look the canary's opening line has just said where it is
-                    self.say(f"{sig}: {canary_progress(view.canary, sent)}")
+            if view.canary.step != told[0] or self.clock() - told[1] >= PROGRESS_EVERY_S:
+                self.say(f"{sig}: {canary_progress(view.canary, sent)}")
                 told = (view.canary.step, self.clock())
             reason = self._stop_reason(view, sent)
             if reason:
@@ -724,10 +724,10 @@ class Runner:
             raise lost[0]
 
     @contextlib.contextmanager
-    def _relayed(self, kind: str, *, every_s: float = 2.0) -> Iterator[None]:
-        """Say each `kind` event the server appends to this run while one long request works (the compile's rungs:
-        on the local model it is minutes of silence otherwise), from a background thread, and the rest once it has
-        answered, so a terminal or cron's log sees the night move. Best effort: a read that fails says nothing."""
+    def _rungs_said(self, sig: str, *, every_s: float = 2.0) -> Iterator[None]:
+        """Say each rung the server records on this run while the compile's one long request works (on the local
+        model it is minutes of silence otherwise), from a background thread, and the rest once it has answered, so
+        a terminal or cron's log sees the night move. Best effort: a read that fails says nothing."""
         run_id = self.run_id
         try:
             start = self.client.get_run(run_id).event_count if run_id is not None else None
@@ -736,16 +736,16 @@ class Runner:
         if run_id is None or start is None:
             yield
             return
-        stop, said = threading.Event(), [start]
+        last, stop = start, threading.Event()
 
         def relay() -> None:
+            nonlocal last
             with contextlib.suppress(OvernightError):
-                while page := self.client.events(run_id, after_seq=said[0], limit=200).events:
+                while page := self.client.events(run_id, after_seq=last, limit=200).events:
                     for event in page:
-                        said[0] = event.seq
-                        if event.kind == kind:
-                            done = event.data.get("evaluations_so_far")
-                            self.say(event.message + ("" if done is None else f" ({done} evaluations so far)"))
+                        last = event.seq
+                        if event.kind == "compile.rung":
+                            self.say(rung_sentence(sig, event.data, so_far=True))
 
         def poll() -> None:
             while not stop.wait(every_s):

@@ -97,6 +97,14 @@ class CompileReport(BaseModel):
         return f"{self.stopped_by} {self.budget.get(self.stopped_by)}" if self.stopped_by else None
 
 
+def rung_sentence(signature_id: str, rung: dict[str, Any], *, so_far: bool = False) -> str:
+    """A finished rung of the search (the compile's `compile.rung` progress data), as the run's event, `overnight
+    compile` and the runner say it; `so_far`: with the evaluations paid for so far."""
+    said = (f"{signature_id}: rung {rung['rung']}, {rung['candidates']} candidates on {rung['train_examples']} "
+            "train examples")
+    return f"{said} ({rung['evaluations_so_far']} evaluations so far)" if so_far else said
+
+
 def report_id_for(*, signature_id: str, job_hash: str, dataset_hash: str) -> str:
     return "cr-" + content_hash([signature_id, job_hash, dataset_hash])[:24]
 

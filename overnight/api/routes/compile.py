@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 
 from overnight.api.deps import Admin, BackendDep, Reader, RegistryDep, SettingsDep, StoreDep
 from overnight.compile.service import compile_signature
-from overnight.domain.compiling import Artifact, CompileReport, CompileRequest
+from overnight.domain.compiling import Artifact, CompileReport, CompileRequest, rung_sentence
 from overnight.domain.diff import ArtifactDiff, diff_artifacts
 from overnight.domain.runs import ID_PATTERN, EventIn
 
@@ -29,8 +29,7 @@ def compile_route(
     def progress(kind: str, data: dict[str, Any]) -> None:
         if body.run_id is not None:
             store.append_event(run_id=body.run_id, event=EventIn(
-                kind=kind, phase="compile", message=f"{signature_id}: rung {data['rung']}, {data['candidates']} "
-                f"candidates on {data['train_examples']} train examples", data=data))
+                kind=kind, phase="compile", message=rung_sentence(signature_id, data), data=data))
 
     report = compile_signature(store, entry, backend, seed=body.seed, max_lm_calls=body.max_lm_calls,
                                max_tokens=body.max_tokens, max_seconds=body.max_seconds, search=body.search,
