@@ -56,9 +56,22 @@ app.add_typer(db_app, name="db")
 app.add_typer(lm_app, name="lm")
 app.add_typer(runs_app, name="runs")
 app.add_typer(canary_app, name="canary")
+
+
+class _Answer(Console):
+    """stdout. When its reader goes away (`overnight show … | head`), rich ends the command with exit 1, the code
+    for a failure, to a `pipefail` shell or an agent; it ends as SIGPIPE ends `cat` instead: silently, 141 (Python
+    ignores SIGPIPE itself, or a closed socket would kill a client mid-retry)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is left buffered goes nowhere
+        raise SystemExit(EXIT_SIGPIPE)
+
+
 # Piped (an agent reading it, a cron log), rich would assume 80 columns and cut the review's table cells short
 # ("candi…", "$0.0…"): give it room unless COLUMNS says how wide to be.
-out = Console(width=None if (sys.stdout and sys.stdout.isatty()) or os.environ.get("COLUMNS") else PIPED_WIDTH,
+out = _Answer(width=None if (sys.stdout and sys.stdout.isatty()) or os.environ.get("COLUMNS") else PIPED_WIDTH,
               highlight=False)  # no stdout at all (fd 1 closed): rich writes nowhere
 err = Console(stderr=True, soft_wrap=True, highlight=False)  # one error, one line: agents parse `code: message`
 
@@ -74,6 +87,7 @@ ActThrough = Annotated[str | None, typer.Option(
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNFINISHED = 4  # as `overnight run`'s inconclusive: nothing wrong, nothing decided (a compile's budget ran out)
+EXIT_SIGPIPE = 128 + 13  # stdout's reader went away (`overnight show | head`): what a shell's pipefail sees of `cat`
 
 
 @contextmanager

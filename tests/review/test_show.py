@@ -319,3 +319,21 @@ def test_status_says_what_serves_each_signature_now(golden_db: str, open_store: 
     assert (after["champion_id"], after["last_move"]["action"], after["last_move"]["actor"]) == (None, "rollback",
                                                                                                  "bob")
     assert after["canary"]["status"] == "stopped"  # a rollback ends the canary
+
+
+@pytest.mark.parametrize("args", [("show", golden_run.RUN_ID, "--events", "--json"), ("runs",), ("status",)],
+                         ids=["more than a pipe's buffer", "a table", "less than a pipe's buffer"])
+def test_a_reader_that_stops_reading_ends_the_command_as_sigpipe_would_silently(golden_db: str,
+                                                                                args: tuple[str, ...]) -> None:
+    """`overnight show … | head`: the reader is gone before the answer is written. Exit 141 (128 + SIGPIPE), as
+    `cat` and every C tool give a shell's `pipefail`, and nothing on stderr: not exit 1, which says the command
+    failed, nor Python's "Exception ignored … BrokenPipeError" at exit (and its exit 120)."""
+    whole = overnight(golden_db, *args)
+    assert whole.returncode == 0, whole.stderr
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader left: every write to stdout meets EPIPE, whether mid-answer or at its flush
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")}
+    cut = subprocess.run([sys.executable, "-m", "overnight", *args], stdout=write_end, stderr=subprocess.PIPE,
+                         text=True, timeout=60, check=False, env={**base, "OVERNIGHT_DB_URL": golden_db})
+    os.close(write_end)
+    assert (cut.returncode, cut.stderr) == (141, "")
