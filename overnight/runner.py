@@ -32,6 +32,7 @@ from typing import Any
 from pydantic import BaseModel, Field, computed_field
 
 from overnight.client import OvernightClient
+from overnight.domain.access import API_FEATURES
 from overnight.domain.canary import CanaryRecord, CanaryView
 from overnight.domain.compiling import rung_sentence
 from overnight.domain.gates import SRM_THRESHOLD_P
@@ -202,7 +203,7 @@ class Runner:
         identity = self.client.whoami()
         if identity.role != "admin":
             raise ConfigError(f"token {identity.name!r} has role {identity.role}; the runner needs an admin token")
-        self._api_is_not_older()
+        self._api_is_not_older(identity.features)
         if self.options.resume:
             resumed = self.client.get_run(self.options.resume)  # run_not_found
             if resumed.status != RunStatus.running:
@@ -235,10 +236,21 @@ class Runner:
                 # queueing would be measured as the candidate's latency.
                 self.options = self.options.model_copy(update={"concurrency": 1, "batch": 10})
 
-    def _api_is_not_older(self) -> None:
+    def _api_is_not_older(self, features: list[str] | None) -> None:
         """An API older than this runner cannot do all the night asks of it: found out mid-night, the run would
-        fail (and could leave its canary running). Each probe asks what an older API answers differently; neither
-        changes anything (a canary that does not exist; a compile refused for its body)."""
+        fail (and could leave its canary running). An API says what it has in its whoami; one from before it said
+        is probed for what it might lack."""
+        if features is None:
+            lacks = self._probed_lacks()
+        else:
+            lacks = [needed for feature, needed in API_FEATURES.items() if feature not in features]
+        if lacks:
+            raise ConfigError(f"the API at {self.client.base_url} is older than this runner (it has no "
+                              f"{'; nor '.join(lacks)}): upgrade the servers first")
+
+    def _probed_lacks(self) -> list[str]:
+        """What an API that does not say what it has lacks: each probe asks what an older API answers differently,
+        and neither changes anything (a canary that does not exist; a compile refused for its body)."""
         lacks = []
         try:
             self.client.canary_by_id("can-0-preflight")
@@ -247,17 +259,15 @@ class Runner:
         except OvernightError as exc:
             if exc.code != "not_found":
                 raise
-            lacks.append("GET /api/v1/canaries/{canary_id}, which the runner follows its canary with")
+            lacks.append(API_FEATURES["canary_by_id"])
         try:
             self.client.request("POST", f"/api/v1/signatures/{self.options.signatures[0]}/compile",
                                 json={"max_seconds": -1}, effect=False)
         except InvalidInput as exc:
             if any(problem.get("field") == "body.max_seconds" and problem.get("type") == "extra_forbidden"
                    for problem in exc.details.get("errors", [])):
-                lacks.append("max_seconds in its compile request, which holds a compile to the run's deadline")
-        if lacks:
-            raise ConfigError(f"the API at {self.client.base_url} is older than this runner (it has no "
-                              f"{'; nor '.join(lacks)}): upgrade the servers first")
+                lacks.append(API_FEATURES["compile_max_seconds"])
+        return lacks
 
     def _has_rows(self, sig: str) -> None:
         """With no dataset file, the night compiles what the store holds: it needs train and holdout rows, and

@@ -513,11 +513,15 @@ def test_a_canary_replaced_mid_traffic_is_reported_as_the_runners_own_not_the_ne
 
 
 def _answering(app: FastAPI, picks: Callable[[Request], bool], status: int, body: dict[str, Any]) -> None:
-    """Make `app` answer the requests `picks` as an older API would."""
+    """Make `app` answer the requests `picks` as an older API would; and its whoami as every API from before the
+    features it has were said there: without them."""
     @app.middleware("http")
     async def as_older(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         if picks(request):
             return JSONResponse({"ok": False, "status": status, "request_id": "older", **body}, status_code=status)
+        if request.url.path == "/api/v1/whoami":
+            said = json.loads(b"".join([chunk async for chunk in (await call_next(request)).body_iterator]))
+            return JSONResponse({"name": said["name"], "role": said["role"]})
         return await call_next(request)
 
 
@@ -535,15 +539,30 @@ def _without_compile_max_seconds(app: FastAPI) -> None:
                 "permitted", "details": {"errors": [refused]}})
 
 
+def _saying_it_lacks_compile_max_seconds(app: FastAPI) -> None:
+    """An API that says what it has (and lacks one): believed, without a probe."""
+    @app.middleware("http")
+    async def says(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if request.url.path.endswith("/compile"):
+            raise AssertionError("the runner probed an API that said what it has")
+        if request.url.path != "/api/v1/whoami":
+            return await call_next(request)
+        said = json.loads(b"".join([chunk async for chunk in (await call_next(request)).body_iterator]))
+        return JSONResponse({**said, "features": [f for f in said["features"] if f != "compile_max_seconds"]})
+
+
 @pytest.mark.parametrize(("older", "lacks"), [
     (_without_canary_by_id, "GET /api/v1/canaries/{canary_id}, which the runner follows its canary with"),
     (_without_compile_max_seconds, "max_seconds in its compile request, which holds a compile to the run's deadline"),
-], ids=["canary-by-id", "compile-max-seconds"])
+    (_saying_it_lacks_compile_max_seconds,
+     "max_seconds in its compile request, which holds a compile to the run's deadline"),
+], ids=["canary-by-id", "compile-max-seconds", "said-by-the-api"])
 def test_a_runner_newer_than_its_api_stops_at_preflight_before_anything_starts(
     db_url: str, older: Callable[[FastAPI], None], lacks: str,
 ) -> None:
     """Upgrading the cron host before the servers: found out mid-night, what the older API cannot do would fail the
-    run (and could leave its canary running); preflight says so and starts nothing."""
+    run (and could leave its canary running); preflight says so and starts nothing. An API that says what it has
+    (its whoami's `features`) is taken at its word; one from before it said is probed."""
     with live_server(db_url, customize=older, lm=BETTER) as server, server.client() as api:
         code, summary, _ = overnight_run(db_url, BETTER, "--base-url", server.base_url, "--dataset", str(SELECT),
                                          OVERNIGHT_TOKEN=ADMIN_TOKEN)
@@ -552,3 +571,23 @@ def test_a_runner_newer_than_its_api_stops_at_preflight_before_anything_starts(
     assert summary["verdict"] == (f"preflight failed: config_error: the API at {server.base_url} is older than this "
                                   f"runner (it has no {lacks}): upgrade the servers first")
     assert runs == []
+
+
+def test_a_whole_night_asks_the_api_nothing_it_refuses(db_url: str) -> None:
+    """The server's log of a good night holds no 4xx: a 404 or a 422 from the runner's own checks every night at
+    2 a.m. would be noise an ops engineer alerting on client errors learns to ignore."""
+    refused: list[str] = []
+
+    def watched(app: FastAPI) -> None:
+        @app.middleware("http")
+        async def watch(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+            response = await call_next(request)
+            if response.status_code >= 400:
+                refused.append(f"{request.method} {request.url.path} -> {response.status_code}")
+            return response
+
+    with live_server(db_url, customize=watched, lm=BETTER) as server:
+        code, summary, _ = overnight_run(db_url, BETTER, "--base-url", server.base_url, "--dataset", str(SELECT),
+                                         OVERNIGHT_TOKEN=ADMIN_TOKEN)
+    assert code == 0, summary
+    assert refused == []

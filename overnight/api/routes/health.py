@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from overnight.api.deps import Admin, AnyRole, BackendDep, RegistryDep, StoreDep
-from overnight.domain.access import Identity
+from overnight.domain.access import API_FEATURES, Identity
 from overnight.domain.lm import LMCheck
 from overnight.domain.receipts import PruneRequest, PruneResult
 from overnight.domain.runs import ID_PATTERN
@@ -42,8 +42,9 @@ def readyz(store: StoreDep) -> dict[str, Any]:
 
 @router.get("/api/v1/whoami")
 def whoami(principal: AnyRole) -> Identity:
-    """The token's name and role, so a runner can fail fast without the admin role."""
-    return Identity(name=principal.name, role=principal.role)
+    """The token's name and role, so a runner can fail fast without the admin role; and what this API can do that
+    earlier versions could not, so a newer runner can tell it is older without asking what it would refuse."""
+    return Identity(name=principal.name, role=principal.role, features=sorted(API_FEATURES))
 
 
 @router.post("/api/v1/lm:check")
