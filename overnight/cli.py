@@ -967,13 +967,14 @@ def plan(  # the defaults are a default canary's (CanaryPlanRequest's)
 
     The planned pass look and the early-abort thresholds; with no options, of a canary started with the defaults,
     as `overnight run` starts them."""
-    from overnight.domain.gates import canary_plan  # noqa: PLC0415
+    from overnight.domain.gates import canary_plan, unplannable  # noqa: PLC0415
 
     with _errors_as_exit_codes(as_json=as_json):
         planned = canary_plan(max_error_rate=max_error_rate, expected_error_rate=expected, alpha=alpha, power=power)
         if planned is None:
-            raise ConfigError(f"a candidate erring at {expected:g} cannot be shown to be under {max_error_rate:g}: "
-                              "--expected must be below --max-error-rate")
+            raise ConfigError(unplannable(max_error_rate=max_error_rate, expected_error_rate=expected, alpha=alpha,
+                                          power=power, expected_is="the expected error rate (--expected)",
+                                          max_is="the maximum (--max-error-rate)"))
         if as_json:
             out.print_json(planned.model_dump_json())
             return

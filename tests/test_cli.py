@@ -441,7 +441,15 @@ def test_plan_prints_the_samples_a_canary_needs(tmp_path: Path) -> None:
     assert overnight("plan", db=tmp_path / "o.db").stdout.startswith("pass look at 153 candidate requests")
     impossible = overnight("plan", "--max-error-rate", "0.05", "--expected", "0.05", db=tmp_path / "o.db")
     assert impossible.returncode == 2
-    assert impossible.stderr.startswith("config_error:")
+    assert impossible.stderr.strip() == ("config_error: a candidate erring at 0.05 cannot be shown to be under 0.05: "
+                                         "the expected error rate (--expected) must be below the maximum "
+                                         "(--max-error-rate)")
+    too_close = overnight("plan", "--max-error-rate", "0.001", "--expected", "0.0009", db=tmp_path / "o.db")
+    assert too_close.returncode == 2
+    assert too_close.stderr.strip() == (
+        "config_error: a candidate erring at 0.0009 cannot be shown to be under 0.001 in 20,000 requests or fewer "
+        "(alpha 0.05, power 0.9): the expected error rate (--expected) is too close to the maximum "
+        "(--max-error-rate); a wider gap between them plans a smaller canary")
 
 
 def test_promote_refused_then_forced_then_rollback_from_the_cli(tmp_path: Path) -> None:

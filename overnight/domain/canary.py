@@ -37,6 +37,7 @@ from overnight.domain.gates import (
     plan_samples,
     quality_gate,
     srm_gate,
+    unplannable,
 )
 from overnight.domain.runs import ID_PATTERN
 from overnight.domain.signatures import Budget
@@ -175,7 +176,9 @@ def resolve_plan(request: CanaryPlanRequest, *, budget: Budget, now: int) -> Can
         look = plan_samples(max_error_rate=request.max_error_rate, expected_error_rate=request.expected_error_rate,
                             alpha=request.alpha, power=request.power)
         if look is None:
-            raise ValueError(f"no sample size up to 20,000 passes a candidate at {request.expected_error_rate:g}")
+            raise ValueError(unplannable(max_error_rate=request.max_error_rate, alpha=request.alpha,
+                                         expected_error_rate=request.expected_error_rate, power=request.power,
+                                         expected_is="expected_error_rate", max_is="max_error_rate"))
         count = len(request.steps)
         targets = [max(i + 1, math.ceil(look * (i + 1) / count)) for i in range(count)]
     max_samples = request.max_samples if request.max_samples is not None else max(400, targets[-1])

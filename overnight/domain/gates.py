@@ -92,8 +92,11 @@ def abort_thresholds(max_n: int, p0: float, alpha: float) -> list[int]:
     return thresholds
 
 
+PLAN_LIMIT = 20_000  # the largest pass look planned: past it, the expected rate is too close to the maximum
+
+
 def plan_samples(*, max_error_rate: float, expected_error_rate: float, alpha: float = 0.05, power: float = 0.9,
-                 limit: int = 20_000) -> int | None:
+                 limit: int = PLAN_LIMIT) -> int | None:
     """The smallest single-look size at which a candidate erring at `expected_error_rate` passes with `power`."""
     if expected_error_rate >= max_error_rate:
         return None
@@ -102,6 +105,16 @@ def plan_samples(*, max_error_rate: float, expected_error_rate: float, alpha: fl
         if k >= 0 and binom_cdf(k, n, expected_error_rate) >= power:
             return n
     return None
+
+
+def unplannable(*, max_error_rate: float, expected_error_rate: float, alpha: float, power: float,
+                expected_is: str = "the expected error rate", max_is: str = "the maximum") -> str:
+    """Why `plan_samples` found no look, in the words of whoever asked (`expected_is`, `max_is`)."""
+    cannot = f"a candidate erring at {expected_error_rate:g} cannot be shown to be under {max_error_rate:g}"
+    if expected_error_rate >= max_error_rate:
+        return f"{cannot}: {expected_is} must be below {max_is}"
+    return (f"{cannot} in {PLAN_LIMIT:,} requests or fewer (alpha {alpha:g}, power {power:g}): {expected_is} is too "
+            f"close to {max_is}; a wider gap between them plans a smaller canary")
 
 
 class CanaryPlan(BaseModel):

@@ -52,6 +52,8 @@ def test_starting_a_canary_is_refused_clearly_and_changes_nothing(api: LiveServe
                                json={"candidate_id": best, "steps": [50, 25]})
         bad_rate = admin.post(f"/api/v1/signatures/{SIG}/canary:start",
                               json={"candidate_id": best, "expected_error_rate": 0.2})
+        too_close = admin.post(f"/api/v1/signatures/{SIG}/canary:start",
+                               json={"candidate_id": best, "expected_error_rate": 0.0009, "max_error_rate": 0.001})
         bad_split = admin.post(f"/api/v1/signatures/{SIG}/canary:start",
                                json={"candidate_id": best, "srm_threshold_p": 0.5})
         no_canary = admin.get(f"/api/v1/signatures/{SIG}/canary")
@@ -69,6 +71,10 @@ def test_starting_a_canary_is_refused_clearly_and_changes_nothing(api: LiveServe
     assert "steps" in bad_steps.json()["error"]
     assert bad_rate.status_code == 422
     assert "expected_error_rate" in bad_rate.json()["error"]
+    assert too_close.status_code == 422
+    assert too_close.json()["error"] == (
+        "a candidate erring at 0.0009 cannot be shown to be under 0.001 in 20,000 requests or fewer (alpha 0.05, power "
+        "0.9): expected_error_rate is too close to max_error_rate; a wider gap between them plans a smaller canary")
     assert bad_split.status_code == 422
     assert "srm_threshold_p" in bad_split.json()["error"]
     assert no_canary.status_code == 404
