@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from overnight.config import Settings, load_settings
-from overnight.domain.datasets import ImportResult
+from overnight.domain.datasets import ImportResult, RowProblem
 from overnight.domain.gates import ALPHA, EXPECTED_ERROR_RATE, MAX_ERROR_RATE, POWER, SRM_THRESHOLD_P
 from overnight.domain.runs import Run, RunEvent, RunStatus
 from overnight.errors import (
@@ -110,9 +110,9 @@ def _errors_as_exit_codes(*, as_json: bool = False) -> Iterator[None]:
         if outage and (driver := getattr(exc.__cause__, "orig", None)) is not None:
             said = (str(driver).strip().splitlines() or [type(driver).__name__])[0]
             err.print(f"  the database said: {said}", markup=False)
-        for problem in exc.details.get("errors", [])[:20]:
-            if "line" in problem:
-                err.print(f"  line {problem['line']}, {problem['field']}: {problem['reason']}", markup=False)
+        if exc.details.get("problem_count", 0) > 1:  # the first is in the sentence; then each, one a line
+            for problem in exc.details.get("errors", [])[:20]:
+                err.print(f"  {RowProblem.model_validate(problem).sentence()}", markup=False)
         raise typer.Exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED) from None
 
 

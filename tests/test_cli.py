@@ -393,10 +393,23 @@ def test_import_then_reimport_then_a_bad_file(tmp_path: Path) -> None:
     assert (again["unchanged"], again["new_snapshot"]) == (77, False)
 
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(dataset.read_text(encoding="utf-8") + '{"example_id": "x", "split": "train"}\n', encoding="utf-8")
+    bad.write_text(dataset.read_text(encoding="utf-8") + '{"example_id": "x", "split": "train"}\n' * 2,
+                   encoding="utf-8")
     refused = overnight("import", str(bad), "--signature", "SelectTool.v1", db=db)
     assert refused.returncode == 1
     assert refused.stderr.startswith("dataset_invalid: dataset rejected, nothing imported: line 78, input")
+    assert refused.stderr.splitlines()[1:] == [  # then each problem, one a line
+        "  line 78, input: missing field", "  line 79, input: missing field"], refused.stderr
+    one_problem = tmp_path / "one.jsonl"
+    one_problem.write_text(dataset.read_text(encoding="utf-8") + "{not json\n", encoding="utf-8")
+    refused = overnight("import", str(one_problem), "--signature", "SelectTool.v1", db=db)
+    assert refused.returncode == 1
+    assert refused.stderr.count("line 78") == 1, refused.stderr  # said once, not again under the sentence
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n", encoding="utf-8")
+    refused = overnight("import", str(empty), "--signature", "SelectTool.v1", db=db)
+    assert (refused.returncode, refused.stderr) == (
+        1, "dataset_invalid: dataset rejected, nothing imported: the file holds no rows\n")
 
     unknown = overnight("import", str(dataset), "--signature", "Nope.v1", db=db)
     assert unknown.returncode == 1

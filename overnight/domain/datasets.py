@@ -42,9 +42,14 @@ class ExampleRow(BaseModel):
 
 
 class RowProblem(BaseModel):
-    line: int
-    field: str
+    line: int  # 0: the whole body (no rows at all)
+    field: str  # "line" or "body": the line as a whole
     reason: str
+
+    def sentence(self) -> str:
+        if self.line == 0:
+            return self.reason
+        return f"line {self.line}" + ("" if self.field in ("line", "body") else f", {self.field}") + f": {self.reason}"
 
 
 def row_hash(*, example_id: str, input: dict[str, Any], expected: dict[str, Any], split: str,
@@ -85,7 +90,7 @@ def parse_dataset(contract: SignatureContract, body: bytes, *, fmt: Literal["jso
         problems.sort(key=lambda p: p.line)
         first, more = problems[0], len(problems) - 1
         raise DatasetInvalid(
-            f"dataset rejected, nothing imported: line {first.line}, {first.field}: {first.reason}"
+            f"dataset rejected, nothing imported: {first.sentence()}"
             + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""),
             details={"errors": [p.model_dump() for p in problems[:MAX_REPORTED]], "problem_count": len(problems)},
         )

@@ -70,7 +70,7 @@ def test_every_bad_line_is_reported_in_line_order() -> None:
 def test_the_message_counts_the_problems_after_the_first(bad_lines: int, counted: str) -> None:
     with pytest.raises(DatasetInvalid) as refused:
         parse_dataset(CONTRACT, jsonl(*["nope"] * bad_lines), fmt="jsonl")
-    assert str(refused.value.message).endswith(f"line 1, line: bad JSON: Expecting value at column 1{counted}")
+    assert str(refused.value.message).endswith(f"line 1: bad JSON: Expecting value at column 1{counted}")
 
 
 def test_json_list_body() -> None:

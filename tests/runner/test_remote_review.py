@@ -126,7 +126,7 @@ def test_import_compile_and_diff_through_an_api_say_what_they_say_on_the_store(d
         bad.write_text(SELECT.read_text().splitlines()[0] + '\n{"example_id": "x"}\n')
         invalid = overnight(nowhere, "import", str(bad), "-s", "SelectTool.v1", *through, OVERNIGHT_TOKEN=ADMIN_TOKEN)
         assert (invalid.returncode, invalid.stderr.split(":")[0]) == (1, "dataset_invalid"), invalid.stderr
-        assert "  line 2, " in invalid.stderr
+        assert invalid.stderr.startswith("dataset_invalid: dataset rejected, nothing imported: line 2, ")
         assert server.store.list_examples(signature_id="SelectTool.v1", limit=1) == []
 
         first = overnight(nowhere, *imported, *through, OVERNIGHT_TOKEN=ADMIN_TOKEN)
