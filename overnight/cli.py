@@ -454,14 +454,14 @@ def show(
 
     if base_url is not None:
         with _through_api(base_url, roles=READERS, as_json=as_json) as client:
-            shown = run_id or _latest_on(client, base_url)
+            shown = _latest_on(client, base_url) if run_id is None else run_id
             review = client.review(shown)  # its undo commands, as this reader runs them: through the API
             printed(review.model_copy(update={"undo": [on_api(c, base_url) for c in review.undo]}),
                     client.all_events(shown) if events else [], lambda: client.get_run(shown))
         return
 
     def work(store: Any) -> None:
-        shown = run_id or _latest_run(store)
+        shown = _latest_run(store) if run_id is None else run_id  # "" (an unset $RUN_ID) is no run, not the latest
         timeline: list[RunEvent] = []
         while events and (batch := store.list_events(run_id=shown, limit=1000,
                                                      after_seq=timeline[-1].seq if timeline else 0)):

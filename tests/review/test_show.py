@@ -236,6 +236,9 @@ def test_show_of_an_unknown_run_says_so_and_exits_1(golden_db: str) -> None:
     shown = overnight(golden_db, "show", "night-nope")
     assert shown.returncode == 1
     assert shown.stderr.strip().startswith("run_not_found:")
+    # `overnight show "$RUN_ID"` with the variable unset: not the latest run passed off as the one asked for
+    unset = overnight(golden_db, "show", "")
+    assert (unset.returncode, unset.stdout, unset.stderr.split(":")[0]) == (1, "", "run_not_found"), unset.stderr
 
 
 def test_runs_lists_the_verdict_per_signature_and_filters(golden_db: str, open_store: Callable[..., SqlStore],
