@@ -514,26 +514,27 @@ def diff(
         for line in lines:
             out.print(line, markup=False, soft_wrap=True)
 
-    if base_url is not None:  # the artifacts, diffed here as from the store: the same lines
-        for where, given in (("a", a), ("b", b)):
-            if given.lower() == "default":
-                raise _usage_error(where, "through --base-url give the default program's whole compiled_id "
-                                          "(`overnight show RUN_ID --json --base-url URL` lists it in the compile "
-                                          "table, role default): finding it needs the store's compile reports")
-        ids = (_whole_through_api(a, "a"), _whole_through_api(b, "b"))
-        with _through_api(base_url, roles=READERS, as_json=as_json) as client:
-            printed(*(client.artifact(compiled_id) for compiled_id in ids))
-        return
-
-    def work(store: Any) -> None:
-        ids = {"a": _compiled_id(store, a, "a"), "b": _compiled_id(store, b, "b")}
+    def diffed(source: Any, artifact: Callable[[str], Artifact], default_beside: Callable[[str], str]) -> None:
+        """From the store, or from the API (`--base-url`): the same resolution of ids, the same lines."""
+        ids = {"a": _compiled_id(source, a, "a"), "b": _compiled_id(source, b, "b")}
         for where, other in (("a", "b"), ("b", "a")):
             if ids[where] == "default":
                 if ids[other] == "default":
                     raise _usage_error(where, "'default' is the default program beside a compiled one: give the "
                                               "other program's compiled_id")
-                ids[where] = _default_beside(store, ids[other])
-        printed(*(store.get_artifact(compiled_id=ids[where]) for where in ("a", "b")))
+                ids[where] = default_beside(ids[other])
+        printed(*(artifact(ids[where]) for where in ("a", "b")))
+
+    if base_url is not None:
+        with _through_api(base_url, roles=READERS, as_json=as_json) as client:
+            diffed(client, client.artifact, client.default_beside)
+        return
+
+    def work(store: Any) -> None:
+        from overnight.review.assemble import default_beside  # noqa: PLC0415
+
+        diffed(store, lambda compiled_id: store.get_artifact(compiled_id=compiled_id),
+               lambda compiled_id: default_beside(store, compiled_id))
 
     _with_store(work, read_only=True, as_json=as_json, or_api=READERS)
 
@@ -692,9 +693,9 @@ def promote(
 
     if base_url is not None:  # the gates and the LM id are the server's: what serves is judged where it serves
         _no_actor_through_api(actor)
-        body = _request(PromoteRequest, candidate_id=_whole_through_api(candidate, "candidate_id"), force=force,
-                        reason=reason)
         with _through_api(base_url, roles=ADMINS, as_json=as_json) as client:
+            body = _request(PromoteRequest, candidate_id=_compiled_id(client, candidate, "candidate_id"), force=force,
+                            reason=reason)
             _print_move(client.promote(signature, body.model_dump(mode="json", exclude_none=True)), as_json)
         return
 
@@ -725,9 +726,8 @@ def rollback(
 
     if base_url is not None:
         _no_actor_through_api(actor)
-        target = None if to is None else _whole_through_api(to, "--to", or_default=True)
-        body = _request(RollbackRequest, to=target, reason=reason)
         with _through_api(base_url, roles=ADMINS, as_json=as_json) as client:
+            body = _request(RollbackRequest, to=to if to is None else _compiled_id(client, to, "to"), reason=reason)
             _print_move(client.rollback(signature, body.model_dump(mode="json", exclude_none=True)), as_json)
         return
 
@@ -860,47 +860,24 @@ def _whole_id(given: str) -> bool:
     return wanted == "default" or (len(wanted) == 64 and set(wanted) <= _HEX)
 
 
-def _whole_through_api(given: str, where: str, *, or_default: bool = False) -> str:
-    """A compiled_id given with --base-url: whole (a prefix is resolved in the store, which this host need not have),
-    or, `or_default` (rollback's --to), `default`."""
-    if not _whole_id(given) or (given.lower() == "default" and not or_default):
-        raise _usage_error(where, f"{given!r}: through --base-url give the whole compiled_id (64 hex characters, as "
-                                  "`overnight show --json` and the run's summary print it)"
-                                  + (" or `default`" if or_default else ""))
-    return given.lower()
-
-
-def _compiled_id(store: Any, given: str, where: str) -> str:
+def _compiled_id(source: Any, given: str, where: str) -> str:
     """A compiled_id as the review prints it (its first 12 characters), or any prefix of 6 or more that starts
-    exactly one stored artifact, made whole, as git does for commits; a whole id (and rollback's `default`)
-    passes as given, for the request model and the store to judge."""
+    exactly one stored artifact, made whole, as git does for commits, by the store or the API (`source`); a whole id
+    (and rollback's `default`) passes as given, for the request model and the store to judge. One not shaped as an
+    id is refused before anything is asked."""
     wanted = given.lower()
     if _whole_id(wanted):
         return wanted
     if not (6 <= len(wanted) < 64 and set(wanted) <= _HEX):
         raise _usage_error(where, f"{given!r} is not a compiled_id: give its 64 hex characters, or the first 6 or "
                                   "more (as `overnight show` prints 12)")
-    found: list[str] = store.compiled_ids_starting(prefix=wanted, limit=2)
+    found: list[str] = source.compiled_ids_starting(prefix=wanted, limit=2)
     if not found:
         raise ArtifactNotFound(f"no artifact whose compiled_id starts with {given!r}")
     if len(found) > 1:
         raise _usage_error(where, f"{given!r} is the start of more than one compiled_id "
                                   f"({found[0][:16]}…, {found[1][:16]}…): give more of it")
     return found[0]
-
-
-def _default_beside(store: Any, compiled_id: str) -> str:
-    """The default program (first instructions, no demos) of the newest compile report that names `compiled_id`:
-    what that program was compiled and measured against."""
-    signature_id = store.get_artifact(compiled_id=compiled_id).signature_id
-    for report in store.list_compile_reports(signature_id=signature_id):
-        if any(c.compiled_id == compiled_id for c in report.candidates):
-            default = next((c.compiled_id for c in report.candidates if c.is_default), None)
-            if default is not None:
-                return str(default)
-    raise ArtifactNotFound(f"no compile report of {signature_id} names {compiled_id[:12]}, so no default program was "
-                           "compiled beside it: give the default's compiled_id (`overnight show RUN_ID` lists it in "
-                           "the compile table, role default)")
 
 
 @lm_app.command("check")

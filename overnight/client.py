@@ -21,7 +21,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from overnight.domain.access import Identity
 from overnight.domain.canary import CanaryRecord, CanaryView
-from overnight.domain.compiling import Artifact, CompileReport
+from overnight.domain.compiling import Artifact, CompiledIds, CompileReport
 from overnight.domain.datasets import DatasetCheck, ExamplePage, ImportResult
 from overnight.domain.lm import LMCheck
 from overnight.domain.promotion import AliasHistory, AliasMoveOut
@@ -228,6 +228,15 @@ class OvernightClient:
 
     def artifact(self, compiled_id: str) -> Artifact:
         return self._model(Artifact, "GET", f"/api/v1/artifacts/{compiled_id}")
+
+    def compiled_ids_starting(self, *, prefix: str, limit: int = 2) -> list[str]:
+        """As the store's: the compiled_ids that start with `prefix`, in order."""
+        return self._model(CompiledIds, "GET", "/api/v1/artifacts", params={"prefix": prefix, "limit": limit}
+                           ).compiled_ids
+
+    def default_beside(self, compiled_id: str) -> str:
+        """The default program compiled beside `compiled_id` (artifact_not_found when no compile report names it)."""
+        return self._model(Artifact, "GET", f"/api/v1/artifacts/{compiled_id}/default").compiled_id
 
     # canary, serving, the champion ------------------------------------------------------------------------
 

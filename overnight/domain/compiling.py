@@ -18,6 +18,12 @@ def compiled_id_for(*, contract_hash: str, state: dict[str, Any], lm_id: str, de
     return content_hash({"contract_hash": contract_hash, "state": state, "lm_id": lm_id, "decode": decode})
 
 
+class CompiledIds(BaseModel):
+    """The compiled_ids that start with a prefix, in order (`GET /api/v1/artifacts?prefix=`): one resolves it."""
+
+    compiled_ids: list[str]
+
+
 class Artifact(BaseModel):
     """A compiled program: DSPy state-only JSON (never pickle) and the parameters that made it. Write-once."""
 

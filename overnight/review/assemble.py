@@ -32,7 +32,7 @@ from overnight.domain.review import (
     undo_commands,
 )
 from overnight.domain.runs import Run, RunEvent
-from overnight.errors import NotFound
+from overnight.errors import ArtifactNotFound, NotFound
 from overnight.review.terminal import when
 from overnight.store import Store
 
@@ -233,3 +233,17 @@ class ServingStatus(BaseModel):
 
 def serving_status(store: Store, signature_ids: list[str]) -> ServingStatus:
     return ServingStatus(signatures=[signature_status(store, sig) for sig in signature_ids])
+
+
+def default_beside(store: Store, compiled_id: str) -> str:
+    """The default program (first instructions, no demos) of the newest compile report that names `compiled_id`:
+    what that program was compiled and measured against (`overnight diff default ID`)."""
+    signature_id = store.get_artifact(compiled_id=compiled_id).signature_id
+    for report in store.list_compile_reports(signature_id=signature_id):
+        if any(c.compiled_id == compiled_id for c in report.candidates):
+            default = next((c.compiled_id for c in report.candidates if c.is_default), None)
+            if default is not None:
+                return str(default)
+    raise ArtifactNotFound(f"no compile report of {signature_id} names {compiled_id[:12]}, so no default program was "
+                           "compiled beside it: give the default's compiled_id (`overnight show RUN_ID` lists it in "
+                           "the compile table, role default)")

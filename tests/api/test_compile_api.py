@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import LiveServer, SteppingClock, live_server
+from tests.factories import READ_TOKEN, LiveServer, SteppingClock, live_server
 
 ROOT = Path(__file__).resolve().parents[2]
 TRUTH = "sim:seed=1,instr=0.55/0.8/0.6,demos=0:0/4:0.1/8:0.05"
@@ -45,6 +45,30 @@ def test_compile_over_http_then_cached_then_read_back(api: LiveServer) -> None:
     assert body["demos_removed"] == []
     assert [e["kind"] for e in events][-1] == "compile.report"
     assert events[-1]["data"]["report_id"] == first.json()["report_id"]
+
+
+def test_short_ids_and_the_default_beside_a_program_are_found_as_on_the_store(api: LiveServer) -> None:
+    """What a client without the store resolves `overnight diff default 7bedaebd3fa9` with."""
+    with api.client() as client:
+        client.post("/api/v1/signatures/SelectTool.v1/examples:import", headers=NDJSON,
+                    content=(ROOT / "datasets" / "selecttool.v1.jsonl").read_bytes()).raise_for_status()
+        report = client.post("/api/v1/signatures/SelectTool.v1/compile", json={}).json()
+    best = report["best_compiled_id"]
+    default = next(c["compiled_id"] for c in report["candidates"] if c["is_default"])
+    stored = sorted(c["compiled_id"] for c in report["candidates"])
+    with api.client(token=READ_TOKEN) as reader:
+        assert reader.get("/api/v1/artifacts", params={"prefix": best[:12]}).json() == {"compiled_ids": [best]}
+        assert reader.get("/api/v1/artifacts", params={"prefix": best}).json() == {"compiled_ids": [best]}
+        assert reader.get("/api/v1/artifacts", params={"prefix": "f" * 40}).json() == {"compiled_ids": []}
+        assert [reader.get("/api/v1/artifacts", params={"prefix": i[:6], "limit": 100}).json()["compiled_ids"]
+                for i in stored] == [[j for j in stored if j.startswith(i[:6])] for i in stored]
+        beside = reader.get(f"/api/v1/artifacts/{best}/default")
+        assert beside.json()["compiled_id"] == default, beside.text
+        for refused in ({"prefix": best[:5]}, {"prefix": best[:12].upper()}, {}, {"prefix": best[:12], "limit": 0}):
+            answer = reader.get("/api/v1/artifacts", params=refused)
+            assert (answer.status_code, answer.json()["code"]) == (422, "validation_error"), refused
+        unnamed = reader.get(f"/api/v1/artifacts/{'a' * 64}/default")
+    assert (unnamed.status_code, unnamed.json()["code"]) == (404, "artifact_not_found")
 
 
 def test_compile_errors(api: LiveServer) -> None:

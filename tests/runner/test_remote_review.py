@@ -77,28 +77,40 @@ def test_the_summary_commands_of_a_run_through_an_api_work_where_there_is_no_sto
         assert forced.stdout.startswith(f"SelectTool.v1: champion promote default -> {result['best_compiled_id']} "
                                         "by ops-agent (forced): seen enough"), forced.stdout
         short = overnight(nowhere, "promote", result["best_compiled_id"][:12], "-s", "SelectTool.v1",
-                          "--base-url", url, OVERNIGHT_TOKEN=ADMIN_TOKEN)
-        assert short.stderr.startswith("validation_error: candidate_id: "), short.stderr
+                          "--base-url", url, OVERNIGHT_TOKEN=ADMIN_TOKEN)  # resolved by the API, as on the store
+        assert short.stderr.strip() == (f"conflict: {result['best_compiled_id'][:12]} already is the champion of "
+                                        "SelectTool.v1"), short.stderr
+        back = overnight(nowhere, "rollback", "-s", "SelectTool.v1", "--to", "default", "--reason", "x",
+                         "--base-url", url, OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        assert back.returncode == 0, back.stderr
+        again = overnight(nowhere, "rollback", "-s", "SelectTool.v1", "--to", result["best_compiled_id"][:8],
+                          "--reason", "forward again", "--base-url", url, OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.startswith(f"SelectTool.v1: champion rollback default -> {result['best_compiled_id']} "
+                                       "by ops-agent: forward again"), again.stdout
+        back = overnight(nowhere, "rollback", "-s", "SelectTool.v1", "--to", "default", "--reason", "x",
+                         "--base-url", url, OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        assert back.returncode == 0, back.stderr
     assert history["champion_id"] is None
     assert (history["history"][-1]["action"], history["history"][-1]["actor"]) == ("rollback", "ops-agent")
     assert not (tmp_path / "no-store-here.db").exists()
 
 
 def test_rollback_through_an_api_refuses_what_it_cannot_honour(tmp_path: Path) -> None:
-    """`--actor` (the API records its token's name) and a short `--to` (prefixes are resolved in the store) are
-    usage errors, said before anything is sent."""
+    """`--actor` (the API records its token's name) and a `--to` that is no compiled_id are usage errors, said
+    before anything is sent."""
     nowhere = f"sqlite:///{tmp_path / 'none.db'}"
     url = "http://127.0.0.1:9"  # nothing listens: a request would fail differently
     actor = overnight(nowhere, "rollback", "-s", "SelectTool.v1", "--reason", "x", "--actor", "me", "--base-url", url,
                       OVERNIGHT_TOKEN=ADMIN_TOKEN)
-    short = overnight(nowhere, "rollback", "-s", "SelectTool.v1", "--reason", "x", "--to", "7bedaebd3fa9",
+    short = overnight(nowhere, "rollback", "-s", "SelectTool.v1", "--reason", "x", "--to", "7bedae-nope",
                       "--base-url", url, OVERNIGHT_TOKEN=ADMIN_TOKEN)
     stop_actor = overnight(nowhere, "canary", "stop", "-s", "SelectTool.v1", "--reason", "x", "--actor", "me",
                            "--base-url", url, OVERNIGHT_TOKEN=ADMIN_TOKEN)
     assert (actor.returncode, short.returncode, stop_actor.returncode) == (2, 2, 2), actor.stderr + short.stderr
     assert stop_actor.stderr.startswith("validation_error: --actor: through --base-url")
     assert actor.stderr.startswith("validation_error: --actor: through --base-url the API records the name")
-    assert short.stderr.startswith("validation_error: --to: '7bedaebd3fa9': through --base-url give the whole")
+    assert short.stderr.startswith("validation_error: to: '7bedae-nope' is not a compiled_id"), short.stderr
     assert not (tmp_path / "none.db").exists()
 
 
@@ -156,12 +168,16 @@ def test_import_compile_and_diff_through_an_api_say_what_they_say_on_the_store(d
         assert diffed.returncode == 0, diffed.stderr
         assert diffed.stdout == overnight(db_url, "diff", "default", best[:12]).stdout
         assert "+ demo " in diffed.stdout
-        named = overnight(nowhere, "diff", "default", best, *through, OVERNIGHT_TOKEN=READ_TOKEN)
-        short = overnight(nowhere, "diff", default, best[:12], *through, OVERNIGHT_TOKEN=READ_TOKEN)
-        assert (named.returncode, short.returncode) == (2, 2)
-        assert named.stderr.startswith("validation_error: a: through --base-url give the default program's whole "
-                                       "compiled_id"), named.stderr
-        assert short.stderr.startswith(f"validation_error: b: '{best[:12]}': through --base-url give the whole")
-        missing = overnight(nowhere, "diff", default, "0" * 64, *through, OVERNIGHT_TOKEN=READ_TOKEN)
-        assert (missing.returncode, missing.stderr.split(":")[0]) == (1, "artifact_not_found"), missing.stderr
+        # the ids as the review prints them, and `default`: resolved by the API as by the store
+        assert overnight(nowhere, "diff", "default", best[:12], *through, OVERNIGHT_TOKEN=READ_TOKEN).stdout == \
+            diffed.stdout
+        assert overnight(nowhere, "diff", default[:6], best, *through, OVERNIGHT_TOKEN=READ_TOKEN).stdout == \
+            diffed.stdout
+        for ids in (("default", "default"), ("0" * 64, best), ("abcdef", best),
+                    (best[:3], best), ("default", "0" * 12)):
+            said = [overnight(where, "diff", *ids, *extra, **env)
+                    for where, extra, env in ((db_url, (), {}), (nowhere, through, {"OVERNIGHT_TOKEN": READ_TOKEN}))]
+            assert said[0].returncode != 0, said[0].stdout
+            assert (said[1].returncode, said[1].stdout, said[1].stderr) == (
+                said[0].returncode, said[0].stdout, said[0].stderr), ids
     assert not (tmp_path / "no-store-here.db").exists()

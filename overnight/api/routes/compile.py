@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
 from overnight.api.deps import Admin, BackendDep, Reader, RegistryDep, SettingsDep, StoreDep
 from overnight.compile.service import compile_signature
-from overnight.domain.compiling import Artifact, CompileReport, CompileRequest, rung_sentence
+from overnight.domain.compiling import Artifact, CompiledIds, CompileReport, CompileRequest, rung_sentence
 from overnight.domain.diff import ArtifactDiff, diff_artifacts
 from overnight.domain.runs import ID_PATTERN, EventIn
+from overnight.review.assemble import default_beside
 
 router = APIRouter(prefix="/api/v1", tags=["compile"])
 CompiledId = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="an artifact's compiled_id")]
@@ -64,9 +65,26 @@ def get_compile_report(report_id: Annotated[str, Path(pattern=ID_PATTERN)], _: R
     return store.get_compile_report(report_id=report_id)
 
 
+@router.get("/artifacts")
+def artifacts_starting(
+    prefix: Annotated[str, Query(pattern=r"^[0-9a-f]{6,64}$", description="the first 6 or more hex characters")],
+    _: Reader, store: StoreDep, limit: Annotated[int, Query(ge=1, le=100)] = 2,
+) -> CompiledIds:
+    """The compiled_ids that start with `prefix`, in order, at most `limit`: a client resolves the short ids the
+    review prints (one found: that one; two: ambiguous) as `overnight` does on the store."""
+    return CompiledIds(compiled_ids=store.compiled_ids_starting(prefix=prefix, limit=limit))
+
+
 @router.get("/artifacts/{compiled_id}")
 def get_artifact(compiled_id: CompiledId, _: Reader, store: StoreDep) -> Artifact:
     return store.get_artifact(compiled_id=compiled_id)
+
+
+@router.get("/artifacts/{compiled_id}/default")
+def get_default_beside(compiled_id: CompiledId, _: Reader, store: StoreDep) -> Artifact:
+    """The signature's default program as compiled beside this one, in the newest compile report naming it: what
+    this program was measured against (`overnight diff default ID`). 404 when no report names it."""
+    return store.get_artifact(compiled_id=default_beside(store, compiled_id))
 
 
 @router.get("/artifacts/{compiled_id}/diff/{other_id}")
