@@ -161,8 +161,10 @@ def test_the_run_page_says_what_show_says(server: LiveServer) -> None:
     with signed_in(server) as client:
         page = client.get(RUN_PAGE).text
     assert "Run night-golden succeeded: SelectTool.v1 now serves bbbbbbbbbbbb" in page
-    assert ('<div id="undo">To undo:  <pre class="mono">overnight rollback -s SelectTool.v1 --to default --reason '
-            '&#39;undo night-golden&#39;</pre></div>') in page
+    undo = "overnight rollback -s SelectTool.v1 --to default --reason &#39;undo night-golden&#39;"
+    assert (f'<div id="undo">To undo, on a host with the store:  <pre class="mono">{undo}</pre>  or from any host, '
+            'through this API with an admin token in <code>OVERNIGHT_TOKEN</code>:  <pre class="mono">'
+            f'{undo} --base-url {server.base_url}</pre></div>') in page
     table = page[page.index('<table class="candidates">'):]
     table = table[:table.index("</table>")]
     assert re.findall(r'<td class="mono">(\w{12})</td>', table) == ["b" * 12, "d" * 12, "e" * 12]
@@ -200,7 +202,9 @@ def test_the_signature_and_diff_pages(server: LiveServer) -> None:
         diff = client.get(f"/review/artifacts/{golden_run.DEFAULT}/diff/{golden_run.BEST}").text
         missing = client.get(f"/review/artifacts/{'f' * 64}/diff/{golden_run.BEST}")
     assert f"Serving now: <code>{golden_run.BEST}</code>" in signature
-    assert "overnight rollback -s SelectTool.v1 --reason 'undo the last promotion'" in signature
+    undo = "overnight rollback -s SelectTool.v1 --reason &#39;undo the last promotion&#39;"
+    assert (f"To undo the last promotion: <code>{undo}</code> on a host with the store, or <code>{undo} --base-url "
+            f"{server.base_url}</code> from any host with an admin token in <code>OVERNIGHT_TOKEN</code>.") in signature
     assert "cr-golden" in signature
     assert golden_run.RUN_ID in signature
     assert "+Answer with the tool&#39;s name only." in diff

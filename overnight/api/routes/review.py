@@ -23,7 +23,7 @@ from overnight.api.auth import SESSION_COOKIE, Principal, ReviewSession, SignInR
 from overnight.api.deps import RegistryDep, SettingsDep, StoreDep
 from overnight.api.routes.runs import follow_events
 from overnight.domain.diff import diff_artifacts
-from overnight.domain.review import short
+from overnight.domain.review import on_api, short
 from overnight.domain.runs import ID_PATTERN, RunStatus
 from overnight.review.assemble import run_review, serving_status, signature_overview
 from overnight.review.charts import canary_chart, candidate_chart
@@ -44,7 +44,7 @@ def _templates() -> Environment:
     env = Environment(loader=PackageLoader("overnight.api", "templates"), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(when=when, short=short, seconds=seconds, took=took, delta_sentence=delta_sentence, svg=_chart)
-    env.globals.update(duration=duration, verdicts=verdicts, e2e_words=e2e_words)
+    env.globals.update(duration=duration, verdicts=verdicts, e2e_words=e2e_words, on_api=on_api)
     return env
 
 
@@ -77,7 +77,7 @@ def runs_page(viewer: Viewer, store: StoreDep, registry: RegistryDep, status: Ru
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
-def run_page(run_id: RunId, viewer: Viewer, store: StoreDep,
+def run_page(run_id: RunId, viewer: Viewer, store: StoreDep, request: Request,
              after: Annotated[int, Query(ge=0, description="events after this seq")] = 0) -> HTMLResponse:
     review = run_review(store, run_id)
     events = store.list_events(run_id=run_id, after_seq=after, limit=EVENTS_PER_PAGE)
@@ -85,7 +85,12 @@ def run_page(run_id: RunId, viewer: Viewer, store: StoreDep,
                                "canary": canary_chart(s.canary) if s.canary else None} for s in review.signatures}
     more = events and events[-1].seq < review.event_count
     return page("run.html", viewer=viewer, review=review, charts=charts, events=events, after=after,
-                next_after=events[-1].seq if more else None, per_page=EVENTS_PER_PAGE)
+                next_after=events[-1].seq if more else None, per_page=EVENTS_PER_PAGE, api_url=_api_url(request))
+
+
+def _api_url(request: Request) -> str:
+    """This API as the reader reached it, for the commands a page prints to run through it (`--base-url`)."""
+    return str(request.base_url).rstrip("/")
 
 
 @router.get("/runs/{run_id}/stream")
@@ -99,10 +104,10 @@ def run_stream(run_id: RunId, _: Viewer, store: StoreDep, settings: SettingsDep,
 
 @router.get("/signatures/{signature_id}", response_class=HTMLResponse)
 def signature_page(signature_id: Annotated[str, Path(pattern=ID_PATTERN)], viewer: Viewer,
-                   store: StoreDep) -> HTMLResponse:
+                   store: StoreDep, request: Request) -> HTMLResponse:
     overview = signature_overview(store, signature_id)
     return page("signature.html", viewer=viewer, sig=overview,
-                chart=canary_chart(overview.canary) if overview.canary else None)
+                chart=canary_chart(overview.canary) if overview.canary else None, api_url=_api_url(request))
 
 
 @router.get("/artifacts/{compiled_id}/diff/{other_id}", response_class=HTMLResponse)
