@@ -524,8 +524,9 @@ class Runner:
                 raise
             canary = view.canary  # ours, from before a crash, or a taken-over run's: continue it
             self.say(f"{sig}: continuing canary {canary.canary_id} of run {canary.run_id}")
-        self.say(f"{sig}: canary {canary.canary_id} on steps {canary.config.steps}, pass look at "
-                 f"{canary.config.targets[-1]} candidate requests")
+        steps = ", ".join(f"{step:g}%" for step in canary.config.steps)
+        self.say(f"{sig}: canary {canary.canary_id} on steps {steps}, pass look at {canary.config.targets[-1]} "
+                 "candidate requests")
         return {"canary_id": canary.canary_id, "targets": list(canary.config.targets),
                 "steps": list(canary.config.steps), "candidate_id": canary.candidate_id,
                 "control_id": canary.control_id}

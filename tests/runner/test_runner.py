@@ -41,6 +41,8 @@ def test_a_truly_better_candidate_is_promoted_and_every_link_resolves(db_url: st
     assert result["e2e"]["served"] == [result["best_compiled_id"]]
     assert summary["base_url"] is None  # the embedded API is gone: no URL an agent could try to reach
     assert summary["review"] == f"overnight show {summary['run_id']}"  # the store's reader, no --base-url
+    assert any(re.fullmatch(rf"SelectTool.v1: canary {result['canary_id']} on steps 25%, 50%, pass look at 153 "
+                            "candidate requests", line) for line in progress(stderr)), progress(stderr)
     stepped = [line for line in progress(stderr) if line.startswith("SelectTool.v1: canary at ")]
     assert any(re.fullmatch(r"SelectTool.v1: canary at 50% \(step 2 of 2\): \d+/153 candidate requests to its "
                             r"next look, 0 errors; \d+ sent", line) for line in stepped), progress(stderr)  # the step
