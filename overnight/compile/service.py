@@ -8,7 +8,8 @@
    … until the finalists remain. `search="grid"` scores every candidate on all of train instead (for comparison).
 4. The finalists and the incumbent are scored paired on holdout, leaving out holdout rows whose input is one of
    a finalist's demos (leakage, flagged). The best by holdout score wins ties in favour of the incumbent.
-5. The paired delta (best - incumbent) with a seeded bootstrap interval and exact McNemar goes in the report.
+5. The paired delta (best - incumbent) with a seeded bootstrap interval and exact McNemar goes in the report,
+   both adjusted for the best having been picked among the finalists on those same rows.
 A budget (LM calls, tokens, seconds) ends the job cleanly as `budget_exhausted`, best-so-far marked and the limit
 reached named; it is not cached, and a rerun resumes from the persisted per-example results. Must not import the API.
 """
@@ -170,7 +171,8 @@ class _Search:
                                              c is self.incumbent, -self.position[c.compiled_id]))
         ids = [r.example_id for r in gate]
         delta = paired_delta([scored[best.compiled_id][i] for i in ids],
-                             [scored[self.incumbent.compiled_id][i] for i in ids], seed=seed) if ids else None
+                             [scored[self.incumbent.compiled_id][i] for i in ids], seed=seed,
+                             compared=max(1, len(finalists) - 1)) if ids else None  # picked among them on holdout
         return best, delta, leaked
 
     def best_so_far(self) -> Candidate:

@@ -108,8 +108,9 @@ def _paired(report: CompileReport, candidate_id: str) -> Any:
     common = sorted(set(mine) & set(theirs))
     if not common:
         return None
+    finalists = sum(1 for c in report.candidates if c.holdout_results and c.compiled_id != report.incumbent_compiled_id)
     return paired_delta([mine[i] for i in common], [theirs[i] for i in common],
-                        seed=int(report.job_spec.get("seed", 0)))
+                        seed=int(report.job_spec.get("seed", 0)), compared=max(1, finalists))
 
 
 def _canary_gate(candidate_id: str, champion_id: str, canary: CanaryRecord | None) -> Decision:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import random
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class PairedDelta(BaseModel):
@@ -25,7 +25,10 @@ class PairedDelta(BaseModel):
     discordant_wins: int
     discordant_losses: int
     mcnemar_p: float
-    method: str = "paired_bootstrap+exact_mcnemar@1"
+    compared: int = Field(default=1, description=(
+        "how many candidates the best was chosen among on these same examples: the interval and the McNemar p are "
+        "Bonferroni-adjusted for them, so `confidence` holds for the one chosen"))
+    method: str = "paired_bootstrap+exact_mcnemar+bonferroni@2"  # @1: no adjustment for the choice (compared 1)
 
 
 def mcnemar_exact_p(wins: int, losses: int) -> float:
@@ -38,18 +41,23 @@ def mcnemar_exact_p(wins: int, losses: int) -> float:
 
 
 def paired_delta(candidate: list[float], incumbent: list[float], *, seed: int, resamples: int = 2000,
-                 confidence: float = 0.95) -> PairedDelta:
-    """candidate - incumbent, paired by position; a percentile bootstrap interval over examples."""
+                 confidence: float = 0.95, compared: int = 1) -> PairedDelta:
+    """candidate - incumbent, paired by position; a percentile bootstrap interval over examples. When the candidate
+    is the best of `compared` scored on these same examples, picking it favours the one whose noise ran high (the
+    winner's curse): the interval is then widened, and the McNemar p raised, by Bonferroni, so that `confidence`
+    holds for the one picked, however the others did."""
     if len(candidate) != len(incumbent) or not candidate:
         raise ValueError("paired scores need the same, non-zero number of examples")
+    if compared < 1:
+        raise ValueError("compared counts the candidates the best was chosen among: at least 1")
     n = len(candidate)
     diffs = [c - i for c, i in zip(candidate, incumbent, strict=True)]
     rng = random.Random(seed)  # noqa: S311 - a recorded, reproducible resampling, not a secret
     means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
-    tail = (1 - confidence) / 2
+    tail = (1 - confidence) / 2 / compared
     low, high = means[int(tail * resamples)], means[min(resamples - 1, int((1 - tail) * resamples))]
     wins, losses = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
     return PairedDelta(n=n, candidate_mean=sum(candidate) / n, incumbent_mean=sum(incumbent) / n,
                        delta=sum(diffs) / n, low=low, high=high, confidence=confidence, bootstrap_resamples=resamples,
                        seed=seed, discordant_wins=wins, discordant_losses=losses,
-                       mcnemar_p=mcnemar_exact_p(wins, losses))
+                       mcnemar_p=min(1.0, mcnemar_exact_p(wins, losses) * compared), compared=compared)

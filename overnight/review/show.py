@@ -125,10 +125,12 @@ def delta_sentence(section: CompileSection) -> str:
         return (f"stopped at {section.stopped_by} before candidates were compared on holdout: best so far "
                 f"{section.best_compiled_id[:12]} on train, incumbent {section.incumbent_compiled_id[:12]}; run it "
                 "again to resume from these scores")
-    delta = section.paired_delta
-    said = (f"paired holdout delta {delta.delta:+.3f} [{delta.low:+.3f}, {delta.high:+.3f}] "
-            f"({delta.confidence:.0%} bootstrap) over {delta.n} examples, {delta.discordant_wins} won / "
-            f"{delta.discordant_losses} lost, McNemar p={delta.mcnemar_p:.3g}" if delta else "no paired holdout delta")
+    delta, said = section.paired_delta, "no paired holdout delta"
+    if delta is not None:
+        picked = f", Bonferroni-adjusted for the best of {delta.compared} finalists" if delta.compared > 1 else ""
+        said = (f"paired holdout delta {delta.delta:+.3f} [{delta.low:+.3f}, {delta.high:+.3f}] "
+                f"({delta.confidence:.0%} bootstrap{picked}) over {delta.n} examples, {delta.discordant_wins} won / "
+                f"{delta.discordant_losses} lost, McNemar p={delta.mcnemar_p:.3g}")
     leak = f"; leakage excluded: {', '.join(section.leakage)}" if section.leakage else ""
     return (f"{'improved' if section.improved else 'no improvement'}: best {section.best_compiled_id[:12]} vs "
             f"incumbent {section.incumbent_compiled_id[:12]}: {said}{leak}")

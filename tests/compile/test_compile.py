@@ -14,6 +14,7 @@ from overnight.compile.service import compile_signature
 from overnight.config import Settings
 from overnight.domain.candidates import grid, select_demos
 from overnight.domain.datasets import parse_dataset
+from overnight.domain.stats import paired_delta
 from overnight.errors import DatasetNotReady, InvalidInput
 from overnight.lm.backends import Backend, build_backend
 from overnight.registry import Registry
@@ -53,6 +54,12 @@ def test_compile_finds_the_truly_best_candidate(open_store: Callable[..., SqlSto
     assert report.paired_delta is not None
     assert report.paired_delta.low > 0
     assert len(best.holdout_results) == report.paired_delta.n == 30
+    # picked on holdout among the two finalists (the incumbent was not one): its interval holds for the one picked
+    finalists = [c for c in report.candidates if c.holdout_results and not c.is_incumbent]
+    assert report.paired_delta.compared == len(finalists) == 2
+    ids = sorted(best.holdout_results)
+    assert report.paired_delta == paired_delta([best.holdout_results[i] for i in ids],
+                                               [incumbent.holdout_results[i] for i in ids], seed=0, compared=2)
 
 
 def test_halving_spends_fewer_calls_than_the_full_grid_and_picks_the_same_winner(
