@@ -163,8 +163,8 @@ def test_the_run_page_says_what_show_says(server: LiveServer) -> None:
     assert "Run night-golden succeeded: SelectTool.v1 now serves bbbbbbbbbbbb" in page
     undo = "overnight rollback -s SelectTool.v1 --to default --reason &#39;undo night-golden&#39;"
     assert (f'<div id="undo">To undo, on a host with the store:  <pre class="mono">{undo}</pre>  or from any host, '
-            'through this API with an admin token in <code>OVERNIGHT_TOKEN</code>:  <pre class="mono">'
-            f'{undo} --base-url {server.base_url}</pre></div>') in page
+            'through this API (its address as <code>URL</code>) with an admin token in <code>OVERNIGHT_TOKEN</code>:  '
+            f'<pre class="mono">{undo} --base-url URL</pre></div>') in page
     table = page[page.index('<table class="candidates">'):]
     table = table[:table.index("</table>")]
     assert re.findall(r'<td class="mono">(\w{12})</td>', table) == ["b" * 12, "d" * 12, "e" * 12]
@@ -204,7 +204,8 @@ def test_the_signature_and_diff_pages(server: LiveServer) -> None:
     assert f"Serving now: <code>{golden_run.BEST}</code>" in signature
     undo = "overnight rollback -s SelectTool.v1 --reason &#39;undo the last promotion&#39;"
     assert (f"To undo the last promotion: <code>{undo}</code> on a host with the store, or <code>{undo} --base-url "
-            f"{server.base_url}</code> from any host with an admin token in <code>OVERNIGHT_TOKEN</code>.") in signature
+            "URL</code> from any host (this API's address as <code>URL</code>) with an admin token in "
+            "<code>OVERNIGHT_TOKEN</code>.") in signature
     assert "cr-golden" in signature
     assert golden_run.RUN_ID in signature
     assert "+Answer with the tool&#39;s name only." in diff

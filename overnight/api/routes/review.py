@@ -44,7 +44,11 @@ def _templates() -> Environment:
     env = Environment(loader=PackageLoader("overnight.api", "templates"), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(when=when, short=short, seconds=seconds, took=took, delta_sentence=delta_sentence, svg=_chart)
-    env.globals.update(duration=duration, verdicts=verdicts, e2e_words=e2e_words, on_api=on_api)
+    # The commands a page prints to run through the API name it `URL`: the address this request came in on is
+    # the Host header's, and behind a proxy that ends TLS its scheme would be http — an admin token pasted with it
+    # would go out in the clear.
+    env.globals.update(duration=duration, verdicts=verdicts, e2e_words=e2e_words,
+                       through_api=lambda command: on_api(command, "URL"))
     return env
 
 
@@ -77,7 +81,7 @@ def runs_page(viewer: Viewer, store: StoreDep, registry: RegistryDep, status: Ru
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
-def run_page(run_id: RunId, viewer: Viewer, store: StoreDep, request: Request,
+def run_page(run_id: RunId, viewer: Viewer, store: StoreDep,
              after: Annotated[int, Query(ge=0, description="events after this seq")] = 0) -> HTMLResponse:
     review = run_review(store, run_id)
     events = store.list_events(run_id=run_id, after_seq=after, limit=EVENTS_PER_PAGE)
@@ -85,12 +89,7 @@ def run_page(run_id: RunId, viewer: Viewer, store: StoreDep, request: Request,
                                "canary": canary_chart(s.canary) if s.canary else None} for s in review.signatures}
     more = events and events[-1].seq < review.event_count
     return page("run.html", viewer=viewer, review=review, charts=charts, events=events, after=after,
-                next_after=events[-1].seq if more else None, per_page=EVENTS_PER_PAGE, api_url=_api_url(request))
-
-
-def _api_url(request: Request) -> str:
-    """This API as the reader reached it, for the commands a page prints to run through it (`--base-url`)."""
-    return str(request.base_url).rstrip("/")
+                next_after=events[-1].seq if more else None, per_page=EVENTS_PER_PAGE)
 
 
 @router.get("/runs/{run_id}/stream")
@@ -104,10 +103,10 @@ def run_stream(run_id: RunId, _: Viewer, store: StoreDep, settings: SettingsDep,
 
 @router.get("/signatures/{signature_id}", response_class=HTMLResponse)
 def signature_page(signature_id: Annotated[str, Path(pattern=ID_PATTERN)], viewer: Viewer,
-                   store: StoreDep, request: Request) -> HTMLResponse:
+                   store: StoreDep) -> HTMLResponse:
     overview = signature_overview(store, signature_id)
     return page("signature.html", viewer=viewer, sig=overview,
-                chart=canary_chart(overview.canary) if overview.canary else None, api_url=_api_url(request))
+                chart=canary_chart(overview.canary) if overview.canary else None)
 
 
 @router.get("/artifacts/{compiled_id}/diff/{other_id}", response_class=HTMLResponse)
