@@ -87,6 +87,7 @@ ActThrough = Annotated[str | None, typer.Option(
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNFINISHED = 4  # as `overnight run`'s inconclusive: nothing wrong, nothing decided (a compile's budget ran out)
+RUN_STEPS = "25,50"  # `overnight run`'s canary rollout (domain.gates.RUNNER_STEPS), and `overnight plan`'s
 EXIT_SIGPIPE = 128 + 13  # stdout's reader went away (`overnight show | head`): what a shell's pipefail sees of `cat`
 
 
@@ -938,6 +939,7 @@ def plan(  # the defaults are a default canary's (CanaryPlanRequest's)
         EXPECTED_ERROR_RATE),
     alpha: Annotated[float, typer.Option(min=0.001, max=0.2, help="False pass / false abort rate")] = ALPHA,
     power: Annotated[float, typer.Option(min=0.5, max=0.999, help="Chance to pass a candidate at --expected")] = POWER,
+    steps: Annotated[str, typer.Option(help="Rollout percentages, as `overnight run --steps`")] = RUN_STEPS,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Print the samples a canary needs before it starts.
@@ -945,9 +947,11 @@ def plan(  # the defaults are a default canary's (CanaryPlanRequest's)
     The planned pass look and the early-abort thresholds; with no options, of a canary started with the defaults,
     as `overnight run` starts them."""
     from overnight.domain.gates import canary_plan, unplannable  # noqa: PLC0415
+    from overnight.nightly import percentages  # noqa: PLC0415
 
     with _errors_as_exit_codes(as_json=as_json):
-        planned = canary_plan(max_error_rate=max_error_rate, expected_error_rate=expected, alpha=alpha, power=power)
+        planned = canary_plan(max_error_rate=max_error_rate, expected_error_rate=expected, alpha=alpha, power=power,
+                              steps=percentages(steps))
         if planned is None:
             raise ConfigError(unplannable(max_error_rate=max_error_rate, expected_error_rate=expected, alpha=alpha,
                                           power=power, expected_is="the expected error rate (--expected)",
@@ -958,6 +962,12 @@ def plan(  # the defaults are a default canary's (CanaryPlanRequest's)
         out.print(f"pass look at {planned.min_samples} candidate requests: pass with at most "
                   f"{planned.max_errors_at_look} errors ({power:.0%} chance at a true rate of {expected:g}; "
                   f"at most {alpha:g} at {max_error_rate:g})", markup=False, soft_wrap=True)
+        staged = ", ".join(f"{target} candidate requests by the end of step {i + 1}"
+                           for i, target in enumerate(planned.step_targets[:-1]))
+        out.print(f"on steps {', '.join(f'{step:g}%' for step in planned.steps)}: "
+                  + (f"{staged}, {planned.min_samples} at the look" if staged else "the look")
+                  + f": about {planned.requests_in_all} requests in all through the canary (the rest of each step's "
+                  "traffic goes to control)", markup=False, soft_wrap=True)
         out.print(f"a clean candidate needs at least {planned.zero_failure_samples} requests to pass at all",
                   markup=False)
         for n, k in planned.abort_after_errors.items():
@@ -975,7 +985,7 @@ def run(
     deadline: Annotated[str, typer.Option(
         help="The night's time, e.g. 90m, 2h, 3600s: verify, compile and the gates stop at it")] = "2h",
     resume: Annotated[str | None, typer.Option(help="Continue this run from its last finished step")] = None,
-    steps: Annotated[str, typer.Option(help="Canary rollout percentages, e.g. 5,25,50")] = "25,50",
+    steps: Annotated[str, typer.Option(help="Canary rollout percentages, e.g. 5,25,50")] = RUN_STEPS,
     srm_threshold: Annotated[float, typer.Option(help=(
         "A step's split with a p-value below this is a sample-ratio mismatch: the canary fails"))] = SRM_THRESHOLD_P,
     dry_run: Annotated[bool, typer.Option(help="Preflight only: change nothing")] = False,

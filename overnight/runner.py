@@ -35,7 +35,7 @@ from overnight.client import OvernightClient
 from overnight.domain.access import API_FEATURES
 from overnight.domain.canary import CanaryRecord, CanaryView
 from overnight.domain.compiling import rung_sentence
-from overnight.domain.gates import SRM_THRESHOLD_P
+from overnight.domain.gates import RUNNER_STEPS, SRM_THRESHOLD_P
 from overnight.domain.promotion import DEFAULT_TARGET
 from overnight.domain.receipts import PruneResult
 from overnight.domain.review import on_api, rollback_command, short
@@ -81,7 +81,7 @@ class RunOptions(BaseModel):
     deadline_s: int = 7200
     resume: str | None = None
     dry_run: bool = False
-    steps: list[float] = Field(default=[25.0, 50.0])
+    steps: list[float] = Field(default=list(RUNNER_STEPS))
     srm_threshold_p: float = SRM_THRESHOLD_P  # the server's plan validates it
     concurrency: int = 4
     batch: int = 40

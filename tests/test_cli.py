@@ -452,6 +452,14 @@ def test_plan_prints_the_samples_a_canary_needs(tmp_path: Path) -> None:
     # with no option: the plan of a canary started with the defaults (what `overnight run` starts)
     assert json.loads(overnight("plan", "--json", db=tmp_path / "o.db").stdout) == planned
     assert overnight("plan", db=tmp_path / "o.db").stdout.startswith("pass look at 153 candidate requests")
+    # staged as the runner stages it (25%, then 50%), and how much traffic that takes
+    assert (planned["steps"], planned["step_targets"], planned["requests_in_all"]) == ([25, 50], [77, 153], 460)
+    assert ("on steps 25%, 50%: 77 candidate requests by the end of step 1, 153 at the look: about 460 requests in "
+            "all through the canary") in overnight("plan", db=tmp_path / "o.db").stdout
+    staged = json.loads(overnight("plan", "--steps", "5,25,50", "--json", db=tmp_path / "o.db").stdout)
+    assert (staged["step_targets"], staged["requests_in_all"]) == ([51, 102, 153], 1020 + 204 + 102)
+    bad_steps = overnight("plan", "--steps", "50,25", db=tmp_path / "o.db")
+    assert (bad_steps.returncode, bad_steps.stderr.split(":")[0]) == (2, "config_error")
     impossible = overnight("plan", "--max-error-rate", "0.05", "--expected", "0.05", db=tmp_path / "o.db")
     assert impossible.returncode == 2
     assert impossible.stderr.strip() == ("config_error: a candidate erring at 0.05 cannot be shown to be under 0.05: "

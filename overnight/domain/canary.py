@@ -37,6 +37,7 @@ from overnight.domain.gates import (
     plan_samples,
     quality_gate,
     srm_gate,
+    step_targets,
     unplannable,
 )
 from overnight.domain.runs import ID_PATTERN
@@ -179,8 +180,7 @@ def resolve_plan(request: CanaryPlanRequest, *, budget: Budget, now: int) -> Can
             raise ValueError(unplannable(max_error_rate=request.max_error_rate, alpha=request.alpha,
                                          expected_error_rate=request.expected_error_rate, power=request.power,
                                          expected_is="expected_error_rate", max_is="max_error_rate"))
-        count = len(request.steps)
-        targets = [max(i + 1, math.ceil(look * (i + 1) / count)) for i in range(count)]
+        targets = step_targets(look, len(request.steps))
     max_samples = request.max_samples if request.max_samples is not None else max(400, targets[-1])
     if max_samples < targets[-1]:
         raise ValueError(f"max_samples {max_samples} is below the pass look at {targets[-1]} candidate samples")

@@ -117,8 +117,22 @@ def unplannable(*, max_error_rate: float, expected_error_rate: float, alpha: flo
             f"close to {max_is}; a wider gap between them plans a smaller canary")
 
 
+def step_targets(look: int, steps: int) -> list[int]:
+    """The candidate requests (cumulative) at the end of each of `steps` steps of a canary planned from its error
+    rates: the look split evenly, the last the look itself."""
+    return [max(i + 1, math.ceil(look * (i + 1) / steps)) for i in range(steps)]
+
+
+def requests_in_all(targets: list[int], steps: list[float]) -> int:
+    """About how many requests pass through a canary before its look: at each step, the candidate requests it
+    needs over the share of traffic the step routes to the candidate (the rest go to control)."""
+    needed = [target - before for target, before in zip(targets, [0, *targets[:-1]], strict=True)]
+    return math.ceil(sum(n / (pct / 100) for n, pct in zip(needed, steps, strict=True)))
+
+
 class CanaryPlan(BaseModel):
-    """What `overnight plan` prints: the planned look, the errors allowed there, and when to abort early."""
+    """What `overnight plan` prints: the planned look, the errors allowed there, when to abort early, and how the
+    look is staged over the rollout steps."""
 
     max_error_rate: float
     expected_error_rate: float
@@ -128,21 +142,28 @@ class CanaryPlan(BaseModel):
     max_errors_at_look: int
     zero_failure_samples: int
     abort_after_errors: dict[int, int]  # within the first n requests -> errors that abort
+    steps: list[float]
+    step_targets: list[int]  # candidate requests by the end of each step, cumulative: the last is the look
+    requests_in_all: int  # about how many requests, both arms, pass through the canary before its look
 
 
-def canary_plan(*, max_error_rate: float, expected_error_rate: float, alpha: float = 0.05,
-                power: float = 0.9) -> CanaryPlan | None:
-    """The plan for a canary, or None when a candidate at the expected rate cannot pass."""
+def canary_plan(*, max_error_rate: float, expected_error_rate: float, alpha: float = 0.05, power: float = 0.9,
+                steps: list[float] | None = None) -> CanaryPlan | None:
+    """The plan for a canary on `steps` (default: the runner's, 25% then 50%), or None when a candidate at the
+    expected rate cannot pass."""
     look = plan_samples(max_error_rate=max_error_rate, expected_error_rate=expected_error_rate, alpha=alpha,
                         power=power)
     if look is None:
         return None
+    steps = list(RUNNER_STEPS) if steps is None else steps
     zero_failure = next(n for n in range(1, look + 1) if max_errors_to_pass(n, max_error_rate, alpha) >= 0)
     thresholds = abort_thresholds(look, max_error_rate, alpha)
+    targets = step_targets(look, len(steps))
     return CanaryPlan(max_error_rate=max_error_rate, expected_error_rate=expected_error_rate, alpha=alpha,
                       power=power, min_samples=look, max_errors_at_look=max_errors_to_pass(look, max_error_rate, alpha),
                       zero_failure_samples=zero_failure,
-                      abort_after_errors={n: thresholds[n] for n in (10, 25, 50, 100, look) if n <= look})
+                      abort_after_errors={n: thresholds[n] for n in (10, 25, 50, 100, look) if n <= look},
+                      steps=steps, step_targets=targets, requests_in_all=requests_in_all(targets, steps))
 
 
 def error_gate(*, samples: int, errors: int, max_error_rate: float, alpha: float, min_samples: int,
@@ -233,6 +254,7 @@ SRM_THRESHOLD_P, SRM_THRESHOLD_MAX = 0.001, 0.05
 
 # A canary's plan when its request does not say (CanaryPlanRequest), and `overnight plan`'s defaults.
 MAX_ERROR_RATE, EXPECTED_ERROR_RATE, ALPHA, POWER = 0.05, 0.01, 0.05, 0.9
+RUNNER_STEPS = (25.0, 50.0)  # the rollout `overnight run` stages its canaries on, unless --steps says
 
 
 def srm_gate(*, candidate_samples: int, control_samples: int, candidate_share: float,
