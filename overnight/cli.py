@@ -24,7 +24,15 @@ from rich.progress import Progress
 
 from overnight.config import Settings, load_settings
 from overnight.domain.datasets import ImportResult, RowProblem
-from overnight.domain.gates import ALPHA, EXPECTED_ERROR_RATE, MAX_ERROR_RATE, POWER, SRM_THRESHOLD_P
+from overnight.domain.gates import (
+    ALPHA,
+    EXPECTED_ERROR_RATE,
+    MAX_ERROR_RATE,
+    POWER,
+    RUNNER_STEPS,
+    SRM_THRESHOLD_P,
+    steps_said,
+)
 from overnight.domain.runs import Run, RunEvent, RunStatus
 from overnight.errors import (
     ArtifactNotFound,
@@ -87,7 +95,7 @@ ActThrough = Annotated[str | None, typer.Option(
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNFINISHED = 4  # as `overnight run`'s inconclusive: nothing wrong, nothing decided (a compile's budget ran out)
-RUN_STEPS = "25,50"  # `overnight run`'s canary rollout (domain.gates.RUNNER_STEPS), and `overnight plan`'s
+RUN_STEPS = ",".join(f"{step:g}" for step in RUNNER_STEPS)  # `overnight run`'s --steps, and `overnight plan`'s
 EXIT_SIGPIPE = 128 + 13  # stdout's reader went away (`overnight show | head`): what a shell's pipefail sees of `cat`
 
 
@@ -962,12 +970,11 @@ def plan(  # the defaults are a default canary's (CanaryPlanRequest's)
         out.print(f"pass look at {planned.min_samples} candidate requests: pass with at most "
                   f"{planned.max_errors_at_look} errors ({power:.0%} chance at a true rate of {expected:g}; "
                   f"at most {alpha:g} at {max_error_rate:g})", markup=False, soft_wrap=True)
-        staged = ", ".join(f"{target} candidate requests by the end of step {i + 1}"
-                           for i, target in enumerate(planned.step_targets[:-1]))
-        out.print(f"on steps {', '.join(f'{step:g}%' for step in planned.steps)}: "
-                  + (f"{staged}, {planned.min_samples} at the look" if staged else "the look")
-                  + f": about {planned.requests_in_all} requests in all through the canary (the rest of each step's "
-                  "traffic goes to control)", markup=False, soft_wrap=True)
+        staged = [f"{target} candidate requests by the end of step {i + 1}"
+                  for i, target in enumerate(planned.step_targets[:-1])] + [f"{planned.min_samples} at the look"]
+        out.print(f"on steps {steps_said(planned.steps)}: {', '.join(staged)}: about {planned.requests_in_all} "
+                  "requests in all through the canary (the rest of each step's traffic goes to control)",
+                  markup=False, soft_wrap=True)
         out.print(f"a clean candidate needs at least {planned.zero_failure_samples} requests to pass at all",
                   markup=False)
         for n, k in planned.abort_after_errors.items():

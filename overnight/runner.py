@@ -35,7 +35,7 @@ from overnight.client import OvernightClient
 from overnight.domain.access import API_FEATURES
 from overnight.domain.canary import CanaryRecord, CanaryView
 from overnight.domain.compiling import rung_sentence
-from overnight.domain.gates import RUNNER_STEPS, SRM_THRESHOLD_P
+from overnight.domain.gates import RUNNER_STEPS, SRM_THRESHOLD_P, steps_said
 from overnight.domain.promotion import DEFAULT_TARGET
 from overnight.domain.receipts import PruneResult
 from overnight.domain.review import on_api, rollback_command, short
@@ -524,9 +524,8 @@ class Runner:
                 raise
             canary = view.canary  # ours, from before a crash, or a taken-over run's: continue it
             self.say(f"{sig}: continuing canary {canary.canary_id} of run {canary.run_id}")
-        steps = ", ".join(f"{step:g}%" for step in canary.config.steps)
-        self.say(f"{sig}: canary {canary.canary_id} on steps {steps}, pass look at {canary.config.targets[-1]} "
-                 "candidate requests")
+        self.say(f"{sig}: canary {canary.canary_id} on steps {steps_said(canary.config.steps)}, pass look at "
+                 f"{canary.config.targets[-1]} candidate requests")
         return {"canary_id": canary.canary_id, "targets": list(canary.config.targets),
                 "steps": list(canary.config.steps), "candidate_id": canary.candidate_id,
                 "control_id": canary.control_id}

@@ -15,6 +15,7 @@ Must not import I/O modules, the clock or DSPy.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -121,6 +122,11 @@ def step_targets(look: int, steps: int) -> list[int]:
     """The candidate requests (cumulative) at the end of each of `steps` steps of a canary planned from its error
     rates: the look split evenly, the last the look itself."""
     return [max(i + 1, math.ceil(look * (i + 1) / steps)) for i in range(steps)]
+
+
+def steps_said(steps: Iterable[float]) -> str:
+    """A canary's rollout steps as its progress and its plan say them: `25%, 50%`."""
+    return ", ".join(f"{step:g}%" for step in steps)
 
 
 def requests_in_all(targets: list[int], steps: list[float]) -> int:
