@@ -457,7 +457,7 @@ def show(
                 document["events"] = [e.model_dump(mode="json") for e in timeline]
             out.print_json(json.dumps(document))
             return
-        out.print(review_text(review), crop=False)  # an undo command longer than the terminal prints whole
+        out.print(review_text(review, events_below=events), crop=False)  # a long undo command prints whole
         if events:
             out.print(run_timeline(run(), timeline))
 

@@ -313,8 +313,9 @@ def test_runs_and_show(tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     assert "Run nightly-1 succeeded: nothing changed (select_tool.v1 not decided)." in shown.stdout
     assert "compiling 12 candidates" not in shown.stdout  # the review, not the log
-    assert "timeline: no runner steps (its events: overnight show RUN_ID --events)" in shown.stdout  # no empty table
+    assert "timeline: no runner steps (its events: overnight show nightly-1 --events)" in shown.stdout  # no table
     with_events = overnight("show", "nightly-1", "--events", db=db)
+    assert "timeline: no runner steps (its events: below)" in with_events.stdout  # not the command just run
     for text in ("run.started", "compile.started", "compiling 12 candidates", "run.finished"):
         assert text in with_events.stdout
 

@@ -27,8 +27,8 @@ _DECISION_STYLE = {"promoted": "bold green", "no_improvement": "cyan", "rolled_b
                    "inconclusive": "yellow", "failed": "bold red"}
 
 
-def review_text(review: RunReview) -> RenderableType:
-    parts: list[RenderableType] = [_header(review), _timeline(review)]
+def review_text(review: RunReview, *, events_below: bool = False) -> RenderableType:
+    parts: list[RenderableType] = [_header(review), _timeline(review, events_below=events_below)]
     if review.pruned:
         parts.append(Text(f"prune: {review.pruned}"))
     for sig in review.signatures:
@@ -63,9 +63,10 @@ def _header(review: RunReview) -> Text:
     )
 
 
-def _timeline(review: RunReview) -> RenderableType:
+def _timeline(review: RunReview, *, events_below: bool) -> RenderableType:
     if not review.phases:  # a run driven by hand, or one that stopped before its first step
-        return Text("timeline: no runner steps (its events: overnight show RUN_ID --events)")
+        where = "below" if events_below else f"overnight show {review.run_id} --events"
+        return Text(f"timeline: no runner steps (its events: {where})", no_wrap=True, overflow="ignore")
     table = Rows("timeline", ("for", "step", "began", "took"), right=("began", "took"), title_justify="left")
     for span in review.phases:
         table.add_row(span.scope, span.phase, f"+{seconds(span.offset_ms)}", took(span))
