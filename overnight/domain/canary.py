@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import math
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from overnight.domain.gates import (
     ALPHA,
@@ -315,6 +317,107 @@ class CanaryRecord(BaseModel):
     def assess(self, now: int) -> Assessment:
         return assess(self.config, step=self.step, step_base=self.step_base, control=self.arms["control"],
                       candidate=self.arms["candidate"], now=now)
+
+    def decision_record(self, assessment: Assessment, now: int) -> tuple[str, str, dict[str, Any]] | None:
+        """How an assessment of this canary goes into its history: kind, verdict, and the evidence with everything
+        `assess` read besides the plan (stored with the canary), so `rederive` can run it again; None when the
+        assessment decides nothing yet."""
+        recorded = recorded_as(assessment)
+        if recorded is None:
+            return None
+        inputs = {"step": self.step, "step_base": dict(self.step_base), "now": now,
+                  "arms": {arm: self.arms[arm].model_dump(mode="json") for arm in ARMS}}
+        return (*recorded, {**assessment.evidence(self.arms["control"], self.arms["candidate"]), "inputs": inputs})
+
+
+GATE_KINDS = frozenset({"step_advanced", "look_missed", "gate_evaluated"})  # history rows that are gate decisions
+_METHOD_KEYS = ("abort_method", "pass_method", "method")
+
+
+def recorded_as(assessment: Assessment) -> tuple[str, str] | None:
+    """The history kind and verdict an assessment is recorded as; None for one that decides nothing yet."""
+    if assessment.look_missed:
+        return "look_missed", "inconclusive"
+    if assessment.outcome == "advance":
+        return "step_advanced", "pass"
+    return None if assessment.outcome == "continue" else ("gate_evaluated", assessment.outcome)
+
+
+class Rederived(BaseModel):
+    """Whether a recorded gate decision follows from the inputs recorded with it, under this overnight's gates."""
+
+    status: Literal["agrees", "differs", "method_changed", "no_inputs"]
+    detail: str | None = Field(default=None, description="what differs, or which gate methods changed")
+
+
+def rederive(config: CanaryConfig, *, kind: str, verdict: str | None, evidence: dict[str, Any]) -> Rederived | None:
+    """Run the assessment again on a gate decision's recorded inputs and compare it with what was recorded: the
+    kind, the verdict, and the evidence (every gate's verdict, reason, sentence and figures). A decision is a pure
+    function of its inputs and the versioned gate methods, so any difference means the record is not what those
+    gates said — or the gates changed without a new method version. None for history that is not a gate decision
+    (opened, stopped, promoted)."""
+    if kind not in GATE_KINDS:
+        return None
+    inputs = evidence.get("inputs")
+    if not isinstance(inputs, dict):
+        return Rederived(status="no_inputs", detail="recorded before gate decisions kept their inputs")
+    try:
+        arms = {arm: ArmCounters.model_validate(inputs["arms"][arm]) for arm in ARMS}
+        assessment = assess(config, step=int(inputs["step"]), step_base=dict(inputs["step_base"]),
+                            control=arms["control"], candidate=arms["candidate"], now=int(inputs["now"]))
+    except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        return Rederived(status="differs", detail=f"its recorded inputs cannot be read ({type(exc).__name__})")
+    again = json.loads(json.dumps(assessment.evidence(arms["control"], arms["candidate"])))
+    recorded = {key: value for key, value in evidence.items() if key != "inputs"}
+    before, now_methods = _methods(recorded), _methods(again)
+    if before != now_methods:
+        return Rederived(status="method_changed", detail=(
+            f"recorded under {', '.join(sorted(before - now_methods)) or 'no method'}; this overnight gates with "
+            f"{', '.join(sorted(now_methods - before)) or 'no method'}"))
+    gives = recorded_as(assessment)
+    if (kind, verdict) != gives:
+        return Rederived(status="differs", detail=(
+            f"recorded {kind} {verdict}; its inputs give {' '.join(gives) if gives else 'no decision yet'}"))
+    where = _first_difference(recorded, again, "")
+    return Rederived(status="agrees") if where is None else Rederived(status="differs", detail=where)
+
+
+def _methods(evidence: dict[str, Any]) -> set[str]:
+    found = set()
+    for gate in evidence.get("gates") or []:
+        gate_evidence = gate.get("evidence") if isinstance(gate, dict) else None
+        for key in _METHOD_KEYS:
+            value = gate_evidence.get(key) if isinstance(gate_evidence, dict) else None
+            if isinstance(value, str) and re.fullmatch(r"[a-z0-9_]+@\d+", value):
+                found.add(value)
+    return found
+
+
+def _first_difference(recorded: Any, again: Any, path: str) -> str | None:
+    """Where two JSON values first differ, as `gates[1].verdict: recorded "pass", its inputs give "fail"`; None
+    when they do not."""
+    if isinstance(recorded, dict) and isinstance(again, dict):
+        pairs = [(f"{path}.{key}" if path else key, recorded.get(key), again.get(key))
+                 for key in sorted(recorded.keys() | again.keys())]
+    elif isinstance(recorded, list) and isinstance(again, list) and len(recorded) == len(again):
+        pairs = [(f"{path}[{i}]", one, other) for i, (one, other) in enumerate(zip(recorded, again, strict=True))]
+    elif _same(recorded, again):
+        return None
+    else:
+        return f"{path}: recorded {_short(recorded)}, its inputs give {_short(again)}"
+    return next((where for at, one, other in pairs if (where := _first_difference(one, other, at)) is not None), None)
+
+
+def _same(recorded: Any, again: Any) -> bool:
+    """Equal JSON leaves; numbers to 1e-9 relative (the same figure through another machine's libm)."""
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in (recorded, again)):
+        return math.isclose(recorded, again, rel_tol=1e-9, abs_tol=1e-12)
+    return bool(recorded == again and type(recorded) is type(again))
+
+
+def _short(value: Any) -> str:
+    said = json.dumps(value, ensure_ascii=False)
+    return said if len(said) <= 160 else f"{said[:157]}..."
 
 
 class CanaryEntry(BaseModel):

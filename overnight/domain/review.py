@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from overnight.domain.canary import CanaryEntry, CanaryRecord
+from overnight.domain.canary import CanaryConfig, CanaryEntry, CanaryRecord, Rederived, rederive
 from overnight.domain.compiling import CompileReport
 from overnight.domain.gates import clopper_pearson_upper, p95_bound
 from overnight.domain.promotion import DEFAULT_TARGET, AliasMove
@@ -93,6 +93,8 @@ class GateLine(BaseModel):
     actor: str | None
     message: str
     gates: list[dict[str, Any]] = Field(default_factory=list, description="each gate's decision at this point")
+    rederived: Rederived | None = Field(default=None, description=(
+        "a gate decision run again on the inputs recorded with it: does the record follow from them?"))
 
     @property
     def label(self) -> str:
@@ -131,6 +133,26 @@ class CanarySection(BaseModel):
     series: list[ArmSeries]
     error_codes: dict[str, dict[str, int]] = Field(
         default_factory=dict, description="failed requests by arm and error code, the most frequent first")
+
+    def rederived_sentence(self) -> str | None:
+        """`each of the 3 gate decisions follows from the inputs recorded with it`, or how many do not and why; None
+        when the canary made no gate decision."""
+        checked: list[str] = [entry.rederived.status for entry in self.history if entry.rederived is not None]
+        if not checked:
+            return None
+        n = len(checked)
+        if checked.count("agrees") == n:
+            which = "the gate decision follows" if n == 1 else f"each of the {n} gate decisions follows"
+            return f"re-derived: {which} from the inputs recorded with it"
+        if checked.count("no_inputs") == n:
+            return "not re-derived: its gate decisions were recorded before decisions kept their inputs"
+        said = [f"{checked.count('agrees')} of {n} gate decisions follow from the inputs recorded with them"]
+        for status, why in (("differs", "DO NOT (marked above)"),
+                            ("method_changed", "were made by gate methods this version no longer runs (marked above)"),
+                            ("no_inputs", "were recorded before decisions kept their inputs")):
+            if checked.count(status):
+                said.append(f"{checked.count(status)} {why}")
+        return "re-derived: " + "; ".join(said)
 
     def errors_by_code(self) -> str:
         """`candidate: timeout 10, parse_failure 2; control: lm_error 1`, or `none`."""
@@ -274,11 +296,12 @@ def canary_section(canary: CanaryRecord, history: list[CanaryEntry], series: lis
         canary_id=canary.canary_id, status=canary.status, end_reason=canary.end_reason,
         control_id=canary.control_id, candidate_id=canary.candidate_id, steps=list(config.steps),
         targets=list(config.targets), max_error_rate=config.max_error_rate, alpha=config.alpha,
-        quality_margin=config.quality_margin, arms=arms, history=[_gate_line(e) for e in history], series=series,
+        quality_margin=config.quality_margin, arms=arms, history=[_gate_line(e, config) for e in history],
+        series=series,
         error_codes=error_codes or {})
 
 
-def _gate_line(entry: CanaryEntry) -> GateLine:
+def _gate_line(entry: CanaryEntry, plan: CanaryConfig) -> GateLine:
     evidence = entry.evidence
     message = str(evidence.get("message") or evidence.get("reason") or "")
     if entry.kind == "opened":
@@ -287,7 +310,8 @@ def _gate_line(entry: CanaryEntry) -> GateLine:
                    f"{(config.get('targets') or ['?'])[-1]} candidate requests, errors must stay under "
                    f"{config.get('max_error_rate', 0):.1%}")
     return GateLine(kind=entry.kind, step=entry.step, verdict=entry.verdict, actor=entry.actor, message=message,
-                    gates=list(evidence.get("gates", [])))
+                    gates=list(evidence.get("gates", [])),
+                    rederived=rederive(plan, kind=entry.kind, verdict=entry.verdict, evidence=evidence))
 
 
 def canary_series(outcomes: Iterable[tuple[str, bool, bool | None]], *, totals: dict[str, int], alpha: float,

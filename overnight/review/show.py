@@ -176,4 +176,8 @@ def gate_sentences(section: CanarySection) -> Text:
             said = ": the champion moved (the alias move below)"
         lines.append(f"  {entry.label} {rollout:g}% (step {entry.step}){verdict}{by}{said}")
         lines += [f"    - {g.get('reason_code')}: {g.get('verdict')} — {g.get('message')}" for g in gates]
+        if entry.rederived is not None and entry.rederived.status in ("differs", "method_changed"):
+            lines.append(f"    ! re-derived: {entry.rederived.status.replace('_', ' ')} — {entry.rederived.detail}")
+    if (rederived := section.rederived_sentence()) is not None:
+        lines.append(f"  {rederived}")
     return Text("gates:\n" + "\n".join(lines))

@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from overnight.domain.canary import (
     ARMS,
+    GATE_KINDS,
     ArmCounters,
     Assessment,
     CanaryConfig,
@@ -126,9 +127,6 @@ def history(conn: Connection, canary_id: str) -> list[CanaryEntry]:
             for r in conn.execute(query).mappings()]
 
 
-GATE_KINDS = frozenset({"step_advanced", "look_missed", "gate_evaluated"})  # history rows that are gate decisions
-
-
 def add_history(conn: Connection, canary: CanaryRecord, *, kind: str, step: int, verdict: str | None,
                 actor: str | None, evidence: dict[str, Any], now: int, bounds: EventBounds, message: str) -> None:
     """A history row and, when the canary belongs to a run, the same decision on the run's event stream."""
@@ -220,26 +218,27 @@ def carry(conn: Connection, receipt: Receipt) -> None:
 
 def apply(conn: Connection, canary: CanaryRecord, assessment: Assessment, *, now: int, bounds: EventBounds) -> None:
     """Persist what an assessment decided: a step advance or a verdict (once, if another replica has not)."""
-    if assessment.outcome == "continue" and not assessment.look_missed:
+    recorded = canary.decision_record(assessment, now)
+    if recorded is None:
         return
-    evidence = assessment.evidence(canary.arms["control"], canary.arms["candidate"])
-    if assessment.look_missed:  # nothing can pass any more: say why, once (the look is assessed exactly once)
-        add_history(conn, canary, kind="look_missed", step=canary.step, verdict="inconclusive", actor=None,
-                    evidence=evidence, now=now, bounds=bounds, message=assessment.message)
-        return
-    if assessment.outcome == "advance":
+    kind, verdict, evidence = recorded
+
+    def record(step: int) -> None:
+        add_history(conn, canary, kind=kind, step=step, verdict=verdict, actor=None, evidence=evidence, now=now,
+                    bounds=bounds, message=assessment.message)
+
+    if kind == "look_missed":  # nothing can pass any more: say why, once (the look is assessed exactly once)
+        record(canary.step)
+    elif kind == "step_advanced":
         base = {arm: counters.routed_here() for arm, counters in canary.arms.items()}
         moved = conn.execute(update(canaries).where(
             canaries.c.canary_id == canary.canary_id, canaries.c.status == "active",
             canaries.c.step == canary.step,
         ).values(step=canary.step + 1, step_base_json=canonical_json(base))).rowcount == 1
         if moved:
-            add_history(conn, canary, kind="step_advanced", step=canary.step + 1, verdict="pass", actor=None,
-                        evidence=evidence, now=now, bounds=bounds, message=assessment.message)
-        return
-    if end(conn, canary, status=END_STATUS[assessment.outcome], reason=assessment.message, now=now):
-        add_history(conn, canary, kind="gate_evaluated", step=canary.step, verdict=assessment.outcome, actor=None,
-                    evidence=evidence, now=now, bounds=bounds, message=assessment.message)
+            record(canary.step + 1)
+    elif end(conn, canary, status=END_STATUS[assessment.outcome], reason=assessment.message, now=now):
+        record(canary.step)
 
 
 def get_receipt(conn: Connection, receipt_id: str) -> Receipt:

@@ -177,6 +177,19 @@ def test_the_run_page_says_what_show_says(server: LiveServer) -> None:
                    f"/review/artifacts/{golden_run.DEFAULT}/diff/"):
         assert needle.lower() in page.lower(), needle
     assert page.count('<polyline class="arm-') == 4  # two arms, two panels
+    assert ('<p class="rederived">re-derived: each of the 2 gate decisions follows from the inputs recorded with '
+            'it</p>') in page
+    assert 'class="rederived fail"' not in page
+
+
+def test_the_run_page_marks_a_gate_decision_its_recorded_inputs_do_not_give(server: LiveServer, db_url: str) -> None:
+    golden_run.forge_a_pass(db_url)
+    with signed_in(server) as client:
+        page = client.get(RUN_PAGE).text
+    assert ('<p class="rederived fail">re-derived: differs — recorded gate_evaluated pass; its inputs give '
+            'look_missed inconclusive</p>') in page
+    assert ('<p class="rederived">re-derived: 2 of 3 gate decisions follow from the inputs recorded with them; '
+            '1 DO NOT (marked above)</p>') in page
 
 
 def test_the_front_page_says_what_serves_each_signature_now(server: LiveServer) -> None:

@@ -3,23 +3,30 @@ plus a seeded simulation of whole multi-step canaries through the same function 
 
 from __future__ import annotations
 
+import json
 import math
 import random
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from overnight.domain.canary import (
     ArmCounters,
     CanaryConfig,
     CanaryPlanRequest,
+    CanaryRecord,
     arm_for,
     assess,
     bucket_of,
     latency_bucket,
+    rederive,
     resolve_plan,
 )
 from overnight.domain.gates import SRM_THRESHOLD_P, binom_cdf, max_errors_to_pass
+from overnight.domain.hashing import canonical_json
 from overnight.domain.signatures import Budget
 
 BUDGET = Budget(max_latency_p95_ms=2500, max_cost_per_call_usd=0.002)
@@ -170,3 +177,100 @@ def test_whole_multi_step_canaries_meet_the_targets() -> None:
     assert boundary[0] <= exact + 3 * math.sqrt(exact * (1 - exact) / 400)
     assert good[0] >= 0.90
     assert bad[1] >= 0.99
+
+
+def recorded(plan: CanaryConfig, *, step: int, base: dict[str, int], control: ArmCounters, candidate: ArmCounters,
+             now: int) -> tuple[str, str, dict[str, Any]] | None:
+    """A canary's history row for this assessment, as the store writes it and reads it back (through JSON)."""
+    canary = CanaryRecord(canary_id="can-1", signature_id="Sig.v1", control_id="a" * 64, candidate_id="b" * 64,
+                          config=plan, step=step, step_base=base, status="active", end_reason=None, run_id=None,
+                          report_id=None, actor=None, started_at=NOW, ended_at=None,
+                          arms={"control": control, "candidate": candidate})
+    row = canary.decision_record(canary.assess(now), now)
+    return None if row is None else (row[0], row[1], json.loads(canonical_json(row[2])))
+
+
+DECIDING = [  # (step, control, candidate, now): one of each kind of decision the history records
+    (0, arm(230), arm(77), NOW),  # advance
+    (0, arm(600), arm(77), NOW),  # split mismatch
+    (0, arm(230), arm(77, latency_ms=4000), NOW),  # over budget
+    (0, arm(30), arm(10, 4), NOW),  # abort
+    (1, arm(306), arm(153, 1, correct=140), NOW),  # pass
+    (1, arm(306), arm(153, 5), NOW),  # look missed
+    (1, arm(306, labeled=306, correct=265), arm(153, labeled=153, correct=75), NOW),  # worse
+    (1, arm(900), arm(400, 14), NOW),  # max samples
+    (1, arm(300), arm(120), NOW + 3_600_000),  # deadline
+]
+
+
+@pytest.mark.parametrize(("step", "control", "candidate", "now"), DECIDING)
+def test_every_recorded_decision_derives_again_from_its_inputs(step: int, control: ArmCounters,
+                                                               candidate: ArmCounters, now: int) -> None:
+    base = BASE if step == 0 else {"control": 230, "candidate": 77}
+    row = recorded(config(), step=step, base=base, control=control, candidate=candidate, now=now)
+    assert row is not None
+    kind, verdict, evidence = row
+    assert rederive(config(), kind=kind, verdict=verdict, evidence=evidence).status == "agrees"  # type: ignore[union-attr]
+
+
+def test_a_record_that_does_not_follow_from_its_inputs_is_named() -> None:
+    """Tamper with any part of a decision — its verdict, a gate's sentence, a count in its inputs, a figure — and
+    re-deriving it says where the record and its inputs part."""
+    kind, verdict, evidence = recorded(config(), step=1, base={"control": 230, "candidate": 77}, control=arm(306),
+                                       candidate=arm(153, 1, correct=140), now=NOW) or ("", "", {})
+    assert (kind, verdict) == ("gate_evaluated", "pass")
+
+    def again(**changes: Any) -> tuple[str, str | None]:
+        edited = json.loads(json.dumps(evidence))
+        for path, value in changes.get("at", {}).items():
+            *parents, leaf = path.split("/")
+            node = edited
+            for key in parents:
+                node = node[int(key)] if isinstance(node, list) else node[key]
+            node[int(leaf) if isinstance(node, list) else leaf] = value
+        found = rederive(config(), kind=changes.get("kind", kind), verdict=changes.get("verdict", verdict),
+                         evidence=edited)
+        assert found is not None
+        return found.status, found.detail
+
+    assert again(verdict="fail") == ("differs", "recorded gate_evaluated fail; its inputs give gate_evaluated pass")
+    assert again(at={"inputs/arms/candidate/errors": 9}) == (  # 9 errors in 153: the look is missed
+        "differs", "recorded gate_evaluated pass; its inputs give look_missed inconclusive")
+    assert again(at={"inputs/arms/candidate/errors": 2}) == (  # still a pass, on other counts
+        "differs", "arms.candidate.error_rate: recorded 0.006535947712418301, its inputs give 0.013071895424836602")
+    status, detail = again(at={"gates/1/message": "accuracy looks fine"})
+    assert (status, detail) == ("differs", 'gates[1].message: recorded "accuracy looks fine", its inputs give '
+                                           + json.dumps(evidence["gates"][1]["message"], ensure_ascii=False))
+    assert again(at={"gates/0/evidence/upper_bound": 0.01}) == (
+        "differs", f"gates[0].evidence.upper_bound: recorded 0.01, its inputs give "
+                   f"{evidence['gates'][0]['evidence']['upper_bound']}")
+    upper = evidence["gates"][0]["evidence"]["upper_bound"]
+    assert again(at={"gates/0/evidence/upper_bound": upper * (1 + 1e-12)}) == ("agrees", None)  # another libm's ulp
+    assert again(at={"inputs/arms/candidate/samples": "many"})[0] == "differs"
+    assert again(at={"gates/0/evidence/abort_method": "beta_mixture_eprocess@0"}) == (
+        "method_changed", "recorded under beta_mixture_eprocess@0; this overnight gates with beta_mixture_eprocess@1")
+    del evidence["inputs"]
+    assert again() == ("no_inputs", "recorded before gate decisions kept their inputs")
+    assert rederive(config(), kind="opened", verdict=None, evidence={"config": {}}) is None  # not a gate decision
+
+
+@settings(max_examples=300, deadline=None)
+@given(step=st.integers(0, 1), control=st.tuples(st.integers(0, 900), st.integers(0, 60), st.integers(0, 900)),
+       candidate=st.tuples(st.integers(0, 450), st.integers(0, 60), st.integers(0, 450), st.sampled_from([40, 4000])),
+       late=st.booleans(), margin=st.sampled_from([0.05, None]))
+def test_whatever_a_canary_decides_derives_again_from_what_is_recorded(
+        step: int, control: tuple[int, int, int], candidate: tuple[int, int, int, int], late: bool,
+        margin: float | None) -> None:
+    plan = config(quality_margin=margin)
+    arms = []
+    for samples, failed, correct, *latency in (control, candidate):
+        errors = min(failed, samples)
+        labeled = samples - errors
+        arms.append(arm(samples, errors, labeled=labeled, correct=min(correct, labeled),
+                        latency_ms=latency[0] if latency else 40))
+    base = BASE if step == 0 else {"control": min(230, arms[0].samples), "candidate": min(77, arms[1].samples)}
+    row = recorded(plan, step=step, base=base, control=arms[0], candidate=arms[1], now=NOW + 3_600_000 * late)
+    if row is not None:
+        found = rederive(plan, kind=row[0], verdict=row[1], evidence=row[2])
+        assert found is not None
+        assert (found.status, found.detail) == ("agrees", None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from overnight.domain.canary import Rederived
 from overnight.domain.gates import clopper_pearson_upper
 from overnight.domain.review import (
     ArmRow,
@@ -122,3 +123,23 @@ def test_a_missed_look_reads_as_one_in_the_history() -> None:
     line = GateLine(kind="look_missed", step=0, verdict="inconclusive", actor=None, message="m")
     assert (line.label, GateLine(kind="stopped", step=0, verdict=None, actor="a", message="").label) == (
         "look missed at", "stopped at")
+
+
+@pytest.mark.parametrize(("statuses", "says"), [
+    ([], None),  # opened and stopped by a person: no gate decision to derive again
+    (["agrees"], "re-derived: the gate decision follows from the inputs recorded with it"),
+    (["agrees", "agrees"], "re-derived: each of the 2 gate decisions follows from the inputs recorded with it"),
+    (["no_inputs", "no_inputs"],
+     "not re-derived: its gate decisions were recorded before decisions kept their inputs"),
+    (["agrees", "differs", "differs"],
+     "re-derived: 1 of 3 gate decisions follow from the inputs recorded with them; 2 DO NOT (marked above)"),
+    (["method_changed", "no_inputs", "agrees"],
+     "re-derived: 1 of 3 gate decisions follow from the inputs recorded with them; 1 were made by gate methods this "
+     "version no longer runs (marked above); 1 were recorded before decisions kept their inputs"),
+])
+def test_the_canary_says_whether_its_gate_decisions_follow_from_their_inputs(statuses: list[str],
+                                                                             says: str | None) -> None:
+    history = [GateLine(kind="opened", step=0, verdict=None, actor="a", message="")]
+    history += [GateLine(kind="gate_evaluated", step=0, verdict="pass", actor=None, message="",
+                         rederived=Rederived(status=status)) for status in statuses]  # type: ignore[arg-type]
+    assert canary().model_copy(update={"history": history}).rederived_sentence() == says

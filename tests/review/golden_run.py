@@ -3,15 +3,20 @@ time (ids, timestamps, counters), so its review renders to the same text every t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+
+from sqlalchemy import create_engine, insert, select
 
 from overnight.domain.canary import ArmCounters, CanaryPlanRequest, CanaryRecord, resolve_plan
 from overnight.domain.compiling import Artifact, CandidateReport, CompileReport
+from overnight.domain.hashing import canonical_json
 from overnight.domain.receipts import Receipt
 from overnight.domain.runs import EventIn, FinishRun, RunStart
 from overnight.domain.signatures import Budget
 from overnight.domain.stats import paired_delta
 from overnight.store import Store
+from overnight.store.schema import canary_history
 from tests.factories import SteppingClock
 
 RUN_ID = "night-golden"
@@ -115,3 +120,18 @@ def _traffic(store: Store, clock: SteppingClock) -> None:
             cost_usd=None, lm_id="sim:golden", request_id=f"req-{sent}"))
         clock.advance(seconds=0.25)
         sent += 1
+
+
+def forge_a_pass(db_url: str) -> None:
+    """Append a forged copy of the canary's pass to its history (the table refuses edits, not an insert by whoever
+    holds the database's password): drawn, it says, from 8 more candidate errors than the pass was."""
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            row = conn.execute(select(canary_history).where(canary_history.c.kind == "gate_evaluated")).mappings().one()
+            evidence = json.loads(row["evidence_json"])
+            evidence["inputs"]["arms"]["candidate"]["errors"] += 8
+            conn.execute(insert(canary_history).values(
+                {**{k: v for k, v in row.items() if k != "id"}, "evidence_json": canonical_json(evidence)}))
+    finally:
+        engine.dispose()

@@ -49,11 +49,34 @@ def test_the_golden_review_says_what_changed_and_why(golden_db: str) -> None:
     for needle in ("night-golden  succeeded (exit 0)", "SelectTool.v1: promoted", "cr-golden",
                    "85 LM calls, 77 scores read back from earlier compiles",
                    "paired holdout delta +0.300", "canary can-golden promoted", "error_rate_within_bound: pass",
-                   "quality_not_worse: pass", "alias move #1", "e2e: ok — 5 requests served by bbbbbbbbbbbb",
+                   "quality_not_worse: pass", "alias move #1",
+                   "re-derived: each of the 2 gate decisions follows from the inputs recorded with it",
+                   "e2e: ok — 5 requests served by bbbbbbbbbbbb",
                    "to undo:\n  overnight rollback -s SelectTool.v1"):
         assert needle in text, needle
     assert text.index("timeline") < text.index("compile cr-golden") < text.index("canary can-golden") \
         < text.index("alias move") < text.index("e2e:") < text.index("Run night-golden succeeded")
+
+
+def test_a_gate_decision_that_does_not_follow_from_its_recorded_inputs_is_flagged(golden_db: str) -> None:
+    """Each gate decision is run again on the inputs recorded with it; a forged record (or one drawn by a gate
+    changed without a new method version) is marked where it stands, and counted under the canary."""
+    golden_run.forge_a_pass(golden_db)
+    shown = overnight(golden_db, "show", golden_run.RUN_ID)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    forged = lines.index("    ! re-derived: differs — recorded gate_evaluated pass; its inputs give look_missed "
+                         "inconclusive")
+    promoted = lines.index("  promoted at 50% (step 1) by ops-agent: the champion moved (the alias move below)")
+    assert promoted < forged  # under the forged verdict, the last entry, not under the true one before it
+    assert lines[forged - 1].startswith("    - split_as_planned: pass")
+    assert ("  re-derived: 2 of 3 gate decisions follow from the inputs recorded with them; 1 DO NOT (marked above)"
+            in lines)
+    assert sum(line.startswith("    ! re-derived") for line in lines) == 1
+    as_json = json.loads(overnight(golden_db, "show", golden_run.RUN_ID, "--json").stdout)
+    history = as_json["signatures"][0]["canary"]["history"]
+    assert [entry["rederived"] and entry["rederived"]["status"] for entry in history] == [
+        None, "agrees", "agrees", None, "differs"]
 
 
 def test_the_undo_command_the_review_ends_with_runs_as_printed(golden_db: str) -> None:

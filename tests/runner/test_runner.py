@@ -47,6 +47,8 @@ def test_a_truly_better_candidate_is_promoted_and_every_link_resolves(db_url: st
     shown = " ".join(overnight_show(db_url, summary["run_id"]).split())
     assert re.search(r"paired holdout delta \+0\.\d+ \[\+0\.\d+, \+0\.\d+\] \(95% bootstrap, Bonferroni-adjusted "
                      r"for the best of 2 finalists\) over 30 examples", shown), shown  # picked among them on holdout
+    assert "re-derived: each of the 2 gate decisions follows from the inputs recorded with it" in shown  # a step, the
+    # pass: each run again on the counters it was drawn from
     assert any(re.fullmatch(r"SelectTool.v1: canary at 50% \(step 2 of 2\): \d+/153 candidate requests to its "
                             r"next look, 0 errors; \d+ sent", line) for line in stepped), progress(stderr)  # the step
     # it advanced to is said (and where it is every 30 s, which this run is too quick for)
