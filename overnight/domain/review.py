@@ -297,8 +297,7 @@ def canary_section(canary: CanaryRecord, history: list[CanaryEntry], series: lis
         control_id=canary.control_id, candidate_id=canary.candidate_id, steps=list(config.steps),
         targets=list(config.targets), max_error_rate=config.max_error_rate, alpha=config.alpha,
         quality_margin=config.quality_margin, arms=arms, history=[_gate_line(e, config) for e in history],
-        series=series,
-        error_codes=error_codes or {})
+        series=series, error_codes=error_codes or {})
 
 
 def _gate_line(entry: CanaryEntry, plan: CanaryConfig) -> GateLine:
