@@ -465,7 +465,8 @@ def show(
         with _through_api(base_url, roles=READERS, as_json=as_json) as client:
             shown = _latest_on(client, base_url) if run_id is None else run_id
             review = client.review(shown)  # its undo commands, as this reader runs them: through the API
-            printed(review.model_copy(update={"undo": [on_api(c, base_url) for c in review.undo]}),
+            printed(review.model_copy(update={"undo": [on_api(c, base_url) for c in review.undo],
+                                              "promote": [on_api(c, base_url) for c in review.promote]}),
                     client.all_events(shown) if events else [], lambda: client.get_run(shown))
         return
 
@@ -998,12 +999,15 @@ def run(
     dry_run: Annotated[bool, typer.Option(help="Preflight only: change nothing")] = False,
     keep_days: Annotated[int | None, typer.Option(min=1, help="Last step: prune receipts outside any canary and "
                                                               "idempotency keys older than this many days")] = None,
+    no_promote: Annotated[bool, typer.Option("--no-promote", help=(
+        "Stop at a passed canary and promote nothing (decision held, exit 0); the summary and the review print the "
+        "promote command for a person"))] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
 ) -> None:
     """The nightly loop: import → compile → canary → decide → e2e, every step an event.
 
-    Exit 0 promoted or no change, 3 rolled back, 4 inconclusive, 1 failed, 2 usage or configuration, 128 + the
-    signal's number when stopped by SIGTERM or SIGINT (the run is then recorded cancelled)."""
+    Exit 0 promoted, held (--no-promote) or no change, 3 rolled back, 4 inconclusive, 1 failed, 2 usage or
+    configuration, 128 + the signal's number when stopped by SIGTERM or SIGINT (the run is then recorded cancelled)."""
     from overnight.nightly import nightly  # noqa: PLC0415 - the embedded server pulls in the app
 
     with _errors_as_exit_codes(as_json=as_json):
@@ -1011,7 +1015,8 @@ def run(
         configure_logging(fmt=settings.log_format, level=settings.log_level, secrets=settings.secret_values())
         summary = nightly(settings, base_url=base_url, signatures=signature or ["SelectTool.v1"],
                           datasets=dataset or [], verify=verify or [], deadline=deadline, resume=resume,
-                          steps=steps, srm_threshold=srm_threshold, dry_run=dry_run, say=_say, keep_days=keep_days)
+                          steps=steps, srm_threshold=srm_threshold, dry_run=dry_run, say=_say, keep_days=keep_days,
+                          promote=not no_promote)
         if as_json:
             out.print_json(summary.model_dump_json())
         else:

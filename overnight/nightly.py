@@ -28,12 +28,12 @@ DURATION = re.compile(r"^(\d+)\s*([smhd]?)$")
 
 def nightly(settings: Settings, *, base_url: str | None, signatures: list[str], datasets: list[str],
             verify: list[str], deadline: str, resume: str | None, steps: str, srm_threshold: float, dry_run: bool,
-            say: Say, keep_days: int | None = None) -> Summary:
+            say: Say, keep_days: int | None = None, promote: bool = True) -> Summary:
     options = RunOptions(signatures=once_each(signatures), datasets=dataset_files(signatures, datasets),
                          verify=verify_commands(verify),
                          deadline_s=seconds(deadline), resume=resume, dry_run=dry_run, steps=percentages(steps),
                          srm_threshold_p=split_threshold(srm_threshold), lease_s=settings.lease_s,
-                         keep_days=keep_days, base_url=base_url)
+                         keep_days=keep_days, base_url=base_url, promote=promote)
     quiet_transport_logs(settings)
     runner: Runner | None = None
     try:

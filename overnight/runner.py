@@ -38,7 +38,7 @@ from overnight.domain.compiling import rung_sentence
 from overnight.domain.gates import RUNNER_STEPS, SRM_THRESHOLD_P, steps_said
 from overnight.domain.promotion import DEFAULT_TARGET
 from overnight.domain.receipts import PruneResult
-from overnight.domain.review import on_api, rollback_command, short
+from overnight.domain.review import on_api, promote_command, rollback_command, short
 from overnight.domain.runs import EventIn, RunStatus
 from overnight.errors import (
     ApiUnreachable,
@@ -54,8 +54,8 @@ from overnight.errors import (
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ROLLED_BACK, EXIT_INCONCLUSIVE = 0, 1, 2, 3, 4
-EXIT_BY_DECISION = {"promoted": EXIT_OK, "no_improvement": EXIT_OK, "rolled_back": EXIT_ROLLED_BACK,
-                    "inconclusive": EXIT_INCONCLUSIVE, "failed": EXIT_FAILED}
+EXIT_BY_DECISION = {"promoted": EXIT_OK, "held": EXIT_OK, "no_improvement": EXIT_OK,
+                    "rolled_back": EXIT_ROLLED_BACK, "inconclusive": EXIT_INCONCLUSIVE, "failed": EXIT_FAILED}
 # Predicts the e2e check may send per request it judges, when another canary's candidate takes some of them.
 E2E_TRIES = 8
 SEVERITY = (EXIT_FAILED, EXIT_ROLLED_BACK, EXIT_INCONCLUSIVE, EXIT_OK)
@@ -88,6 +88,7 @@ class RunOptions(BaseModel):
     max_requests: int = 5000
     e2e_requests: int = 5
     keep_days: int | None = Field(default=None, ge=1)  # prune receipts outside canaries and keys older than this
+    promote: bool = True  # False (--no-promote): a passed canary is held for a person to promote
     lease_s: int = 120
     seed: int = 0
     base_url: str | None = None  # the API the operator named (None: the embedded one, gone when the run ends)
@@ -109,6 +110,7 @@ class SignatureResult(BaseModel):
     alias_history_ids: list[int] = Field(default_factory=list)
     e2e: dict[str, Any] | None = None
     undo: str | None = None  # after a promotion that stands: the command that puts back the champion it replaced
+    promote: str | None = None  # after a pass held for a person (--no-promote): the command that promotes it
 
 
 class Summary(BaseModel):
@@ -126,6 +128,12 @@ class Summary(BaseModel):
     def undo(self) -> list[str]:
         """Each signature's `undo`: the commands that put back what this run promoted."""
         return [result.undo for result in self.signatures.values() if result.undo]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def promote(self) -> list[str]:
+        """Each signature's `promote`: the commands that promote what this run's passed canaries held."""
+        return [result.promote for result in self.signatures.values() if result.promote]
 
 
 class Runner:
@@ -310,8 +318,8 @@ class Runner:
 
     def start(self) -> None:
         self._begin()
-        self.event("preflight.finished", "preflight", "preflight passed", {"signatures": self.options.signatures},
-                   "run:preflight:finished")
+        self.event("preflight.finished", "preflight", "preflight passed",
+                   {"signatures": self.options.signatures, "promote": self.options.promote}, "run:preflight:finished")
 
     def _begin(self) -> None:
         """Take the run: the one to resume, or a new one (which takes over runs whose lease went stale)."""
@@ -323,6 +331,10 @@ class Runner:
             self.done = {e.client_event_id: e.data for e in self.client.all_events(run.run_id)
                          if e.client_event_id and e.client_event_id.endswith(":finished")}
             self.say(f"resuming {run.run_id}: {len(self.done)} steps already finished")
+            if self.done.get("run:preflight:finished", {}).get("promote") is False and self.options.promote:
+                # what the night's owner asked for holds, whoever resumes it: a pass is not promoted on its own
+                self.options = self.options.model_copy(update={"promote": False})
+                self.say(f"{run.run_id} was started with --no-promote: a passed canary is held for a person")
         else:
             if self._new_run_id is None:
                 self._new_run_id = f"night-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
@@ -363,12 +375,16 @@ class Runner:
             if result.decision == "promoted":
                 result.undo = rollback_command(sig, str(self.run_id), to=replaced or DEFAULT_TARGET,
                                                base_url=self.options.base_url)
+            elif result.decision == "held":
+                result.promote = promote_command(sig, str(self.run_id), candidate=report["best_compiled_id"],
+                                                 base_url=self.options.base_url)
         result.e2e = self.step(sig, "e2e", lambda: self.e2e(sig, result.champion_after or ""))
         if result.e2e["ok"]:
             return result
         problem = result.e2e["problem"]
         if result.decision != "promoted":
             result.decision, result.reason = "failed", f"e2e smoke check failed: {problem}"
+            result.promote = None  # serving is broken: nothing to promote onto until a person has looked
             return result
         # No one reads the result until morning: the run takes back its own promotion of a program that just failed.
         undone = self.step(sig, "rollback", lambda: self.undo_promotion(sig, result.champion_after, replaced, problem))
@@ -620,6 +636,11 @@ class Runner:
             decision = "rolled_back" if status == "failed" else "inconclusive"
             by = f" by {traffic['stopped_by']}" if traffic.get("stopped_by") else ""  # an operator, or this runner
             return {"decision": decision, "reason": f"canary {status}{by}: {traffic['end_reason']}",
+                    "alias_history_ids": [], "champion_after": champion}
+        if not self.options.promote:  # the canary has ended: the champion serves everything until a person decides
+            self.say(f"{sig}: canary passed; {report['best_compiled_id'][:12]} held for a person to promote "
+                     "(--no-promote)")
+            return {"decision": "held", "reason": "canary passed; held for a person to promote (--no-promote)",
                     "alias_history_ids": [], "champion_after": champion}
         try:
             moved = self.client.promote(sig, {"candidate_id": report["best_compiled_id"], "run_id": self.run_id,

@@ -64,16 +64,20 @@ def rollback_target(history: list[AliasMove]) -> str | None:
 
 
 def promotion_gates(*, candidate_id: str, champion_id: str, report: CompileReport | None,
-                    canary: CanaryRecord | None, min_delta: float, margin: float) -> list[Decision]:
-    """Every gate a promotion needs (DESIGN §7); it may go ahead only when all pass."""
-    return [_report_gate(candidate_id, champion_id, report), _delta_gate(candidate_id, report, min_delta, margin),
-            _canary_gate(candidate_id, champion_id, canary)]
+                    canary: CanaryRecord | None, min_delta: float, margin: float,
+                    reports_refused: list[str] | None = None) -> list[Decision]:
+    """Every gate a promotion needs (DESIGN §7); it may go ahead only when all pass. `reports_refused`: why each
+    report on the current dataset did not count, when none did (another LM's, an older contract's)."""
+    return [_report_gate(candidate_id, champion_id, report, reports_refused or []),
+            _delta_gate(candidate_id, report, min_delta, margin), _canary_gate(candidate_id, champion_id, canary)]
 
 
-def _report_gate(candidate_id: str, champion_id: str, report: CompileReport | None) -> Decision:
+def _report_gate(candidate_id: str, champion_id: str, report: CompileReport | None, refused: list[str]) -> Decision:
     if report is None:
-        return Decision(verdict="fail", reason_code="no_compile_report", evidence={"candidate_id": candidate_id},
-                        message=f"no compile report on the current dataset names {candidate_id[:12]}")
+        return Decision(verdict="fail", reason_code="no_compile_report",
+                        evidence={"candidate_id": candidate_id, "checked": refused},
+                        message=f"no compile report on the current dataset names {candidate_id[:12]}"
+                                + (f" ({'; '.join(refused)})" if refused else ""))
     evidence = {"report_id": report.report_id, "job_hash": report.job_hash, "dataset_hash": report.dataset_hash,
                 "incumbent_compiled_id": report.incumbent_compiled_id, "champion_id": champion_id}
     if report.incumbent_compiled_id != champion_id:

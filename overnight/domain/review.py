@@ -199,7 +199,14 @@ class RunReview(BaseModel):
     signatures: list[SignatureReview]
     sentence: str
     undo: list[str] = Field(default_factory=list)  # one command per signature the run promoted, each run as shown
+    promote: list[str] = Field(default_factory=list)  # one per signature whose passed canary it held (--no-promote)
     pruned: str | None = None  # what the run's prune step deleted (`overnight run --keep-days`), as a sentence
+
+
+def promote_commands(run_id: str, signatures: list[SignatureReview]) -> list[str]:
+    """For each signature whose passed canary the run held for a person, the `overnight promote` of its candidate."""
+    return [promote_command(sig.signature_id, run_id, candidate=sig.canary.candidate_id)
+            for sig in signatures if sig.decision == "held" and sig.canary is not None]
 
 
 def undo_commands(run_id: str, signatures: list[SignatureReview]) -> list[str]:
@@ -221,6 +228,14 @@ def rollback_command(signature_id: str, run_id: str, *, to: str | None, base_url
     target = "" if to is None else f" --to {to}"
     return on_api(f"overnight rollback -s {shlex.quote(signature_id)}{target} --reason "
                   f"{shlex.quote(f'undo {run_id}')}", base_url)
+
+
+def promote_command(signature_id: str, run_id: str, *, candidate: str, base_url: str | None = None) -> str:
+    """The `overnight promote` of the candidate `run_id`'s passed canary held for a person (`overnight run
+    --no-promote`), ready to paste: the gates are checked again when it runs (the canary still passed, against the
+    champion that still serves; the compile report still current)."""
+    return on_api(f"overnight promote {candidate} -s {shlex.quote(signature_id)} --reason "
+                  f"{shlex.quote(f'promote what {run_id} held')}", base_url)
 
 
 def on_api(command: str, base_url: str | None) -> str:
@@ -358,6 +373,10 @@ def signature_sentence(*, signature_id: str, decision: str, reason: str, champio
     if decision == "promoted":
         return (f"{signature_id}: promoted {short(champion_after)} over {short(champion_before)} — {holdout}; "
                 f"canary passed: {canary_numbers(canary)}")
+    if decision == "held":
+        candidate = canary.candidate_id if canary else compile.best_compiled_id if compile else None
+        return (f"{signature_id}: held — {holdout}; canary passed: {canary_numbers(canary)}; {short(champion_after)} "
+                f"serves until a person promotes {short(candidate)}")
     if decision == "no_improvement":
         best = f" (best {short(compile.best_compiled_id)}, {holdout})" if compile else ""
         return f"{signature_id}: no change — compile found nothing better than {short(champion_before)}{best}"

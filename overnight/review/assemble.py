@@ -27,6 +27,7 @@ from overnight.domain.review import (
     compile_section,
     move_lines,
     phase_spans,
+    promote_commands,
     run_sentence,
     signature_sentence,
     undo_commands,
@@ -53,6 +54,7 @@ def run_review(store: Store, run_id: str) -> RunReview:
         ended_at=run.ended_at, event_count=run.event_count, truncated=run.truncated,
         phases=phase_spans(steps, started_at=run.started_at), signatures=signatures,
         sentence=run_sentence(run, signatures), undo=undo_commands(run.run_id, signatures),
+        promote=promote_commands(run.run_id, signatures),
         pruned=None if pruned is None else pruned.sentence())
 
 

@@ -23,7 +23,7 @@ from overnight.domain.review import (
 )
 from overnight.review.terminal import Rows, duration, e2e_line, when
 
-_DECISION_STYLE = {"promoted": "bold green", "no_improvement": "cyan", "rolled_back": "bold red",
+_DECISION_STYLE = {"promoted": "bold green", "held": "bold yellow", "no_improvement": "cyan", "rolled_back": "bold red",
                    "inconclusive": "yellow", "failed": "bold red"}
 
 
@@ -34,9 +34,10 @@ def review_text(review: RunReview, *, events_below: bool = False) -> RenderableT
     for sig in review.signatures:
         parts += _signature(sig)
     parts.append(Text(review.sentence, style="bold"))
-    if review.undo:  # each command whole on its own line (print with crop=False): cut or wrapped, a pasted one fails
-        parts.append(Text("to undo:", style="bold"))
-        parts += [Text(f"  {command}", no_wrap=True, overflow="ignore") for command in review.undo]
+    for heading, commands in (("to undo:", review.undo), ("to promote what it held:", review.promote)):
+        if commands:  # each command whole on its own line (print with crop=False): cut or wrapped, a pasted one fails
+            parts.append(Text(heading, style="bold"))
+            parts += [Text(f"  {command}", no_wrap=True, overflow="ignore") for command in commands]
     return Group(*parts)
 
 

@@ -194,6 +194,8 @@ def summary_text(summary: Any) -> str:
         lines.append(f"review it: {summary.review}")
     if summary.undo:
         lines += ["to undo:", *(f"  {command}" for command in summary.undo)]
+    if summary.promote:
+        lines += ["to promote what it held:", *(f"  {command}" for command in summary.promote)]
     return "\n".join(lines)
 
 

@@ -24,13 +24,14 @@ def promote(store: Store, entry: RegisteredSignature, programs: ProgramCache, bo
     sig = entry.contract.signature_id
     champion = contender_against(store, entry, programs, candidate_id=body.candidate_id, run_id=body.run_id,
                                  lm_id=lm_id)
+    refused: list[str] = []
     try:
         report = naming_report(store, entry, lm_id=lm_id, candidate_id=body.candidate_id, report_id=body.report_id)
-    except CompileEvidenceMissing:
-        report = None
+    except CompileEvidenceMissing as missing:
+        report, refused = None, list(missing.details.get("checked", []))
     canary = store.find_canary(signature_id=sig, candidate_id=body.candidate_id)
     gates = promotion_gates(candidate_id=body.candidate_id, champion_id=champion, report=report, canary=canary,
-                            min_delta=body.min_delta, margin=body.margin)
+                            min_delta=body.min_delta, margin=body.margin, reports_refused=refused)
     failed = [g for g in gates if g.verdict != "pass"]
     if failed and not body.force:
         raise PromotionRefused(

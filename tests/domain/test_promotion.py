@@ -74,3 +74,16 @@ def canary(status: str = "passed", control: str = A) -> CanaryRecord:
 def test_promotion_gates(kwargs: dict[str, object], failing: list[str]) -> None:
     gates = promotion_gates(candidate_id=B, champion_id=A, min_delta=0.0, margin=0.05, **kwargs)  # type: ignore[arg-type]
     assert [g.reason_code for g in gates if g.verdict != "pass"] == failing
+
+
+def test_no_report_says_why_each_report_on_the_dataset_did_not_count() -> None:
+    """A promote from a shell whose OVERNIGHT_LM is not the server's finds the night's report made with another LM:
+    the refusal says so, not only that no report names the candidate."""
+    refused = ["cr-1: was compiled with sim:seed=1, not the serving LM local:smollm2"]
+    gate = promotion_gates(candidate_id=B, champion_id=A, report=None, canary=canary(), min_delta=0.0, margin=0.05,
+                           reports_refused=refused)[0]
+    assert gate.message == (f"no compile report on the current dataset names {B[:12]} (cr-1: was compiled with "
+                            "sim:seed=1, not the serving LM local:smollm2)")
+    assert gate.evidence["checked"] == refused
+    plain = promotion_gates(candidate_id=B, champion_id=A, report=None, canary=canary(), min_delta=0.0, margin=0.05)
+    assert plain[0].message == f"no compile report on the current dataset names {B[:12]}"

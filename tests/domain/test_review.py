@@ -14,6 +14,7 @@ from overnight.domain.review import (
     SignatureReview,
     canary_series,
     phase_spans,
+    promote_commands,
     run_sentence,
     signature_sentence,
     undo_commands,
@@ -71,6 +72,9 @@ def canary(candidate_errors: int = 0) -> CanarySection:
      "S.v1: rolled back — canary failed: too many errors; 12 errors in 153 candidate requests (upper bound 0.124 >= "
      "0.05), accuracy 0.900 vs control 0.600; aaaaaaaaaaaa still serves"),
     ("no_improvement", "", A, False, "S.v1: no change — compile found nothing better than aaaaaaaaaaaa"),
+    ("held", "canary passed; held for a person to promote (--no-promote)", A, True,
+     "S.v1: held — no paired holdout delta; canary passed: 0 errors in 153 candidate requests (upper bound 0.019 < "
+     "0.05), accuracy 0.900 vs control 0.600; aaaaaaaaaaaa serves until a person promotes bbbbbbbbbbbb"),
     ("inconclusive", "canary inconclusive: deadline", A, True,
      "S.v1: no change — canary inconclusive: deadline; aaaaaaaaaaaa still serves"),
     ("failed", "api_unreachable: gone", None, False, "S.v1: failed — api_unreachable: gone"),
@@ -143,3 +147,13 @@ def test_the_canary_says_whether_its_gate_decisions_follow_from_their_inputs(sta
     history += [GateLine(kind="gate_evaluated", step=0, verdict="pass", actor=None, message="",
                          rederived=Rederived(status=status)) for status in statuses]  # type: ignore[arg-type]
     assert canary().model_copy(update={"history": history}).rederived_sentence() == says
+
+
+def test_a_held_pass_prints_the_promote_command_and_nothing_to_undo() -> None:
+    held = review("S.v1", "held", A).model_copy(update={"canary": canary()})
+    promoted = review("T.v1", "promoted", B, [move("promote", A, B)])
+    assert promote_commands("night-1", [held, promoted]) == [
+        f"overnight promote {B} -s S.v1 --reason 'promote what night-1 held'"]
+    assert undo_commands("night-1", [held, promoted]) == ["overnight rollback -s T.v1 --to " + A
+                                                          + " --reason 'undo night-1'"]
+    assert promote_commands("night-1", [review("S.v1", "held", A)]) == []  # no canary: nothing was held

@@ -86,10 +86,14 @@ def test_a_compile_longer_than_the_lease_keeps_it_so_a_second_runner_is_refused(
     assert not any(e["kind"] == "lease_taken_over" for e in run_events)
 
 
-def test_sigkill_during_traffic_then_resume_completes_without_duplicated_events(db_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("first", "decision"), [((), "promoted"), (("--no-promote",), "held")])
+def test_sigkill_during_traffic_then_resume_completes_without_duplicated_events(
+        db_url: str, tmp_path: Path, first: tuple[str, ...], decision: str) -> None:
+    """Resumed from where it was killed; a night started with `--no-promote` still holds its pass when resumed
+    without it (the night's owner asked; whoever resumes it need not remember)."""
     with serve_process(db_url, tmp_path / "serve.log", OVERNIGHT_LM=SLOW) as server, server.client() as api:
         args = ("--base-url", server.base_url, "--dataset", str(SELECT))
-        runner = start_runner(db_url, SLOW, *args, log=tmp_path / "runner.log", OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        runner = start_runner(db_url, SLOW, *args, *first, log=tmp_path / "runner.log", OVERNIGHT_TOKEN=ADMIN_TOKEN)
         wait_for(lambda: traffic_started(api))
         time.sleep(1.0)  # some traffic is in flight
         runner.send_signal(signal.SIGKILL)
@@ -102,7 +106,9 @@ def test_sigkill_during_traffic_then_resume_completes_without_duplicated_events(
         run = api.get(f"/api/v1/runs/{run_id}").json()
     assert code == 0, stderr[-3000:]
     assert summary["run_id"] == run_id
-    assert summary["signatures"]["SelectTool.v1"]["decision"] == "promoted"
+    assert summary["signatures"]["SelectTool.v1"]["decision"] == decision
+    assert bool(summary["undo"]) == (decision == "promoted")
+    assert bool(summary["promote"]) == (decision == "held")
     assert run["status"] == "succeeded"
     markers = Counter(str(e["kind"]) for e in stream if str(e["kind"]).endswith((".started", ".finished"))
                       and not str(e["kind"]).startswith("run."))

@@ -360,6 +360,51 @@ def test_resuming_a_run_that_is_not_there_or_not_running_is_a_preflight_failure_
 
 
 
+def test_no_promote_holds_a_passed_canary_for_a_person_and_the_printed_command_promotes_it(db_url: str) -> None:
+    """`--no-promote` (Argo's autoPromotionEnabled: false, Flagger's confirm-promotion): the night compiles, runs
+    its canary to a pass and stops there: nothing moves, the champion serves everything (the e2e check says so),
+    exit 0. The summary, `show` and the run page print the promote command, which passes every gate in the
+    morning; a run that promoted nothing has nothing to undo."""
+    done = subprocess.run([sys.executable, "-m", "overnight", "run", "--dataset", str(SELECT), "--no-promote",
+                           *FAIR_SPLIT], capture_output=True, text=True, timeout=300, check=False,
+                          env=runner_env(db_url, BETTER))
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_id = done.stdout.split()[1].rstrip(":")
+    lines = done.stdout.splitlines()
+    assert "  SelectTool.v1: held — canary passed; held for a person to promote (--no-promote)" in lines
+    assert "to undo:" not in lines
+    command = lines[lines.index("to promote what it held:") + 1].strip()
+    assert re.fullmatch(rf"overnight promote [0-9a-f]{{64}} -s SelectTool.v1 --reason 'promote what {run_id} held'",
+                        command), command
+    candidate = command.split()[2]
+    with live_server(db_url, lm=BETTER) as server, server.client() as api:
+        run = api.get(f"/api/v1/runs/{run_id}").json()
+        canary = api.get("/api/v1/signatures/SelectTool.v1/canary").json()["canary"]
+        champion = api.get("/api/v1/signatures/SelectTool.v1/aliases/history").json()["champion_id"]
+        review = api.get(f"/api/v1/runs/{run_id}/review").json()
+        page = api.get(f"/review/runs/{run_id}").text
+    result = run["summary"]["signatures"]["SelectTool.v1"]
+    assert (run["summary"]["exit_code"], result["decision"], result["canary_status"]) == (0, "held", "passed")
+    assert (canary["candidate_id"], canary["status"], champion) == (candidate, "passed", None)  # nothing moved
+    assert result["champion_after"] == result["champion_before"]
+    assert result["e2e"]["ok"] is True
+    assert result["e2e"]["served"] == [result["champion_before"]]  # the champion serves everything
+    assert (run["summary"]["promote"], run["summary"]["undo"], review["promote"], review["undo"]) == (
+        [command], [], [command], [])
+    assert review["signatures"][0]["sentence"].startswith("SelectTool.v1: held — holdout +")
+    assert review["signatures"][0]["sentence"].endswith(f"serves until a person promotes {candidate[:12]}")
+    escaped = command.replace("'", "&#39;")  # as the page's template writes a quote
+    assert f'<pre class="mono">{escaped}</pre>' in page
+    shown = overnight_show(db_url, run_id).splitlines()
+    assert shown[shown.index("to promote what it held:") + 1] == f"  {command}"
+    promoted = subprocess.run([sys.executable, "-m", "overnight", *shlex.split(command)[1:], "--json"],
+                              capture_output=True, text=True, timeout=60, check=False, env=runner_env(db_url, BETTER))
+    assert promoted.returncode == 0, promoted.stderr  # every gate passes: no --force
+    moved = json.loads(promoted.stdout)
+    assert (moved["move"]["to_id"], moved["forced"]) == (candidate, False)
+    assert moved["move"]["reason"] == f"promote what {run_id} held"
+
+
 def test_the_summary_ends_with_the_command_that_undoes_the_promotion_and_it_runs_as_printed(db_url: str) -> None:
     """A cron log or an agent's transcript is often all a person sees of the night: the summary it printed names
     the undo command as the review does, whole, ready to paste (and `--json` has it as `undo`)."""
