@@ -395,6 +395,7 @@ def test_no_promote_holds_a_passed_canary_for_a_person_and_the_printed_command_p
     assert review["signatures"][0]["sentence"].endswith(f"serves until a person promotes {candidate[:12]}")
     escaped = command.replace("'", "&#39;")  # as the page's template writes a quote
     assert f'<pre class="mono">{escaped}</pre>' in page
+    assert f'<pre class="mono">{escaped} --base-url URL</pre>' in page  # and for a host with only the API
     shown = overnight_show(db_url, run_id).splitlines()
     assert shown[shown.index("to promote what it held:") + 1] == f"  {command}"
     promoted = subprocess.run([sys.executable, "-m", "overnight", *shlex.split(command)[1:], "--json"],
