@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import shlex
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -137,21 +138,21 @@ class CanarySection(BaseModel):
     def rederived_sentence(self) -> str | None:
         """`each of the 3 gate decisions follows from the inputs recorded with it`, or how many do not and why; None
         when the canary made no gate decision."""
-        checked: list[str] = [entry.rederived.status for entry in self.history if entry.rederived is not None]
-        if not checked:
+        checked: Counter[str] = Counter(entry.rederived.status for entry in self.history if entry.rederived is not None)
+        n = checked.total()
+        if not n:
             return None
-        n = len(checked)
-        if checked.count("agrees") == n:
+        if checked["agrees"] == n:
             which = "the gate decision follows" if n == 1 else f"each of the {n} gate decisions follows"
             return f"re-derived: {which} from the inputs recorded with it"
-        if checked.count("no_inputs") == n:
+        if checked["no_inputs"] == n:
             return "not re-derived: its gate decisions were recorded before decisions kept their inputs"
-        said = [f"{checked.count('agrees')} of {n} gate decisions follow from the inputs recorded with them"]
+        said = [f"{checked['agrees']} of {n} gate decisions follow from the inputs recorded with them"]
         for status, why in (("differs", "DO NOT (marked above)"),
                             ("method_changed", "were made by gate methods this version no longer runs (marked above)"),
                             ("no_inputs", "were recorded before decisions kept their inputs")):
-            if checked.count(status):
-                said.append(f"{checked.count(status)} {why}")
+            if checked[status]:
+                said.append(f"{checked[status]} {why}")
         return "re-derived: " + "; ".join(said)
 
     def errors_by_code(self) -> str:
