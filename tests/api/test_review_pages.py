@@ -6,14 +6,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import get_args
 from urllib.parse import quote
 
 import httpx
 import pytest
 
+import overnight.api
 from overnight.api.app import route_inventory
+from overnight.domain.canary import CanaryStatus
 from overnight.domain.compiling import Artifact
-from overnight.domain.runs import EventIn, FinishRun, RunStart
+from overnight.domain.runs import EventIn, FinishRun, RunStart, RunStatus
+from overnight.runner import EXIT_BY_DECISION
 from overnight.store.sql import SqlStore
 from tests.factories import ADMIN_TOKEN, READ_TOKEN, SERVE_TOKEN, LiveServer, SteppingClock, auth, live_server
 from tests.review import golden_run
@@ -338,3 +343,13 @@ def test_every_page_forbids_scripts_it_did_not_write_and_being_framed(server: Li
                 assert scripts, "the running run's page has its live-feed script"
             nonces.append(nonce)
     assert len(set(nonces)) == len(nonces)  # never reused
+
+
+def test_every_status_and_decision_the_pages_print_has_a_colour() -> None:
+    """The pages colour a word by its class (`<span class="held">held</span>`): a status or decision added without
+    a rule in the stylesheet would be printed in plain ink, as if nothing were to be looked at."""
+    style = (Path(overnight.api.__file__).parent / "templates" / "base.html").read_text()
+    style = style[style.index("<style>"):style.index("</style>")]
+    coloured = set(re.findall(r"\.([a-z_]+)\b(?=[^{]*\{[^}]*color: var\(--(?:good|bad|warn)\))", style))
+    words = set(EXIT_BY_DECISION) | {s.value for s in RunStatus} | set(get_args(CanaryStatus)) | {"pass", "fail"}
+    assert words - coloured == set()
