@@ -36,10 +36,11 @@ from overnight.domain.access import API_FEATURES
 from overnight.domain.canary import CanaryRecord, CanaryView
 from overnight.domain.compiling import rung_sentence
 from overnight.domain.gates import RUNNER_STEPS, SRM_THRESHOLD_P, steps_said
-from overnight.domain.promotion import DEFAULT_TARGET
+from overnight.domain.promotion import DEFAULT_TARGET, holdout_delta_gate
 from overnight.domain.receipts import PruneResult
 from overnight.domain.review import on_api, promote_command, rollback_command, short
 from overnight.domain.runs import EventIn, RunStatus
+from overnight.domain.stats import PairedDelta
 from overnight.errors import (
     ApiUnreachable,
     CanaryActive,
@@ -414,7 +415,15 @@ class Runner:
                 "resumes from the scores this one kept")
         if not report["improved"]:
             return "no_improvement", "no_improvement", "compile found nothing better than the champion"
-        skipped = self.done.get(f"{sig}:canary.start:finished", {}).get("skipped")  # resumed: as decided then
+        started = self.done.get(f"{sig}:canary.start:finished")  # resumed: as decided then
+        skipped = (started or {}).get("skipped")
+        delta = report.get("paired_delta")  # improved: there is one (a resumed run's older record may lack it)
+        shown = holdout_delta_gate(PairedDelta.model_validate(delta)) if delta else None  # as the promotion checks
+        if shown and shown.verdict != "pass" and (started is None or skipped == "holdout_delta_not_met"):
+            # A canary would send users' requests to a candidate the promotion refuses whatever the canary shows.
+            return "holdout_delta_not_met", "inconclusive", (
+                f"compile's best {short(report['best_compiled_id'])}: {shown.message}; the promotion would refuse "
+                "it, so no canary was opened (a larger holdout split narrows the interval)")
         if skipped == "deadline" or self._past_deadline():
             # Opened now, the canary would be stopped at the traffic step's first look, after real requests had
             # gone to the candidate for nothing.

@@ -15,10 +15,12 @@ from overnight.domain.canary import CanaryRecord
 from overnight.domain.compiling import CompileReport
 from overnight.domain.gates import Decision
 from overnight.domain.runs import ID_PATTERN
-from overnight.domain.stats import paired_delta
+from overnight.domain.stats import PairedDelta, paired_delta
 
 AliasAction = Literal["promote", "rollback", "manual_set"]
 PROMOTE_METHOD = "promotion_gates@1"
+MIN_DELTA = 0.0  # a promotion's holdout delta must be at least this (DESIGN §7)
+MARGIN = 0.05  # ... and its lower bound at least -MARGIN
 
 
 class AliasMove(BaseModel):
@@ -89,10 +91,16 @@ def _report_gate(candidate_id: str, champion_id: str, report: CompileReport | No
 
 
 def _delta_gate(candidate_id: str, report: CompileReport | None, min_delta: float, margin: float) -> Decision:
-    evidence: dict[str, Any] = {"min_delta": min_delta, "margin": margin}
     delta = None
     if report is not None:
         delta = report.paired_delta if report.best_compiled_id == candidate_id else _paired(report, candidate_id)
+    return holdout_delta_gate(delta, min_delta=min_delta, margin=margin)
+
+
+def holdout_delta_gate(delta: PairedDelta | None, *, min_delta: float = MIN_DELTA, margin: float = MARGIN) -> Decision:
+    """The candidate's paired holdout delta over the champion: at least `min_delta`, and its lower bound at least
+    `-margin`. The promotion checks it; the runner checks it before opening a canary the promotion would refuse."""
+    evidence: dict[str, Any] = {"min_delta": min_delta, "margin": margin}
     if delta is None:
         return Decision(verdict="fail", reason_code="no_paired_holdout_delta", evidence=evidence,
                         message="no paired holdout comparison of this candidate with the champion")
@@ -142,8 +150,8 @@ class PromoteRequest(BaseModel):
     candidate_id: str = Field(pattern=r"^[0-9a-f]{64}$")
     force: bool = False
     reason: str = Field(default="", max_length=2000)
-    min_delta: float = Field(default=0.0, ge=-1, le=1)
-    margin: float = Field(default=0.05, ge=0, le=1, description="the holdout delta's lower bound must be >= -margin")
+    min_delta: float = Field(default=MIN_DELTA, ge=-1, le=1)
+    margin: float = Field(default=MARGIN, ge=0, le=1, description="the holdout delta's lower bound must be >= -margin")
     report_id: str | None = Field(default=None, pattern=ID_PATTERN)
     run_id: str | None = Field(default=None, pattern=ID_PATTERN)
 

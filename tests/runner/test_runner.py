@@ -17,7 +17,17 @@ from sqlalchemy.pool import NullPool
 
 from overnight.store.migrate import current_revision, downgrade, head_revision, upgrade
 from tests.factories import FAIR_SPLIT_P, live_server
-from tests.runner.helpers import BETTER, FAIR_SPLIT, FLAKY, NOTHING, SELECT, TRIAGE, overnight_run, runner_env
+from tests.runner.helpers import (
+    BETTER,
+    FAIR_SPLIT,
+    FLAKY,
+    NOTHING,
+    SELECT,
+    TRIAGE,
+    UNSHOWN,
+    overnight_run,
+    runner_env,
+)
 
 
 def overnight_show(db_url: str, run_id: str) -> str:
@@ -118,6 +128,31 @@ def progress(stderr: str) -> list[str]:
     """The runner's progress lines (JSON on stderr when it is not a terminal), in order."""
     lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     return [str(line["message"]) for line in lines if line.get("event") == "runner_progress"]
+
+
+def test_a_candidate_the_promotion_would_refuse_on_its_holdout_delta_opens_no_canary(db_url: str) -> None:
+    """Ahead on holdout but with an interval that cannot rule out worse, the candidate would be refused at the
+    promotion (DESIGN §7's holdout gate): sending users' requests to it in a canary first would be for nothing."""
+    code, summary, stderr = overnight_run(db_url, UNSHOWN, "--dataset", str(SELECT))
+    assert code == 4, stderr[-3000:]  # inconclusive: the holdout could not show it either way
+    result = summary["signatures"]["SelectTool.v1"]
+    assert (result["decision"], result["canary_id"]) == ("inconclusive", None)
+    assert result["champion_after"] == result["champion_before"]
+    best = result["best_compiled_id"][:12]
+    assert result["reason"] == (
+        f"compile's best {best}: paired holdout delta +0.133 [-0.100, +0.367] over 30 examples: needs delta >= 0 and "
+        "lower bound >= -0.05; the promotion would refuse it, so no canary was opened (a larger holdout split "
+        "narrows the interval)")
+    with live_server(db_url) as server, server.client() as api:
+        assert api.get("/api/v1/signatures/SelectTool.v1/canary").status_code == 404  # none was ever opened
+        kinds = _kinds(api, summary["run_id"])
+    assert "canary.start.finished" in kinds
+    assert "traffic.started" not in kinds
+    shown = " ".join(overnight_show(db_url, summary["run_id"]).split())
+    assert (f"SelectTool.v1: no change — compile's best {best}: paired holdout delta +0.133 [-0.100, +0.367] over 30 "
+            "examples: needs delta >= 0 and lower bound >= -0.05; the promotion would refuse it, so no canary was "
+            f"opened (a larger holdout split narrows the interval); {result['champion_before'][:12]} still serves"
+            ) in shown, shown
 
 
 def test_nothing_better_is_no_improvement_and_no_canary(db_url: str) -> None:
