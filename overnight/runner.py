@@ -423,7 +423,7 @@ class Runner:
             # A canary would send users' requests to a candidate the promotion refuses whatever the canary shows.
             return "holdout_delta_not_met", "inconclusive", (
                 f"compile's best {short(report['best_compiled_id'])}: {shown.message}; the promotion would refuse "
-                "it, so no canary was opened (a larger holdout split narrows the interval)")
+                "it, so no canary was opened (more holdout rows narrow the interval)")
         if skipped == "deadline" or self._past_deadline():
             # Opened now, the canary would be stopped at the traffic step's first look, after real requests had
             # gone to the candidate for nothing.
