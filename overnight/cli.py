@@ -27,7 +27,9 @@ from overnight.domain.datasets import ImportResult, RowProblem
 from overnight.domain.gates import (
     ALPHA,
     EXPECTED_ERROR_RATE,
+    HOLDOUT_MARGIN,
     MAX_ERROR_RATE,
+    MIN_DELTA,
     POWER,
     RUNNER_STEPS,
     SRM_THRESHOLD_P,
@@ -1002,6 +1004,11 @@ def run(
     no_promote: Annotated[bool, typer.Option("--no-promote", help=(
         "Stop at a passed canary and promote nothing (decision held, exit 0); the summary and the review print the "
         "promote command for a person"))] = False,
+    min_delta: Annotated[float, typer.Option(min=-1, max=1, help=(
+        "Open a canary, and promote, only when the best candidate's paired holdout delta is at least this"
+    ))] = MIN_DELTA,
+    holdout_margin: Annotated[float, typer.Option(min=0, max=1, help=(
+        "... and its lower bound at least minus this (0: the holdout must rule out worse)"))] = HOLDOUT_MARGIN,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
 ) -> None:
     """The nightly loop: import → compile → canary → decide → e2e, every step an event.
@@ -1016,7 +1023,7 @@ def run(
         summary = nightly(settings, base_url=base_url, signatures=signature or ["SelectTool.v1"],
                           datasets=dataset or [], verify=verify or [], deadline=deadline, resume=resume,
                           steps=steps, srm_threshold=srm_threshold, dry_run=dry_run, say=_say, keep_days=keep_days,
-                          promote=not no_promote)
+                          promote=not no_promote, min_delta=min_delta, holdout_margin=holdout_margin)
         if as_json:
             out.print_json(summary.model_dump_json())
         else:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from overnight.client import OvernightClient
 from overnight.config import Settings
-from overnight.domain.gates import SRM_THRESHOLD_MAX, SRM_THRESHOLD_P
+from overnight.domain.gates import HOLDOUT_MARGIN, MIN_DELTA, SRM_THRESHOLD_MAX, SRM_THRESHOLD_P
 from overnight.errors import ConfigError
 from overnight.runner import Runner, RunOptions, Say, Summary, Terminated
 
@@ -28,12 +28,14 @@ DURATION = re.compile(r"^(\d+)\s*([smhd]?)$")
 
 def nightly(settings: Settings, *, base_url: str | None, signatures: list[str], datasets: list[str],
             verify: list[str], deadline: str, resume: str | None, steps: str, srm_threshold: float, dry_run: bool,
-            say: Say, keep_days: int | None = None, promote: bool = True) -> Summary:
+            say: Say, keep_days: int | None = None, promote: bool = True, min_delta: float = MIN_DELTA,
+            holdout_margin: float = HOLDOUT_MARGIN) -> Summary:
     options = RunOptions(signatures=once_each(signatures), datasets=dataset_files(signatures, datasets),
                          verify=verify_commands(verify),
                          deadline_s=seconds(deadline), resume=resume, dry_run=dry_run, steps=percentages(steps),
                          srm_threshold_p=split_threshold(srm_threshold), lease_s=settings.lease_s,
-                         keep_days=keep_days, base_url=base_url, promote=promote)
+                         keep_days=keep_days, base_url=base_url, promote=promote, min_delta=min_delta,
+                         holdout_margin=holdout_margin)
     quiet_transport_logs(settings)
     runner: Runner | None = None
     try:

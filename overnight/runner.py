@@ -35,7 +35,7 @@ from overnight.client import OvernightClient
 from overnight.domain.access import API_FEATURES
 from overnight.domain.canary import CanaryRecord, CanaryView
 from overnight.domain.compiling import rung_sentence
-from overnight.domain.gates import RUNNER_STEPS, SRM_THRESHOLD_P, steps_said
+from overnight.domain.gates import HOLDOUT_MARGIN, MIN_DELTA, RUNNER_STEPS, SRM_THRESHOLD_P, steps_said
 from overnight.domain.promotion import DEFAULT_TARGET, holdout_delta_gate
 from overnight.domain.receipts import PruneResult
 from overnight.domain.review import on_api, promote_command, rollback_command, short
@@ -60,6 +60,13 @@ EXIT_BY_DECISION = {"promoted": EXIT_OK, "held": EXIT_OK, "no_improvement": EXIT
 # Predicts the e2e check may send per request it judges, when another canary's candidate takes some of them.
 E2E_TRIES = 8
 SEVERITY = (EXIT_FAILED, EXIT_ROLLED_BACK, EXIT_INCONCLUSIVE, EXIT_OK)
+# The options a resumed night keeps from its start (recorded on its preflight.finished event) when they are stricter
+# than the resume's: option -> (the stricter of two values, the option as said).
+KEPT_ON_RESUME: dict[str, tuple[Callable[[Any, Any], Any], Callable[[Any], str]]] = {
+    "promote": (lambda a, b: a and b, lambda _: "--no-promote (a passed canary is held for a person)"),
+    "min_delta": (max, lambda value: f"--min-delta {value:g}"),
+    "holdout_margin": (min, lambda value: f"--holdout-margin {value:g}"),
+}
 PROGRESS_EVERY_S = 30.0  # a driven canary says where it is at least this often, and at each step
 Say = Callable[[str], None]
 
@@ -90,6 +97,9 @@ class RunOptions(BaseModel):
     e2e_requests: int = 5
     keep_days: int | None = Field(default=None, ge=1)  # prune receipts outside canaries and keys older than this
     promote: bool = True  # False (--no-promote): a passed canary is held for a person to promote
+    # The holdout bar, before a canary opens and at the promotion: delta >= min_delta, lower bound >= -holdout_margin
+    min_delta: float = Field(default=MIN_DELTA, ge=-1, le=1)
+    holdout_margin: float = Field(default=HOLDOUT_MARGIN, ge=0, le=1)
     lease_s: int = 120
     seed: int = 0
     base_url: str | None = None  # the API the operator named (None: the embedded one, gone when the run ends)
@@ -320,7 +330,8 @@ class Runner:
     def start(self) -> None:
         self._begin()
         self.event("preflight.finished", "preflight", "preflight passed",
-                   {"signatures": self.options.signatures, "promote": self.options.promote}, "run:preflight:finished")
+                   {"signatures": self.options.signatures, **self.options.model_dump(include=set(KEPT_ON_RESUME))},
+                   "run:preflight:finished")
 
     def _begin(self) -> None:
         """Take the run: the one to resume, or a new one (which takes over runs whose lease went stale)."""
@@ -332,10 +343,7 @@ class Runner:
             self.done = {e.client_event_id: e.data for e in self.client.all_events(run.run_id)
                          if e.client_event_id and e.client_event_id.endswith(":finished")}
             self.say(f"resuming {run.run_id}: {len(self.done)} steps already finished")
-            if self.done.get("run:preflight:finished", {}).get("promote") is False and self.options.promote:
-                # what the night's owner asked for holds, whoever resumes it: a pass is not promoted on its own
-                self.options = self.options.model_copy(update={"promote": False})
-                self.say(f"{run.run_id} was started with --no-promote: a passed canary is held for a person")
+            self._keep_what_it_was_started_with(run.run_id)
         else:
             if self._new_run_id is None:
                 self._new_run_id = f"night-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
@@ -345,6 +353,20 @@ class Runner:
             self.run_id = started.run.run_id
             self.adoptable.update(t["from_run_id"] for t in started.took_over if t.get("from_run_id"))
             self.say(f"run {self.run_id} started" + (f", took over {sorted(self.adoptable)}" if self.adoptable else ""))
+
+    def _keep_what_it_was_started_with(self, run_id: str) -> None:
+        """What the night's owner asked for holds, whoever resumes it: a night started with --no-promote does not
+        promote a pass on its own, and one started with a stricter holdout bar keeps it (a resume may be stricter)."""
+        started = self.done.get("run:preflight:finished", {})
+        kept, said = {}, []
+        for option, (stricter, saying) in KEPT_ON_RESUME.items():
+            given = getattr(self.options, option)
+            if option in started and stricter(started[option], given) != given:
+                kept[option] = stricter(started[option], given)
+                said.append(saying(kept[option]))
+        if kept:
+            self.options = self.options.model_copy(update=kept)
+            self.say(f"{run_id} was started with {', '.join(said)}: kept")
 
     def signature(self, sig: str) -> SignatureResult:
         result = SignatureResult(signature_id=sig)
@@ -418,7 +440,8 @@ class Runner:
         started = self.done.get(f"{sig}:canary.start:finished")  # resumed: as decided then
         skipped = (started or {}).get("skipped")
         delta = report.get("paired_delta")  # improved: there is one (a resumed run's older record may lack it)
-        shown = holdout_delta_gate(PairedDelta.model_validate(delta)) if delta else None  # as the promotion checks
+        shown = (holdout_delta_gate(PairedDelta.model_validate(delta), min_delta=self.options.min_delta,
+                                    margin=self.options.holdout_margin) if delta else None)  # as the promotion will
         if shown and shown.verdict != "pass" and (started is None or skipped == "holdout_delta_not_met"):
             # A canary would send users' requests to a candidate the promotion refuses whatever the canary shows.
             return "holdout_delta_not_met", "inconclusive", (
@@ -653,7 +676,9 @@ class Runner:
                     "alias_history_ids": [], "champion_after": champion}
         try:
             moved = self.client.promote(sig, {"candidate_id": report["best_compiled_id"], "run_id": self.run_id,
-                                              "report_id": report["report_id"]}, key=f"{self.run_id}:{sig}:promote")
+                                              "report_id": report["report_id"], "min_delta": self.options.min_delta,
+                                              "margin": self.options.holdout_margin},
+                                        key=f"{self.run_id}:{sig}:promote")
         except OvernightError as exc:
             if exc.code != "promotion_refused":
                 raise

@@ -261,6 +261,8 @@ SRM_THRESHOLD_P, SRM_THRESHOLD_MAX = 0.001, 0.05
 # A canary's plan when its request does not say (CanaryPlanRequest), and `overnight plan`'s defaults.
 MAX_ERROR_RATE, EXPECTED_ERROR_RATE, ALPHA, POWER = 0.05, 0.01, 0.05, 0.9
 RUNNER_STEPS = (25.0, 50.0)  # the rollout `overnight run` stages its canaries on, unless --steps says
+# A promotion's paired holdout delta must be at least MIN_DELTA, its lower bound at least -HOLDOUT_MARGIN (DESIGN §7).
+MIN_DELTA, HOLDOUT_MARGIN = 0.0, 0.05
 
 
 def srm_gate(*, candidate_samples: int, control_samples: int, candidate_share: float,

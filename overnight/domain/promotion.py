@@ -13,14 +13,12 @@ from pydantic import BaseModel, Field, model_validator
 
 from overnight.domain.canary import CanaryRecord
 from overnight.domain.compiling import CompileReport
-from overnight.domain.gates import Decision
+from overnight.domain.gates import HOLDOUT_MARGIN, MIN_DELTA, Decision
 from overnight.domain.runs import ID_PATTERN
 from overnight.domain.stats import PairedDelta, paired_delta
 
 AliasAction = Literal["promote", "rollback", "manual_set"]
 PROMOTE_METHOD = "promotion_gates@1"
-MIN_DELTA = 0.0  # a promotion's holdout delta must be at least this (DESIGN §7)
-MARGIN = 0.05  # ... and its lower bound at least -MARGIN
 
 
 class AliasMove(BaseModel):
@@ -97,7 +95,8 @@ def _delta_gate(candidate_id: str, report: CompileReport | None, min_delta: floa
     return holdout_delta_gate(delta, min_delta=min_delta, margin=margin)
 
 
-def holdout_delta_gate(delta: PairedDelta | None, *, min_delta: float = MIN_DELTA, margin: float = MARGIN) -> Decision:
+def holdout_delta_gate(delta: PairedDelta | None, *, min_delta: float = MIN_DELTA,
+                       margin: float = HOLDOUT_MARGIN) -> Decision:
     """The candidate's paired holdout delta over the champion: at least `min_delta`, and its lower bound at least
     `-margin`. The promotion checks it; the runner checks it before opening a canary the promotion would refuse."""
     evidence: dict[str, Any] = {"min_delta": min_delta, "margin": margin}
@@ -151,7 +150,8 @@ class PromoteRequest(BaseModel):
     force: bool = False
     reason: str = Field(default="", max_length=2000)
     min_delta: float = Field(default=MIN_DELTA, ge=-1, le=1)
-    margin: float = Field(default=MARGIN, ge=0, le=1, description="the holdout delta's lower bound must be >= -margin")
+    margin: float = Field(default=HOLDOUT_MARGIN, ge=0, le=1,
+                          description="the holdout delta's lower bound must be >= -margin")
     report_id: str | None = Field(default=None, pattern=ID_PATTERN)
     run_id: str | None = Field(default=None, pattern=ID_PATTERN)
 

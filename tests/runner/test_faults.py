@@ -86,11 +86,15 @@ def test_a_compile_longer_than_the_lease_keeps_it_so_a_second_runner_is_refused(
     assert not any(e["kind"] == "lease_taken_over" for e in run_events)
 
 
-@pytest.mark.parametrize(("first", "decision"), [((), "promoted"), (("--no-promote",), "held")])
+@pytest.mark.parametrize(("first", "decision", "bar"), [
+    ((), "promoted", (0.0, 0.05)),
+    (("--no-promote",), "held", None),
+    (("--min-delta", "0.4", "--holdout-margin", "0"), "promoted", (0.4, 0.0)),
+])
 def test_sigkill_during_traffic_then_resume_completes_without_duplicated_events(
-        db_url: str, tmp_path: Path, first: tuple[str, ...], decision: str) -> None:
-    """Resumed from where it was killed; a night started with `--no-promote` still holds its pass when resumed
-    without it (the night's owner asked; whoever resumes it need not remember)."""
+        db_url: str, tmp_path: Path, first: tuple[str, ...], decision: str, bar: tuple[float, float] | None) -> None:
+    """Resumed from where it was killed; a night started with `--no-promote`, or a stricter holdout bar, keeps it
+    when resumed without it (the night's owner asked; whoever resumes it need not remember)."""
     with serve_process(db_url, tmp_path / "serve.log", OVERNIGHT_LM=SLOW) as server, server.client() as api:
         args = ("--base-url", server.base_url, "--dataset", str(SELECT))
         runner = start_runner(db_url, SLOW, *args, *first, log=tmp_path / "runner.log", OVERNIGHT_TOKEN=ADMIN_TOKEN)
@@ -104,6 +108,7 @@ def test_sigkill_during_traffic_then_resume_completes_without_duplicated_events(
         code, summary, stderr = overnight_run(db_url, SLOW, *args, "--resume", run_id, OVERNIGHT_TOKEN=ADMIN_TOKEN)
         stream = events(api, run_id)
         run = api.get(f"/api/v1/runs/{run_id}").json()
+        moves = api.get("/api/v1/signatures/SelectTool.v1/aliases/history").json()["history"]
     assert code == 0, stderr[-3000:]
     assert summary["run_id"] == run_id
     assert summary["signatures"]["SelectTool.v1"]["decision"] == decision
@@ -117,6 +122,11 @@ def test_sigkill_during_traffic_then_resume_completes_without_duplicated_events(
     assert all(n == 1 for n in markers.values()), markers
     assert [e["seq"] for e in stream] == list(range(1, len(stream) + 1))
     assert sum(e["kind"] == "canary.opened" for e in stream) == 1  # the same canary carried on
+    if bar is not None:  # the promotion asked the bar the night was started with
+        holdout = next(g for g in moves[-1]["evidence"]["gates"] if g["reason_code"] == "holdout_delta_met")
+        assert (holdout["evidence"]["min_delta"], holdout["evidence"]["margin"]) == bar
+    if first:
+        assert f"{run_id} was started with {' '.join(first).replace(' --', ', --')}" in stderr, stderr[-3000:]
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

@@ -152,6 +152,30 @@ def test_a_candidate_the_promotion_would_refuse_on_its_holdout_delta_opens_no_ca
     assert f"SelectTool.v1: no change — {why}; {result['champion_before'][:12]} still serves" in shown, shown
 
 
+def test_a_stricter_holdout_bar_is_asked_before_the_canary_and_at_the_promotion(db_url: str) -> None:
+    """BETTER's best is +0.433 [+0.233, +0.633] on holdout: short of --min-delta 0.5 it opens no canary; with
+    --min-delta 0.4 --holdout-margin 0 it is canaried and promoted on that bar, which its alias move records."""
+    code, summary, stderr = overnight_run(db_url, BETTER, "--dataset", str(SELECT), "--min-delta", "0.5")
+    assert code == 4, stderr[-3000:]
+    result = summary["signatures"]["SelectTool.v1"]
+    assert (result["decision"], result["canary_id"]) == ("inconclusive", None)
+    assert ("paired holdout delta +0.433 [+0.233, +0.633] over 30 examples: needs delta >= 0.5 and lower bound >= "
+            "-0.05; the promotion would refuse it, so no canary was opened") in result["reason"]
+    code, summary, stderr = overnight_run(db_url, BETTER, "--min-delta", "0.4", "--holdout-margin", "0")
+    assert code == 0, stderr[-3000:]
+    assert summary["signatures"]["SelectTool.v1"]["decision"] == "promoted"
+    with live_server(db_url) as server, server.client() as api:
+        move = api.get("/api/v1/signatures/SelectTool.v1/aliases/history").json()["history"][-1]
+    holdout = next(g for g in move["evidence"]["gates"] if g["reason_code"] == "holdout_delta_met")
+    assert (holdout["evidence"]["min_delta"], holdout["evidence"]["margin"]) == (0.4, 0)
+    assert holdout["message"].endswith(">= 0.4, lower bound >= -0")
+    from tests.review.test_show import overnight  # noqa: PLC0415
+
+    refused = overnight(db_url, "run", "--holdout-margin", "-0.1")  # bad input: a usage error, and nothing run
+    assert refused.returncode == 2
+    assert "--holdout-margin" in refused.stderr
+
+
 def test_nothing_better_is_no_improvement_and_no_canary(db_url: str) -> None:
     code, summary, stderr = overnight_run(db_url, NOTHING, "--dataset", str(SELECT))
     assert code == 0, stderr[-3000:]
