@@ -154,6 +154,7 @@ class Runner:
         self.run_id: str | None = None
         self._new_run_id: str | None = None  # chosen once: a start the signal cut short is retried as the same run
         self.recordable = False  # set by the preflight once a failure of it can go on the record
+        self._resumable: str | None = None  # the running run a --resume names, once the preflight has found it
         self.finishing = False  # from the run's finish on, its record is final: a signal no longer cancels it
         self.started_at = clock()
         self.done: dict[str, dict[str, Any]] = {}  # client_event_id of a finished step -> its data
@@ -228,6 +229,7 @@ class Runner:
             if resumed.status != RunStatus.running:
                 raise RunNotRunning(f"run {resumed.run_id} is {resumed.status}: only a running run can be resumed; "
                                     "start a new run instead")
+            self._resumable = resumed.run_id  # a preflight failure from here on is told to it
         self.recordable = not (self.options.dry_run or self.options.resume)
         for command in self.options.verify:
             program = shlex.split(command)[0]  # split once already: `nightly.verify_commands`
@@ -301,10 +303,13 @@ class Runner:
     def _preflight_failed(self, exc: OvernightError) -> Summary:
         """Exit 2, and a failure the API can hear of — the LM down at 2 a.m., a dataset file gone or gone bad — on the
         record: a run started only to hold a `preflight.failed` event and finished `failed`, so the morning's
-        `overnight runs` shows the night that did not happen and why, not a gap. A dry run and a resume record
-        nothing (the one changes nothing; the other's run is still there to resume), nor can an API that cannot be
-        reached or used; a live run holding a signature (`run_locked`) leaves it unrecorded too."""
+        `overnight runs` shows the night that did not happen and why, not a gap. A dry run records nothing, and a
+        resume no run of its own (its run is still there to resume: a `resume.refused` warning on it says why), nor
+        can an API that cannot be reached or used; a live run holding a signature (`run_locked`) leaves it
+        unrecorded too."""
         verdict = f"preflight failed: {exc.code}: {exc.message}"
+        if self._resumable and not self.options.dry_run:
+            self._tell_the_resumed_run(self._resumable, verdict)
         if not self.recordable:
             return self._summary(EXIT_USAGE, verdict, {})
         try:
@@ -317,6 +322,17 @@ class Runner:
         summary = self._summary(EXIT_USAGE, verdict, {})
         self._finish(summary)
         return summary
+
+    def _tell_the_resumed_run(self, run_id: str, verdict: str) -> None:
+        """A resume refused by its preflight changes nothing, but leaves a warning on the run it would have resumed,
+        so whoever reviews that run sees the attempt and why it failed, not only a lease gone stale."""
+        message = f"a resume of this run was refused: {verdict}; nothing changed, and it can be resumed again"
+        try:
+            self.client.append_event(run_id, EventIn(
+                kind="resume.refused", phase="preflight", level="warning", message=message[:4000],
+                data={"verdict": verdict[:4000]}, client_event_id=f"run:resume:refused:{uuid.uuid4().hex[:12]}"))
+        except OvernightError as unrecorded:
+            self.say(f"the refused resume is not recorded on {run_id}: {unrecorded.code}: {unrecorded.message}")
 
     def _take_run_to_record(self) -> None:
         """A night cancelled before its run was taken, past the checks recording needs (cron's `timeout` while the

@@ -413,6 +413,19 @@ def test_resuming_a_run_that_is_not_there_or_not_running_is_a_preflight_failure_
     assert code == 2
     assert summary["verdict"] == ("preflight failed: run_not_running: run done-run is succeeded: only a running run "
                                   "can be resumed; start a new run instead")
+    with live_server(db_url) as server, server.client() as api:  # one still running, as a crashed night leaves it
+        assert api.post("/api/v1/runs", json={"signature_ids": ["SelectTool.v1"], "run_id": "live-run"}).status_code \
+            == 201
+    code, summary, _ = overnight_run(db_url, broken_lm, "--resume", "live-run")
+    assert code == 2, summary
+    assert summary["verdict"].startswith("preflight failed: config_error: the LM sim:"), summary["verdict"]
+    with live_server(db_url) as server, server.client() as api:  # told to the run it would have resumed: no more
+        run = api.get("/api/v1/runs/live-run").json()
+        told = api.get("/api/v1/runs/live-run/events").json()["events"]
+    assert run["status"] == "running"
+    assert [(e["kind"], e["level"], e["message"]) for e in told if e["kind"] != "run.started"] == [(
+        "resume.refused", "warning", f"a resume of this run was refused: {summary['verdict']}; nothing changed, and it "
+        "can be resumed again")]
 
 
 
