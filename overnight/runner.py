@@ -460,9 +460,10 @@ class Runner:
                                     margin=self.options.holdout_margin) if delta else None)  # as the promotion will
         if shown and shown.verdict != "pass" and (started is None or skipped == "holdout_delta_not_met"):
             # A canary would send users' requests to a candidate the promotion refuses whatever the canary shows.
+            wide = delta["delta"] >= self.options.min_delta  # ahead enough, but the interval reaches too low
             return "holdout_delta_not_met", "inconclusive", (
                 f"compile's best {short(report['best_compiled_id'])}: {shown.message}; the promotion would refuse "
-                "it, so no canary was opened (more holdout rows narrow the interval)")
+                "it, so no canary was opened" + (" (more holdout rows narrow the interval)" if wide else ""))
         if skipped == "deadline" or self._past_deadline():
             # Opened now, the canary would be stopped at the traffic step's first look, after real requests had
             # gone to the candidate for nothing.
