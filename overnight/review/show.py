@@ -134,7 +134,7 @@ def delta_sentence(section: CompileSection) -> str:
                 f"({delta.confidence:.0%} bootstrap{picked}) over {delta.n} examples, {delta.discordant_wins} won / "
                 f"{delta.discordant_losses} lost, McNemar p={delta.mcnemar_p:.3g}")
     leak = f"; leakage excluded: {', '.join(section.leakage)}" if section.leakage else ""
-    return (f"{'improved' if section.improved else 'no improvement'}: best {section.best_compiled_id[:12]} vs "
+    return (f"{'ahead on holdout' if section.improved else 'no improvement'}: best {section.best_compiled_id[:12]} vs "
             f"incumbent {section.incumbent_compiled_id[:12]}: {said}{leak}")
 
 
