@@ -455,15 +455,16 @@ class Runner:
             return "no_improvement", "no_improvement", "compile found nothing better than the champion"
         started = self.done.get(f"{sig}:canary.start:finished")  # resumed: as decided then
         skipped = (started or {}).get("skipped")
-        delta = report.get("paired_delta")  # improved: there is one (a resumed run's older record may lack it)
-        shown = (holdout_delta_gate(PairedDelta.model_validate(delta), min_delta=self.options.min_delta,
-                                    margin=self.options.holdout_margin) if delta else None)  # as the promotion will
-        if shown and shown.verdict != "pass" and (started is None or skipped == "holdout_delta_not_met"):
-            # A canary would send users' requests to a candidate the promotion refuses whatever the canary shows.
-            wide = delta["delta"] >= self.options.min_delta  # ahead enough, but the interval reaches too low
-            return "holdout_delta_not_met", "inconclusive", (
-                f"compile's best {short(report['best_compiled_id'])}: {shown.message}; the promotion would refuse "
-                "it, so no canary was opened" + (" (more holdout rows narrow the interval)" if wide else ""))
+        recorded = report.get("paired_delta")  # improved: there is one (a resumed run's older record may lack it)
+        delta = PairedDelta.model_validate(recorded) if recorded else None
+        if delta is not None and (started is None or skipped == "holdout_delta_not_met"):
+            shown = holdout_delta_gate(delta, min_delta=self.options.min_delta, margin=self.options.holdout_margin)
+            if shown.verdict != "pass":
+                # A canary would send users' requests to a candidate the promotion refuses whatever it shows.
+                wide = delta.delta >= self.options.min_delta  # ahead enough, but the interval reaches too low
+                return "holdout_delta_not_met", "inconclusive", (
+                    f"compile's best {short(report['best_compiled_id'])}: {shown.message}; the promotion would "
+                    "refuse it, so no canary was opened" + (" (more holdout rows narrow the interval)" if wide else ""))
         if skipped == "deadline" or self._past_deadline():
             # Opened now, the canary would be stopped at the traffic step's first look, after real requests had
             # gone to the candidate for nothing.
