@@ -35,7 +35,15 @@ from overnight.client import OvernightClient
 from overnight.domain.access import API_FEATURES
 from overnight.domain.canary import CanaryRecord, CanaryView
 from overnight.domain.compiling import rung_sentence
-from overnight.domain.gates import HOLDOUT_MARGIN, MIN_DELTA, RUNNER_STEPS, SRM_THRESHOLD_P, steps_said
+from overnight.domain.gates import (
+    HOLDOUT_MARGIN,
+    MIN_DELTA,
+    RUNNER_STEPS,
+    SRM_THRESHOLD_P,
+    HoldoutMargin,
+    MinDelta,
+    steps_said,
+)
 from overnight.domain.promotion import DEFAULT_TARGET, holdout_delta_gate
 from overnight.domain.receipts import PruneResult
 from overnight.domain.review import on_api, promote_command, rollback_command, short
@@ -98,8 +106,8 @@ class RunOptions(BaseModel):
     keep_days: int | None = Field(default=None, ge=1)  # prune receipts outside canaries and keys older than this
     promote: bool = True  # False (--no-promote): a passed canary is held for a person to promote
     # The holdout bar, before a canary opens and at the promotion: delta >= min_delta, lower bound >= -holdout_margin
-    min_delta: float = Field(default=MIN_DELTA, ge=-1, le=1)
-    holdout_margin: float = Field(default=HOLDOUT_MARGIN, ge=0, le=1)
+    min_delta: MinDelta = MIN_DELTA
+    holdout_margin: HoldoutMargin = HOLDOUT_MARGIN
     lease_s: int = 120
     seed: int = 0
     base_url: str | None = None  # the API the operator named (None: the embedded one, gone when the run ends)

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 Verdict = Literal["pass", "fail", "inconclusive"]
 ABORT_METHOD = "beta_mixture_eprocess@1"
@@ -263,6 +263,8 @@ MAX_ERROR_RATE, EXPECTED_ERROR_RATE, ALPHA, POWER = 0.05, 0.01, 0.05, 0.9
 RUNNER_STEPS = (25.0, 50.0)  # the rollout `overnight run` stages its canaries on, unless --steps says
 # A promotion's paired holdout delta must be at least MIN_DELTA, its lower bound at least -HOLDOUT_MARGIN (DESIGN §7).
 MIN_DELTA, HOLDOUT_MARGIN = 0.0, 0.05
+MinDelta = Annotated[float, Field(ge=-1, le=1)]  # the bar's ranges, for the promote's body and the runner's options
+HoldoutMargin = Annotated[float, Field(ge=0, le=1)]
 
 
 def srm_gate(*, candidate_samples: int, control_samples: int, candidate_share: float,

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from overnight.domain.canary import CanaryRecord
 from overnight.domain.compiling import CompileReport
-from overnight.domain.gates import HOLDOUT_MARGIN, MIN_DELTA, Decision
+from overnight.domain.gates import HOLDOUT_MARGIN, MIN_DELTA, Decision, HoldoutMargin, MinDelta
 from overnight.domain.runs import ID_PATTERN
 from overnight.domain.stats import PairedDelta, paired_delta
 
@@ -149,9 +149,9 @@ class PromoteRequest(BaseModel):
     candidate_id: str = Field(pattern=r"^[0-9a-f]{64}$")
     force: bool = False
     reason: str = Field(default="", max_length=2000)
-    min_delta: float = Field(default=MIN_DELTA, ge=-1, le=1)
-    margin: float = Field(default=HOLDOUT_MARGIN, ge=0, le=1,
-                          description="the holdout delta's lower bound must be >= -margin")
+    min_delta: MinDelta = MIN_DELTA
+    margin: HoldoutMargin = Field(default=HOLDOUT_MARGIN,
+                                  description="the holdout delta's lower bound must be >= -margin")
     report_id: str | None = Field(default=None, pattern=ID_PATTERN)
     run_id: str | None = Field(default=None, pattern=ID_PATTERN)
 
