@@ -463,6 +463,8 @@ class Runner:
             return "no_improvement", "no_improvement", "compile found nothing better than the champion"
         started = self.done.get(f"{sig}:canary.start:finished")  # resumed: as decided then
         skipped = (started or {}).get("skipped")
+        if started is not None and not skipped:
+            return None  # resumed with its canary open: the traffic step carries it on, and stops it at the deadline
         recorded = report.get("paired_delta")  # improved: there is one (a resumed run's older record may lack it)
         delta = PairedDelta.model_validate(recorded) if recorded else None
         if delta is not None and (started is None or skipped == "holdout_delta_not_met"):

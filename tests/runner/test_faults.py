@@ -129,6 +129,41 @@ def test_sigkill_during_traffic_then_resume_completes_without_duplicated_events(
         assert f"{run_id} was started with {' '.join(first).replace(' --', ', --')}" in stderr, stderr[-3000:]
 
 
+def test_a_resume_past_its_deadline_stops_the_canary_it_carries_on(db_url: str, tmp_path: Path) -> None:
+    """A run killed with its canary open, resumed by a night whose deadline has passed by the time it gets back to
+    the canary: the canary it had opened is continued by the traffic step, whose first look stops it at the deadline.
+    It said "the run's deadline passed before its canary could start" and, the run then succeeding, left that canary
+    sending users to the candidate until the canary's own deadline."""
+    slow_check = threading.Event()
+
+    def late(app: FastAPI) -> None:
+        @app.middleware("http")
+        async def slow(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+            if slow_check.is_set() and request.url.path.endswith("/lm:check"):
+                await asyncio.sleep(3)  # the resume's preflight outlasts its 2 s deadline
+            return await call_next(request)
+
+    with live_server(db_url, customize=late, lm=SLOW) as server, server.client() as api:
+        args = ("--base-url", server.base_url, "--dataset", str(SELECT))
+        runner = start_runner(db_url, SLOW, *args, log=tmp_path / "runner.log", OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        wait_for(lambda: traffic_started(api))
+        runner.send_signal(signal.SIGKILL)
+        runner.wait(timeout=30)
+        run_id = str(current_run(api))
+        opened = api.get("/api/v1/signatures/SelectTool.v1/canary").json()["canary"]
+        slow_check.set()
+        code, summary, stderr = overnight_run(db_url, SLOW, *args, "--resume", run_id, "--deadline", "2s",
+                                              OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        canary = api.get("/api/v1/signatures/SelectTool.v1/canary").json()["canary"]
+    assert opened["status"] == "active"
+    assert code == 4, stderr[-3000:]
+    result = summary["signatures"]["SelectTool.v1"]
+    assert (result["decision"], result["canary_id"]) == ("inconclusive", opened["canary_id"])
+    reason = "the run's deadline (2 s) passed before the gates decided"
+    assert result["reason"].endswith(reason), result["reason"]
+    assert (canary["canary_id"], canary["status"], canary["end_reason"]) == (opened["canary_id"], "stopped", reason)
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_or_ctrl_c_stops_the_canary_and_finishes_the_run_cancelled(
         db_url: str, tmp_path: Path, signum: signal.Signals, code: int) -> None:
