@@ -693,6 +693,10 @@ def promote(
     force: Annotated[bool, typer.Option(help="Move even though a gate fails (needs --reason; audited)")] = False,
     reason: Annotated[str, typer.Option(help="Why; written into the alias history")] = "",
     actor: Annotated[str | None, typer.Option(help="Who (default cli:$USER)")] = None,
+    min_delta: Annotated[float, typer.Option(min=-1, max=1, help=(
+        "The holdout gate: the candidate's paired holdout delta must be at least this"))] = MIN_DELTA,
+    holdout_margin: Annotated[float, typer.Option(min=0, max=1, help=(
+        "... and its lower bound at least minus this (0: the holdout must rule out worse)"))] = HOLDOUT_MARGIN,
     base_url: ActThrough = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
@@ -707,13 +711,13 @@ def promote(
         _no_actor_through_api(actor)
         with _through_api(base_url, roles=ADMINS, as_json=as_json) as client:
             body = _request(PromoteRequest, candidate_id=_compiled_id(client, candidate, "candidate_id"), force=force,
-                            reason=reason)
+                            reason=reason, min_delta=min_delta, margin=holdout_margin)
             _print_move(client.promote(signature, body.model_dump(mode="json", exclude_none=True)), as_json)
         return
 
     def work(store: Any) -> None:
         body = _request(PromoteRequest, candidate_id=_compiled_id(store, candidate, "candidate_id"), force=force,
-                        reason=reason)
+                        reason=reason, min_delta=min_delta, margin=holdout_margin)
         moved = promote_candidate(store, Registry().get(signature), ProgramCache(), body,
                                   lm_id=build_backend(_settings()).lm_id, actor=_actor(actor))
         _print_move(moved, as_json)

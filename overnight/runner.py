@@ -424,7 +424,8 @@ class Runner:
                                                base_url=self.options.base_url)
             elif result.decision == "held":
                 result.promote = promote_command(sig, str(self.run_id), candidate=report["best_compiled_id"],
-                                                 base_url=self.options.base_url)
+                                                 base_url=self.options.base_url, min_delta=self.options.min_delta,
+                                                 margin=self.options.holdout_margin)
         result.e2e = self.step(sig, "e2e", lambda: self.e2e(sig, result.champion_after or ""))
         if result.e2e["ok"]:
             return result

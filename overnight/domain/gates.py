@@ -267,6 +267,15 @@ MinDelta = Annotated[float, Field(ge=-1, le=1)]  # the bar's ranges, for the pro
 HoldoutMargin = Annotated[float, Field(ge=0, le=1)]
 
 
+def holdout_bar_options(min_delta: float, margin: float) -> str:
+    """The `--min-delta` / `--holdout-margin` options that ask this bar of `overnight run` and `overnight promote`,
+    each only where it is not the default ('' for the default bar)."""
+    options = [f"--min-delta {min_delta:g}"] if min_delta != MIN_DELTA else []
+    if margin != HOLDOUT_MARGIN:
+        options.append(f"--holdout-margin {margin:g}")
+    return " ".join(options)
+
+
 def srm_gate(*, candidate_samples: int, control_samples: int, candidate_share: float,
              threshold_p: float = SRM_THRESHOLD_P) -> Decision:
     """Sample-ratio mismatch: is the observed split consistent with the rollout? (chi-square, 1 df)"""

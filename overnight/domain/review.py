@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from overnight.domain.canary import CanaryConfig, CanaryEntry, CanaryRecord, Rederived, rederive
 from overnight.domain.compiling import CompileReport
-from overnight.domain.gates import clopper_pearson_upper, p95_bound
+from overnight.domain.gates import HOLDOUT_MARGIN, MIN_DELTA, clopper_pearson_upper, holdout_bar_options, p95_bound
 from overnight.domain.promotion import DEFAULT_TARGET, AliasMove
 from overnight.domain.runs import Run, RunEvent
 from overnight.domain.stats import PairedDelta
@@ -202,11 +202,15 @@ class RunReview(BaseModel):
     undo: list[str] = Field(default_factory=list)  # one command per signature the run promoted, each run as shown
     promote: list[str] = Field(default_factory=list)  # one per signature whose passed canary it held (--no-promote)
     pruned: str | None = None  # what the run's prune step deleted (`overnight run --keep-days`), as a sentence
+    holdout_bar: str | None = None  # the bar the run asked of its candidates, when not the default (its options)
 
 
-def promote_commands(run_id: str, signatures: list[SignatureReview]) -> list[str]:
-    """For each signature whose passed canary the run held for a person, the `overnight promote` of its candidate."""
-    return [promote_command(sig.signature_id, run_id, candidate=sig.canary.candidate_id)
+def promote_commands(run_id: str, signatures: list[SignatureReview], *, min_delta: float = MIN_DELTA,
+                     margin: float = HOLDOUT_MARGIN) -> list[str]:
+    """For each signature whose passed canary the run held for a person, the `overnight promote` of its candidate,
+    asking the holdout bar the run asked."""
+    return [promote_command(sig.signature_id, run_id, candidate=sig.canary.candidate_id, min_delta=min_delta,
+                            margin=margin)
             for sig in signatures if sig.decision == "held" and sig.canary is not None]
 
 
@@ -231,11 +235,13 @@ def rollback_command(signature_id: str, run_id: str, *, to: str | None, base_url
                   f"{shlex.quote(f'undo {run_id}')}", base_url)
 
 
-def promote_command(signature_id: str, run_id: str, *, candidate: str, base_url: str | None = None) -> str:
+def promote_command(signature_id: str, run_id: str, *, candidate: str, base_url: str | None = None,
+                    min_delta: float = MIN_DELTA, margin: float = HOLDOUT_MARGIN) -> str:
     """The `overnight promote` of the candidate `run_id`'s passed canary held for a person (`overnight run
     --no-promote`), ready to paste: the gates are checked again when it runs (the canary still passed, against the
-    champion that still serves; the compile report still current)."""
-    return on_api(f"overnight promote {candidate} -s {shlex.quote(signature_id)} --reason "
+    champion that still serves; the compile report still current), the holdout's against the bar the run asked."""
+    bar = holdout_bar_options(min_delta, margin)
+    return on_api(f"overnight promote {candidate} -s {shlex.quote(signature_id)}{f' {bar}' if bar else ''} --reason "
                   f"{shlex.quote(f'promote what {run_id} held')}", base_url)
 
 

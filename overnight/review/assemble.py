@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, computed_field
 
 from overnight.domain.canary import CanaryRecord
 from overnight.domain.compiling import CompileReport
+from overnight.domain.gates import HOLDOUT_MARGIN, MIN_DELTA, holdout_bar_options
 from overnight.domain.promotion import AliasMove
 from overnight.domain.receipts import PruneResult
 from overnight.domain.review import (
@@ -48,14 +49,17 @@ def run_review(store: Store, run_id: str) -> RunReview:
     summary = run.summary
     pruned = next((PruneResult.model_validate(e.data) for e in steps if e.client_event_id == "run:prune:finished"),
                   None)
+    started = next((e.data for e in steps if e.client_event_id == "run:preflight:finished"), {})
+    min_delta, margin = started.get("min_delta", MIN_DELTA), started.get("holdout_margin", HOLDOUT_MARGIN)
     return RunReview(
         run_id=run.run_id, status=run.status.value, actor=run.actor, commit_sha=run.commit_sha,
         exit_code=summary.get("exit_code"), verdict=summary.get("verdict"), started_at=run.started_at,
         ended_at=run.ended_at, event_count=run.event_count, truncated=run.truncated,
         phases=phase_spans(steps, started_at=run.started_at), signatures=signatures,
         sentence=run_sentence(run, signatures), undo=undo_commands(run.run_id, signatures),
-        promote=promote_commands(run.run_id, signatures),
-        pruned=None if pruned is None else pruned.sentence())
+        promote=promote_commands(run.run_id, signatures, min_delta=min_delta, margin=margin),
+        pruned=None if pruned is None else pruned.sentence(),
+        holdout_bar=holdout_bar_options(min_delta, margin) or None)
 
 
 def _step_events(store: Store, run_id: str) -> list[RunEvent]:

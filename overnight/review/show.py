@@ -29,6 +29,8 @@ _DECISION_STYLE = {"promoted": "bold green", "held": "bold yellow", "no_improvem
 
 def review_text(review: RunReview, *, events_below: bool = False) -> RenderableType:
     parts: list[RenderableType] = [_header(review), _timeline(review, events_below=events_below)]
+    if review.holdout_bar:
+        parts.append(Text(f"holdout bar: {review.holdout_bar}"))
     if review.pruned:
         parts.append(Text(f"prune: {review.pruned}"))
     for sig in review.signatures:

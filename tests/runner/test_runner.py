@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import create_engine, func, inspect, select, table
 from sqlalchemy.pool import NullPool
 
@@ -175,6 +176,9 @@ def test_a_stricter_holdout_bar_is_asked_before_the_canary_and_at_the_promotion(
     refused = overnight(db_url, "run", "--holdout-margin", "-0.1")  # bad input: a usage error, and nothing run
     assert refused.returncode == 2
     assert "--holdout-margin" in refused.stderr
+    refused = overnight(db_url, "promote", move["to_id"], "-s", "SelectTool.v1", "--min-delta", "2")
+    assert refused.returncode == 2
+    assert "--min-delta" in refused.stderr
 
 
 def test_nothing_better_is_no_improvement_and_no_canary(db_url: str) -> None:
@@ -430,13 +434,16 @@ def test_resuming_a_run_that_is_not_there_or_not_running_is_a_preflight_failure_
 
 
 
-def test_no_promote_holds_a_passed_canary_for_a_person_and_the_printed_command_promotes_it(db_url: str) -> None:
+@pytest.mark.parametrize("bar", ["", "--min-delta 0.4 --holdout-margin 0"])
+def test_no_promote_holds_a_passed_canary_for_a_person_and_the_printed_command_promotes_it(db_url: str,
+                                                                                            bar: str) -> None:
     """`--no-promote` (Argo's autoPromotionEnabled: false, Flagger's confirm-promotion): the night compiles, runs
     its canary to a pass and stops there: nothing moves, the champion serves everything (the e2e check says so),
     exit 0. The summary, `show` and the run page print the promote command, which passes every gate in the
-    morning; a run that promoted nothing has nothing to undo."""
+    morning — on the holdout bar the night asked, which the review shows; a run that promoted nothing has nothing
+    to undo."""
     done = subprocess.run([sys.executable, "-m", "overnight", "run", "--dataset", str(SELECT), "--no-promote",
-                           *FAIR_SPLIT], capture_output=True, text=True, timeout=300, check=False,
+                           *bar.split(), *FAIR_SPLIT], capture_output=True, text=True, timeout=300, check=False,
                           env=runner_env(db_url, BETTER))
     assert done.returncode == 0, done.stderr[-3000:]
     run_id = done.stdout.split()[1].rstrip(":")
@@ -444,8 +451,9 @@ def test_no_promote_holds_a_passed_canary_for_a_person_and_the_printed_command_p
     assert "  SelectTool.v1: held — canary passed; held for a person to promote (--no-promote)" in lines
     assert "to undo:" not in lines
     command = lines[lines.index("to promote what it held:") + 1].strip()
-    assert re.fullmatch(rf"overnight promote [0-9a-f]{{64}} -s SelectTool.v1 --reason 'promote what {run_id} held'",
-                        command), command
+    asked = f" {bar}" if bar else ""
+    assert re.fullmatch(rf"overnight promote [0-9a-f]{{64}} -s SelectTool.v1{asked} --reason 'promote what {run_id} "
+                        "held'", command), command
     candidate = command.split()[2]
     with live_server(db_url, lm=BETTER) as server, server.client() as api:
         run = api.get(f"/api/v1/runs/{run_id}").json()
@@ -468,12 +476,17 @@ def test_no_promote_holds_a_passed_canary_for_a_person_and_the_printed_command_p
     assert f'<pre class="mono">{escaped} --base-url URL</pre>' in page  # and for a host with only the API
     shown = overnight_show(db_url, run_id).splitlines()
     assert shown[shown.index("to promote what it held:") + 1] == f"  {command}"
+    assert review["holdout_bar"] == (bar or None)
+    assert (f"holdout bar: {bar}" in shown, f'<p id="holdout-bar">holdout bar: <code>{bar}</code></p>' in page) == (
+        bool(bar), bool(bar))
     promoted = subprocess.run([sys.executable, "-m", "overnight", *shlex.split(command)[1:], "--json"],
                               capture_output=True, text=True, timeout=60, check=False, env=runner_env(db_url, BETTER))
     assert promoted.returncode == 0, promoted.stderr  # every gate passes: no --force
     moved = json.loads(promoted.stdout)
     assert (moved["move"]["to_id"], moved["forced"]) == (candidate, False)
     assert moved["move"]["reason"] == f"promote what {run_id} held"
+    holdout = next(g for g in moved["move"]["evidence"]["gates"] if g["reason_code"] == "holdout_delta_met")
+    assert (holdout["evidence"]["min_delta"], holdout["evidence"]["margin"]) == ((0.4, 0) if bar else (0, 0.05))
 
 
 def test_the_summary_ends_with_the_command_that_undoes_the_promotion_and_it_runs_as_printed(db_url: str) -> None:
