@@ -93,6 +93,11 @@ ReadThrough = Annotated[str | None, typer.Option(
 ActThrough = Annotated[str | None, typer.Option(
     "--base-url", help="Through this API (an admin token, whose name is recorded as the actor) instead of the store "
                        "at OVERNIGHT_DB_URL")]
+# The run an operator's promote or rollback answers (the night that held a candidate, or whose promotion it undoes):
+# recorded with the move, so that run's review shows it.
+OfRun = Annotated[str | None, typer.Option(
+    "--run", help="The run this move answers (the night that held the candidate, or whose promotion it undoes): "
+                  "its review shows the move")]
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -697,6 +702,7 @@ def promote(
         "The holdout gate: the candidate's paired holdout delta must be at least this"))] = MIN_DELTA,
     holdout_margin: Annotated[float, typer.Option(min=0, max=1, help=(
         "... and its lower bound at least minus this (0: the holdout must rule out worse)"))] = HOLDOUT_MARGIN,
+    run: OfRun = None,
     base_url: ActThrough = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
@@ -711,13 +717,13 @@ def promote(
         _no_actor_through_api(actor)
         with _through_api(base_url, roles=ADMINS, as_json=as_json) as client:
             body = _request(PromoteRequest, candidate_id=_compiled_id(client, candidate, "candidate_id"), force=force,
-                            reason=reason, min_delta=min_delta, margin=holdout_margin)
+                            reason=reason, min_delta=min_delta, margin=holdout_margin, run_id=run)
             _print_move(client.promote(signature, body.model_dump(mode="json", exclude_none=True)), as_json)
         return
 
     def work(store: Any) -> None:
         body = _request(PromoteRequest, candidate_id=_compiled_id(store, candidate, "candidate_id"), force=force,
-                        reason=reason, min_delta=min_delta, margin=holdout_margin)
+                        reason=reason, min_delta=min_delta, margin=holdout_margin, run_id=run)
         moved = promote_candidate(store, Registry().get(signature), ProgramCache(), body,
                                   lm_id=build_backend(_settings()).lm_id, actor=_actor(actor))
         _print_move(moved, as_json)
@@ -732,6 +738,7 @@ def rollback(
     to: Annotated[str | None, typer.Option(
         help="A compiled_id of this signature (or its first 6+ characters), or `default`")] = None,
     actor: Annotated[str | None, typer.Option(help="Who (default cli:$USER)")] = None,
+    run: OfRun = None,
     base_url: ActThrough = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
@@ -743,12 +750,14 @@ def rollback(
     if base_url is not None:
         _no_actor_through_api(actor)
         with _through_api(base_url, roles=ADMINS, as_json=as_json) as client:
-            body = _request(RollbackRequest, to=to if to is None else _compiled_id(client, to, "to"), reason=reason)
+            body = _request(RollbackRequest, to=to if to is None else _compiled_id(client, to, "to"), reason=reason,
+                            run_id=run)
             _print_move(client.rollback(signature, body.model_dump(mode="json", exclude_none=True)), as_json)
         return
 
     def work(store: Any) -> None:
-        body = _request(RollbackRequest, to=to if to is None else _compiled_id(store, to, "to"), reason=reason)
+        body = _request(RollbackRequest, to=to if to is None else _compiled_id(store, to, "to"), reason=reason,
+                        run_id=run)
         _print_move(roll_back(store, Registry().get(signature), body, actor=_actor(actor)), as_json)
 
     _with_store(work, existing=True, as_json=as_json, or_api=ADMINS)

@@ -496,11 +496,14 @@ def test_promote_refused_then_forced_then_rollback_from_the_cli(tmp_path: Path) 
     refused = overnight("promote", best, "-s", "SelectTool.v1", db=db, **sim)
     refused_for_an_agent = overnight("promote", best, "-s", "SelectTool.v1", "--json", db=db, **sim)
     no_reason = overnight("promote", best, "-s", "SelectTool.v1", "--force", db=db, **sim)
+    no_run = overnight("promote", best, "-s", "SelectTool.v1", "--force", "--reason", "r", "--run", "night-none",
+                       db=db, **sim)
     forced = overnight("promote", best, "-s", "SelectTool.v1", "--force", "--reason", "manual test", "--actor",
                        "alice", "--json", db=db, **sim)
     nothing_given = overnight("rollback", "-s", "SelectTool.v1", db=db)
     back = overnight("rollback", "-s", "SelectTool.v1", "--reason", "disagree", "--actor", "bob", db=db)
     again = overnight("rollback", "-s", "SelectTool.v1", "--reason", "disagree", db=db)
+    no_run_back = overnight("rollback", "-s", "SelectTool.v1", "--reason", "r", "--run", "night-none", db=db)
     assert refused.returncode == 1
     assert refused.stderr.startswith("promotion_refused:")
     assert "no canary has passed" in refused.stderr
@@ -514,13 +517,16 @@ def test_promote_refused_then_forced_then_rollback_from_the_cli(tmp_path: Path) 
     assert "fail" in gates.values(), gates
     assert no_reason.returncode == 2
     assert "reason" in no_reason.stderr
+    assert (no_run.returncode, no_run.stderr.split(":")[0]) == (1, "run_not_found"), no_run.stderr
     moved = json.loads(forced.stdout)
     assert (moved["forced"], moved["move"]["actor"], moved["move"]["to_id"]) == (True, "alice", best)
+    assert moved["move"]["from_id"] is None  # the promote refused for its --run moved nothing
     assert nothing_given.returncode == 2  # --reason is required
     assert back.returncode == 0, back.stderr
     assert f"rollback {best} -> default by bob" in back.stdout
     assert again.returncode == 1
     assert again.stderr.startswith("nothing_to_roll_back:")
+    assert (no_run_back.returncode, no_run_back.stderr.split(":")[0]) == (1, "run_not_found"), no_run_back.stderr
 
 
 def test_runs_tail_prints_events_appended_after_it_started_in_order_without_gaps(tmp_path: Path) -> None:

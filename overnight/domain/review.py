@@ -170,6 +170,7 @@ class MoveLine(BaseModel):
     reason: str
     forced: bool
     offset_ms: int
+    after_run: bool = False  # made after the run ended, recorded on it: an operator's promote or rollback answering it
 
 
 class SignatureReview(BaseModel):
@@ -207,17 +208,25 @@ class RunReview(BaseModel):
 
 def promote_commands(run_id: str, signatures: list[SignatureReview], *, min_delta: float = MIN_DELTA,
                      margin: float = HOLDOUT_MARGIN) -> list[str]:
-    """For each signature whose passed canary the run held for a person, the `overnight promote` of its candidate,
-    asking the holdout bar the run asked."""
+    """For each signature whose passed canary the run held for a person, and that no one has moved since, the
+    `overnight promote` of its candidate, asking the holdout bar the run asked."""
     return [promote_command(sig.signature_id, run_id, candidate=sig.canary.candidate_id, min_delta=min_delta,
                             margin=margin)
-            for sig in signatures if sig.decision == "held" and sig.canary is not None]
+            for sig in signatures if sig.decision == "held" and sig.canary is not None
+            and not any(m.after_run for m in sig.moves)]
 
 
 def undo_commands(run_id: str, signatures: list[SignatureReview]) -> list[str]:
-    """For each signature the run promoted, the `overnight rollback` that puts back the champion the run replaced."""
+    """For each signature the run promoted, the `overnight rollback` that puts back the champion the run replaced;
+    once an operator has answered the run (`--run`), what undoes their last move when it was a promote (of what the
+    run held), and nothing when it was a rollback (the run's promotion is undone)."""
     commands = []
     for sig in signatures:
+        since = [m for m in sig.moves if m.after_run]
+        if since:
+            if since[-1].action == "promote":
+                commands.append(rollback_command(sig.signature_id, run_id, to=since[-1].from_id or DEFAULT_TARGET))
+            continue
         if sig.decision != "promoted":
             continue
         promote = next((m for m in sig.moves if m.action == "promote"), None)
@@ -231,7 +240,7 @@ def rollback_command(signature_id: str, run_id: str, *, to: str | None, base_url
     (so a later night's promotion does not make "one step back" undo the wrong one), or one step back when that is
     not known (None); through the API at `base_url` when the run went through one (`on_api`)."""
     target = "" if to is None else f" --to {to}"
-    return on_api(f"overnight rollback -s {shlex.quote(signature_id)}{target} --reason "
+    return on_api(f"overnight rollback -s {shlex.quote(signature_id)}{target} --run {shlex.quote(run_id)} --reason "
                   f"{shlex.quote(f'undo {run_id}')}", base_url)
 
 
@@ -241,8 +250,8 @@ def promote_command(signature_id: str, run_id: str, *, candidate: str, base_url:
     --no-promote`), ready to paste: the gates are checked again when it runs (the canary still passed, against the
     champion that still serves; the compile report still current), the holdout's against the bar the run asked."""
     bar = holdout_bar_options(min_delta, margin)
-    return on_api(f"overnight promote {candidate} -s {shlex.quote(signature_id)}{f' {bar}' if bar else ''} --reason "
-                  f"{shlex.quote(f'promote what {run_id} held')}", base_url)
+    return on_api(f"overnight promote {candidate} -s {shlex.quote(signature_id)}{f' {bar}' if bar else ''} --run "
+                  f"{shlex.quote(run_id)} --reason {shlex.quote(f'promote what {run_id} held')}", base_url)
 
 
 def on_api(command: str, base_url: str | None) -> str:
@@ -358,9 +367,11 @@ def canary_series(outcomes: Iterable[tuple[str, bool, bool | None]], *, totals: 
 
 # alias moves ----------------------------------------------------------------------------------------------
 
-def move_lines(moves: Iterable[AliasMove], *, run_id: str, started_at: int) -> list[MoveLine]:
+def move_lines(moves: Iterable[AliasMove], *, run_id: str, started_at: int, ended_at: int | None) -> list[MoveLine]:
+    """The alias moves recorded on a run, in order: its own, then an operator's that answered it (`--run`)."""
     return [MoveLine(id=m.id, action=m.action, from_id=m.from_id, to_id=m.to_id, actor=m.actor, reason=m.reason,
-                     forced=m.forced, offset_ms=m.created_at - started_at)
+                     forced=m.forced, offset_ms=m.created_at - started_at,
+                     after_run=ended_at is not None and m.created_at > ended_at)
             for m in sorted(moves, key=lambda m: m.id) if m.run_id == run_id]
 
 
@@ -370,10 +381,22 @@ def short(compiled_id: str | None) -> str:
     return compiled_id[:12] if compiled_id else "the default program"
 
 
+MOVED = {"promote": "promoted", "rollback": "rolled back to", "manual_set": "set the champion to"}
+
+
 def signature_sentence(*, signature_id: str, decision: str, reason: str, champion_before: str | None,
                        champion_after: str | None, compile: CompileSection | None,
-                       canary: CanarySection | None) -> str:
-    """Why this signature ended where it did, in one sentence a person can check against the tables."""
+                       canary: CanarySection | None, moves: Iterable[MoveLine] = ()) -> str:
+    """Why this signature ended where it did, in one sentence a person can check against the tables; then what an
+    operator answering the run has moved since."""
+    since = [f"{m.actor} {MOVED.get(m.action, m.action)} {short(m.to_id)}" for m in moves if m.after_run]
+    return _ended(signature_id=signature_id, decision=decision, reason=reason, champion_before=champion_before,
+                  champion_after=champion_after, compile=compile, canary=canary) + (
+        f"; since the run: {', then '.join(since)}" if since else "")
+
+
+def _ended(*, signature_id: str, decision: str, reason: str, champion_before: str | None,
+           champion_after: str | None, compile: CompileSection | None, canary: CanarySection | None) -> str:
     delta = compile.paired_delta if compile else None
     holdout = (f"holdout {delta.delta:+.3f} [{delta.low:+.3f}, {delta.high:+.3f}] over {delta.n} paired examples"
                if delta else "no paired holdout delta")

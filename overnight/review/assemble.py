@@ -83,15 +83,15 @@ def _signature(store: Store, run: Run, sig: str, steps: list[RunEvent]) -> Signa
     canary = _canary(store, canary_id)
     champion_before = result.get("champion_before") or compiled.get("incumbent_compiled_id")
     champion_after = result.get("champion_after") or done.get("decide", {}).get("champion_after")
+    moves = move_lines(store.alias_history(signature_id=sig, run_id=run.run_id), run_id=run.run_id,
+                       started_at=run.started_at, ended_at=run.ended_at)
     return SignatureReview(
         signature_id=sig, decision=decision, reason=reason, champion_before=champion_before,
-        champion_after=champion_after, compile=compile, canary=canary,
-        moves=move_lines(store.alias_history(signature_id=sig, run_id=run.run_id), run_id=run.run_id,
-                         started_at=run.started_at),
+        champion_after=champion_after, compile=compile, canary=canary, moves=moves,
         e2e=result.get("e2e") or done.get("e2e"),
         sentence=signature_sentence(signature_id=sig, decision=decision, reason=reason,
                                     champion_before=champion_before, champion_after=champion_after,
-                                    compile=compile, canary=canary))
+                                    compile=compile, canary=canary, moves=moves))
 
 
 def _decision(run: Run, result: dict[str, Any], done: dict[str, dict[str, Any]]) -> tuple[str, str]:

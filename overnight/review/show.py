@@ -90,7 +90,7 @@ def _signature(sig: SignatureReview) -> list[RenderableType]:
         why = "the gates above passed" if move.action == "promote" and not move.forced else move.reason
         parts.append(Text(f"alias move #{move.id} at +{seconds(move.offset_ms)}: {move.action} "
                           f"{short(move.from_id)} -> {short(move.to_id)} by {move.actor}"
-                          f"{' (FORCED)' if move.forced else ''}: {why}"))
+                          f"{' (FORCED)' if move.forced else ''}{' (after the run)' if move.after_run else ''}: {why}"))
     if sig.e2e is not None:
         parts.append(Text(e2e_line(sig.e2e)))
     parts.append(Text(sig.sentence))

@@ -96,9 +96,9 @@ def review(sig: str, decision: str, after: str | None, moves: list[MoveLine] | N
                            compile=None, canary=None, moves=moves or [], e2e=None, sentence="")
 
 
-def move(action: str, from_id: str | None, to_id: str | None) -> MoveLine:
+def move(action: str, from_id: str | None, to_id: str | None, *, after_run: bool = False) -> MoveLine:
     return MoveLine(id=1, action=action, from_id=from_id, to_id=to_id, actor="a", reason="r", forced=False,
-                    offset_ms=0)
+                    offset_ms=0, after_run=after_run)
 
 
 def test_the_closing_sentence_names_what_changed() -> None:
@@ -117,10 +117,10 @@ def test_the_undo_commands_put_back_the_champion_each_promotion_replaced() -> No
     signatures = [review("S.v1", "promoted", B, [move("promote", A, B)]),
                   review("T.v1", "promoted", B, [move("promote", None, B), move("rollback", B, None)]),
                   review("U.v1", "promoted", B), review("V.v1", "no_improvement", A, [move("rollback", B, A)])]
-    assert undo_commands("night 1's", signatures) == [
-        f"overnight rollback -s S.v1 --to {A} --reason 'undo night 1'\"'\"'s'",
-        "overnight rollback -s T.v1 --to default --reason 'undo night 1'\"'\"'s'",
-        "overnight rollback -s U.v1 --reason 'undo night 1'\"'\"'s'"]
+    run = "--run 'night 1'\"'\"'s' --reason 'undo night 1'\"'\"'s'"
+    assert undo_commands("night 1's", signatures) == [f"overnight rollback -s S.v1 --to {A} {run}",
+                                                      f"overnight rollback -s T.v1 --to default {run}",
+                                                      f"overnight rollback -s U.v1 {run}"]
 
 
 def test_a_missed_look_reads_as_one_in_the_history() -> None:
@@ -153,7 +153,23 @@ def test_a_held_pass_prints_the_promote_command_and_nothing_to_undo() -> None:
     held = review("S.v1", "held", A).model_copy(update={"canary": canary()})
     promoted = review("T.v1", "promoted", B, [move("promote", A, B)])
     assert promote_commands("night-1", [held, promoted]) == [
-        f"overnight promote {B} -s S.v1 --reason 'promote what night-1 held'"]
+        f"overnight promote {B} -s S.v1 --run night-1 --reason 'promote what night-1 held'"]
     assert undo_commands("night-1", [held, promoted]) == ["overnight rollback -s T.v1 --to " + A
-                                                          + " --reason 'undo night-1'"]
+                                                          + " --run night-1 --reason 'undo night-1'"]
     assert promote_commands("night-1", [review("S.v1", "held", A)]) == []  # no canary: nothing was held
+    assert promote_commands("night-1", [held], min_delta=0.1, margin=0) == [
+        f"overnight promote {B} -s S.v1 --min-delta 0.1 --holdout-margin 0 --run night-1 --reason 'promote what "
+        "night-1 held'"]
+
+
+def test_once_an_operator_has_answered_the_run_its_commands_are_what_undoes_their_move() -> None:
+    """A morning promote of what the run held (`--run`) turns its promote command into the rollback that undoes
+    that promote; a rollback of what the run promoted leaves nothing to undo; the sentence says what moved since."""
+    held = review("S.v1", "held", A, [move("promote", A, B, after_run=True)]).model_copy(update={"canary": canary()})
+    undone = review("T.v1", "promoted", B, [move("promote", A, B), move("rollback", B, A, after_run=True)])
+    assert promote_commands("night-1", [held, undone]) == []
+    assert undo_commands("night-1", [held, undone]) == [
+        f"overnight rollback -s S.v1 --to {A} --run night-1 --reason 'undo night-1'"]
+    assert signature_sentence(signature_id="T.v1", decision="promoted", reason="", champion_before=A,
+                              champion_after=B, compile=None, canary=None, moves=undone.moves).endswith(
+        f"; since the run: a rolled back to {A[:12]}")

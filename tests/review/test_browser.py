@@ -82,7 +82,7 @@ def test_sign_in_and_read_the_run_verdict_candidates_and_canary_chart(server: Li
     verdict = browser.find_element(By.ID, "verdict").text
     assert "Run night-golden succeeded: SelectTool.v1 now serves bbbbbbbbbbbb" in verdict
     undo = browser.find_element(By.ID, "undo").text
-    assert "overnight rollback -s SelectTool.v1 --to default --reason 'undo night-golden'" in undo
+    assert "overnight rollback -s SelectTool.v1 --to default --run night-golden --reason 'undo night-golden'" in undo
     rows = browser.find_elements(By.CSS_SELECTOR, "table.candidates tbody tr")
     assert [r.find_element(By.CSS_SELECTOR, "td").text for r in rows] == ["b" * 12, "d" * 12, "e" * 12]
     assert "best" in rows[0].text

@@ -27,8 +27,8 @@ def test_the_summary_commands_of_a_run_through_an_api_work_where_there_is_no_sto
         run_id, url = summary["run_id"], server.base_url
         assert summary["base_url"] == url
         assert summary["review"] == f"overnight show {run_id} --base-url {url}"
-        assert summary["undo"] == [f"overnight rollback -s SelectTool.v1 --to default --reason 'undo {run_id}' "
-                                   f"--base-url {url}"]
+        assert summary["undo"] == [f"overnight rollback -s SelectTool.v1 --to default --run {run_id} --reason "
+                                   f"'undo {run_id}' --base-url {url}"]
 
         review = shlex.split(summary["review"])[1:]
         remote = overnight(nowhere, *review, OVERNIGHT_TOKEN=READ_TOKEN)
@@ -57,6 +57,12 @@ def test_the_summary_commands_of_a_run_through_an_api_work_where_there_is_no_sto
         assert undone.stdout.startswith(f"SelectTool.v1: champion rollback {promoted} -> default by ops-agent: "
                                         f"undo {run_id}"), undone.stdout
         history = api.get("/api/v1/signatures/SelectTool.v1/aliases/history").json()
+        answered = json.loads(overnight(nowhere, *review, "--json", OVERNIGHT_TOKEN=READ_TOKEN).stdout)
+        assert answered["undo"] == []  # undone: the run's review no longer offers it
+        assert answered["signatures"][0]["sentence"].endswith("; since the run: ops-agent rolled back to the default "
+                                                              "program")
+        assert [(m["action"], m["after_run"]) for m in answered["signatures"][0]["moves"]] == [
+            ("promote", False), ("rollback", True)]
 
         result = summary["signatures"]["SelectTool.v1"]  # the same candidate, canaried again: then stopped
         started = api.post("/api/v1/signatures/SelectTool.v1/canary:start", json={

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import re
 import shlex
@@ -452,8 +453,8 @@ def test_no_promote_holds_a_passed_canary_for_a_person_and_the_printed_command_p
     assert "to undo:" not in lines
     command = lines[lines.index("to promote what it held:") + 1].strip()
     asked = f" {bar}" if bar else ""
-    assert re.fullmatch(rf"overnight promote [0-9a-f]{{64}} -s SelectTool.v1{asked} --reason 'promote what {run_id} "
-                        "held'", command), command
+    assert re.fullmatch(rf"overnight promote [0-9a-f]{{64}} -s SelectTool.v1{asked} --run {run_id} --reason 'promote "
+                        rf"what {run_id} held'", command), command
     candidate = command.split()[2]
     with live_server(db_url, lm=BETTER) as server, server.client() as api:
         run = api.get(f"/api/v1/runs/{run_id}").json()
@@ -487,6 +488,14 @@ def test_no_promote_holds_a_passed_canary_for_a_person_and_the_printed_command_p
     assert moved["move"]["reason"] == f"promote what {run_id} held"
     holdout = next(g for g in moved["move"]["evidence"]["gates"] if g["reason_code"] == "holdout_delta_met")
     assert (holdout["evidence"]["min_delta"], holdout["evidence"]["margin"]) == ((0.4, 0) if bar else (0, 0.05))
+    assert moved["move"]["run_id"] == run_id  # the morning's move answers the night: its review shows it
+    shown = overnight_show(db_url, run_id).splitlines()
+    assert "to promote what it held:" not in shown
+    undo = shown[shown.index("to undo:") + 1].strip()
+    assert undo == f"overnight rollback -s SelectTool.v1 --to default --run {run_id} --reason 'undo {run_id}'"
+    assert any(line.endswith("(after the run): the gates above passed") for line in shown), shown
+    assert any(line.strip().endswith(f"since the run: cli:{getpass.getuser()} promoted {candidate[:12]}")
+               for line in shown), shown
 
 
 def test_the_summary_ends_with_the_command_that_undoes_the_promotion_and_it_runs_as_printed(db_url: str) -> None:
@@ -498,7 +507,7 @@ def test_the_summary_ends_with_the_command_that_undoes_the_promotion_and_it_runs
     run_id = done.stdout.split()[1].rstrip(":")
     lines = done.stdout.splitlines()
     command = lines[lines.index("to undo:") + 1].strip()
-    assert command == f"overnight rollback -s SelectTool.v1 --to default --reason 'undo {run_id}'"
+    assert command == f"overnight rollback -s SelectTool.v1 --to default --run {run_id} --reason 'undo {run_id}'"
     undone = subprocess.run([sys.executable, "-m", "overnight", *shlex.split(command)[1:], "--json"],
                             capture_output=True, text=True, timeout=60, check=False, env=runner_env(db_url, BETTER))
     assert undone.returncode == 0, undone.stderr
