@@ -496,6 +496,11 @@ def test_no_promote_holds_a_passed_canary_for_a_person_and_the_printed_command_p
     assert any(line.endswith("(after the run): the gates above passed") for line in shown), shown
     assert any(line.strip().endswith(f"since the run: cli:{getpass.getuser()} promoted {candidate[:12]}")
                for line in shown), shown
+    with live_server(db_url, lm=BETTER) as server, server.client() as api:
+        page = api.get(f"/review/runs/{run_id}").text
+    assert f"by cli:{getpass.getuser()} (after the run):" in page
+    assert 'id="promote"' not in page
+    assert '<pre class="mono">' + undo.replace("'", "&#39;") + "</pre>" in page
 
 
 def test_the_summary_ends_with_the_command_that_undoes_the_promotion_and_it_runs_as_printed(db_url: str) -> None:
