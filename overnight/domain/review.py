@@ -238,7 +238,8 @@ def undo_commands(run_id: str, signatures: list[SignatureReview]) -> list[str]:
 def rollback_command(signature_id: str, run_id: str, *, to: str | None, base_url: str | None = None) -> str:
     """The `overnight rollback` that undoes `run_id`'s promotion, ready to paste: `--to` the champion it replaced
     (so a later night's promotion does not make "one step back" undo the wrong one), or one step back when that is
-    not known (None); through the API at `base_url` when the run went through one (`on_api`)."""
+    not known (None); through the API at `base_url` when the run went through one (`on_api`). Its `--run` records the
+    rollback on the run, whose review then has nothing more to undo."""
     target = "" if to is None else f" --to {to}"
     return on_api(f"overnight rollback -s {shlex.quote(signature_id)}{target} --run {shlex.quote(run_id)} --reason "
                   f"{shlex.quote(f'undo {run_id}')}", base_url)
@@ -248,7 +249,8 @@ def promote_command(signature_id: str, run_id: str, *, candidate: str, base_url:
                     min_delta: float = MIN_DELTA, margin: float = HOLDOUT_MARGIN) -> str:
     """The `overnight promote` of the candidate `run_id`'s passed canary held for a person (`overnight run
     --no-promote`), ready to paste: the gates are checked again when it runs (the canary still passed, against the
-    champion that still serves; the compile report still current), the holdout's against the bar the run asked."""
+    champion that still serves; the compile report still current), the holdout's against the bar the run asked; its
+    `--run` records the promote on the run, whose review then offers the rollback that undoes it."""
     bar = holdout_bar_options(min_delta, margin)
     return on_api(f"overnight promote {candidate} -s {shlex.quote(signature_id)}{f' {bar}' if bar else ''} --run "
                   f"{shlex.quote(run_id)} --reason {shlex.quote(f'promote what {run_id} held')}", base_url)
