@@ -166,7 +166,7 @@ def test_the_run_page_says_what_show_says(server: LiveServer) -> None:
     with signed_in(server) as client:
         page = client.get(RUN_PAGE).text
     assert "Run night-golden succeeded: SelectTool.v1 now serves bbbbbbbbbbbb" in page
-    undo = "overnight rollback -s SelectTool.v1 --to default --reason &#39;undo night-golden&#39;"
+    undo = "overnight rollback -s SelectTool.v1 --to default --run night-golden --reason &#39;undo night-golden&#39;"
     assert (f'<div id="undo">To undo, on a host with the store:  <pre class="mono">{undo}</pre>  or from any host, '
             'through this API (its address as <code>URL</code>) with an admin token in <code>OVERNIGHT_TOKEN</code>:  '
             f'<pre class="mono">{undo} --base-url URL</pre></div>') in page
