@@ -386,12 +386,17 @@ def short(compiled_id: str | None) -> str:
 MOVED = {"promote": "promoted", "rollback": "rolled back to", "manual_set": "set the champion to"}
 
 
+def moved_since(moves: Iterable[MoveLine]) -> list[str]:
+    """What operators answering the run (`--run`) have moved since it ended, in order: "cli:alice promoted …"."""
+    return [f"{m.actor} {MOVED.get(m.action, m.action)} {short(m.to_id)}" for m in moves if m.after_run]
+
+
 def signature_sentence(*, signature_id: str, decision: str, reason: str, champion_before: str | None,
                        champion_after: str | None, compile: CompileSection | None,
                        canary: CanarySection | None, moves: Iterable[MoveLine] = ()) -> str:
     """Why this signature ended where it did, in one sentence a person can check against the tables; then what an
     operator answering the run has moved since."""
-    since = [f"{m.actor} {MOVED.get(m.action, m.action)} {short(m.to_id)}" for m in moves if m.after_run]
+    since = moved_since(moves)
     return _ended(signature_id=signature_id, decision=decision, reason=reason, champion_before=champion_before,
                   champion_after=champion_after, compile=compile, canary=canary) + (
         f"; since the run: {', then '.join(since)}" if since else "")
@@ -440,10 +445,19 @@ def run_sentence(run: Run, signatures: list[SignatureReview]) -> str:
         decided = sum(s.decision not in UNDECIDED for s in signatures)
         return f"Run {run.run_id} is still running ({decided} of {len(run.signature_ids)} signatures decided)."
     promoted = [s for s in signatures if s.decision == "promoted"]
-    others = [f"{s.signature_id} {s.decision.replace('_', ' ')}" for s in signatures if s.decision != "promoted"]
+    others = [f"{s.signature_id} {s.decision.replace('_', ' ')}" + "".join(f", then {m}" for m in moved_since(s.moves))
+              for s in signatures if s.decision != "promoted"]
     if promoted:
-        changed = "; ".join(f"{s.signature_id} now serves {short(s.champion_after)}" for s in promoted)
-        return f"Run {run.run_id} {run.status}: {changed}" + (f"; {', '.join(others)}" if others else "") + "."
+        changed = "; ".join(_serves(s) for s in promoted)
+        return f"Run {run.run_id} {run.status}: {changed}" + (f"; {'; '.join(others)}" if others else "") + "."
     verdict = str(run.summary.get("verdict") or "no signature was decided")
-    said = ", ".join(others) if others else verdict
-    return f"Run {run.run_id} {run.status}: nothing changed ({said})."
+    said = "; ".join(others) if others else verdict
+    nothing = "the run changed nothing" if any(m.after_run for s in signatures for m in s.moves) else "nothing changed"
+    return f"Run {run.run_id} {run.status}: {nothing} ({said})."
+
+
+def _serves(promoted: SignatureReview) -> str:
+    since = moved_since(promoted.moves)
+    if not since:
+        return f"{promoted.signature_id} now serves {short(promoted.champion_after)}"
+    return f"{promoted.signature_id} served {short(promoted.champion_after)} until {', then '.join(since)}"

@@ -105,7 +105,21 @@ def test_the_closing_sentence_names_what_changed() -> None:
     assert run_sentence(run(), [review("S.v1", "promoted", B), review("T.v1", "no_improvement", A)]) == (
         "Run night-1 succeeded: S.v1 now serves bbbbbbbbbbbb; T.v1 no improvement.")
     assert run_sentence(run(), [review("S.v1", "rolled_back", A), review("T.v1", "inconclusive", A)]) == (
-        "Run night-1 succeeded: nothing changed (S.v1 rolled back, T.v1 inconclusive).")
+        "Run night-1 succeeded: nothing changed (S.v1 rolled back; T.v1 inconclusive).")
+    running = [review("S.v1", "promoted", B), review("T.v1", "in_progress", None)]
+    assert run_sentence(run(RunStatus.running), running) == (
+        "Run night-1 is still running (1 of 2 signatures decided).")
+
+
+def test_the_closing_sentence_says_what_an_operator_moved_since_the_run() -> None:
+    """A morning rollback of what the run promoted, or promote of what it held (`--run`), ends "now serves"."""
+    undone = review("S.v1", "promoted", B, [move("promote", A, B), move("rollback", B, A, after_run=True)])
+    taken = review("T.v1", "held", A, [move("promote", A, B, after_run=True)])
+    assert run_sentence(run(), [undone, taken]) == (
+        f"Run night-1 succeeded: S.v1 served {B[:12]} until a rolled back to {A[:12]}; T.v1 held, then a promoted "
+        f"{B[:12]}.")
+    assert run_sentence(run(), [taken, review("S.v1", "no_improvement", A)]) == (
+        f"Run night-1 succeeded: the run changed nothing (T.v1 held, then a promoted {B[:12]}; S.v1 no improvement).")
     running = [review("S.v1", "promoted", B), review("T.v1", "in_progress", None)]
     assert run_sentence(run(RunStatus.running), running) == (
         "Run night-1 is still running (1 of 2 signatures decided).")

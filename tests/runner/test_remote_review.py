@@ -63,6 +63,8 @@ def test_the_summary_commands_of_a_run_through_an_api_work_where_there_is_no_sto
                                                               "program")
         assert [(m["action"], m["after_run"]) for m in answered["signatures"][0]["moves"]] == [
             ("promote", False), ("rollback", True)]
+        assert answered["sentence"] == (f"Run {run_id} succeeded: SelectTool.v1 served {promoted[:12]} until "
+                                        "ops-agent rolled back to the default program.")
 
         result = summary["signatures"]["SelectTool.v1"]  # the same candidate, canaried again: then stopped
         started = api.post("/api/v1/signatures/SelectTool.v1/canary:start", json={

@@ -496,6 +496,8 @@ def test_no_promote_holds_a_passed_canary_for_a_person_and_the_printed_command_p
     assert any(line.endswith("(after the run): the gates above passed") for line in shown), shown
     assert any(line.strip().endswith(f"since the run: cli:{getpass.getuser()} promoted {candidate[:12]}")
                for line in shown), shown
+    assert f"Run {run_id} succeeded: the run changed nothing (SelectTool.v1 held, then cli:{getpass.getuser()} " \
+           f"promoted {candidate[:12]})." in shown, shown
     with live_server(db_url, lm=BETTER) as server, server.client() as api:
         page = api.get(f"/review/runs/{run_id}").text
     assert f"by cli:{getpass.getuser()} (after the run):" in page
