@@ -94,10 +94,10 @@ ActThrough = Annotated[str | None, typer.Option(
     "--base-url", help="Through this API (an admin token, whose name is recorded as the actor) instead of the store "
                        "at OVERNIGHT_DB_URL")]
 # The holdout gate's bar, asked by a night (`run`, which opens no canary for a candidate below it) and by a promote.
-MinDelta = Annotated[float, typer.Option(
+MinDeltaOption = Annotated[float, typer.Option(
     min=-1, max=1, help="The holdout gate: promote only a candidate whose paired holdout delta is at least this "
                         "(a run opens no canary for one below it)")]
-HoldoutMargin = Annotated[float, typer.Option(
+HoldoutMarginOption = Annotated[float, typer.Option(
     min=0, max=1, help="... and whose delta's lower bound is at least minus this (0: the holdout must rule out "
                        "worse)")]
 # The run an operator's promote or rollback answers (the night that held a candidate, or whose promotion it undoes):
@@ -705,8 +705,8 @@ def promote(
     force: Annotated[bool, typer.Option(help="Move even though a gate fails (needs --reason; audited)")] = False,
     reason: Annotated[str, typer.Option(help="Why; written into the alias history")] = "",
     actor: Annotated[str | None, typer.Option(help="Who (default cli:$USER)")] = None,
-    min_delta: MinDelta = MIN_DELTA,
-    holdout_margin: HoldoutMargin = HOLDOUT_MARGIN,
+    min_delta: MinDeltaOption = MIN_DELTA,
+    holdout_margin: HoldoutMarginOption = HOLDOUT_MARGIN,
     run: OfRun = None,
     base_url: ActThrough = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
@@ -1022,8 +1022,8 @@ def run(
     no_promote: Annotated[bool, typer.Option("--no-promote", help=(
         "Stop at a passed canary and promote nothing (decision held, exit 0); the summary and the review print the "
         "promote command for a person"))] = False,
-    min_delta: MinDelta = MIN_DELTA,
-    holdout_margin: HoldoutMargin = HOLDOUT_MARGIN,
+    min_delta: MinDeltaOption = MIN_DELTA,
+    holdout_margin: HoldoutMarginOption = HOLDOUT_MARGIN,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
 ) -> None:
     """The nightly loop: import → compile → canary → decide → e2e, every step an event.
