@@ -278,7 +278,9 @@ def holdout_bar_options(min_delta: float, margin: float) -> str:
 
 def srm_gate(*, candidate_samples: int, control_samples: int, candidate_share: float,
              threshold_p: float = SRM_THRESHOLD_P) -> Decision:
-    """Sample-ratio mismatch: is the observed split consistent with the rollout? (chi-square, 1 df)"""
+    """Sample-ratio mismatch: is the observed split consistent with the rollout? (chi-square, 1 df) The samples are
+    each arm's requests since the rollout went to `candidate_share` (at this step, not the canary's), as the
+    sentence says."""
     total = candidate_samples + control_samples
     evidence: dict[str, Any] = {"candidate_samples": candidate_samples, "control_samples": control_samples,
                                 "candidate_share": candidate_share, "threshold_p": threshold_p, "method": SRM_METHOD}
@@ -292,11 +294,11 @@ def srm_gate(*, candidate_samples: int, control_samples: int, candidate_share: f
     evidence.update(chi_square=chi2, p_value=p_value)
     if p_value < threshold_p:
         return Decision(verdict="fail", reason_code="sample_ratio_mismatch", evidence=evidence, message=(
-            f"{candidate_samples} candidate vs {control_samples} control requests for a {candidate_share:.0%} "
-            f"rollout: p = {p_value:.2g} < {threshold_p:g} -> the assignment is broken"))
+            f"{candidate_samples} candidate vs {control_samples} control requests at the "
+            f"{candidate_share:.0%} step: p = {p_value:.2g} < {threshold_p:g} -> the assignment is broken"))
     return Decision(verdict="pass", reason_code="split_as_planned", evidence=evidence, message=(
-        f"{candidate_samples} candidate vs {control_samples} control requests for a {candidate_share:.0%} "
-        f"rollout: p = {p_value:.2g} >= {threshold_p:g} -> as planned"))
+        f"{candidate_samples} candidate vs {control_samples} control requests at the "
+        f"{candidate_share:.0%} step: p = {p_value:.2g} >= {threshold_p:g} -> as planned"))
 
 
 # The canary's latency histogram: each call counts in the first bucket whose upper edge (ms) it does not exceed;

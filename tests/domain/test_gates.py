@@ -145,11 +145,13 @@ def test_sample_ratio_mismatch(cand: int, ctrl: int, share: float, verdict: str)
 
 
 def test_the_split_sentence_says_which_arm_is_which_and_the_threshold_it_met() -> None:
-    """A reviewer reads a passed split the way a failed one reads: the arms named, the p-value against the bar."""
+    """A reviewer reads a passed split the way a failed one reads: the arms named, counted at the step (since the
+    rollout went to it; not the arms' totals in the canary's table), the p-value against the bar."""
     passed = srm_gate(candidate_samples=76, control_samples=80, candidate_share=0.5)
-    assert passed.message == "76 candidate vs 80 control requests for a 50% rollout: p = 0.75 >= 0.001 -> as planned"
+    assert passed.message == (
+        "76 candidate vs 80 control requests at the 50% step: p = 0.75 >= 0.001 -> as planned")
     failed = srm_gate(candidate_samples=330, control_samples=670, candidate_share=0.25, threshold_p=0.01)
-    assert failed.message.startswith("330 candidate vs 670 control requests for a 25% rollout: p = ")
+    assert failed.message.startswith("330 candidate vs 670 control requests at the 25% step: p = ")
     assert failed.message.endswith(" < 0.01 -> the assignment is broken")
 
 
