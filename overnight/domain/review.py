@@ -440,7 +440,8 @@ def canary_numbers(canary: CanarySection | None) -> str:
 
 
 def run_sentence(run: Run, signatures: list[SignatureReview]) -> str:
-    """The closing sentence: what changed (the commands that undo it are `undo_commands`)."""
+    """The closing sentence: what changed, and what operators answering the run (`--run`) have moved since (the
+    commands that undo it are `undo_commands`)."""
     if run.status == "running":
         decided = sum(s.decision not in UNDECIDED for s in signatures)
         return f"Run {run.run_id} is still running ({decided} of {len(run.signature_ids)} signatures decided)."
