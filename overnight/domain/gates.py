@@ -292,13 +292,13 @@ def srm_gate(*, candidate_samples: int, control_samples: int, candidate_share: f
             + (control_samples - expected_ctrl) ** 2 / expected_ctrl)
     p_value = math.erfc(math.sqrt(chi2 / 2))
     evidence.update(chi_square=chi2, p_value=p_value)
+    split = (f"{candidate_samples} candidate vs {control_samples} control requests at the {candidate_share:.0%} step: "
+             f"p = {p_value:.2g}")
     if p_value < threshold_p:
-        return Decision(verdict="fail", reason_code="sample_ratio_mismatch", evidence=evidence, message=(
-            f"{candidate_samples} candidate vs {control_samples} control requests at the "
-            f"{candidate_share:.0%} step: p = {p_value:.2g} < {threshold_p:g} -> the assignment is broken"))
-    return Decision(verdict="pass", reason_code="split_as_planned", evidence=evidence, message=(
-        f"{candidate_samples} candidate vs {control_samples} control requests at the "
-        f"{candidate_share:.0%} step: p = {p_value:.2g} >= {threshold_p:g} -> as planned"))
+        return Decision(verdict="fail", reason_code="sample_ratio_mismatch", evidence=evidence,
+                        message=f"{split} < {threshold_p:g} -> the assignment is broken")
+    return Decision(verdict="pass", reason_code="split_as_planned", evidence=evidence,
+                    message=f"{split} >= {threshold_p:g} -> as planned")
 
 
 # The canary's latency histogram: each call counts in the first bucket whose upper edge (ms) it does not exceed;

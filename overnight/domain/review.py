@@ -386,9 +386,10 @@ def short(compiled_id: str | None) -> str:
 MOVED = {"promote": "promoted", "rollback": "rolled back to", "manual_set": "set the champion to"}
 
 
-def moved_since(moves: Iterable[MoveLine]) -> list[str]:
-    """What operators answering the run (`--run`) have moved since it ended, in order: "cli:alice promoted …"."""
-    return [f"{m.actor} {MOVED.get(m.action, m.action)} {short(m.to_id)}" for m in moves if m.after_run]
+def moved_since(moves: Iterable[MoveLine]) -> str:
+    """What operators answering the run (`--run`) have moved since it ended, in order ('' for nothing):
+    "cli:alice promoted …, then cli:bob rolled back to …"."""
+    return ", then ".join(f"{m.actor} {MOVED.get(m.action, m.action)} {short(m.to_id)}" for m in moves if m.after_run)
 
 
 def signature_sentence(*, signature_id: str, decision: str, reason: str, champion_before: str | None,
@@ -399,7 +400,7 @@ def signature_sentence(*, signature_id: str, decision: str, reason: str, champio
     since = moved_since(moves)
     return _ended(signature_id=signature_id, decision=decision, reason=reason, champion_before=champion_before,
                   champion_after=champion_after, compile=compile, canary=canary) + (
-        f"; since the run: {', then '.join(since)}" if since else "")
+        f"; since the run: {since}" if since else "")
 
 
 def _ended(*, signature_id: str, decision: str, reason: str, champion_before: str | None,
@@ -445,20 +446,18 @@ def run_sentence(run: Run, signatures: list[SignatureReview]) -> str:
     if run.status == "running":
         decided = sum(s.decision not in UNDECIDED for s in signatures)
         return f"Run {run.run_id} is still running ({decided} of {len(run.signature_ids)} signatures decided)."
-    promoted = [s for s in signatures if s.decision == "promoted"]
-    others = [f"{s.signature_id} {s.decision.replace('_', ' ')}" + "".join(f", then {m}" for m in moved_since(s.moves))
-              for s in signatures if s.decision != "promoted"]
-    if promoted:
-        changed = "; ".join(_serves(s) for s in promoted)
-        return f"Run {run.run_id} {run.status}: {changed}" + (f"; {'; '.join(others)}" if others else "") + "."
-    verdict = str(run.summary.get("verdict") or "no signature was decided")
-    said = "; ".join(others) if others else verdict
+    parts = [_part(s) for s in sorted(signatures, key=lambda s: s.decision != "promoted")]  # promoted first
+    if any(s.decision == "promoted" for s in signatures):
+        return f"Run {run.run_id} {run.status}: {'; '.join(parts)}."
+    said = "; ".join(parts) if parts else str(run.summary.get("verdict") or "no signature was decided")
     nothing = "the run changed nothing" if any(m.after_run for s in signatures for m in s.moves) else "nothing changed"
     return f"Run {run.run_id} {run.status}: {nothing} ({said})."
 
 
-def _serves(promoted: SignatureReview) -> str:
-    since = moved_since(promoted.moves)
-    if not since:
-        return f"{promoted.signature_id} now serves {short(promoted.champion_after)}"
-    return f"{promoted.signature_id} served {short(promoted.champion_after)} until {', then '.join(since)}"
+def _part(sig: SignatureReview) -> str:
+    """One signature's part of the closing sentence: what serves after the run, then what was moved since."""
+    since = moved_since(sig.moves)
+    if sig.decision == "promoted":
+        return (f"{sig.signature_id} served {short(sig.champion_after)} until {since}" if since
+                else f"{sig.signature_id} now serves {short(sig.champion_after)}")
+    return f"{sig.signature_id} {sig.decision.replace('_', ' ')}" + (f", then {since}" if since else "")

@@ -120,9 +120,6 @@ def test_the_closing_sentence_says_what_an_operator_moved_since_the_run() -> Non
         f"{B[:12]}.")
     assert run_sentence(run(), [taken, review("S.v1", "no_improvement", A)]) == (
         f"Run night-1 succeeded: the run changed nothing (T.v1 held, then a promoted {B[:12]}; S.v1 no improvement).")
-    running = [review("S.v1", "promoted", B), review("T.v1", "in_progress", None)]
-    assert run_sentence(run(RunStatus.running), running) == (
-        "Run night-1 is still running (1 of 2 signatures decided).")
 
 
 def test_the_undo_commands_put_back_the_champion_each_promotion_replaced() -> None:
