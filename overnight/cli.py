@@ -54,6 +54,7 @@ from overnight.review.terminal import (
 
 if TYPE_CHECKING:
     from overnight.domain.compiling import Artifact, CompileReport
+    from overnight.domain.review import RunList
 
 PIPED_WIDTH = 160
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Improve DSPy programs overnight, safely.")
@@ -301,14 +302,15 @@ def runs(
     if ctx.invoked_subcommand is not None:
         return
     from overnight.nightly import seconds  # noqa: PLC0415
+    from overnight.review.assemble import run_list  # noqa: PLC0415
 
     with _errors_as_exit_codes(as_json=as_json):
         within_s = None if since is None else seconds(since, option="--since")
 
-    def printed(found: list[Run], where: str) -> None:
+    def printed(found: RunList, where: str) -> None:
         if as_json:
             out.print_json(json.dumps(runs_document(found)))
-        elif not found:  # not an empty table: say which store was read, and with which filters
+        elif not found.runs:  # not an empty table: say which store was read, and with which filters
             asked = " ".join(f"--{name} {value}" for name, value in (
                 ("since", since), ("status", status.value if status else None), ("signature", signature)) if value)
             out.print(f"no runs {f'match {asked} ' if asked else ''}{where}", markup=False, soft_wrap=True)
@@ -323,7 +325,7 @@ def runs(
 
     def work(store: Any) -> None:
         after = None if within_s is None else store.clock() - within_s * 1000
-        found: list[Run] = store.list_runs(limit=limit, status=status, signature_id=signature, since=after)
+        found = run_list(store, limit=limit, status=status, signature_id=signature, since=after)
         printed(found, f"in {store.shown()}{_unknown(signature)}")
 
     _with_store(work, read_only=True, as_json=as_json, or_api=READERS)

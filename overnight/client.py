@@ -26,7 +26,7 @@ from overnight.domain.datasets import DatasetCheck, ExamplePage, ImportResult
 from overnight.domain.lm import LMCheck
 from overnight.domain.promotion import AliasHistory, AliasMoveOut
 from overnight.domain.receipts import Prediction, PruneResult
-from overnight.domain.review import RunReview
+from overnight.domain.review import RunList, RunReview
 from overnight.domain.runs import AppendedEvent, EventIn, EventPage, Run, RunEvent, StartedRun
 from overnight.errors import ApiUnreachable, OvernightError, all_error_classes
 
@@ -132,14 +132,14 @@ class OvernightClient:
         return self._model(Run, "GET", f"/api/v1/runs/{run_id}")
 
     def runs(self, *, limit: int = 50, status: str | None = None, signature_id: str | None = None,
-             since_s: int | None = None) -> list[Run]:
-        """Recent runs, newest first; `since_s`: started at most that many seconds ago (by the server's clock)."""
+             since_s: int | None = None) -> RunList:
+        """Recent runs, newest first, and what was moved since each; `since_s`: started at most that many seconds
+        ago (by the server's clock)."""
         asked = {"limit": limit, "status": status, "signature": signature_id, "since_s": since_s}
-        found = self.request("GET", "/api/v1/runs", params={k: v for k, v in asked.items() if v is not None})
-        return [Run.model_validate(run) for run in found.json()["runs"]]
+        return self._model(RunList, "GET", "/api/v1/runs", params={k: v for k, v in asked.items() if v is not None})
 
     def latest_run(self) -> Run | None:
-        return next(iter(self.runs(limit=1)), None)
+        return next(iter(self.runs(limit=1).runs), None)
 
     def review(self, run_id: str) -> RunReview:
         return self._model(RunReview, "GET", f"/api/v1/runs/{run_id}/review")

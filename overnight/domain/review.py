@@ -369,12 +369,25 @@ def canary_series(outcomes: Iterable[tuple[str, bool, bool | None]], *, totals: 
 
 # alias moves ----------------------------------------------------------------------------------------------
 
-def move_lines(moves: Iterable[AliasMove], *, run_id: str, started_at: int, ended_at: int | None) -> list[MoveLine]:
+def move_lines(moves: Iterable[AliasMove], run: Run) -> list[MoveLine]:
     """The alias moves recorded on a run, in order: its own, then an operator's that answered it (`--run`)."""
     return [MoveLine(id=m.id, action=m.action, from_id=m.from_id, to_id=m.to_id, actor=m.actor, reason=m.reason,
-                     forced=m.forced, offset_ms=m.created_at - started_at,
-                     after_run=ended_at is not None and m.created_at > ended_at)
-            for m in sorted(moves, key=lambda m: m.id) if m.run_id == run_id]
+                     forced=m.forced, offset_ms=m.created_at - run.started_at, after_run=run.ended_before(m.created_at))
+            for m in sorted(moves, key=lambda m: m.id) if m.run_id == run.run_id]
+
+
+class RunList(BaseModel):
+    """Recent runs, newest first, and what operators answering them (`--run`) have moved since each ended."""
+
+    runs: list[Run]
+    moved_since: dict[str, list[AliasMove]] = Field(default_factory=dict, description=(
+        "by run_id, oldest first: the champion moves recorded on a run after it ended (a morning's promote or "
+        "rollback answering it, `--run`); a run with none is left out"))
+
+    def since(self, run: Run) -> dict[str, str]:
+        """Each of the run's signatures: what was moved since the run ended, in words ('' for nothing)."""
+        moves = self.moved_since.get(run.run_id, [])
+        return {sig: said_moves(m for m in moves if m.signature_id == sig) for sig in run.signature_ids}
 
 
 # sentences ------------------------------------------------------------------------------------------------
@@ -386,10 +399,14 @@ def short(compiled_id: str | None) -> str:
 MOVED = {"promote": "promoted", "rollback": "rolled back to", "manual_set": "set the champion to"}
 
 
+def said_moves(moves: Iterable[AliasMove | MoveLine]) -> str:
+    """Moves in order, in words ('' for none): "cli:alice promoted …, then cli:bob rolled back to …"."""
+    return ", then ".join(f"{m.actor} {MOVED.get(m.action, m.action)} {short(m.to_id)}" for m in moves)
+
+
 def moved_since(moves: Iterable[MoveLine]) -> str:
-    """What operators answering the run (`--run`) have moved since it ended, in order ('' for nothing):
-    "cli:alice promoted …, then cli:bob rolled back to …"."""
-    return ", then ".join(f"{m.actor} {MOVED.get(m.action, m.action)} {short(m.to_id)}" for m in moves if m.after_run)
+    """What operators answering the run (`--run`) have moved since it ended, in order ('' for nothing)."""
+    return said_moves(m for m in moves if m.after_run)
 
 
 def signature_sentence(*, signature_id: str, decision: str, reason: str, champion_before: str | None,

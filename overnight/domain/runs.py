@@ -68,6 +68,10 @@ class Run(BaseModel):
             return None
         return str(self.summary.get("verdict") or "") or None
 
+    def ended_before(self, at: int) -> bool:
+        """Whether the run had ended by `at` (ms): a move recorded on it then answered it (an operator's `--run`)."""
+        return self.ended_at is not None and at > self.ended_at
+
     def followed_to_the_end(self, last_seq: int) -> bool:
         """A follower that has read up to `last_seq` has everything: the run has finished (no event comes after
         run.finished) and that was its last event."""

@@ -21,6 +21,7 @@ from overnight.domain.review import (
     ArmSeries,
     CanarySection,
     CompileSection,
+    RunList,
     RunReview,
     SignatureReview,
     canary_section,
@@ -62,6 +63,19 @@ def run_review(store: Store, run_id: str) -> RunReview:
         holdout_bar=holdout_bar_options(min_delta, margin) or None)
 
 
+def run_list(store: Store, *, limit: int, status: str | None = None, signature_id: str | None = None,
+             since: int | None = None) -> RunList:
+    """Recent runs, newest first (`Store.list_runs`' filters), with what operators answering them have moved since
+    each ended: one more read for all of them."""
+    runs = store.list_runs(limit=limit, status=status, signature_id=signature_id, since=since)
+    by_id = {run.run_id: run for run in runs}
+    moved: dict[str, list[AliasMove]] = {}
+    for move in store.moves_on_runs(run_ids=list(by_id)):
+        if move.run_id is not None and by_id[move.run_id].ended_before(move.created_at):
+            moved.setdefault(move.run_id, []).append(move)
+    return RunList(runs=runs, moved_since=moved)
+
+
 def _step_events(store: Store, run_id: str) -> list[RunEvent]:
     found: list[RunEvent] = []
     while batch := store.list_events(run_id=run_id, after_seq=found[-1].seq if found else 0, limit=PAGE,
@@ -83,8 +97,7 @@ def _signature(store: Store, run: Run, sig: str, steps: list[RunEvent]) -> Signa
     canary = _canary(store, canary_id)
     champion_before = result.get("champion_before") or compiled.get("incumbent_compiled_id")
     champion_after = result.get("champion_after") or done.get("decide", {}).get("champion_after")
-    moves = move_lines(store.alias_history(signature_id=sig, run_id=run.run_id), run_id=run.run_id,
-                       started_at=run.started_at, ended_at=run.ended_at)
+    moves = move_lines(store.alias_history(signature_id=sig, run_id=run.run_id), run)
     return SignatureReview(
         signature_id=sig, decision=decision, reason=reason, champion_before=champion_before,
         champion_after=champion_after, compile=compile, canary=canary, moves=moves,
@@ -143,7 +156,7 @@ class SignatureOverview(BaseModel):
     champion_id: str | None
     moves: list[AliasMove]
     reports: list[CompileSection]
-    runs: list[Run]
+    runs: RunList
     canary: CanarySection | None
 
 
@@ -153,7 +166,7 @@ def signature_overview(store: Store, sig: str, *, moves: int = 50, reports: int 
         signature_id=sig, champion_id=store.champion(signature_id=sig),
         moves=list(reversed(store.alias_history(signature_id=sig, limit=moves))),  # newest first
         reports=[compile_section(r) for r in store.list_compile_reports(signature_id=sig, limit=reports)],
-        runs=store.list_runs(limit=10, signature_id=sig),
+        runs=run_list(store, limit=10, signature_id=sig),
         canary=_canary(store, latest.canary_id) if latest else None)
 
 

@@ -5,7 +5,7 @@ Pure presentation: takes domain models, returns Rich renderables or plain dicts.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,6 +18,7 @@ from rich.text import Text
 from overnight.domain.runs import Run, RunEvent
 
 if TYPE_CHECKING:
+    from overnight.domain.review import RunList
     from overnight.review.assemble import SignatureStatus
 
 _STATUS_STYLE = {"running": "cyan", "succeeded": "green", "failed": "red", "cancelled": "yellow",
@@ -105,29 +106,32 @@ def duration(start: int, end: int | None) -> str:
     return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
-def verdicts(run: Run) -> str:
-    why = run.undecided_because()
-    return ", ".join(f"{sig}: {decision or '-'}" for sig, decision in run.decisions().items()) + (
-        f" ({why})" if why else "")
+def verdicts(run: Run, since: Mapping[str, str] | None = None) -> str:
+    """Each signature's decision, then what was moved since the run ended (`RunList.since`), if anything."""
+    why, moved = run.undecided_because(), since or {}
+    return "; ".join(f"{sig}: {decision or '-'}" + (f", then {moved[sig]}" if moved.get(sig) else "")
+                     for sig, decision in run.decisions().items()) + (f" ({why})" if why else "")
 
 
-def runs_table(runs: list[Run]) -> Rows:
+def runs_table(listed: RunList) -> Rows:
     table = Rows("recent runs", ("run", "status", "exit", "started", "duration", "verdict per signature", "actor",
                                  "events"), wrap="verdict per signature")
-    for run in runs:
+    for run in listed.runs:
         exit_code = run.summary.get("exit_code")
         table.add_row(run.run_id, Text(run.status.value, style=_STATUS_STYLE.get(run.status.value, "")),
                       "-" if exit_code is None else str(exit_code), when(run.started_at),
-                      duration(run.started_at, run.ended_at), verdicts(run), run.actor, str(run.event_count))
+                      duration(run.started_at, run.ended_at), verdicts(run, listed.since(run)), run.actor,
+                      str(run.event_count))
     return table
 
 
-def runs_document(runs: list[Run]) -> list[dict[str, Any]]:
-    """The `runs --json` rows: the table's columns, plus the whole run record."""
+def runs_document(listed: RunList) -> list[dict[str, Any]]:
+    """The `runs --json` rows: the table's columns (what was moved since as the moves), plus the whole run record."""
     return [{"run_id": r.run_id, "status": r.status.value, "exit_code": r.summary.get("exit_code"),
              "started_at": r.started_at, "ended_at": r.ended_at,
              "decisions": r.decisions(),
-             "run": r.model_dump(mode="json")} for r in runs]
+             "moved_since": [m.model_dump(mode="json") for m in listed.moved_since.get(r.run_id, [])],
+             "run": r.model_dump(mode="json")} for r in listed.runs]
 
 
 def run_timeline(run: Run, events: list[RunEvent]) -> RenderableType:

@@ -8,6 +8,7 @@ Must not import FastAPI or httpx.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
@@ -43,6 +44,13 @@ def history(conn: Connection, signature_id: str, *, limit: int | None = None,
     else:
         rows = list(conn.execute(query.order_by(alias_history.c.id)).mappings())
     return [_move(row) for row in rows]
+
+
+def on_runs(conn: Connection, run_ids: Collection[str]) -> list[AliasMove]:
+    if not run_ids:
+        return []
+    query = select(alias_history).where(alias_history.c.alias == CHAMPION, alias_history.c.run_id.in_(run_ids))
+    return [_move(row) for row in conn.execute(query.order_by(alias_history.c.id)).mappings()]
 
 
 def _move(row: Any) -> AliasMove:

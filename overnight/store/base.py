@@ -6,7 +6,7 @@ httpx.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
@@ -126,6 +126,10 @@ class Store(Protocol):
     def alias_history(self, *, signature_id: str, limit: int | None = None,
                       run_id: str | None = None) -> list[AliasMove]:
         """The champion's moves, oldest first: the last `limit`, or only those made by `run_id`."""
+        ...
+
+    def moves_on_runs(self, *, run_ids: Collection[str]) -> list[AliasMove]:
+        """The champion's moves recorded on these runs (their own, and an operator's answering one), oldest first."""
         ...
 
     def promote(self, *, signature_id: str, seen: str | None, to_id: str, actor: str, reason: str,

@@ -169,6 +169,10 @@ class ServingVerbs:
         with self._tx.read() as conn:
             return aliases_sql.history(conn, signature_id, limit=limit, run_id=run_id)
 
+    def moves_on_runs(self, *, run_ids: Collection[str]) -> list[AliasMove]:
+        with self._tx.read() as conn:
+            return aliases_sql.on_runs(conn, run_ids)
+
     def promote(self, *, signature_id: str, seen: str | None, to_id: str, actor: str, reason: str,
                 run_id: str | None, evidence: dict[str, Any], canary_id: str | None) -> AliasMove:
         """Move the champion and end the canary (the passed one becomes `promoted`; an active one is stopped)."""

@@ -316,6 +316,22 @@ def test_the_signature_page_after_a_rollback_to_the_default(server: LiveServer) 
     assert "overnight rollback" not in page
 
 
+def test_the_runs_lists_say_what_was_moved_since_a_run(server: LiveServer, clock: SteppingClock) -> None:
+    """A night whose promotion was undone the next morning, answering it (`--run`), was listed as `promoted` and
+    nothing more, on the front page and on the signature page."""
+    clock.advance(seconds=8 * 3600)
+    server.store.rollback(signature_id=golden_run.SIG, to_id=None, explicit=False, actor="ops-agent",
+                          reason="undo night-golden", run_id=golden_run.RUN_ID)
+    with signed_in(server) as client:
+        front, signature = client.get("/review").text, client.get(f"/review/signatures/{golden_run.SIG}").text
+    runs = front[front.index('<table id="runs">'):]
+    night = next(r for r in re.findall(r"<tr>(.*?)</tr>", runs, flags=re.S) if golden_run.RUN_ID in r)
+    assert ('<span class="promoted">promoted</span>, then ops-agent rolled back to the default program'
+            in night), night
+    recent = signature[signature.index("Recent runs"):]
+    assert f"— {golden_run.SIG}: promoted, then ops-agent rolled back to the default program</li>" in recent, recent
+
+
 def test_every_page_forbids_scripts_it_did_not_write_and_being_framed(server: LiveServer) -> None:
     """Defence in depth behind the escaping: a Content-Security-Policy whose only script is the page's own (a
     fresh nonce per response), no framing, no MIME sniffing, no referrer leaving the page."""

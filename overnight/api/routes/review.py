@@ -25,7 +25,7 @@ from overnight.api.routes.runs import follow_events
 from overnight.domain.diff import diff_artifacts
 from overnight.domain.review import on_api, short
 from overnight.domain.runs import ID_PATTERN, RunStatus
-from overnight.review.assemble import run_review, serving_status, signature_overview
+from overnight.review.assemble import run_list, run_review, serving_status, signature_overview
 from overnight.review.charts import canary_chart, candidate_chart
 from overnight.review.show import delta_sentence, seconds, took
 from overnight.review.terminal import duration, e2e_words, verdicts, when
@@ -76,7 +76,7 @@ def runs_page(viewer: Viewer, store: StoreDep, registry: RegistryDep, status: Ru
               since_h: Annotated[int | None, Query(ge=1, le=24 * 366)] = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 50) -> HTMLResponse:
     since = None if since_h is None else store.clock() - since_h * 3600 * 1000
-    return page("runs.html", viewer=viewer, runs=store.list_runs(limit=limit, status=status, since=since),
+    return page("runs.html", viewer=viewer, listed=run_list(store, limit=limit, status=status, since=since),
                 status_filter=status, since_h=since_h, limit=limit, serving=serving_status(store, registry.ids()))
 
 

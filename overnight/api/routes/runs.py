@@ -8,12 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, field_validator
+from pydantic import field_validator
 from starlette.concurrency import run_in_threadpool
 
 from overnight.api.deps import Admin, Reader, RegistryDep, SettingsDep, StoreDep
 from overnight.domain.hashing import canonical_json
-from overnight.domain.review import RunReview
+from overnight.domain.review import RunList, RunReview
 from overnight.domain.runs import (
     ID_PATTERN,
     SERVER_KINDS,
@@ -27,7 +27,7 @@ from overnight.domain.runs import (
     RunStatus,
     StartedRun,
 )
-from overnight.review.assemble import run_review
+from overnight.review.assemble import run_list, run_review
 from overnight.store import Store
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
@@ -44,10 +44,6 @@ class ClientEvent(EventIn):
         if kind in SERVER_KINDS:
             raise ValueError(f"{kind!r} is written by the server only")
         return kind
-
-
-class RunList(BaseModel):
-    runs: list[Run]
 
 
 @router.post("/runs", status_code=201, responses={
@@ -69,9 +65,10 @@ def list_runs(_: Reader, store: StoreDep, status: RunStatus | None = None,
               since_s: Annotated[int | None, Query(ge=1, le=10 * 365 * 86_400, description=(
                   "only runs started at most this many seconds ago, by the server's clock"))] = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 50) -> RunList:
-    """Recent runs, newest first (`overnight runs --json` gives each with the table's columns)."""
+    """Recent runs, newest first (`overnight runs --json` gives each with the table's columns), and the champion
+    moves recorded on each after it ended: a morning's promote or rollback answering it (`--run`)."""
     after = None if since_s is None else store.clock() - since_s * 1000
-    return RunList(runs=store.list_runs(limit=limit, status=status, signature_id=signature, since=after))
+    return run_list(store, limit=limit, status=status, signature_id=signature, since=after)
 
 
 @router.get("/runs/{run_id}")
