@@ -384,10 +384,13 @@ class RunList(BaseModel):
         "by run_id, oldest first: the champion moves recorded on a run after it ended (a morning's promote or "
         "rollback answering it, `--run`); a run with none is left out"))
 
+    def moves(self, run: Run, signature_id: str) -> list[AliasMove]:
+        """The signature's moves recorded on the run after it ended, oldest first."""
+        return [m for m in self.moved_since.get(run.run_id, []) if m.signature_id == signature_id]
+
     def since(self, run: Run) -> dict[str, str]:
         """Each of the run's signatures: what was moved since the run ended, in words ('' for nothing)."""
-        moves = self.moved_since.get(run.run_id, [])
-        return {sig: said_moves(m for m in moves if m.signature_id == sig) for sig in run.signature_ids}
+        return {sig: said_moves(self.moves(run, sig)) for sig in run.signature_ids}
 
 
 # sentences ------------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from overnight.domain.review import (
     phase_spans,
     promote_commands,
     run_sentence,
+    said_moves,
     signature_sentence,
     undo_commands,
 )
@@ -186,6 +187,9 @@ class RunBrief(BaseModel):
     run_id: str
     status: str
     decision: str | None = Field(description="this signature's, from the run's summary; None until decided")
+    moved_since: list[AliasMove] = Field(default_factory=list, description=(
+        "this signature's champion moves recorded on the run after it ended (a morning's promote or rollback "
+        "answering it, `--run`), oldest first"))
 
 
 class SignatureStatus(BaseModel):
@@ -224,7 +228,11 @@ class SignatureStatus(BaseModel):
 
     def run_words(self) -> str:
         run = self.last_run
-        return "-" if run is None else f"{run.run_id} {run.status}" + (f": {run.decision}" if run.decision else "")
+        if run is None:
+            return "-"
+        since = said_moves(run.moved_since)
+        return f"{run.run_id} {run.status}" + (f": {run.decision}" if run.decision else "") + (
+            f", then {since}" if since else "")
 
 
 def signature_status(store: Store, sig: str) -> SignatureStatus:
@@ -232,7 +240,7 @@ def signature_status(store: Store, sig: str) -> SignatureStatus:
     # cannot pair one champion with another's move.
     moves = store.alias_history(signature_id=sig, limit=1)
     canary = store.find_canary(signature_id=sig)
-    runs = store.list_runs(limit=1, signature_id=sig)
+    listed = run_list(store, limit=1, signature_id=sig)
     return SignatureStatus(
         signature_id=sig, last_move=moves[-1] if moves else None,
         canary=None if canary is None else CanaryBrief(
@@ -240,8 +248,8 @@ def signature_status(store: Store, sig: str) -> SignatureStatus:
             candidate_id=canary.candidate_id, candidate_samples=canary.arms["candidate"].samples,
             next_target=canary.config.targets[canary.step] if canary.status == "active" else None,
             end_reason=canary.end_reason),
-        last_run=RunBrief(run_id=runs[0].run_id, status=runs[0].status.value, decision=runs[0].decisions().get(sig))
-        if runs else None)
+        last_run=next((RunBrief(run_id=run.run_id, status=run.status.value, decision=run.decisions().get(sig),
+                                moved_since=listed.moves(run, sig)) for run in listed.runs), None))
 
 
 class ServingStatus(BaseModel):

@@ -318,7 +318,7 @@ def test_the_signature_page_after_a_rollback_to_the_default(server: LiveServer) 
 
 def test_the_runs_lists_say_what_was_moved_since_a_run(server: LiveServer, clock: SteppingClock) -> None:
     """A night whose promotion was undone the next morning, answering it (`--run`), was listed as `promoted` and
-    nothing more, on the front page and on the signature page."""
+    nothing more: on the front page (its last run, and the runs) and on the signature page."""
     clock.advance(seconds=8 * 3600)
     server.store.rollback(signature_id=golden_run.SIG, to_id=None, explicit=False, actor="ops-agent",
                           reason="undo night-golden", run_id=golden_run.RUN_ID)
@@ -328,6 +328,9 @@ def test_the_runs_lists_say_what_was_moved_since_a_run(server: LiveServer, clock
     night = next(r for r in re.findall(r"<tr>(.*?)</tr>", runs, flags=re.S) if golden_run.RUN_ID in r)
     assert ('<span class="promoted">promoted</span>, then ops-agent rolled back to the default program'
             in night), night
+    serving = front[front.index('<table id="serving">'):front.index('<table id="runs">')]
+    assert (f'<a href="/review/runs/{golden_run.RUN_ID}">night-golden succeeded: promoted, then ops-agent rolled '
+            'back to the default program</a>') in serving, serving
     recent = signature[signature.index("Recent runs"):]
     assert f"— {golden_run.SIG}: promoted, then ops-agent rolled back to the default program</li>" in recent, recent
 

@@ -333,12 +333,12 @@ def test_status_says_what_serves_each_signature_now(golden_db: str, open_store: 
         "canary_id": "can-steps", "status": "active", "rollout_pct": 20.0, "candidate_id": "d" * 64,
         "candidate_samples": 0, "next_target": 4, "end_reason": None}
     assert rows["SelectTool.v1"]["last_run"] == {"run_id": golden_run.RUN_ID, "status": "succeeded",
-                                                 "decision": "promoted"}
+                                                 "decision": "promoted", "moved_since": []}
     with live_server(golden_db) as server, server.client(token=READ_TOKEN) as reader:
         assert reader.get("/api/v1/status").json() == json.loads(as_json.stdout)  # the API answers the same
     assert rows["SupportTriage.v1"] == {"signature_id": "SupportTriage.v1", "champion_id": None, "last_move": None,
                                         "canary": None, "last_run": {"run_id": "night-triage", "status": "running",
-                                                                     "decision": None}}
+                                                                     "decision": None, "moved_since": []}}
     rolled = overnight(golden_db, "rollback", "-s", "SelectTool.v1", "--to", "default", "--reason", "bad answers",
                        "--actor", "bob")
     assert rolled.returncode == 0, rolled.stderr

@@ -65,13 +65,14 @@ def test_the_summary_commands_of_a_run_through_an_api_work_where_there_is_no_sto
             ("promote", False), ("rollback", True)]
         assert answered["sentence"] == (f"Run {run_id} succeeded: SelectTool.v1 served {promoted[:12]} until "
                                         "ops-agent rolled back to the default program.")
-        listed = {}  # the night's row in `runs` says the undo too, on both hosts
-        for command in (("runs",), ("runs", "--json")):
+        listed = {}  # the night's row in `runs`, and `status`' last run, say the undo too, on both hosts
+        for command in (("runs",), ("runs", "--json"), ("status",)):
             remote, local = (overnight(nowhere, *command, "--base-url", url, columns="300", OVERNIGHT_TOKEN=READ_TOKEN),
                              overnight(db_url, *command, columns="300"))
             assert (remote.returncode, remote.stdout) == (0, local.stdout), (command, remote.stderr)
             listed[command[-1]] = local.stdout
         assert "SelectTool.v1: promoted, then ops-agent rolled back to the default program" in listed["runs"]
+        assert f"{run_id} succeeded: promoted, then ops-agent rolled back to the default program" in listed["status"]
         night = json.loads(listed["--json"])[0]
         assert (night["run_id"], night["decisions"]) == (run_id, {"SelectTool.v1": "promoted"})
         assert [(m["signature_id"], m["action"], m["to_id"], m["actor"]) for m in night["moved_since"]] == [
