@@ -106,10 +106,10 @@ def duration(start: int, end: int | None) -> str:
     return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
-def verdicts(run: Run, since: Mapping[str, str] | None = None) -> str:
+def verdicts(run: Run, since: Mapping[str, str]) -> str:
     """Each signature's decision, then what was moved since the run ended (`RunList.since`), if anything."""
-    why, moved = run.undecided_because(), since or {}
-    return "; ".join(f"{sig}: {decision or '-'}" + (f", then {moved[sig]}" if moved.get(sig) else "")
+    why = run.undecided_because()
+    return "; ".join(f"{sig}: {decision or '-'}" + (f", then {since[sig]}" if since.get(sig) else "")
                      for sig, decision in run.decisions().items()) + (f" ({why})" if why else "")
 
 
