@@ -1069,7 +1069,18 @@ def _help_as_paragraphs(*groups: typer.Typer) -> None:
 _help_as_paragraphs(app, db_app, runs_app, lm_app, canary_app)
 
 
+def _standard_streams_on_devnull() -> None:
+    """Reopen on /dev/null, as a daemon does, the fds 0-2 a daemonizer closed (`>&-` in a crontab, an init script):
+    else the next file or socket opened takes the lowest free number (the API's listening socket became fd 1), and
+    whatever writes to "stdout" (a C library, a child that inherits it) writes into it. Python has already made
+    sys.stdout (sys.stderr) None for them: what has nowhere to go is still not said."""
+    while (fd := os.open(os.devnull, os.O_RDWR)) <= 2:  # each takes the lowest closed one, until none is
+        continue
+    os.close(fd)
+
+
 def main() -> None:
+    _standard_streams_on_devnull()
     # Every command logs to stderr (warnings and errors; `serve` and `run` reconfigure at OVERNIGHT_LOG_LEVEL):
     # stdout is only the answer, which an agent may parse as JSON. structlog's default would print to stdout.
     configure_logging(fmt="auto", level="warning")

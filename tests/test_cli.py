@@ -13,6 +13,7 @@ from contextlib import closing
 from itertools import pairwise
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import create_engine
 
@@ -187,6 +188,42 @@ def test_a_night_with_no_stderr_or_stdout_at_all_still_runs_and_is_recorded(tmp_
     assert [(r["status"], r["decisions"]) for r in runs] == [("succeeded", {"SelectTool.v1": "promoted"})], runs
     if closed == 2:
         assert json.loads(done.stdout)["run_id"] == runs[0]["run_id"]  # the summary, on the stream it still has
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads the server's descriptors from /proc (Linux)")
+def test_a_server_started_with_its_standard_streams_closed_keeps_its_sockets_off_them(tmp_path: Path) -> None:
+    """A daemonizer (or `<&- >&- 2>&-` in an init script) can start `overnight serve` with fds 0-2 closed: the next
+    file or socket opened took the lowest free number, and the API's listening socket became fd 1, where anything
+    that writes to "stdout" (a C library, a child that inherits it) would write into it. They are /dev/null, as a
+    daemon's are."""
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")},
+           "OVERNIGHT_DB_URL": f"sqlite:///{tmp_path / 'o.db'}", "OVERNIGHT_TOKENS": TOKENS, "OVERNIGHT_LM": BETTER}
+
+    def close_standard_streams() -> None:
+        for fd in (0, 1, 2):
+            os.close(fd)
+
+    server = subprocess.Popen([sys.executable, "-m", "overnight", "serve", "--port", str(port)],
+                              env=env, cwd=tmp_path, preexec_fn=close_standard_streams)  # noqa: PLW1509
+    try:
+        deadline = time.monotonic() + 30
+        while not _answers(f"http://127.0.0.1:{port}/healthz"):
+            assert server.poll() is None, "overnight serve exited"
+            assert time.monotonic() < deadline, "overnight serve did not start"
+            time.sleep(0.05)
+        streams = {fd: os.readlink(f"/proc/{server.pid}/fd/{fd}") for fd in (0, 1, 2)}
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+    assert streams == dict.fromkeys((0, 1, 2), os.devnull), streams
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def test_log_lines_go_to_stderr_so_stdout_is_only_the_answer(tmp_path: Path) -> None:
@@ -697,8 +734,6 @@ def test_serve_on_a_port_in_use_says_so_with_exit_2_before_touching_the_store(tm
 
 def test_serve_logs_the_address_it_listens_on_first_with_the_port_the_os_gave(tmp_path: Path) -> None:
     """`--port 0` (any free port, as a supervisor or a test may ask): the first log line names the real port."""
-    import httpx  # noqa: PLC0415
-
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")}, "OVERNIGHT_TOKENS": TOKENS,
            "OVERNIGHT_LM": "sim:seed=1", "OVERNIGHT_DB_URL": f"sqlite:///{tmp_path / 'o.db'}",
            "OVERNIGHT_LOG_FORMAT": "json"}
@@ -712,13 +747,9 @@ def test_serve_logs_the_address_it_listens_on_first_with_the_port_the_os_gave(tm
         assert port != 0
         assert first["review"] == f"http://127.0.0.1:{port}/review"
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the server never answered"
-                time.sleep(0.1)
+        while not _answers(f"http://127.0.0.1:{port}/healthz"):
+            assert time.monotonic() < deadline, "the server never answered"
+            time.sleep(0.1)
     finally:
         server.terminate()
         server.communicate(timeout=30)  # reads and closes its stderr
