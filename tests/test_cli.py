@@ -20,7 +20,7 @@ from sqlalchemy import create_engine
 from overnight.domain.runs import EventIn, FinishRun, RunStart
 from overnight.store.migrate import current_revision, downgrade, head_revision
 from tests.factories import TOKENS, SteppingClock, free_port, make_store, serve_process
-from tests.runner.helpers import BETTER, SELECT
+from tests.runner.helpers import BETTER, FAIR_SPLIT, SELECT
 from tests.signatures.test_registry import SENTIMENT
 
 
@@ -179,7 +179,7 @@ def test_a_night_with_no_stderr_or_stdout_at_all_still_runs_and_is_recorded(tmp_
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")},
            "OVERNIGHT_DB_URL": f"sqlite:///{db}", "OVERNIGHT_LM": BETTER}
     done = subprocess.run(
-        [sys.executable, "-m", "overnight", "run", "--json", "--dataset", str(SELECT)],
+        [sys.executable, "-m", "overnight", "run", "--json", "--dataset", str(SELECT), *FAIR_SPLIT],
         stdout=subprocess.PIPE if closed == 2 else None, stderr=subprocess.PIPE if closed == 1 else None, text=True,
         timeout=300, check=False, cwd=tmp_path, env=env, preexec_fn=lambda: os.close(closed))
     assert done.returncode == 0, (done.stdout or "")[-2000:] + (done.stderr or "")[-2000:]
