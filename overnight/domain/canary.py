@@ -133,7 +133,7 @@ class CanaryPlanRequest(BaseModel):
     max_samples: int | None = Field(default=None, ge=1)
     deadline_s: int = Field(default=3600, ge=1, le=7 * 86_400)
     srm_threshold_p: float = Field(default=SRM_THRESHOLD_P, gt=0, le=SRM_THRESHOLD_MAX, description=(
-        "a step whose split has a chi-square p-value below this is a sample-ratio mismatch and fails the canary"))
+        "a step whose split has a p-value below this is a sample-ratio mismatch and fails the canary"))
 
     @model_validator(mode="after")
     def _shape(self) -> CanaryPlanRequest:

@@ -96,10 +96,10 @@ def test_assessment_table(step: int, control: ArmCounters, candidate: ArmCounter
 
 
 def test_the_split_threshold_is_part_of_the_plan_and_older_plans_keep_the_default() -> None:
-    """77 candidate vs 142 control on a 25% step (p = 0.0005): a mismatch at the default threshold, not at 1e-4."""
-    at_default = assess(config(), step=0, step_base=BASE, control=arm(142), candidate=arm(77), now=NOW)
+    """77 candidate vs 139 control on a 25% step (p = 0.0006): a mismatch at the default threshold, not at 1e-4."""
+    at_default = assess(config(), step=0, step_base=BASE, control=arm(139), candidate=arm(77), now=NOW)
     lenient = config(srm_threshold_p=1e-4)
-    at_lenient = assess(lenient, step=0, step_base=BASE, control=arm(142), candidate=arm(77), now=NOW)
+    at_lenient = assess(lenient, step=0, step_base=BASE, control=arm(139), candidate=arm(77), now=NOW)
     assert (at_default.outcome, at_default.reason_code) == ("fail", "sample_ratio_mismatch")
     mismatch = next(d for d in at_default.decisions if d.reason_code == "sample_ratio_mismatch")
     assert mismatch.evidence["threshold_p"] == SRM_THRESHOLD_P == 0.001

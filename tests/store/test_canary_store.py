@@ -20,6 +20,7 @@ from overnight.domain.canary import (
     resolve_plan,
 )
 from overnight.domain.compiling import Artifact
+from overnight.domain.gates import SRM_METHOD
 from overnight.domain.receipts import Receipt
 from overnight.domain.runs import RunStart
 from overnight.domain.signatures import Budget
@@ -64,7 +65,7 @@ def test_receipts_routed_before_an_advance_are_left_out_of_the_next_steps_split(
     record(store, "candidate", routed_at=1, count=6, prefix="b")  # the look: 6 vs 6 at 50% in this step
     canary = store.get_canary(canary_id=CANARY)
     look = store.canary_history(canary_id=CANARY)[-1]
-    split = next(g for g in look.evidence["gates"] if g["evidence"].get("method", "").startswith("chi_square"))
+    split = next(g for g in look.evidence["gates"] if g["evidence"].get("method") == SRM_METHOD)
     assert canary.status == "passed", canary.end_reason
     assert canary.step_base == {"control": 16, "candidate": 4}
     assert canary.arms["control"].samples == 52  # every receipt still counts on its arm
