@@ -1,5 +1,6 @@
 """The canary: sticky arm assignment, per-arm counters, the plan, and the pure assessment that moves a canary
-through its steps (argo's `assessMetricStatus`, as one function of counters, config, state and `now`).
+through its steps (argo's `assessMetricStatus`, as one function of counters, config, state, `now` and, where it
+tests a step's split, the request keys each arm got under the step).
 
 A canary's plan is a list of rollout steps (percent of traffic to the candidate, e.g. 5 -> 25 -> 50), each with a
 cumulative target of candidate samples. Assessed after every candidate receipt:
@@ -201,6 +202,8 @@ class Assessment(BaseModel):
     step: int
     can_still_pass: bool
     look_missed: bool = Field(default=False, description="this is the pass look, and a gate was not shown")
+    keys: dict[str, int] | None = Field(default=None, description=(
+        "the distinct request keys each arm got under the step, which its split counted (None: one per request)"))
 
     def evidence(self, control: ArmCounters, candidate: ArmCounters) -> dict[str, Any]:
         return {"outcome": self.outcome, "reason_code": self.reason_code, "message": self.message,
@@ -209,19 +212,29 @@ class Assessment(BaseModel):
                 "gates": [d.model_dump(mode="json") for d in self.decisions]}
 
 
+def tests_split(config: CanaryConfig, *, step: int, candidate: ArmCounters) -> bool:
+    """Whether an assessment at these counts tests the step's split: at an intermediate step's target, or at the
+    look (the store then counts the request keys each arm got under the step, for `assess`)."""
+    if step == len(config.steps) - 1:
+        return candidate.samples == config.targets[-1]
+    return candidate.samples >= config.targets[step]
+
+
 def assess(config: CanaryConfig, *, step: int, step_base: dict[str, int], control: ArmCounters,
-           candidate: ArmCounters, now: int) -> Assessment:
+           candidate: ArmCounters, now: int, keys: dict[str, int] | None = None) -> Assessment:
     """What the evidence says now. Called after every candidate receipt, in the transaction that wrote it, so
-    every candidate sample count is assessed exactly once (the single look happens exactly at its target)."""
+    every candidate sample count is assessed exactly once (the single look happens exactly at its target).
+    `keys`: the distinct request keys each arm got under the step, where the split is tested (None: one each)."""
     look, last = config.targets[-1], step == len(config.steps) - 1
     errors = error_gate(samples=candidate.samples, errors=candidate.errors, max_error_rate=config.max_error_rate,
                         alpha=config.alpha, min_samples=look, max_samples=config.max_samples)
     if errors.reason_code == "error_rate_exceeded":
         return _result("fail", errors, [errors], step)
-    if not last and candidate.samples >= config.targets[step]:
-        return _step_end(config, errors, step=step, step_base=step_base, control=control, candidate=candidate)
-    if last and candidate.samples == look:
-        return _the_look(config, errors, step=step, step_base=step_base, control=control, candidate=candidate)
+    if tests_split(config, step=step, candidate=candidate):
+        split = _split(config, step, step_base, control, candidate, keys=keys)
+        assessment = (_the_look(config, errors, split, step=step, control=control, candidate=candidate) if last
+                      else _step_end(config, errors, split, step=step, candidate=candidate))
+        return assessment.model_copy(update={"keys": keys})
     if errors.reason_code == "inconclusive_at_max_samples":
         return _result("inconclusive", errors, [errors], step)
     if now >= config.deadline_at:
@@ -238,10 +251,10 @@ def _result(outcome: Outcome, decision: Decision, gates: list[Decision], step: i
                       decisions=gates, step=step, can_still_pass=can_pass)
 
 
-def _step_end(config: CanaryConfig, errors: Decision, *, step: int, step_base: dict[str, int],
-              control: ArmCounters, candidate: ArmCounters) -> Assessment:
+def _step_end(config: CanaryConfig, errors: Decision, split: Decision, *, step: int,
+              candidate: ArmCounters) -> Assessment:
     """An intermediate step's target: advance unless the split or the budget fails."""
-    gates = [_split(config, step, step_base, control, candidate), _budget(config, candidate)]
+    gates = [split, _budget(config, candidate)]
     failed = [g for g in gates if g.verdict == "fail"]
     if failed:
         return _result("fail", failed[0], [errors, *gates], step)
@@ -251,11 +264,10 @@ def _step_end(config: CanaryConfig, errors: Decision, *, step: int, step_base: d
     return _result("advance", advance, [errors, *gates, advance], step, can_pass=True)
 
 
-def _the_look(config: CanaryConfig, errors: Decision, *, step: int, step_base: dict[str, int],
-              control: ArmCounters, candidate: ArmCounters) -> Assessment:
+def _the_look(config: CanaryConfig, errors: Decision, split: Decision, *, step: int, control: ArmCounters,
+              candidate: ArmCounters) -> Assessment:
     """The single pre-planned look: pass only if every gate passes; fail if any fails; else the look is missed."""
-    gates = [errors, _quality(config, control, candidate), _budget(config, candidate),
-             _split(config, step, step_base, control, candidate)]
+    gates = [errors, _quality(config, control, candidate), _budget(config, candidate), split]
     if all(g.verdict == "pass" for g in gates):
         verdict = Decision(verdict="pass", reason_code="canary_passed", evidence={},
                            message="; ".join(g.message for g in gates))
@@ -270,10 +282,11 @@ def _the_look(config: CanaryConfig, errors: Decision, *, step: int, step_base: d
 
 
 def _split(config: CanaryConfig, step: int, step_base: dict[str, int], control: ArmCounters,
-           candidate: ArmCounters) -> Decision:
+           candidate: ArmCounters, *, keys: dict[str, int] | None) -> Decision:
     return srm_gate(candidate_samples=candidate.routed_here() - step_base.get("candidate", 0),
                     control_samples=control.routed_here() - step_base.get("control", 0),
-                    candidate_share=config.steps[step] / 100, threshold_p=config.srm_threshold_p)
+                    candidate_share=config.steps[step] / 100, threshold_p=config.srm_threshold_p,
+                    keys=None if keys is None else (keys.get("candidate", 0), keys.get("control", 0)))
 
 
 def _budget(config: CanaryConfig, candidate: ArmCounters) -> Decision:
@@ -314,9 +327,12 @@ class CanaryRecord(BaseModel):
     def rollout_pct(self) -> float:
         return self.config.steps[self.step]
 
-    def assess(self, now: int) -> Assessment:
+    def tests_split(self) -> bool:
+        return tests_split(self.config, step=self.step, candidate=self.arms["candidate"])
+
+    def assess(self, now: int, keys: dict[str, int] | None = None) -> Assessment:
         return assess(self.config, step=self.step, step_base=self.step_base, control=self.arms["control"],
-                      candidate=self.arms["candidate"], now=now)
+                      candidate=self.arms["candidate"], now=now, keys=keys)
 
     def decision_record(self, assessment: Assessment, now: int) -> tuple[str, str, dict[str, Any]] | None:
         """How an assessment of this canary goes into its history: kind, verdict, and the evidence with everything
@@ -325,8 +341,10 @@ class CanaryRecord(BaseModel):
         recorded = recorded_as(assessment)
         if recorded is None:
             return None
-        inputs = {"step": self.step, "step_base": dict(self.step_base), "now": now,
-                  "arms": {arm: self.arms[arm].model_dump(mode="json") for arm in ARMS}}
+        inputs: dict[str, Any] = {"step": self.step, "step_base": dict(self.step_base), "now": now,
+                                  "arms": {arm: self.arms[arm].model_dump(mode="json") for arm in ARMS}}
+        if assessment.keys is not None:
+            inputs["keys"] = dict(assessment.keys)
         return (*recorded, {**assessment.evidence(self.arms["control"], self.arms["candidate"]), "inputs": inputs})
 
 
@@ -363,8 +381,10 @@ def rederive(config: CanaryConfig, *, kind: str, verdict: str | None, evidence: 
         return Rederived(status="no_inputs", detail="recorded before gate decisions kept their inputs")
     try:
         arms = {arm: ArmCounters.model_validate(inputs["arms"][arm]) for arm in ARMS}
+        keys = inputs.get("keys")
         assessment = assess(config, step=int(inputs["step"]), step_base=dict(inputs["step_base"]),
-                            control=arms["control"], candidate=arms["candidate"], now=int(inputs["now"]))
+                            control=arms["control"], candidate=arms["candidate"], now=int(inputs["now"]),
+                            keys=None if keys is None else {arm: int(keys[arm]) for arm in ARMS})
     except (KeyError, TypeError, ValueError, ValidationError) as exc:
         return Rederived(status="differs", detail=f"its recorded inputs cannot be read ({type(exc).__name__})")
     again = json.loads(json.dumps(assessment.evidence(arms["control"], arms["candidate"])))

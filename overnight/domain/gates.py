@@ -294,26 +294,33 @@ def neg_binom_tails(k: int, r: int, p: float) -> tuple[float, float]:
 
 
 def srm_gate(*, candidate_samples: int, control_samples: int, candidate_share: float,
-             threshold_p: float = SRM_THRESHOLD_P) -> Decision:
+             threshold_p: float = SRM_THRESHOLD_P, keys: tuple[int, int] | None = None) -> Decision:
     """Sample-ratio mismatch: is the step's split consistent with its rollout? The samples are each arm's requests
-    since the rollout went to `candidate_share` (at this step, not the canary's), as the sentence says.
+    since the rollout went to `candidate_share` (at this step, not the canary's), as the sentence says; `keys`,
+    the distinct request keys among them (candidate, control).
 
-    The split is tested when the candidate arm reaches its target, so the control count it meets is not one side
-    of a fixed total (a chi-square) but the negative binomial's: the requests that went to control before the
+    What is assigned is a request key, not a request: a caller that sends its user's id as the key keeps each user
+    on one arm, so an arm's requests come in lumps of one user's (a few heavy users on the candidate would read as
+    a broken split: 4 fair canaries in 10 with 300 users of uneven traffic). So the split counts keys when they
+    repeat. And it is tested when the candidate arm reaches its target, so the control count it meets is not one
+    side of a fixed total (a chi-square) but the negative binomial's: those that went to control before the
     candidate's n-th. Its p-value is the smaller tail doubled, exact, so a fair split is called broken at most
     `threshold_p` of the time however small the step (read as a fixed total, a fair 5% step of 20 candidates was
-    called broken 2.5 times in a thousand). A step with no candidate request yet reads as one about to get its
-    first."""
-    total = candidate_samples + control_samples
+    called broken 2.5 times in a thousand). A step with no candidate yet reads as one about to get its first."""
     evidence: dict[str, Any] = {"candidate_samples": candidate_samples, "control_samples": control_samples,
                                 "candidate_share": candidate_share, "threshold_p": threshold_p, "method": SRM_METHOD}
-    if total == 0 or not 0 < candidate_share < 1:
+    counted, said = (candidate_samples, control_samples), "requests"
+    if keys is not None:
+        evidence.update(candidate_keys=keys[0], control_keys=keys[1])
+        if keys != counted:
+            counted, said = keys, f"request keys ({candidate_samples} vs {control_samples} requests)"
+    if sum(counted) == 0 or not 0 < candidate_share < 1:
         return Decision(verdict="inconclusive", reason_code="no_split_to_check", evidence=evidence,
                         message="no traffic yet, or a rollout of 0% or 100%: nothing to compare")
-    lower, upper = neg_binom_tails(control_samples, max(candidate_samples, 1), candidate_share)
+    lower, upper = neg_binom_tails(counted[1], max(counted[0], 1), candidate_share)
     p_value = min(1.0, 2 * min(lower, upper))
     evidence.update(p_value=p_value)
-    split = (f"{candidate_samples} candidate vs {control_samples} control requests at the {candidate_share:.0%} step: "
+    split = (f"{counted[0]} candidate vs {counted[1]} control {said} at the {candidate_share:.0%} step: "
              f"p = {p_value:.2g}")
     if p_value < threshold_p:
         return Decision(verdict="fail", reason_code="sample_ratio_mismatch", evidence=evidence,

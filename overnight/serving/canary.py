@@ -44,7 +44,8 @@ def view_of(store: Store, canary: CanaryRecord) -> CanaryView:
     """A canary with the gates on its counters right now (while active), its history and its errors by code."""
     evaluation = None
     if canary.status == "active":
-        evaluation = canary.assess(store.clock()).evidence(canary.arms["control"], canary.arms["candidate"])
+        keys = store.canary_step_keys(canary=canary) if canary.tests_split() else None
+        evaluation = canary.assess(store.clock(), keys).evidence(canary.arms["control"], canary.arms["candidate"])
     return CanaryView(canary=canary, rollout_pct=canary.rollout_pct, evaluation=evaluation,
                       history=store.canary_history(canary_id=canary.canary_id),
                       error_codes=store.canary_error_codes(canary_id=canary.canary_id))

@@ -118,6 +118,10 @@ class Store(Protocol):
         """The canary's failed receipts counted by arm and error code, the most frequent code first."""
         ...
 
+    def canary_step_keys(self, *, canary: CanaryRecord) -> dict[str, int]:
+        """The distinct request keys each arm got under the canary's current step (what its split counts)."""
+        ...
+
     def canary_outcomes(self, *, canary_id: str, limit: int) -> list[tuple[str, bool, bool | None]]:
         """(arm, ok, correct) of the canary's first `limit` receipts, in the order written."""
         ...

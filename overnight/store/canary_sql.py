@@ -216,6 +216,21 @@ def carry(conn: Connection, receipt: Receipt) -> None:
     ).values(carried=canary_arms.c.carried + 1))
 
 
+def step_keys(conn: Connection, canary: CanaryRecord) -> dict[str, int]:
+    """The distinct request keys each arm got under the canary's step (what its split counts): read only where the
+    split is tested, at a step's end and at the look."""
+    r = receipts.c
+    counted: dict[str, int] = dict(conn.execute(
+        select(r.arm, func.count(r.request_key.distinct())).where(
+            r.canary_id == canary.canary_id, r.step == canary.step, r.arm.in_(ARMS)).group_by(r.arm)).all())
+    return {arm: counted.get(arm, 0) for arm in ARMS}
+
+
+def assess(conn: Connection, canary: CanaryRecord, now: int) -> Assessment:
+    """The canary's assessment now, with its step's request keys where it tests the split."""
+    return canary.assess(now, step_keys(conn, canary) if canary.tests_split() else None)
+
+
 def apply(conn: Connection, canary: CanaryRecord, assessment: Assessment, *, now: int, bounds: EventBounds) -> None:
     """Persist what an assessment decided: a step advance or a verdict (once, if another replica has not)."""
     recorded = canary.decision_record(assessment, now)

@@ -138,10 +138,10 @@ class ServingVerbs:
             # only a candidate sample, or any request past the deadline, can change an active canary's verdict
             if current.status == "active" and (receipt.arm == "candidate" or now >= current.deadline_at):
                 canary = canary_sql.load(conn, receipt.canary_id)
-                assessment = canary.assess(now)
+                assessment = canary_sql.assess(conn, canary, now)
                 if assessment.outcome == "advance" and receipt.arm == "candidate":  # lock order: candidate first
                     canary = canary_sql.load(conn, receipt.canary_id, lock_arms=True)
-                    assessment = canary.assess(now)
+                    assessment = canary_sql.assess(conn, canary, now)
                 canary_sql.apply(conn, canary, assessment, now=now, bounds=self.bounds)
 
     def get_receipt(self, *, receipt_id: str) -> Receipt:
@@ -157,6 +157,10 @@ class ServingVerbs:
     def canary_error_codes(self, *, canary_id: str) -> dict[str, dict[str, int]]:
         with self._tx.read() as conn:
             return canary_sql.error_codes(conn, canary_id)
+
+    def canary_step_keys(self, *, canary: CanaryRecord) -> dict[str, int]:
+        with self._tx.read() as conn:
+            return canary_sql.step_keys(conn, canary)
 
     def canary_outcomes(self, *, canary_id: str, limit: int) -> list[tuple[str, bool, bool | None]]:
         with self._tx.read() as conn:

@@ -3,6 +3,7 @@ asserting the false-pass and false-abort rates against the targets (issue 6, mus
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Iterator
@@ -179,6 +180,31 @@ def test_a_split_the_assignment_broke_is_caught_at_nearly_every_step(
     """The candidate arm getting twice (or half) its planned share: called broken at the step's end."""
     caught = sum(chance for k, chance in _controls_met(candidates, actual) if _broken(candidates, k, planned))
     assert caught >= 0.99
+
+
+def test_sticky_callers_of_uneven_traffic_are_split_by_key_not_by_request() -> None:
+    """An app that sends its user's id as the request key: 300 users, the k-th busiest asking 1/k as often as the
+    busiest, each kept on one arm. Counted by request, a fair 25% step of 77 candidate requests was called broken
+    in 4 canaries of 10 (the busiest few users' arm decides the requests' split); counted by key, as planned."""
+    rng, users, trials = random.Random(3), 300, 2000
+    busy = list(itertools.accumulate(1 / (k + 1) for k in range(users)))
+    by_request = by_key = 0
+    for _ in range(trials):
+        on_candidate = [rng.random() < 0.25 for _ in range(users)]
+        requests, keys = [0, 0], [set[int](), set[int]()]
+        while requests[0] < 77:
+            user = rng.choices(range(users), cum_weights=busy)[0]
+            arm = 0 if on_candidate[user] else 1
+            requests[arm] += 1
+            keys[arm].add(user)
+        split = srm_gate(candidate_samples=requests[0], control_samples=requests[1], candidate_share=0.25,
+                         keys=(len(keys[0]), len(keys[1])))
+        by_key += split.verdict == "fail"
+        by_request += _broken(requests[0], requests[1], 0.25)
+    print(f"\nsplit: sticky users, fair 25% steps called broken: {by_request / trials:.3f} by request, "
+          f"{by_key / trials:.4f} by key")
+    assert by_request / trials > 0.3  # what counting requests did
+    assert by_key / trials <= 0.003
 
 
 def test_the_split_sentence_says_which_arm_is_which_and_the_threshold_it_met() -> None:

@@ -115,9 +115,9 @@ def _traffic(store: Store, clock: SteppingClock) -> None:
         right = (sent // period) % 10 < (9 if arm == "candidate" else 6)
         store.record_receipt(receipt=Receipt(
             receipt_id=f"r{sent:06d}", signature_id=SIG, compiled_id=BEST if arm == "candidate" else DEFAULT,
-            canary_id="can-golden", arm=arm, request_key=f"k{sent}", input_hash="i" * 64, output={"tool": "x"},
-            ok=True, error_code=None, correct=right, latency_ms=400 + sent % 7 * 50, tokens_in=120, tokens_out=8,
-            cost_usd=None, lm_id="sim:golden", request_id=f"req-{sent}"))
+            canary_id="can-golden", arm=arm, step=canary.step, request_key=f"k{sent}", input_hash="i" * 64,
+            output={"tool": "x"}, ok=True, error_code=None, correct=right, latency_ms=400 + sent % 7 * 50,
+            tokens_in=120, tokens_out=8, cost_usd=None, lm_id="sim:golden", request_id=f"req-{sent}"))
         clock.advance(seconds=0.25)
         sent += 1
 

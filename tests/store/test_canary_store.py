@@ -17,6 +17,7 @@ from overnight.domain.canary import (
     CanaryRecord,
     ServingRoute,
     latency_bucket,
+    rederive,
     resolve_plan,
 )
 from overnight.domain.compiling import Artifact
@@ -42,12 +43,15 @@ def open_canary(store: SqlStore, clock: SteppingClock, *, run_id: str | None = N
         arms={"control": ArmCounters(), "candidate": ArmCounters()}), salt="s")
 
 
-def record(store: SqlStore, arm: str, *, routed_at: int, count: int, prefix: str, right: int | None = None) -> None:
-    """`count` receipts on `arm`; with `right`, labeled and the first `right` of them correct."""
+def record(store: SqlStore, arm: str, *, routed_at: int, count: int, prefix: str, right: int | None = None,
+           keys: int | None = None) -> None:
+    """`count` receipts on `arm`; with `right`, labeled and the first `right` of them correct; with `keys`, from
+    that many request keys in turn (else each its own)."""
     for i in range(count):
         store.record_receipt(receipt=Receipt(
             receipt_id=f"{prefix}-{arm}-{i}", signature_id=SIG, compiled_id=CANDIDATE if arm == "candidate"
-            else CONTROL, canary_id=CANARY, arm=arm, step=routed_at, request_key=f"{prefix}-{arm}-{i}",
+            else CONTROL, canary_id=CANARY, arm=arm, step=routed_at,
+            request_key=f"{prefix}-{arm}-{i % keys if keys else i}",
             input_hash="i" * 64, output={"tool": "x"}, ok=True, error_code=None,
             correct=None if right is None else i < right, latency_ms=10,
             tokens_in=1, tokens_out=1, cost_usd=None, lm_id="sim:test", request_id=f"req-{prefix}-{arm}-{i}"))
@@ -86,6 +90,27 @@ def test_a_lopsided_split_routed_under_the_step_itself_still_fails(
     canary = store.get_canary(canary_id=CANARY)
     assert canary.status == "failed"
     assert "the assignment is broken" in (canary.end_reason or "")
+
+
+def test_a_step_with_sticky_callers_is_split_by_their_request_keys_not_their_requests(
+        open_store: Callable[..., SqlStore], clock: SteppingClock) -> None:
+    """An app that sends its user's id as the request key keeps each user on one arm: at 20%, 4 users on the
+    candidate who ask 10 times each and 16 on control who ask 2 or 3 times are 40 vs 40 requests, which read as a
+    broken split, though 4 of 20 users is the 20% planned. The split counts the keys each arm got under the step."""
+    store = open_store()
+    open_canary(store, clock, min_samples=[40, 80])
+    record(store, "control", routed_at=0, count=40, prefix="a", keys=16)
+    record(store, "candidate", routed_at=0, count=40, prefix="a", keys=4)  # the 40th reaches step 1's target
+    canary = store.get_canary(canary_id=CANARY)
+    assert canary.step == 1, canary.end_reason
+    advanced = store.canary_history(canary_id=CANARY)[-1]
+    split = next(g for g in advanced.evidence["gates"] if g["evidence"].get("method") == SRM_METHOD)
+    assert split["message"].startswith(
+        "4 candidate vs 16 control request keys (40 vs 40 requests) at the 20% step: p = "), split["message"]
+    assert (split["evidence"]["candidate_keys"], split["evidence"]["control_keys"]) == (4, 16)
+    assert advanced.evidence["inputs"]["keys"] == {"control": 16, "candidate": 4}
+    assert rederive(canary.config, kind=advanced.kind, verdict=advanced.verdict,
+                    evidence=advanced.evidence).status == "agrees"
 
 
 def test_a_missed_look_is_recorded_once_with_every_gate_and_on_the_runs_stream(
