@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from overnight.domain.canary import arm_for, bucket_of
 from tests.factories import READ_TOKEN, SERVE_TOKEN, LiveServer
 from tests.serving.helpers import FAIR_SPLIT, SIG, compiled, drive, drive_until_decided, holdout, predict
 
@@ -39,6 +40,33 @@ def test_a_better_candidate_passes_every_step_and_is_promoted(api: LiveServer) -
     assert "canary.opened" in kinds
     assert "canary.promoted" in kinds
     assert "alias.moved" in kinds
+
+
+def test_sticky_users_of_uneven_traffic_pass_the_split_their_requests_alone_would_fail(api: LiveServer) -> None:
+    """An app sends its user's id as the request key, which keeps each user on one arm: at 20%, 4 users on the
+    candidate ask 10 times each and 16 on control 2 or 3 times. 40 vs 40 requests read as a broken assignment; 4
+    of 20 users is the 20% planned, and the step advances (at the default split threshold, as in production)."""
+    rows = holdout()
+    with api.client() as admin, api.client(token=SERVE_TOKEN) as app:
+        best = compiled(admin)["best_compiled_id"]
+        started = admin.post(f"/api/v1/signatures/{SIG}/canary:start",
+                             json={"candidate_id": best, "steps": [20, 50], "min_samples": [40, 80]})
+        assert started.status_code == 200, started.text
+        salt = api.store.serving_route(signature_id=SIG).salt
+        assert salt is not None
+        users = [f"user-{i}" for i in range(200)]
+        on = {arm: [u for u in users if arm_for(bucket_of(salt=salt, signature_id=SIG, request_key=u), 20) == arm]
+              for arm in ("candidate", "control")}
+        asks = [(user, 3 if i < 8 else 2) for i, user in enumerate(on["control"][:16])]
+        asks += [(user, 10) for user in on["candidate"][:4]]  # the 40th candidate request ends the step
+        answers = [predict(app, rows[n % len(rows)], user) for user, times in asks for n in range(times)]
+        view = admin.get(f"/api/v1/signatures/{SIG}/canary").json()
+    assert {a.status_code for a in answers} == {200}
+    assert [a.json()["arm"] for a in answers] == ["control"] * 40 + ["candidate"] * 40
+    assert (view["canary"]["status"], view["canary"]["step"]) == ("active", 1), view["history"][-1]
+    split = next(g for g in view["history"][-1]["evidence"]["gates"] if g["reason_code"] == "split_as_planned")
+    assert split["message"].startswith(
+        "4 candidate vs 16 control request keys (40 vs 40 requests) at the 20% step: p = "), split["message"]
 
 
 def test_starting_a_canary_is_refused_clearly_and_changes_nothing(api: LiveServer) -> None:
