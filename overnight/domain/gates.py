@@ -278,19 +278,10 @@ def holdout_bar_options(min_delta: float, margin: float) -> str:
 
 def neg_binom_tails(k: int, r: int, p: float) -> tuple[float, float]:
     """(P(K <= k), P(K >= k)) for K ~ NegativeBinomial(r, p): the failures before the r-th success, each trial a
-    success with probability p. The tail away from the mode is summed from k outwards, where its terms only fall;
-    the other is one minus it."""
-    mode = math.floor((r - 1) * (1 - p) / p)
-    at = math.exp(math.lgamma(k + r) - math.lgamma(r) - math.lgamma(k + 1) + r * math.log(p) + k * math.log1p(-p))
-    term, total, j = 1.0, 1.0, k  # terms relative to P(K = k)
-    while term >= 1e-17 * total and (j > 0 or k > mode):
-        if k <= mode:
-            term, j = term * j / ((j - 1 + r) * (1 - p)), j - 1
-        else:
-            term, j = term * (j + r) * (1 - p) / (j + 1), j + 1
-        total += term
-    tail = min(1.0, at * total)
-    return (tail, min(1.0, 1 - tail + at)) if k <= mode else (min(1.0, 1 - tail + at), tail)
+    success with probability p. At most k failures before the r-th success is at least r successes in k + r
+    trials: the binomial's tails."""
+    at_least = 1.0 if k == 0 else binom_cdf(r - 1, k + r - 1, p)  # fewer than r successes in the first k + r - 1
+    return max(0.0, 1.0 - binom_cdf(r - 1, k + r, p)), at_least
 
 
 def srm_gate(*, candidate_samples: int, control_samples: int, candidate_share: float,
