@@ -283,8 +283,10 @@ class OvernightClient:
         body: dict[str, Any] = self.request("GET", "/api/v1/status").json()
         return body
 
-    def alias_history(self, signature_id: str) -> AliasHistory:
-        return self._model(AliasHistory, "GET", f"/api/v1/signatures/{signature_id}/aliases/history")
+    def alias_history(self, signature_id: str, *, limit: int = 100) -> AliasHistory:
+        """The champion's last `limit` moves (at most 1000), oldest first."""
+        return self._model(AliasHistory, "GET", f"/api/v1/signatures/{signature_id}/aliases/history",
+                           params={"limit": limit})
 
     def get_compile_report(self, report_id: str) -> CompileReport:
         return self._model(CompileReport, "GET", f"/api/v1/compile-reports/{report_id}")

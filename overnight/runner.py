@@ -44,9 +44,9 @@ from overnight.domain.gates import (
     MinDelta,
     steps_said,
 )
-from overnight.domain.promotion import DEFAULT_TARGET, holdout_delta_gate
+from overnight.domain.promotion import DEFAULT_TARGET, holdout_delta_gate, taken_back
 from overnight.domain.receipts import PruneResult
-from overnight.domain.review import on_api, promote_command, rollback_command, short
+from overnight.domain.review import NOTHING_BETTER, on_api, promote_command, rollback_command, short
 from overnight.domain.runs import EventIn, RunStatus
 from overnight.domain.stats import PairedDelta
 from overnight.errors import (
@@ -461,11 +461,31 @@ class Runner:
                 "calls, before it could compare candidates on holdout; the champion stays, and the next compile "
                 "resumes from the scores this one kept")
         if not report["improved"]:
-            return "no_improvement", "no_improvement", "compile found nothing better than the champion"
+            return "no_improvement", "no_improvement", NOTHING_BETTER
         started = self.done.get(f"{sig}:canary.start:finished")  # resumed: as decided then
         skipped = (started or {}).get("skipped")
         if started is not None and not skipped:
             return None  # resumed with its canary open: the traffic step carries it on, and stops it at the deadline
+        refused = self._candidate_refused(sig, report, started, skipped)
+        if refused is not None:
+            return refused
+        if skipped == "deadline" or self._past_deadline():
+            # Opened now, the canary would be stopped at the traffic step's first look, after real requests had
+            # gone to the candidate for nothing.
+            return "deadline", "inconclusive", (
+                f"the run's deadline ({self.options.deadline_s} s) passed before its canary could start "
+                f"(at +{round(self._elapsed())} s); the champion stays")
+        return None
+
+    def _candidate_refused(self, sig: str, report: dict[str, Any], started: dict[str, Any] | None,
+                           skipped: str | None) -> tuple[str, str, str] | None:
+        """Why compile's best gets no canary tonight though it is better: a program someone took off serving, or
+        one the promotion would refuse on its holdout delta. Resumed, a refusal recorded then stands."""
+        if started is not None and skipped == "taken_back":
+            return "taken_back", started["decision"], started["reason"]
+        back = self._taken_back(sig, report["best_compiled_id"]) if started is None else None
+        if back is not None:
+            return "taken_back", "no_improvement", back
         recorded = report.get("paired_delta")  # improved: there is one (a resumed run's older record may lack it)
         delta = PairedDelta.model_validate(recorded) if recorded else None
         if delta is not None and (started is None or skipped == "holdout_delta_not_met"):
@@ -476,13 +496,19 @@ class Runner:
                 return "holdout_delta_not_met", "inconclusive", (
                     f"compile's best {short(report['best_compiled_id'])}: {shown.message}; the promotion would "
                     "refuse it, so no canary was opened" + (" (more holdout rows narrow the interval)" if wide else ""))
-        if skipped == "deadline" or self._past_deadline():
-            # Opened now, the canary would be stopped at the traffic step's first look, after real requests had
-            # gone to the candidate for nothing.
-            return "deadline", "inconclusive", (
-                f"the run's deadline ({self.options.deadline_s} s) passed before its canary could start "
-                f"(at +{round(self._elapsed())} s); the champion stays")
         return None
+
+    def _taken_back(self, sig: str, best: str) -> str | None:
+        """Why no canary, when compile's best is a program rolled back off serving and not put back since: someone
+        decided against it for a reason the gates cannot see, and the same data and LM make it the best again."""
+        move = taken_back(self.client.alias_history(sig, limit=1000).history, best)
+        if move is None:
+            return None
+        at = datetime.fromtimestamp(move.created_at / 1000, tz=UTC)
+        said = move.reason if len(move.reason) <= 200 else move.reason[:199] + "…"
+        return (f"compile's best {short(best)} was rolled back by {move.actor} at {at:%Y-%m-%d %H:%M:%SZ} "
+                f"({said!r}), so no canary was opened: a night does not try again a program taken off serving "
+                f"until someone promotes it (overnight promote {short(best)} -s {sig} --force --reason …)")
 
     # steps ------------------------------------------------------------------------------------------------
 

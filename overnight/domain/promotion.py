@@ -63,6 +63,18 @@ def rollback_target(history: list[AliasMove]) -> str | None:
     return stack[-2]
 
 
+def taken_back(history: list[AliasMove], compiled_id: str) -> AliasMove | None:
+    """The rollback that took `compiled_id` off serving, unless it has been made champion again since (a promote,
+    a manual set, a rollback to it). A night opens no canary for such a program: someone decided against it, and
+    the gates do not know why. `history` oldest first."""
+    for move in reversed(history):
+        if move.to_id == compiled_id:
+            return None
+        if move.action == "rollback" and move.from_id == compiled_id:
+            return move
+    return None
+
+
 def promotion_gates(*, candidate_id: str, champion_id: str, report: CompileReport | None,
                     canary: CanaryRecord | None, min_delta: float, margin: float,
                     reports_refused: list[str] | None = None) -> list[Decision]:

@@ -395,6 +395,9 @@ class RunList(BaseModel):
 
 # sentences ------------------------------------------------------------------------------------------------
 
+NOTHING_BETTER = "compile found nothing better than the champion"  # a no_improvement's reason, most nights
+
+
 def short(compiled_id: str | None) -> str:
     return compiled_id[:12] if compiled_id else "the default program"
 
@@ -435,13 +438,13 @@ def _ended(*, signature_id: str, decision: str, reason: str, champion_before: st
         candidate = canary.candidate_id if canary else compile.best_compiled_id if compile else None
         return (f"{signature_id}: held — {holdout}; canary passed: {canary_numbers(canary)}; {short(champion_after)} "
                 f"serves until a person promotes {short(candidate)}")
-    if decision == "no_improvement":
+    if decision == "no_improvement" and reason in ("", NOTHING_BETTER):
         best = f" (best {short(compile.best_compiled_id)}, {holdout})" if compile else ""
         return f"{signature_id}: no change — compile found nothing better than {short(champion_before)}{best}"
     if decision == "rolled_back":
         return (f"{signature_id}: rolled back — {reason}; {canary_numbers(canary)}; "
                 f"{short(champion_after)} still serves")
-    if decision == "inconclusive":
+    if decision in ("inconclusive", "no_improvement"):  # a no_improvement's other reason: better, not to be tried
         return f"{signature_id}: no change — {reason}; {short(champion_after)} still serves"
     return f"{signature_id}: {decision.replace('_', ' ')} — {reason}"
 

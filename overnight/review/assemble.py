@@ -18,6 +18,7 @@ from overnight.domain.gates import HOLDOUT_MARGIN, MIN_DELTA, holdout_bar_option
 from overnight.domain.promotion import AliasMove
 from overnight.domain.receipts import PruneResult
 from overnight.domain.review import (
+    NOTHING_BETTER,
     ArmSeries,
     CanarySection,
     CompileSection,
@@ -117,7 +118,7 @@ def _decision(run: Run, result: dict[str, Any], done: dict[str, dict[str, Any]])
     if held.get("decision"):  # no canary: the runner recorded why on the skipped step
         return str(held["decision"]), str(held.get("reason", ""))
     if held.get("skipped") == "no_improvement":  # recorded by a runner from before that
-        return "no_improvement", "compile found nothing better than the champion"
+        return "no_improvement", NOTHING_BETTER
     if run.status == "running":
         return "in_progress", f"last finished step: {next(reversed(done), 'none')}"
     return "not_decided", f"the run ended {run.status} ({run.summary.get('verdict', 'no summary')})"

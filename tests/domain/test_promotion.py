@@ -6,7 +6,7 @@ import pytest
 
 from overnight.domain.canary import ArmCounters, CanaryPlanRequest, CanaryRecord, resolve_plan
 from overnight.domain.compiling import CandidateReport, CompileReport
-from overnight.domain.promotion import AliasMove, champion_stack, promotion_gates, rollback_target
+from overnight.domain.promotion import AliasMove, champion_stack, promotion_gates, rollback_target, taken_back
 from overnight.domain.signatures import Budget
 from overnight.domain.stats import paired_delta
 
@@ -87,3 +87,28 @@ def test_no_report_says_why_each_report_on_the_dataset_did_not_count() -> None:
     assert gate.evidence["checked"] == refused
     plain = promotion_gates(candidate_id=B, champion_id=A, report=None, canary=canary(), min_delta=0.0, margin=0.05)
     assert plain[0].message == f"no compile report on the current dataset names {B[:12]}"
+
+
+def recorded(*steps: tuple[str, str | None]) -> list[AliasMove]:
+    """`moves` with each `from_id` the champion it replaced, as the store records it."""
+    history = moves(*steps)
+    for i, move in enumerate(history):
+        move.from_id = champion_stack(history[:i])[-1]
+    return history
+
+
+@pytest.mark.parametrize(("history", "rolled_back_at"), [
+    ([], None),
+    ([("promote", B)], None),  # serving
+    ([("promote", B), ("rollback", None)], 1),  # a person took it back
+    ([("promote", A), ("promote", B), ("rollback", A)], 2),
+    ([("promote", B), ("rollback", None), ("promote", C)], 1),  # a later promotion of another keeps it taken back
+    ([("promote", B), ("rollback", None), ("manual_set", B)], None),  # put back since, by a person
+    ([("promote", B), ("promote", C), ("rollback", B)], None),  # rolled back *to*: it serves
+    ([("promote", B), ("promote", C), ("rollback", None)], None),  # not serving when the rollback came
+    ([("promote", A), ("rollback", None)], None),  # another program's
+])
+def test_a_program_is_taken_back_by_the_last_rollback_away_from_it_until_it_is_put_back(
+        history: list[tuple[str, str | None]], rolled_back_at: int | None) -> None:
+    found = taken_back(recorded(*history), B)
+    assert (found.id if found else None) == rolled_back_at

@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from tests.factories import ADMIN_TOKEN, LiveServer, live_server, serve_process
-from tests.runner.helpers import BETTER, FAIR_SPLIT, SELECT, overnight_run, runner_env, start_runner
+from tests.runner.helpers import BETTER, FAIR_SPLIT, SELECT, TRIAGE, overnight_run, runner_env, start_runner
 from tests.runner.test_runner import overnight_show
 
 SLOW = BETTER + ",latency_ms=15"  # traffic takes a few seconds: time to interfere
@@ -642,3 +642,33 @@ def test_a_whole_night_asks_the_api_nothing_it_refuses(db_url: str) -> None:
                                          OVERNIGHT_TOKEN=ADMIN_TOKEN)
     assert code == 0, summary
     assert refused == []
+
+
+def test_a_resumed_night_keeps_its_refusal_of_a_program_someone_rolled_back(db_url: str, tmp_path: Path) -> None:
+    """Killed after it refused to canary a program rolled back the morning before (and before it finished the next
+    signature), the night resumed keeps that refusal as recorded: no canary, the same reason."""
+    code, first, stderr = overnight_run(db_url, SLOW, "--dataset", str(SELECT))
+    assert (code, first["signatures"]["SelectTool.v1"]["decision"]) == (0, "promoted"), stderr[-3000:]
+    with serve_process(db_url, tmp_path / "serve.log", OVERNIGHT_LM=SLOW) as server, server.client() as api:
+        api.post("/api/v1/signatures/SelectTool.v1/rollback", json={"reason": "answers look off"},
+                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).raise_for_status()
+        args = ("--base-url", server.base_url, "--signature", "SelectTool.v1", "--signature", "SupportTriage.v1",
+                "--dataset", f"SelectTool.v1={SELECT}", "--dataset", f"SupportTriage.v1={TRIAGE}")
+        runner = start_runner(db_url, SLOW, *args, log=tmp_path / "runner.log", OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        wait_for(lambda: (run := current_run(api)) is not None and run != first["run_id"] and any(
+            e["kind"] == "traffic.started" and e["data"]["signature"] == "SupportTriage.v1" for e in events(api, run)))
+        runner.send_signal(signal.SIGKILL)
+        runner.wait(timeout=30)
+        run_id = str(current_run(api))
+        refused = next(e["data"] for e in events(api, run_id) if e["kind"] == "canary.start.finished")
+        code, summary, stderr = overnight_run(db_url, SLOW, *args, "--resume", run_id, OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        stream = events(api, run_id)
+    assert code == 0, stderr[-3000:]
+    result = summary["signatures"]["SelectTool.v1"]
+    assert (refused["skipped"], refused["decision"]) == ("taken_back", "no_improvement")
+    assert (result["decision"], result["reason"], result["canary_id"]) == ("no_improvement", refused["reason"], None)
+    assert "('answers look off')" in result["reason"]
+    opened = [e for e in stream if e["kind"] in ("canary.start.started", "canary.start.finished")
+              and e["data"]["signature"] == "SelectTool.v1"]
+    assert [e["kind"] for e in opened] == ["canary.start.started", "canary.start.finished"]
+

@@ -522,3 +522,34 @@ def test_the_summary_ends_with_the_command_that_undoes_the_promotion_and_it_runs
     again, summary, stderr = overnight_run(db_url, FLAKY, "--dataset", str(SELECT))  # rolled back: nothing to undo
     assert again == 3, stderr[-3000:]
     assert summary["undo"] == []
+
+
+def test_a_program_someone_rolled_back_is_not_tried_again_by_the_next_night(db_url: str) -> None:
+    """The gates passed it; in the morning a person rolled it back for a reason the gates cannot see. The next night
+    compiles the same data with the same LM, so the same program comes out best: that night opens no canary for
+    it and changes nothing (exit 0), and says who took it back and how to serve it anyway."""
+    code, first, stderr = overnight_run(db_url, BETTER, "--dataset", str(SELECT))
+    assert (code, first["signatures"]["SelectTool.v1"]["decision"]) == (0, "promoted"), stderr[-3000:]
+    best = first["signatures"]["SelectTool.v1"]["champion_after"]
+    undo = shlex.split(first["undo"][0])
+    undone = subprocess.run([sys.executable, "-m", "overnight", *undo[1:], "--actor", "cli:alice"],
+                            capture_output=True, text=True, timeout=60, check=False, env=runner_env(db_url, BETTER))
+    assert undone.returncode == 0, undone.stderr
+    code, summary, stderr = overnight_run(db_url, BETTER, "--dataset", str(SELECT))
+    assert code == 0, stderr[-3000:]
+    result = summary["signatures"]["SelectTool.v1"]
+    assert (result["best_compiled_id"], result["decision"], result["canary_id"]) == (best, "no_improvement", None)
+    default = first["signatures"]["SelectTool.v1"]["champion_before"]
+    assert result["champion_before"] == result["champion_after"] == default  # the default program still serves
+    assert re.fullmatch(
+        rf"compile's best {best[:12]} was rolled back by cli:alice at \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\dZ "
+        rf"\('undo {first['run_id']}'\), so no canary was opened: a night does not try again a program taken off "
+        rf"serving until someone promotes it \(overnight promote {best[:12]} -s SelectTool.v1 --force --reason …\)",
+        result["reason"]), result["reason"]
+    with live_server(db_url) as server, server.client() as api:
+        kinds = _kinds(api, summary["run_id"])
+        canary = api.get("/api/v1/signatures/SelectTool.v1/canary").json()
+    assert "traffic.started" not in kinds
+    assert canary["canary"]["canary_id"] == first["signatures"]["SelectTool.v1"]["canary_id"]  # the first night's
+    shown = " ".join(overnight_show(db_url, summary["run_id"]).split())
+    assert f"SelectTool.v1: no change — {result['reason']}; {default[:12]} still serves" in shown, shown
