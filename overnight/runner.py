@@ -168,6 +168,8 @@ class Runner:
         self.done: dict[str, dict[str, Any]] = {}  # client_event_id of a finished step -> its data
         self.adoptable: set[str] = set()  # runs whose canaries this run may continue (resumed or taken over)
         self.our_canaries: dict[str, str] = {}  # signature -> canary_id this run started or adopted
+        # This process's own: in the keys of requests whose body holds its deadline, which a resume asks anew.
+        self.attempt = uuid.uuid4().hex[:8]
         self._holdouts: dict[str, list[dict[str, Any]]] = {}  # read once per signature (traffic, then e2e)
 
     # the loop ---------------------------------------------------------------------------------------------
@@ -595,7 +597,7 @@ class Runner:
         left = max(0, math.ceil(self.options.deadline_s - self._elapsed()))
         with self._rungs_said(sig):
             report = self.client.compile(sig, run_id=self.run_id, seed=self.options.seed, max_seconds=left,
-                                         key=f"{self.run_id}:{sig}:compile", timeout_s=left + 3600)
+                                         key=f"{self.run_id}:{sig}:compile:{self.attempt}", timeout_s=left + 3600)
         delta = report.paired_delta
         best = f"best {report.best_compiled_id[:12]} " + (
             f"delta {delta.delta:+.3f} [{delta.low:+.3f}, {delta.high:+.3f}]" if delta else "(no holdout delta)")
@@ -615,23 +617,38 @@ class Runner:
                 "paired_delta": delta.model_dump(mode="json") if delta else None}
 
     def start_canary(self, sig: str, report: dict[str, Any]) -> dict[str, Any]:
-        remaining = max(60, int(self.options.deadline_s - self._elapsed()))
-        body = {"candidate_id": report["best_compiled_id"], "steps": self.options.steps, "run_id": self.run_id,
-                "report_id": report["report_id"], "deadline_s": remaining,
-                "srm_threshold_p": self.options.srm_threshold_p}
-        try:
-            canary = self.client.start_canary(sig, body, key=f"{self.run_id}:{sig}:canary")
-        except CanaryActive:
-            view = self.client.canary(sig)
-            if view.canary.run_id not in self.adoptable | {self.run_id}:
-                raise
-            canary = view.canary  # ours, from before a crash, or a taken-over run's: continue it
-            self.say(f"{sig}: continuing canary {canary.canary_id} of run {canary.run_id}")
+        canary = self._canary_left(sig, report["best_compiled_id"]) if self.adoptable else None
+        if canary is None:
+            remaining = max(60, int(self.options.deadline_s - self._elapsed()))
+            body = {"candidate_id": report["best_compiled_id"], "steps": self.options.steps, "run_id": self.run_id,
+                    "report_id": report["report_id"], "deadline_s": remaining,
+                    "srm_threshold_p": self.options.srm_threshold_p}
+            try:
+                canary = self.client.start_canary(sig, body, key=f"{self.run_id}:{sig}:canary:{self.attempt}")
+            except CanaryActive:
+                view = self.client.canary(sig)
+                if view.canary.run_id not in self.adoptable | {self.run_id}:
+                    raise
+                canary = view.canary  # ours, from before a crash, or a taken-over run's: continue it
+                self.say(f"{sig}: continuing canary {canary.canary_id} of run {canary.run_id}")
         self.say(f"{sig}: canary {canary.canary_id} on steps {steps_said(canary.config.steps)}, pass look at "
                  f"{canary.config.targets[-1]} candidate requests")
         return {"canary_id": canary.canary_id, "targets": list(canary.config.targets),
                 "steps": list(canary.config.steps), "candidate_id": canary.candidate_id,
                 "control_id": canary.control_id}
+
+    def _canary_left(self, sig: str, candidate_id: str) -> CanaryRecord | None:
+        """Resumed or taken over: the canary for this candidate that the earlier process opened before it died
+        (its answer never recorded as the step's), carried on as it is, ended or not — one canary per candidate a
+        night, never a second chance at the gates."""
+        try:
+            found = self.client.canary(sig).canary
+        except CanaryNotFound:
+            return None
+        if found.run_id not in self.adoptable | {self.run_id} or found.candidate_id != candidate_id:
+            return None
+        self.say(f"{sig}: continuing canary {found.canary_id} of run {found.run_id} ({found.status})")
+        return found
 
     def traffic(self, sig: str, canary_id: str) -> dict[str, Any]:
         """Drive labeled holdout inputs until the canary decides, cannot pass any more, or time runs out."""

@@ -4,6 +4,7 @@ an API that goes away for good."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import signal
@@ -672,3 +673,71 @@ def test_a_resumed_night_keeps_its_refusal_of_a_program_someone_rolled_back(db_u
               and e["data"]["signature"] == "SelectTool.v1"]
     assert [e["kind"] for e in opened] == ["canary.start.started", "canary.start.finished"]
 
+
+@pytest.mark.parametrize("where", ["embedded", "served"])
+def test_sigkill_during_the_compile_then_resume_completes(db_url: str, tmp_path: Path, where: str) -> None:
+    """The compile is the longest step (hours on a local model), so the likeliest to be killed in. The resume asks
+    for it again with what is left of its own deadline: a different request from the one killed, which the killed
+    one's idempotency key must not refuse — whether that compile died with the runner's embedded API or is still
+    running on a server. The job is the same, so it resumes from the scores kept, or reads the finished report."""
+    lm = BETTER + ",latency_ms=60"
+    with contextlib.ExitStack() as stack:
+        extra: dict[str, str] = {}
+        args: tuple[str, ...] = ("--dataset", str(SELECT))
+        if where == "served":
+            server = stack.enter_context(serve_process(db_url, tmp_path / "serve.log", OVERNIGHT_LM=lm))
+            args, extra = ("--base-url", server.base_url, *args), {"OVERNIGHT_TOKEN": ADMIN_TOKEN}
+        runner = start_runner(db_url, lm, *args, log=tmp_path / "runner.log", **extra)
+        with live_server(db_url) as watcher, watcher.client() as api:
+            wait_for(lambda: (run := current_run(api)) is not None
+                     and any(e["kind"] == "compile.started" for e in events(api, run)))
+            time.sleep(1.0)  # LM calls in flight
+            run_id = str(current_run(api))
+            runner.send_signal(signal.SIGKILL)
+            runner.wait(timeout=30)
+            assert not any(e["kind"] == "compile.finished" for e in events(api, run_id))
+            code, summary, stderr = overnight_run(db_url, lm, *args, "--resume", run_id, **extra)
+            stream = events(api, run_id)
+    assert code == 0, stderr[-3000:]
+    assert (summary["run_id"], summary["signatures"]["SelectTool.v1"]["decision"]) == (run_id, "promoted")
+    markers = Counter(str(e["kind"]) for e in stream if str(e["kind"]).endswith((".started", ".finished")))
+    assert markers["compile.started"] == markers["compile.finished"] == 1, markers
+
+
+def test_a_canary_opened_just_before_the_runner_died_is_the_one_its_resume_carries_on(
+        db_url: str, tmp_path: Path) -> None:
+    """Killed after the API opened its canary but before the answer reached it, the runner had no record of that
+    canary; here it has also been stopped since. The resume carries that canary on as it is (stopped: the night is
+    inconclusive) rather than give the candidate a second canary the same night."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold(app: FastAPI) -> None:
+        @app.middleware("http")
+        async def late(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+            answered = await call_next(request)  # the canary is open on the server: only its answer is late
+            if request.method == "POST" and request.url.path.endswith("/canary:start") and not held.is_set():
+                held.set()
+                while not release.is_set():
+                    await asyncio.sleep(0.1)
+            return answered
+
+    with live_server(db_url, customize=hold, lm=SLOW) as server, server.client() as api:
+        args = ("--base-url", server.base_url, "--dataset", str(SELECT))
+        runner = start_runner(db_url, SLOW, *args, log=tmp_path / "runner.log", OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        try:
+            assert held.wait(timeout=120), (tmp_path / "runner.log").read_text()[-3000:]
+            runner.send_signal(signal.SIGKILL)
+            runner.wait(timeout=30)
+        finally:
+            release.set()
+        run_id = str(current_run(api))
+        opened = api.get("/api/v1/signatures/SelectTool.v1/canary").json()["canary"]
+        api.post("/api/v1/signatures/SelectTool.v1/canary:stop", json={"reason": "looks off"},
+                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).raise_for_status()
+        code, summary, stderr = overnight_run(db_url, SLOW, *args, "--resume", run_id, OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        stream = events(api, run_id)
+    assert opened["run_id"] == run_id
+    assert code == 4, stderr[-3000:]
+    result = summary["signatures"]["SelectTool.v1"]
+    assert (result["decision"], result["canary_id"]) == ("inconclusive", opened["canary_id"])
+    assert sum(e["kind"] == "canary.opened" for e in stream) == 1
