@@ -168,8 +168,7 @@ class Runner:
         self.done: dict[str, dict[str, Any]] = {}  # client_event_id of a finished step -> its data
         self.adoptable: set[str] = set()  # runs whose canaries this run may continue (resumed or taken over)
         self.our_canaries: dict[str, str] = {}  # signature -> canary_id this run started or adopted
-        # This process's own: in the keys of requests whose body holds its deadline, which a resume asks anew.
-        self.attempt = uuid.uuid4().hex[:8]
+        self.attempt = uuid.uuid4().hex[:8]  # this process's, in the keys a resume asks anew (`_fresh_key`)
         self._holdouts: dict[str, list[dict[str, Any]]] = {}  # read once per signature (traffic, then e2e)
 
     # the loop ---------------------------------------------------------------------------------------------
@@ -550,7 +549,7 @@ class Runner:
             record({**data, "details": details} if details else data)
         except EventTooLarge:  # details past OVERNIGHT_MAX_EVENT_BYTES: the error without them (a key of its own:
             with contextlib.suppress(OvernightError):  # the first one replays the refusal)
-                record(data, key=f"event-{self.run_id}-{scope}:{phase}:failed-brief")
+                record(data, key=self._fresh_key(f"event:{scope}:{phase}:failed-brief"))
         except OvernightError:  # the API failing too: the run's finish (or its lapsed lease) records the end
             pass
 
@@ -579,13 +578,13 @@ class Runner:
 
     def prune(self) -> dict[str, Any]:
         assert self.options.keep_days is not None  # noqa: S101 - the step runs only with --keep-days
-        pruned = self.client.prune(self.options.keep_days, key=f"{self.run_id}:prune")
+        pruned = self.client.prune(self.options.keep_days, key=self._fresh_key("prune"))
         self.say(f"prune: {pruned.sentence()}")
         return pruned.model_dump()
 
     def import_dataset(self, sig: str) -> dict[str, Any]:
         imported = self.client.import_examples(sig, self.options.datasets[sig].read_bytes(), run_id=self.run_id,
-                                               key=f"{self.run_id}:{sig}:import")
+                                               key=self._fresh_key(f"{sig}:import"))
         self.say(f"{sig}: dataset {imported.dataset_hash[:12]} ({imported.counted()})")
         return {"dataset_hash": imported.dataset_hash, "inserted": imported.inserted, "updated": imported.updated,
                 "unchanged": imported.unchanged}
@@ -597,7 +596,7 @@ class Runner:
         left = max(0, math.ceil(self.options.deadline_s - self._elapsed()))
         with self._rungs_said(sig):
             report = self.client.compile(sig, run_id=self.run_id, seed=self.options.seed, max_seconds=left,
-                                         key=f"{self.run_id}:{sig}:compile:{self.attempt}", timeout_s=left + 3600)
+                                         key=self._fresh_key(f"{sig}:compile"), timeout_s=left + 3600)
         delta = report.paired_delta
         best = f"best {report.best_compiled_id[:12]} " + (
             f"delta {delta.delta:+.3f} [{delta.low:+.3f}, {delta.high:+.3f}]" if delta else "(no holdout delta)")
@@ -624,7 +623,7 @@ class Runner:
                     "report_id": report["report_id"], "deadline_s": remaining,
                     "srm_threshold_p": self.options.srm_threshold_p}
             try:
-                canary = self.client.start_canary(sig, body, key=f"{self.run_id}:{sig}:canary:{self.attempt}")
+                canary = self.client.start_canary(sig, body, key=self._fresh_key(f"{sig}:canary"))
             except CanaryActive:
                 view = self.client.canary(sig)
                 if view.canary.run_id not in self.adoptable | {self.run_id}:
@@ -685,7 +684,7 @@ class Runner:
             if reason:
                 with contextlib.suppress(CanaryNotFound):  # it ended since our look: that end stands
                     self.client.stop_canary(sig, reason=reason, canary_id=canary_id,
-                                            key=f"{self.run_id}:{sig}:stop")
+                                            key=self._fresh_key(f"{sig}:stop"))
                 break
             for i in range(sent, sent + self.options.batch):  # topped up as each call ends: no batch barrier
                 in_flight = _settle(in_flight, below=self.options.concurrency)
@@ -830,7 +829,16 @@ class Runner:
               level: str = "info", key: str | None = None) -> None:
         if self.run_id is not None:
             self.client.append_event(self.run_id, EventIn(kind=kind, phase=phase, level=level, message=message,
-                                                          data=data, client_event_id=client_event_id), key=key)
+                                                          data=data, client_event_id=client_event_id),
+                                     key=key or self._fresh_key(f"event:{client_event_id}"))
+
+    def _fresh_key(self, what: str) -> str:
+        """The Idempotency-Key of a request that this process's retries replay and a resume asks anew. What it asks
+        is safe to ask again (an import is by content, a compile by job, an event by its client_event_id; a canary
+        or a stop the resume finds as it is), or carries the resume's own deadline; and the killed process's claim
+        on its key can be left pending for good (its embedded API died with it), refusing the resume. A promote,
+        a rollback and the run's start and finish keep one key for the run: their answer is what a resume needs."""
+        return f"{self.run_id}:{what}:{self.attempt}"
 
     @contextlib.contextmanager
     def _pulse(self) -> Iterator[None]:

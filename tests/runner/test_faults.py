@@ -21,7 +21,10 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy import create_engine, update
+from sqlalchemy.pool import NullPool
 
+from overnight.store.schema import idempotency_keys
 from tests.factories import ADMIN_TOKEN, LiveServer, live_server, serve_process
 from tests.runner.helpers import BETTER, FAIR_SPLIT, SELECT, TRIAGE, overnight_run, runner_env, start_runner
 from tests.runner.test_runner import overnight_show
@@ -741,3 +744,30 @@ def test_a_canary_opened_just_before_the_runner_died_is_the_one_its_resume_carri
     result = summary["signatures"]["SelectTool.v1"]
     assert (result["decision"], result["canary_id"]) == ("inconclusive", opened["canary_id"])
     assert sum(e["kind"] == "canary.opened" for e in stream) == 1
+
+
+def test_a_request_the_killed_runner_had_in_flight_does_not_refuse_its_resume(db_url: str, tmp_path: Path) -> None:
+    """SIGKILL can land while an event is being appended (or the dataset imported): a claim on that request's
+    Idempotency-Key is then left pending for good when the API died with the runner (the embedded one). The
+    resume appends that event again; the store keeps it once (its client_event_id), and the dead claim must not
+    refuse it as `idempotency_key_in_use`. Here the killed runner's claim on its `traffic.started` event is put
+    back to pending, as an append it died in would have left it."""
+    with serve_process(db_url, tmp_path / "serve.log", OVERNIGHT_LM=SLOW) as server, server.client() as api:
+        args = ("--base-url", server.base_url, "--dataset", str(SELECT))
+        runner = start_runner(db_url, SLOW, *args, log=tmp_path / "runner.log", OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        wait_for(lambda: traffic_started(api))
+        runner.send_signal(signal.SIGKILL)
+        runner.wait(timeout=30)
+        run_id = str(current_run(api))
+        engine = create_engine(db_url, poolclass=NullPool)
+        with engine.begin() as conn:
+            died_in = conn.execute(update(idempotency_keys).where(
+                idempotency_keys.c.key.contains(run_id), idempotency_keys.c.key.contains("traffic:started"),
+            ).values(state="pending", status_code=None, response_body=None)).rowcount
+        engine.dispose()
+        code, summary, stderr = overnight_run(db_url, SLOW, *args, "--resume", run_id, OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        stream = events(api, run_id)
+    assert died_in == 1
+    assert code == 0, stderr[-3000:]
+    assert summary["signatures"]["SelectTool.v1"]["decision"] == "promoted"
+    assert sum(e["kind"] == "traffic.started" for e in stream) == 1
