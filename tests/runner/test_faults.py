@@ -55,6 +55,15 @@ def traffic_started(client: httpx.Client) -> bool:
     return run_id is not None and any(e["kind"] == "traffic.started" for e in events(client, run_id))
 
 
+def killed_in_traffic(api: httpx.Client, db_url: str, args: tuple[str, ...], log: Path) -> str:
+    """A night on the API at `args`' --base-url, SIGKILLed once its canary has traffic: its run id."""
+    runner = start_runner(db_url, SLOW, *args, log=log, OVERNIGHT_TOKEN=ADMIN_TOKEN)
+    wait_for(lambda: traffic_started(api))
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(timeout=30)
+    return str(current_run(api))
+
+
 def test_a_second_runner_for_the_same_signature_exits_run_locked(db_url: str, tmp_path: Path) -> None:
     first = start_runner(db_url, SLOW, "--dataset", str(SELECT), log=tmp_path / "first.log")
     try:
@@ -149,11 +158,7 @@ def test_a_resume_past_its_deadline_stops_the_canary_it_carries_on(db_url: str, 
 
     with live_server(db_url, customize=late, lm=SLOW) as server, server.client() as api:
         args = ("--base-url", server.base_url, "--dataset", str(SELECT))
-        runner = start_runner(db_url, SLOW, *args, log=tmp_path / "runner.log", OVERNIGHT_TOKEN=ADMIN_TOKEN)
-        wait_for(lambda: traffic_started(api))
-        runner.send_signal(signal.SIGKILL)
-        runner.wait(timeout=30)
-        run_id = str(current_run(api))
+        run_id = killed_in_traffic(api, db_url, args, tmp_path / "runner.log")
         opened = api.get("/api/v1/signatures/SelectTool.v1/canary").json()["canary"]
         slow_check.set()
         code, summary, stderr = overnight_run(db_url, SLOW, *args, "--resume", run_id, "--deadline", "2s",
@@ -754,11 +759,7 @@ def test_a_request_the_killed_runner_had_in_flight_does_not_refuse_its_resume(db
     back to pending, as an append it died in would have left it."""
     with serve_process(db_url, tmp_path / "serve.log", OVERNIGHT_LM=SLOW) as server, server.client() as api:
         args = ("--base-url", server.base_url, "--dataset", str(SELECT))
-        runner = start_runner(db_url, SLOW, *args, log=tmp_path / "runner.log", OVERNIGHT_TOKEN=ADMIN_TOKEN)
-        wait_for(lambda: traffic_started(api))
-        runner.send_signal(signal.SIGKILL)
-        runner.wait(timeout=30)
-        run_id = str(current_run(api))
+        run_id = killed_in_traffic(api, db_url, args, tmp_path / "runner.log")
         engine = create_engine(db_url, poolclass=NullPool)
         with engine.begin() as conn:
             died_in = conn.execute(update(idempotency_keys).where(
