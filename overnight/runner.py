@@ -61,6 +61,7 @@ from overnight.errors import (
     RunNotRunning,
     VerifyFailed,
 )
+from overnight.review.terminal import when
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ROLLED_BACK, EXIT_INCONCLUSIVE = 0, 1, 2, 3, 4
 EXIT_BY_DECISION = {"promoted": EXIT_OK, "held": EXIT_OK, "no_improvement": EXIT_OK,
@@ -505,9 +506,8 @@ class Runner:
         move = taken_back(self.client.alias_history(sig, limit=1000).history, best)
         if move is None:
             return None
-        at = datetime.fromtimestamp(move.created_at / 1000, tz=UTC)
         said = move.reason if len(move.reason) <= 200 else move.reason[:199] + "…"
-        return (f"compile's best {short(best)} was rolled back by {move.actor} at {at:%Y-%m-%d %H:%M:%SZ} "
+        return (f"compile's best {short(best)} was rolled back by {move.actor} at {when(move.created_at)} "
                 f"({said!r}), so no canary was opened: a night does not try again a program taken off serving "
                 f"until someone promotes it (overnight promote {short(best)} -s {sig} --force --reason …)")
 
@@ -624,12 +624,10 @@ class Runner:
                     "srm_threshold_p": self.options.srm_threshold_p}
             try:
                 canary = self.client.start_canary(sig, body, key=self._fresh_key(f"{sig}:canary"))
-            except CanaryActive:
-                view = self.client.canary(sig)
-                if view.canary.run_id not in self.adoptable | {self.run_id}:
+            except CanaryActive:  # opened meanwhile by a run this one continues: carried on; anyone else's stands
+                canary = self._canary_left(sig, report["best_compiled_id"])
+                if canary is None:
                     raise
-                canary = view.canary  # ours, from before a crash, or a taken-over run's: continue it
-                self.say(f"{sig}: continuing canary {canary.canary_id} of run {canary.run_id}")
         self.say(f"{sig}: canary {canary.canary_id} on steps {steps_said(canary.config.steps)}, pass look at "
                  f"{canary.config.targets[-1]} candidate requests")
         return {"canary_id": canary.canary_id, "targets": list(canary.config.targets),
