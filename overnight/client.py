@@ -1,8 +1,8 @@
 """The one client for the admin API: it owns the `httpx.Client`, sends the bearer token and an `x-request-id` on
 every call, an `Idempotency-Key` on every POST with an effect (the same key on each retry, so a retry never doubles
 an effect; a check or a validation changes nothing, and carries none, so the server stores no answer for it),
-retries (tenacity) only transport errors, 429 and 5xx — honouring `Retry-After` — and maps every failure into our
-error tree in exactly one place (`_raise_for`). Tests pass `transport=`.
+retries (tenacity) only transport errors, 429, 5xx and `idempotency_key_in_use` — honouring `Retry-After` — and
+maps every failure into our error tree in exactly one place (`_raise_for`). Tests pass `transport=`.
 
 A predict that failed because the LM failed (`lm_call_failed`, 502) is a measurement, not an outage: it is never
 retried. Must not import the store or DSPy.
@@ -33,6 +33,9 @@ from overnight.errors import ApiUnreachable, OvernightError, all_error_classes
 M = TypeVar("M", bound=BaseModel)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 NOT_RETRIED_CODES = frozenset({"lm_call_failed"})  # an LM failure on predict is counted, not an outage
+# Our own key still claimed by an attempt whose answer we never got (it timed out, or its server died and the claim
+# lapses at the `Retry-After` the server sends): asking again with the same key is what the server asks for.
+RETRIED_CONFLICTS = frozenset({"idempotency_key_in_use"})
 ERRORS_BY_CODE = {cls.code: cls for cls in all_error_classes()}
 _BODY_TYPES = {"jsonl": "application/x-ndjson", "json": "application/json"}  # a dataset body, by its format
 
@@ -89,7 +92,7 @@ class OvernightClient:
               headers: dict[str, str], timeout_s: float | None) -> httpx.Response:
         response = self._http.request(method, path, json=json, params=params, content=content, headers=headers,
                                       timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT)
-        if response.status_code in RETRY_STATUSES and _code(response) not in NOT_RETRIED_CODES:
+        if _worth_retrying(response):
             raise _Retryable(response)
         return response
 
@@ -290,6 +293,12 @@ class OvernightClient:
 
     def get_compile_report(self, report_id: str) -> CompileReport:
         return self._model(CompileReport, "GET", f"/api/v1/compile-reports/{report_id}")
+
+
+def _worth_retrying(response: httpx.Response) -> bool:
+    if response.status_code in RETRY_STATUSES:
+        return _code(response) not in NOT_RETRIED_CODES
+    return response.status_code == 409 and _code(response) in RETRIED_CONFLICTS
 
 
 def _code(response: httpx.Response) -> str | None:

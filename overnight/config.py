@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address `overnight serve` binds")
     port: int = Field(default=8000, ge=0, le=65535, description="Port `overnight serve` binds")
     lease_s: int = Field(default=300, ge=1, le=86_400, description="Run lease length without a heartbeat")
+    idempotency_lease_s: int = Field(
+        default=60, ge=1, le=3600,
+        description="How long an Idempotency-Key claim holds without its server renewing it (every quarter of it)",
+    )
     max_events_per_run: int = Field(default=5000, ge=10, description="Events a run may hold")
     max_event_bytes: int = Field(default=65_536, ge=1024, description="Largest single event (canonical JSON)")
     max_run_event_bytes: int = Field(

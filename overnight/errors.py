@@ -53,7 +53,7 @@ class OvernightError(Exception):
 
     code: ClassVar[str] = "internal_error"
     status: ClassVar[int] = 500
-    retry_after_s: ClassVar[int | None] = None  # sent as `Retry-After` when set: worth retrying, not before this
+    retry_after_s: int | None = None  # sent as `Retry-After` when set: worth retrying, not before this
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)

@@ -44,7 +44,7 @@ from overnight.domain.gates import (
     MinDelta,
     steps_said,
 )
-from overnight.domain.promotion import DEFAULT_TARGET, holdout_delta_gate, taken_back
+from overnight.domain.promotion import DEFAULT_TARGET, AliasMove, holdout_delta_gate, taken_back
 from overnight.domain.receipts import PruneResult
 from overnight.domain.review import NOTHING_BETTER, on_api, promote_command, rollback_command, short
 from overnight.domain.runs import EventIn, RunStatus
@@ -743,20 +743,34 @@ class Runner:
                      "(--no-promote)")
             return {"decision": "held", "reason": "canary passed; held for a person to promote (--no-promote)",
                     "alias_history_ids": [], "champion_after": champion}
+        candidate = report["best_compiled_id"]
         try:
-            moved = self.client.promote(sig, {"candidate_id": report["best_compiled_id"], "run_id": self.run_id,
-                                              "report_id": report["report_id"], "min_delta": self.options.min_delta,
-                                              "margin": self.options.holdout_margin},
-                                        key=f"{self.run_id}:{sig}:promote")
+            move = self.client.promote(sig, {"candidate_id": candidate, "run_id": self.run_id,
+                                             "report_id": report["report_id"], "min_delta": self.options.min_delta,
+                                             "margin": self.options.holdout_margin},
+                                       key=f"{self.run_id}:{sig}:promote").move
         except OvernightError as exc:
             if exc.code != "promotion_refused":
-                raise
-            return {"decision": "inconclusive", "reason": f"promotion refused: {exc.message}",
-                    "alias_history_ids": [], "champion_after": champion}
+                move = self._move_made(sig, "promote", candidate, exc)
+            else:
+                return {"decision": "inconclusive", "reason": f"promotion refused: {exc.message}",
+                        "alias_history_ids": [], "champion_after": champion}
         self.our_canaries.pop(sig, None)
-        self.say(f"{sig}: promoted {report['best_compiled_id'][:12]}")
-        return {"decision": "promoted", "reason": moved.move.reason, "alias_history_ids": [moved.move.id],
-                "champion_after": moved.move.to_id, "champion_replaced": moved.move.from_id}
+        self.say(f"{sig}: promoted {candidate[:12]}")
+        return {"decision": "promoted", "reason": move.reason, "alias_history_ids": [move.id],
+                "champion_after": move.to_id, "champion_replaced": move.from_id}
+
+    def _move_made(self, sig: str, action: str, to_id: str | None, failure: OvernightError) -> AliasMove:
+        """This run's promote or rollback, made but its answer lost: the server died after the move and before it
+        kept the answer for the key, so the retry (or the resume's, once the dead claim's lease lapsed) ran it
+        again and was refused, the move being done (409: already the champion, nothing to roll back). The last
+        move, `action` to `to_id` by this run, is the answer; any other failure is raised as it came."""
+        last = self.client.alias_history(sig, limit=1).history if failure.status == 409 else []
+        if not last or (last[-1].action, last[-1].to_id, last[-1].run_id) != (action, to_id, self.run_id):
+            raise failure
+        self.say(f"{sig}: the {action} to {short(to_id)} was made before its answer was lost (alias move "
+                 f"{last[-1].id}); {failure.code} when asked again")
+        return last[-1]
 
     def undo_promotion(self, sig: str, promoted: str | None, replaced: str | None, problem: str) -> dict[str, Any]:
         """Put back the champion this run's promotion replaced, unless someone has moved the alias since (theirs is
@@ -766,12 +780,15 @@ class Runner:
             said = f"not rolled back: the champion has moved since, to {short(now)}"
             self.say(f"{sig}: e2e failed after promotion; {said}")
             return {"said": said, "champion_after": now, "alias_history_ids": []}
-        moved = self.client.rollback(sig, {"to": replaced or DEFAULT_TARGET, "run_id": self.run_id,
-                                           "reason": f"e2e smoke check failed after promotion: {problem}"[:2000]},
-                                     key=f"{self.run_id}:{sig}:rollback")
-        said = f"rolled back to {short(moved.move.to_id)}"
+        try:
+            move = self.client.rollback(sig, {"to": replaced or DEFAULT_TARGET, "run_id": self.run_id,
+                                              "reason": f"e2e smoke check failed after promotion: {problem}"[:2000]},
+                                        key=f"{self.run_id}:{sig}:rollback").move
+        except OvernightError as exc:
+            move = self._move_made(sig, "rollback", replaced, exc)
+        said = f"rolled back to {short(move.to_id)}"
         self.say(f"{sig}: e2e failed after promotion; {said}")
-        return {"said": said, "champion_after": moved.move.to_id, "alias_history_ids": [moved.move.id]}
+        return {"said": said, "champion_after": move.to_id, "alias_history_ids": [move.id]}
 
     def e2e(self, sig: str, expected: str) -> dict[str, Any]:
         """A smoke check of serving after the decision: every predict reaches the expected program, and it answers.
@@ -834,8 +851,10 @@ class Runner:
         """The Idempotency-Key of a request that this process's retries replay and a resume asks anew. What it asks
         is safe to ask again (an import is by content, a compile by job, an event by its client_event_id; a canary
         or a stop the resume finds as it is), or carries the resume's own deadline; and the killed process's claim
-        on its key can be left pending for good (its embedded API died with it), refusing the resume. A promote,
-        a rollback and the run's start and finish keep one key for the run: their answer is what a resume needs."""
+        on its key would hold the resume up for a lease (its embedded API died with it, renewing nothing) or
+        refuse it (a body with another deadline). A promote, a rollback and the run's start and finish keep one
+        key for the run: their answer is what a resume needs (replayed, or, its claim dead, asked again once the
+        lease lapses)."""
         return f"{self.run_id}:{what}:{self.attempt}"
 
     @contextlib.contextmanager

@@ -7,7 +7,7 @@ import pytest
 import respx
 
 from overnight.client import OvernightClient
-from overnight.errors import ApiUnreachable, LMCallFailed, OvernightError, RunNotFound
+from overnight.errors import ApiUnreachable, LMCallFailed, OvernightError, RunLocked, RunNotFound
 
 BASE = "http://api.test"
 RUN = {"run_id": "r1", "status": "running", "actor": "a", "commit_sha": None, "base_url": None,
@@ -46,6 +46,23 @@ def test_5xx_and_429_are_retried_with_one_key_and_one_request_id(respx_mock: res
     # exponential backoff; the server's Retry-After when it is longer; never sooner than the backoff
     assert slept == [0.5, 3.0, 2.0]
     assert route.calls[0].request.headers["authorization"] == f"Bearer {'t' * 40}"
+
+
+@respx.mock(assert_all_called=True)
+def test_our_key_still_in_use_is_asked_again_when_its_claim_lapses_and_no_other_conflict_is(
+        respx_mock: respx.MockRouter, client: OvernightClient, slept: list[float]) -> None:
+    """`idempotency_key_in_use`: an earlier attempt of this very request still holds the key (its answer was lost,
+    or its server died and the claim lapses at `Retry-After`); any other conflict is an answer, not retried."""
+    beat = respx_mock.post(f"{BASE}/api/v1/runs/r1/heartbeat").mock(side_effect=[
+        error(409, "idempotency_key_in_use", **{"retry-after": "40"}), httpx.Response(200, json=RUN)])
+    assert client.heartbeat("r1").run_id == "r1"
+    assert slept == [40.0]
+    assert len({call.request.headers["idempotency-key"] for call in beat.calls}) == 1
+    locked = respx_mock.post(f"{BASE}/api/v1/runs").mock(return_value=error(409, "run_locked"))
+    with pytest.raises(RunLocked):
+        client.start_run(signature_ids=["S.v1"])
+    assert locked.call_count == 1
+    assert slept == [40.0]
 
 
 @respx.mock(assert_all_called=True)

@@ -95,6 +95,6 @@ def create_app(settings: Settings, store: Store, *, tokens: TokenRegistry | None
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
     # Added last = outermost: RequestContext sees (and renders) every failure, idempotency's included.
-    app.add_middleware(IdempotencyKeys, store=store, tokens=token_registry)
+    app.add_middleware(IdempotencyKeys, store=store, tokens=token_registry, lease_s=settings.idempotency_lease_s)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     return app

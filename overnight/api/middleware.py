@@ -6,6 +6,7 @@ Must not import SQL.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -118,12 +119,16 @@ class RequestContext:
 class IdempotencyKeys:
     """`Idempotency-Key` on any mutating request: the first answer (below 500) is stored per (actor, key) and
     replayed for retries; the same key with a different request is refused, as is a retry that arrives while
-    the first attempt is still running. Requests without a valid token pass through (the route answers 401)."""
+    the first attempt is still running (`Retry-After`: when its claim's lease lapses). The claim is leased, not
+    held for good: the server renews it while the request runs, so a claim whose server died mid-request is taken
+    over by a retry `lease_s` later and the request runs again, as after a 5xx. Requests without a valid token
+    pass through (the route answers 401)."""
 
-    def __init__(self, app: ASGIApp, *, store: Store, tokens: TokenRegistry) -> None:
+    def __init__(self, app: ASGIApp, *, store: Store, tokens: TokenRegistry, lease_s: int) -> None:
         self.app = app
         self.store = store
         self.tokens = tokens
+        self.lease_s = lease_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _MUTATING:
@@ -142,20 +147,21 @@ class IdempotencyKeys:
         fingerprint = sha256_hex(b"\n".join([scope["method"].encode(), scope["path"].encode(),
                                              scope.get("query_string", b""), body]))
         claim = await run_in_threadpool(self.store.claim_idempotency_key, actor=principal.name, key=key,
-                                        fingerprint=fingerprint)
+                                        fingerprint=fingerprint, lease_ms=self.lease_s * 1000)
         if claim.outcome == "mismatch":
             raise IdempotencyKeyReused("this Idempotency-Key was already used for a different request")
         if claim.outcome == "in_progress":
-            raise IdempotencyKeyInUse("a request with this Idempotency-Key is still being processed; retry later")
+            raise _in_use(claim.retry_after_ms or 0)
         if claim.outcome == "replay":
             await _replay(send, claim.status_code or 200, (claim.response_body or "").encode())
             return
-        await self._run_and_record(scope, body, receive, send, actor=principal.name, key=key)
+        await self._run_and_record(scope, body, receive, send, actor=principal.name, key=key, holder=claim.holder)
 
     async def _run_and_record(self, scope: Scope, body: bytes, receive: Receive, send: Send, *, actor: str,
-                              key: str) -> None:
-        """Run the request; record its answer *before* the client sees the end of it, so a retry that follows
-        the response at once is a replay, never an `in_progress`."""
+                              key: str, holder: str) -> None:
+        """Run the request, renewing the claim's lease meanwhile; record its answer *before* the client sees the
+        end of it, so a retry that follows the response at once is a replay, never an `in_progress`."""
+        renewing = asyncio.create_task(self._renew(actor, key, holder))
         held: dict[str, Any] = {"start": None, "chunks": [], "replayed": False}
 
         async def replay_body() -> Message:
@@ -173,7 +179,8 @@ class IdempotencyKeys:
                 held["chunks"].append(message.get("body", b""))
                 if message.get("more_body", False):
                     return
-                await self._settle(actor, key, held["start"]["status"], b"".join(held["chunks"]))
+                renewing.cancel()
+                await self._settle(actor, key, holder, held["start"]["status"], b"".join(held["chunks"]))
                 await send(held["start"])
                 await send({"type": "http.response.body", "body": b"".join(held["chunks"])})
                 return
@@ -182,15 +189,44 @@ class IdempotencyKeys:
         try:
             await self.app(scope, replay_body, record_then_send)
         except BaseException:
-            await run_in_threadpool(self.store.release_idempotency_key, actor=actor, key=key)
+            renewing.cancel()
+            await run_in_threadpool(self.store.release_idempotency_key, actor=actor, key=key, holder=holder)
             raise
+        finally:
+            renewing.cancel()
 
-    async def _settle(self, actor: str, key: str, status: int, body: bytes) -> None:
+    async def _renew(self, actor: str, key: str, holder: str) -> None:
+        """Renew the claim's lease every quarter of it while the request runs (a compile runs for hours): only a
+        claim whose server died stops being renewed, and only such a claim is taken over by a retry."""
+        while True:
+            await asyncio.sleep(self.lease_s / 4)
+            try:
+                held = await run_in_threadpool(self.store.touch_idempotency_key, actor=actor, key=key,
+                                               holder=holder)
+            except OvernightError as exc:  # the store is out: try again at the next renewal
+                log.warning("idempotency_lease_not_renewed", key=key, error=exc.code)
+                continue
+            if not held:
+                log.warning("idempotency_claim_lost", key=key, lease_s=self.lease_s)
+                return
+
+    async def _settle(self, actor: str, key: str, holder: str, status: int, body: bytes) -> None:
         if status >= 500:  # a failure is not an answer: let the retry run again
-            await run_in_threadpool(self.store.release_idempotency_key, actor=actor, key=key)
-        else:
-            await run_in_threadpool(self.store.complete_idempotency_key, actor=actor, key=key,
-                                    status_code=status, response_body=body.decode("utf-8"))
+            await run_in_threadpool(self.store.release_idempotency_key, actor=actor, key=key, holder=holder)
+        elif not await run_in_threadpool(self.store.complete_idempotency_key, actor=actor, key=key, holder=holder,
+                                         status_code=status, response_body=body.decode("utf-8")):
+            log.warning("idempotency_answer_not_kept", key=key, status=status,
+                        reason="the claim was taken over by a retry after its lease lapsed")
+
+
+def _in_use(retry_after_ms: int) -> IdempotencyKeyInUse:
+    """Refused while another request holds the key: `Retry-After` says when its lease lapses unless renewed."""
+    seconds = max(1, -(-retry_after_ms // 1000))
+    refused = IdempotencyKeyInUse("a request with this Idempotency-Key is still being processed; retry after "
+                                  f"{seconds}s (a claim its server stopped renewing is freed then)",
+                                  details={"retry_after_s": seconds})
+    refused.retry_after_s = seconds
+    return refused
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -21,9 +21,13 @@ from overnight.store.migrate import SchemaState
 
 
 class IdempotencyClaim(BaseModel):
-    """The answer to claiming an Idempotency-Key: go ahead, replay the stored answer, or refuse."""
+    """The answer to claiming an Idempotency-Key: go ahead (as `holder`, renewing the lease while the request
+    runs), replay the stored answer, or refuse (`in_progress`: the holder's lease has `retry_after_ms` left)."""
 
     outcome: Literal["claimed", "replay", "in_progress", "mismatch"]
+    holder: str = ""  # set when claimed
+    taken_over: bool = False  # claimed from a holder that stopped renewing its lease (its server died)
+    retry_after_ms: int | None = None
     status_code: int | None = None
     response_body: str | None = None
 
@@ -143,11 +147,20 @@ class Store(Protocol):
                  run_id: str | None) -> AliasMove: ...
 
     # idempotency keys
-    def claim_idempotency_key(self, *, actor: str, key: str, fingerprint: str) -> IdempotencyClaim: ...
+    def claim_idempotency_key(self, *, actor: str, key: str, fingerprint: str, lease_ms: int) -> IdempotencyClaim:
+        """Claim the key for a request (or take over a claim not renewed for `lease_ms`), or say why not."""
+        ...
 
-    def complete_idempotency_key(self, *, actor: str, key: str, status_code: int, response_body: str) -> None: ...
+    def touch_idempotency_key(self, *, actor: str, key: str, holder: str) -> bool:
+        """Renew the holder's lease; False when the claim is no longer the holder's to renew."""
+        ...
 
-    def release_idempotency_key(self, *, actor: str, key: str) -> None: ...
+    def complete_idempotency_key(self, *, actor: str, key: str, holder: str, status_code: int,
+                                 response_body: str) -> bool:
+        """Store the answer for replays; False (nothing stored) when the claim was taken over meanwhile."""
+        ...
+
+    def release_idempotency_key(self, *, actor: str, key: str, holder: str) -> None: ...
 
     # retention
     def prune(self, *, keep_days: int, dry_run: bool = False) -> PruneResult:

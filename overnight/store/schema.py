@@ -301,6 +301,8 @@ idempotency_keys = Table(
     Column("status_code", Integer),
     Column("response_body", Text),
     _ts("created_at"),
+    Column("holder", String(32)),  # revision 0005: the claim's lease; NULL on claims older code made
+    _ts("locked_at", nullable=True),  # when the holder last renewed it
     PrimaryKeyConstraint("actor", "key"),
 )
 

@@ -6,6 +6,7 @@ Every verb is one transaction. Must not import FastAPI or httpx.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -52,6 +53,16 @@ Clock = Callable[[], int]
 DAY_MS = 86_400_000
 PRUNE_BATCH = 2_000
 log = get_logger(__name__)
+
+
+def _idempotency_key(actor: str, key: str) -> ColumnElement[bool]:
+    return and_(idempotency_keys.c.actor == actor, idempotency_keys.c.key == key)
+
+
+def _held(actor: str, key: str, holder: str) -> ColumnElement[bool]:
+    """The claim, still unanswered and still this holder's."""
+    return and_(_idempotency_key(actor, key), idempotency_keys.c.holder == holder,
+                idempotency_keys.c.state == "pending")
 
 
 def system_clock() -> int:
@@ -255,36 +266,45 @@ class SqlStore(ServingVerbs):
 
     # idempotency keys -------------------------------------------------------------------------------------
 
-    def claim_idempotency_key(self, *, actor: str, key: str, fingerprint: str) -> IdempotencyClaim:
+    def claim_idempotency_key(self, *, actor: str, key: str, fingerprint: str, lease_ms: int) -> IdempotencyClaim:
+        holder = uuid.uuid4().hex
+
         def work() -> IdempotencyClaim:
             with self._tx.write() as conn:
-                row = conn.execute(select(idempotency_keys).where(
-                    idempotency_keys.c.actor == actor, idempotency_keys.c.key == key,
-                ).with_for_update()).mappings().first()
+                now, this = self.clock(), _idempotency_key(actor, key)
+                row = conn.execute(select(idempotency_keys).where(this).with_for_update()).mappings().first()
                 if row is None:
-                    conn.execute(insert(idempotency_keys).values(
-                        actor=actor, key=key, fingerprint=fingerprint, state="pending", created_at=self.clock(),
-                    ))
-                    return IdempotencyClaim(outcome="claimed")
-            if row["fingerprint"] != fingerprint:
-                return IdempotencyClaim(outcome="mismatch")
-            if row["state"] != "done":
-                return IdempotencyClaim(outcome="in_progress")
-            return IdempotencyClaim(outcome="replay", status_code=row["status_code"],
-                                    response_body=row["response_body"])
+                    conn.execute(insert(idempotency_keys).values(actor=actor, key=key, fingerprint=fingerprint,
+                                                                 state="pending", created_at=now, holder=holder,
+                                                                 locked_at=now))
+                    return IdempotencyClaim(outcome="claimed", holder=holder)
+                if row["fingerprint"] != fingerprint:
+                    return IdempotencyClaim(outcome="mismatch")
+                if row["state"] == "done":
+                    return IdempotencyClaim(outcome="replay", status_code=row["status_code"],
+                                            response_body=row["response_body"])
+                renewed = row["created_at"] if row["locked_at"] is None else row["locked_at"]  # older code's: never
+                if renewed + lease_ms > now:
+                    return IdempotencyClaim(outcome="in_progress", retry_after_ms=renewed + lease_ms - now)
+                conn.execute(update(idempotency_keys).where(this).values(holder=holder, locked_at=now))
+            log.warning("idempotency_claim_taken_over", actor=actor, key=key, unrenewed_ms=now - renewed)
+            return IdempotencyClaim(outcome="claimed", holder=holder, taken_over=True)
         return self._retry_on_race(work)
 
-    def complete_idempotency_key(self, *, actor: str, key: str, status_code: int, response_body: str) -> None:
+    def touch_idempotency_key(self, *, actor: str, key: str, holder: str) -> bool:
         with self._tx.write() as conn:
-            conn.execute(update(idempotency_keys).where(
-                idempotency_keys.c.actor == actor, idempotency_keys.c.key == key,
-            ).values(state="done", status_code=status_code, response_body=response_body))
+            return conn.execute(update(idempotency_keys).where(_held(actor, key, holder))
+                                .values(locked_at=self.clock())).rowcount == 1
 
-    def release_idempotency_key(self, *, actor: str, key: str) -> None:
+    def complete_idempotency_key(self, *, actor: str, key: str, holder: str, status_code: int,
+                                 response_body: str) -> bool:
         with self._tx.write() as conn:
-            conn.execute(delete(idempotency_keys).where(
-                idempotency_keys.c.actor == actor, idempotency_keys.c.key == key,
-            ))
+            return conn.execute(update(idempotency_keys).where(_held(actor, key, holder)).values(
+                state="done", status_code=status_code, response_body=response_body)).rowcount == 1
+
+    def release_idempotency_key(self, *, actor: str, key: str, holder: str) -> None:
+        with self._tx.write() as conn:
+            conn.execute(delete(idempotency_keys).where(_held(actor, key, holder)))
 
     # retention ----------------------------------------------------------------------------------------------
 

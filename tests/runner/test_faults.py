@@ -772,3 +772,55 @@ def test_a_request_the_killed_runner_had_in_flight_does_not_refuse_its_resume(db
     assert code == 0, stderr[-3000:]
     assert summary["signatures"]["SelectTool.v1"]["decision"] == "promoted"
     assert sum(e["kind"] == "traffic.started" for e in stream) == 1
+
+
+@pytest.mark.parametrize("move", ["promote", "rollback"])
+def test_a_move_made_whose_answer_was_lost_is_the_nights_own(db_url: str, move: str) -> None:
+    """The server dies between moving the champion and keeping the answer for the request's key (an embedded API
+    killed with its runner, then resumed): the claim is left unanswered, and a lease later the same request runs
+    again and is refused, the move being done — the candidate already champion (409 `conflict`), nothing left to
+    roll back (`nothing_to_roll_back`, for the rollback of a promotion whose e2e check failed). The night must not
+    fail on its own move, nor make it twice. Here the answer is lost once, the claim left as a dead server leaves
+    it, and the server answers 503 in its place; the client asks again."""
+    lost: list[int] = []
+
+    def forget_the_answer() -> None:
+        engine = create_engine(db_url, poolclass=NullPool)
+        with engine.begin() as conn:
+            lost.append(conn.execute(update(idempotency_keys).where(idempotency_keys.c.key.endswith(f":{move}"))
+                                     .values(state="pending", status_code=None, response_body=None,
+                                             locked_at=0)).rowcount)
+        engine.dispose()
+
+    def lose_it(app: FastAPI) -> None:
+        if move == "rollback":
+            _e2e_predicts_fail(app)
+
+        @app.middleware("http")
+        async def die_after_the_move(request: Request,
+                                     call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+            answered = await call_next(request)
+            if request.url.path.endswith(f"/{move}") and not lost:
+                await asyncio.to_thread(forget_the_answer)
+                return JSONResponse({"ok": False, "code": "store_unavailable", "error": "gone", "status": 503},
+                                    status_code=503)
+            return answered
+
+    with live_server(db_url, customize=lose_it, lm=BETTER) as server, server.client() as api:
+        code, summary, stderr = overnight_run(db_url, BETTER, "--base-url", server.base_url, "--dataset",
+                                              str(SELECT), OVERNIGHT_TOKEN=ADMIN_TOKEN)
+        moves = api.get("/api/v1/signatures/SelectTool.v1/aliases/history").json()["history"]
+    result = summary["signatures"]["SelectTool.v1"]
+    made = [(m["action"], m["run_id"]) for m in moves]
+    assert lost == [1]
+    assert "was made before its answer was lost" in stderr, stderr[-3000:]
+    if move == "promote":
+        assert code == 0, stderr[-3000:]
+        assert made == [("promote", summary["run_id"])]  # made once
+        assert (result["decision"], result["alias_history_ids"]) == ("promoted", [moves[0]["id"]])
+    else:
+        assert code == 1, stderr[-3000:]
+        assert made == [("promote", summary["run_id"]), ("rollback", summary["run_id"])]
+        assert result["decision"] == "failed"
+        assert result["reason"].endswith("; rolled back to the default program")
+        assert result["alias_history_ids"] == [m["id"] for m in moves]

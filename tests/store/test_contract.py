@@ -24,8 +24,9 @@ from overnight.errors import (
     StoreUnavailable,
 )
 from overnight.store import SqlStore, build_store
+from overnight.store.base import IdempotencyClaim
 from overnight.store.runs_sql import iso
-from overnight.store.schema import alias_history, canary_history
+from overnight.store.schema import alias_history, canary_history, idempotency_keys
 from tests.factories import SteppingClock, make_settings, make_store
 
 
@@ -233,16 +234,72 @@ def test_concurrent_starts_for_one_signature_leave_exactly_one_running(store: Sq
     assert len(store.list_runs(limit=10, status="running")) == 1
 
 
+LEASE_MS = 60_000
+
+
+def claim(store: SqlStore, actor: str, key: str, fingerprint: str) -> IdempotencyClaim:
+    return store.claim_idempotency_key(actor=actor, key=key, fingerprint=fingerprint, lease_ms=LEASE_MS)
+
+
 def test_idempotency_key_claims(store: SqlStore) -> None:
-    assert store.claim_idempotency_key(actor="a", key="k", fingerprint="f1").outcome == "claimed"
-    assert store.claim_idempotency_key(actor="a", key="k", fingerprint="f1").outcome == "in_progress"
-    assert store.claim_idempotency_key(actor="a", key="k", fingerprint="f2").outcome == "mismatch"
-    assert store.claim_idempotency_key(actor="b", key="k", fingerprint="f2").outcome == "claimed"
-    store.complete_idempotency_key(actor="a", key="k", status_code=201, response_body='{"ok":true}')
-    replay = store.claim_idempotency_key(actor="a", key="k", fingerprint="f1")
+    first = claim(store, "a", "k", "f1")
+    assert (first.outcome, first.taken_over) == ("claimed", False)
+    assert claim(store, "a", "k", "f1").outcome == "in_progress"
+    assert claim(store, "a", "k", "f2").outcome == "mismatch"
+    other = claim(store, "b", "k", "f2")
+    assert other.outcome == "claimed"
+    assert "" != first.holder != other.holder != ""
+    assert store.complete_idempotency_key(actor="a", key="k", holder=first.holder, status_code=201,
+                                          response_body='{"ok":true}')
+    replay = claim(store, "a", "k", "f1")
     assert (replay.outcome, replay.status_code, replay.response_body) == ("replay", 201, '{"ok":true}')
-    store.release_idempotency_key(actor="b", key="k")
-    assert store.claim_idempotency_key(actor="b", key="k", fingerprint="f3").outcome == "claimed"
+    store.release_idempotency_key(actor="b", key="k", holder=other.holder)
+    assert claim(store, "b", "k", "f3").outcome == "claimed"
+
+
+def test_a_claim_its_holder_stopped_renewing_is_taken_over_after_the_lease(store: SqlStore,
+                                                                           clock: SteppingClock) -> None:
+    """A server killed mid-request never answers, completes or releases its claim: after its lease (renewed by the
+    live holder while the request runs) the same request may run again, as after a 5xx. The dead holder's late
+    writes, were it only slow, no longer touch the claim: the request's answer is the one that holds it."""
+    dead = claim(store, "a", "k", "f1")
+    clock.advance(seconds=45)
+    waiting = claim(store, "a", "k", "f1")
+    assert (waiting.outcome, waiting.retry_after_ms) == ("in_progress", 15_000)
+    assert store.touch_idempotency_key(actor="a", key="k", holder=dead.holder)  # renewed: a lease from now
+    clock.advance(seconds=59)
+    assert claim(store, "a", "k", "f1").retry_after_ms == 1_000
+    clock.advance(seconds=1)
+    assert claim(store, "a", "k", "f2").outcome == "mismatch"  # an old claim is still this request's key
+    retried = claim(store, "a", "k", "f1")
+    assert (retried.outcome, retried.taken_over) == ("claimed", True)
+    assert retried.holder not in ("", dead.holder)
+    assert claim(store, "a", "k", "f1").outcome == "in_progress"  # the new holder's lease starts now
+
+    assert not store.touch_idempotency_key(actor="a", key="k", holder=dead.holder)
+    assert not store.complete_idempotency_key(actor="a", key="k", holder=dead.holder, status_code=201,
+                                              response_body='{"late":true}')
+    store.release_idempotency_key(actor="a", key="k", holder=dead.holder)
+    assert claim(store, "a", "k", "f1").outcome == "in_progress"  # neither ended the new holder's claim
+    assert store.complete_idempotency_key(actor="a", key="k", holder=retried.holder, status_code=200,
+                                          response_body='{"ok":true}')
+    assert not store.touch_idempotency_key(actor="a", key="k", holder=retried.holder)  # answered: nothing to hold
+    clock.advance(seconds=3600)
+    replay = claim(store, "a", "k", "f1")
+    assert (replay.outcome, replay.response_body) == ("replay", '{"ok":true}')  # an answer has no lease
+
+
+def test_a_claim_written_before_claims_had_leases_is_judged_from_its_creation(store: SqlStore,
+                                                                              clock: SteppingClock) -> None:
+    """Claims left pending by a server of schema 0004 (no holder, never renewed) — during a rolling upgrade, or
+    the dead claims a crash left before this version — are taken over a lease after they were made."""
+    with store.engine.begin() as conn:
+        conn.execute(insert(idempotency_keys).values(actor="a", key="old", fingerprint="f1", state="pending",
+                                                     created_at=clock.now))
+    clock.advance(seconds=59)
+    assert claim(store, "a", "old", "f1").outcome == "in_progress"
+    clock.advance(seconds=1)
+    assert claim(store, "a", "old", "f1").outcome == "claimed"
 
 
 def test_unreachable_postgres_is_store_unavailable() -> None:

@@ -91,6 +91,7 @@ def test_every_upgrade_records_which_code_may_serve_the_schema_it_leaves(db_url:
 
 
 def test_serves_from_walks_down_only_through_migrations_that_let_older_code_serve() -> None:
+    assert serves_from("0005") == "0003"  # 0005 adds the claims' lease columns, which code of 0004 never reads
     assert serves_from("0004") == "0003"  # 0004 only adds a table that code of 0003 never reads
     assert serves_from("0003") == "0003"  # 0003's receipts and counters are read by its own code only
     assert serves_from("0001") == "0001"

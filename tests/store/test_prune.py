@@ -4,6 +4,7 @@ in batches; canary receipts (the evidence behind a decision and its chart) and e
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 from pydantic import ValidationError
@@ -40,10 +41,10 @@ def test_prune_deletes_old_champion_receipts_and_idempotency_keys_only(
     clock.advance(seconds=1)
     store.record_receipt(receipt=champion_receipt("old-triage", "SupportTriage.v1"))  # another signature
     store.record_receipt(receipt=champion_receipt("old-5"))
-    store.claim_idempotency_key(actor="ops", key="old-key", fingerprint="f" * 64)
+    store.claim_idempotency_key(actor="ops", key="old-key", fingerprint="f" * 64, lease_ms=60_000)
     clock.advance(seconds=31 * DAY_S)
     store.record_receipt(receipt=champion_receipt("new-0"))
-    store.claim_idempotency_key(actor="ops", key="new-key", fingerprint="f" * 64)
+    store.claim_idempotency_key(actor="ops", key="new-key", fingerprint="f" * 64, lease_ms=60_000)
 
     counted = store.prune(keep_days=30, dry_run=True)
     assert (counted.receipts, counted.idempotency_keys, counted.dry_run) == (7, 1, True)
@@ -55,8 +56,9 @@ def test_prune_deletes_old_champion_receipts_and_idempotency_keys_only(
     left = {r.receipt_id for r in store.list_receipts(limit=100)}
     assert left == {"new-0", "old-control-0", "old-control-1", "old-control-2"}
     assert {r.receipt_id for r in store.list_receipts(canary_id=CANARY)} == {f"old-control-{i}" for i in range(3)}
-    assert store.claim_idempotency_key(actor="ops", key="new-key", fingerprint="f" * 64).outcome == "in_progress"
-    assert store.claim_idempotency_key(actor="ops", key="old-key", fingerprint="e" * 64).outcome == "claimed"
+    claim = partial(store.claim_idempotency_key, actor="ops", lease_ms=60_000)
+    assert claim(key="new-key", fingerprint="f" * 64).outcome == "in_progress"
+    assert claim(key="old-key", fingerprint="e" * 64).outcome == "claimed"
 
     again = store.prune(keep_days=30)
     assert (again.receipts, again.idempotency_keys) == (0, 0)
