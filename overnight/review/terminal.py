@@ -177,8 +177,11 @@ def _evidence(result: Any) -> list[str]:
     if result.canary_id and result.canary_status is None:  # the night stopped before its traffic step finished
         found.append(f"canary {result.canary_id}")
     elif result.canary_id:
-        found.append(f"canary {result.canary_id} ({result.canary_status}, {result.requests_on_arms} of "
-                     f"{result.requests_sent} requests sent on its arms)")
+        sent = (f"{result.requests_on_arms} requests on its arms; resumed in its traffic, {result.requests_sent} sent "
+                "since"
+                if getattr(result, "traffic_resumed", False)
+                else f"{result.requests_on_arms} of {result.requests_sent} requests sent on its arms")
+        found.append(f"canary {result.canary_id} ({result.canary_status}, {sent})")
     elif result.report_id:
         found.append("no canary")
     return [*found, f"champion {(result.champion_after or 'default')[:12]}"]
