@@ -89,6 +89,16 @@ def live_server(db_url: str, *, clock: SteppingClock | None = None,
         store.close()
 
 
+def wait_for(check: Callable[[], bool], timeout: float = 120) -> None:
+    """Poll `check` every 0.1 s until it holds; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

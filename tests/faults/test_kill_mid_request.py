@@ -5,8 +5,6 @@ claim nobody renews any more is taken over by a retry of the same request a leas
 from __future__ import annotations
 
 import signal
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,20 +16,11 @@ from sqlalchemy import select
 from overnight.client import OvernightClient
 from overnight.store import SqlStore
 from overnight.store.schema import idempotency_keys
-from tests.factories import ADMIN_TOKEN, SteppingClock, live_server, make_store, serve_process
+from tests.factories import ADMIN_TOKEN, SteppingClock, live_server, make_store, serve_process, wait_for
 from tests.serving.helpers import SIG, holdout
 
 PREDICT = f"/api/v1/signatures/{SIG}/predict"
 KEY = "agent-predict-1"
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting")
 
 
 def claim_of(store: SqlStore) -> dict[str, Any] | None:

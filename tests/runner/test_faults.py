@@ -25,20 +25,11 @@ from sqlalchemy import create_engine, update
 from sqlalchemy.pool import NullPool
 
 from overnight.store.schema import idempotency_keys
-from tests.factories import ADMIN_TOKEN, LiveServer, live_server, serve_process
+from tests.factories import ADMIN_TOKEN, LiveServer, live_server, serve_process, wait_for
 from tests.runner.helpers import BETTER, FAIR_SPLIT, SELECT, TRIAGE, overnight_run, runner_env, start_runner
 from tests.runner.test_runner import overnight_show
 
 SLOW = BETTER + ",latency_ms=15"  # traffic takes a few seconds: time to interfere
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting")
 
 
 def events(client: httpx.Client, run_id: str) -> list[dict[str, object]]:
