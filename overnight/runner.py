@@ -127,9 +127,9 @@ class SignatureResult(BaseModel):
     canary_status: str | None = None
     requests_sent: int = 0  # by the runner while the canary was active
     requests_on_arms: int = 0  # of them, those the canary counted (the rest: served by the champion after it decided)
-    # The traffic step was resumed: `requests_sent` counts the resume's alone (the killed process's are not known),
-    # while the arms count every request the canary had, before the resume too.
-    traffic_resumed: bool = False
+    # On the arms before this runner drove the canary: one a resumed (or taken-over) run's killed runner drove first,
+    # whose requests sent are not known; `requests_sent` counts this runner's alone.
+    requests_before: int = 0
     alias_history_ids: list[int] = Field(default_factory=list)
     e2e: dict[str, Any] | None = None
     undo: str | None = None  # after a promotion that stands: the command that puts back the champion it replaced
@@ -170,7 +170,6 @@ class Runner:
         self.finishing = False  # from the run's finish on, its record is final: a signal no longer cancels it
         self.started_at = clock()
         self.done: dict[str, dict[str, Any]] = {}  # client_event_id of a finished step -> its data
-        self.begun: set[str] = set()  # client_event_ids of the steps the run's earlier process had started
         self.adoptable: set[str] = set()  # runs whose canaries this run may continue (resumed or taken over)
         self.our_canaries: dict[str, str] = {}  # signature -> canary_id this run started or adopted
         self.attempt = uuid.uuid4().hex[:8]  # this process's, in the keys a resume asks anew (`_fresh_key`)
@@ -370,11 +369,8 @@ class Runner:
             self.run_id = run.run_id
             self.client.heartbeat(run.run_id)  # refuses (run_not_running) a run that finished or was taken over
             self.adoptable.add(run.run_id)
-            recorded = self.client.all_events(run.run_id)
-            self.done = {e.client_event_id: e.data for e in recorded
+            self.done = {e.client_event_id: e.data for e in self.client.all_events(run.run_id)
                          if e.client_event_id and e.client_event_id.endswith(":finished")}
-            self.begun = {e.client_event_id for e in recorded if e.client_event_id
-                          and e.client_event_id.endswith(":started")}
             self.say(f"resuming {run.run_id}: {len(self.done)} steps already finished")
             self._keep_what_it_was_started_with(run.run_id)
         else:
@@ -422,7 +418,7 @@ class Runner:
             self.our_canaries[sig] = canary["canary_id"]
             traffic = self.step(sig, "traffic", lambda: self.traffic(sig, canary["canary_id"]))
             result.canary_status, result.requests_sent = traffic["status"], traffic["requests_sent"]
-            result.traffic_resumed = traffic.get("resumed", False)
+            result.requests_before = traffic.get("requests_before", 0)
             result.requests_on_arms = sum(arm["samples"] for arm in traffic["arms"].values())
             decided = self.step(sig, "decide", lambda: self.decide(sig, report, traffic))
             result.decision, result.reason = decided["decision"], decided["reason"]
@@ -657,20 +653,21 @@ class Runner:
 
     def traffic(self, sig: str, canary_id: str) -> dict[str, Any]:
         """Drive labeled holdout inputs until the canary decides, cannot pass any more, or time runs out."""
-        resumed = f"{sig}:traffic:started" in self.begun  # driven by the killed process first: its count is lost
+        # A canary a killed runner drove first (resumed, or taken over) has requests of its on the arms already.
+        before = sum(arm.samples for arm in self.client.canary_by_id(canary_id).canary.arms.values())
         sent = self._drive(sig, canary_id, self._holdout(sig))
         view = self.client.canary_by_id(canary_id)  # the arms once the requests in flight at the end are counted
         canary = view.canary
         counted = {arm: c.samples for arm, c in canary.arms.items()}
         arms = f"({counted.get('control', 0)} control, {counted.get('candidate', 0)} candidate)"
-        on_arms = (f"{sum(counted.values())} requests on its arms {arms}, the run resumed in its traffic ({sent} sent "
-                   "since)"
-                   if resumed else f"{sum(counted.values())} of {sent} requests sent were on its arms {arms}")
+        on_arms = (f"{sum(counted.values())} requests on its arms {arms}, {before} of them before this runner "
+                   f"carried it on ({sent} sent since)" if before
+                   else f"{sum(counted.values())} of {sent} requests sent were on its arms {arms}")
         self.say(f"{sig}: canary {canary.status}: {on_arms}: {canary.end_reason}")
         stopped_by = next((h.actor for h in reversed(view.history) if h.kind == "stopped"), None) \
             if canary.status == "stopped" else None
         return {"canary_id": canary_id, "status": canary.status, "end_reason": canary.end_reason,
-                "stopped_by": stopped_by, "requests_sent": sent, "resumed": resumed,
+                "stopped_by": stopped_by, "requests_sent": sent, "requests_before": before,
                 "arms": {a: c.summary() for a, c in canary.arms.items()}}
 
     def _drive(self, sig: str, canary_id: str, rows: list[dict[str, Any]]) -> int:

@@ -177,9 +177,9 @@ def _evidence(result: Any) -> list[str]:
     if result.canary_id and result.canary_status is None:  # the night stopped before its traffic step finished
         found.append(f"canary {result.canary_id}")
     elif result.canary_id:
-        sent = (f"{result.requests_on_arms} requests on its arms; resumed in its traffic, {result.requests_sent} sent "
-                "since"
-                if getattr(result, "traffic_resumed", False)
+        before = getattr(result, "requests_before", 0)
+        sent = (f"{result.requests_on_arms} requests on its arms, {before} before this runner carried it on, "
+                f"{result.requests_sent} sent since" if before
                 else f"{result.requests_on_arms} of {result.requests_sent} requests sent on its arms")
         found.append(f"canary {result.canary_id} ({result.canary_status}, {sent})")
     elif result.report_id:

@@ -35,9 +35,10 @@ def test_a_canary_is_named_with_its_status_and_the_requests_on_its_arms() -> Non
 def test_a_canary_driven_partly_by_a_killed_runner_does_not_count_its_requests_as_the_resumes() -> None:
     """The resume knows what it sent, not what the killed process had: "464 of 0 requests sent" was printed."""
     text = _summary(decision="promoted", reason="…", dataset_hash="d" * 64, report_id="cr-1", canary_id="can-1",
-                    canary_status="passed", requests_sent=40, requests_on_arms=543, traffic_resumed=True,
+                    canary_status="passed", requests_sent=40, requests_on_arms=543, requests_before=503,
                     champion_after="a" * 64)
-    assert ", canary can-1 (passed, 543 requests on its arms; resumed in its traffic, 40 sent since), champion" in text
+    assert ", canary can-1 (passed, 543 requests on its arms, 503 before this runner carried it on, 40 sent since)" \
+        in text
     assert "543 of 40" not in text
 
 
