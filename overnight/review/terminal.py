@@ -177,9 +177,8 @@ def _evidence(result: Any) -> list[str]:
     if result.canary_id and result.canary_status is None:  # the night stopped before its traffic step finished
         found.append(f"canary {result.canary_id}")
     elif result.canary_id:
-        before = getattr(result, "requests_before", 0)
-        sent = (f"{result.requests_on_arms} requests on its arms, {before} before this runner carried it on, "
-                f"{result.requests_sent} sent since" if before
+        sent = (f"{result.requests_on_arms} requests on its arms, {result.requests_before} before this runner "
+                f"carried it on, {result.requests_sent} sent since" if result.requests_before
                 else f"{result.requests_on_arms} of {result.requests_sent} requests sent on its arms")
         found.append(f"canary {result.canary_id} ({result.canary_status}, {sent})")
     elif result.report_id:
