@@ -51,10 +51,10 @@ class Prediction(BaseModel):
 
 
 class PruneRequest(BaseModel):
-    """What `POST /api/v1/store:prune` and `overnight db prune` delete: receipts served outside any canary and
-    idempotency keys, created more than `keep_days` ago. Canary receipts (the evidence behind a decision, and its
-    chart), runs and their events, alias and canary history, artifacts, compile reports and datasets are the
-    record and are never pruned."""
+    """What `POST /api/v1/store:prune` and `overnight db prune` delete: receipts served outside any canary made
+    more than `keep_days` ago, and idempotency keys whose request last ran that long ago. Canary receipts (the
+    evidence behind a decision, and its chart), runs and their events, alias and canary history, artifacts,
+    compile reports and datasets are the record and are never pruned."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -309,13 +309,14 @@ class SqlStore(ServingVerbs):
     # retention ----------------------------------------------------------------------------------------------
 
     def prune(self, *, keep_days: int, dry_run: bool = False, batch: int = PRUNE_BATCH) -> PruneResult:
-        """Delete receipts served outside any canary and idempotency keys created more than `keep_days` ago, in
-        transactions of at most `batch` rows, so predicts keep being served (SQLite has one writer) meanwhile."""
+        """Delete receipts served outside any canary made more than `keep_days` ago, and idempotency keys whose
+        request last ran (was claimed, or its claim renewed) that long ago — a request still running keeps its key —
+        in transactions of at most `batch` rows, so predicts keep being served (SQLite has one writer) meanwhile."""
         cutoff = self.clock() - keep_days * DAY_MS
         aged = [(receipts, (receipts.c.receipt_id,),
                  and_(receipts.c.canary_id.is_(None), receipts.c.created_at < cutoff)),
                 (idempotency_keys, (idempotency_keys.c.actor, idempotency_keys.c.key),
-                 idempotency_keys.c.created_at < cutoff)]
+                 func.coalesce(idempotency_keys.c.locked_at, idempotency_keys.c.created_at) < cutoff)]
         counts = [self._count(table, old) if dry_run else self._delete_in_batches(table, key, old, batch)
                   for table, key, old in aged]
         result = PruneResult(keep_days=keep_days, cutoff=cutoff, receipts=counts[0], idempotency_keys=counts[1],

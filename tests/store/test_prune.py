@@ -69,3 +69,23 @@ def test_prune_deletes_old_champion_receipts_and_idempotency_keys_only(
 def test_fewer_than_one_kept_day_is_refused(keep_days: int) -> None:
     with pytest.raises(ValidationError, match="keep_days"):
         PruneRequest(keep_days=keep_days)
+
+
+def test_a_key_whose_request_is_still_running_is_not_pruned(
+        open_store: Callable[..., SqlStore], clock: SteppingClock) -> None:
+    """A key ages from when its request last ran: a claim still renewed (a request running longer than the kept
+    days) stays, so its retry is still refused, not run twice; a claim left by a server that died, as old, goes."""
+    store = open_store()
+    running = store.claim_idempotency_key(actor="ops", key="running", fingerprint="f" * 64, lease_ms=60_000)
+    store.claim_idempotency_key(actor="ops", key="orphaned", fingerprint="f" * 64, lease_ms=60_000)
+    clock.advance(seconds=2 * DAY_S)
+    assert store.touch_idempotency_key(actor="ops", key="running", holder=running.holder)
+
+    assert store.prune(keep_days=1, dry_run=True).idempotency_keys == 1
+    assert store.prune(keep_days=1).idempotency_keys == 1
+    claim = partial(store.claim_idempotency_key, actor="ops", fingerprint="f" * 64, lease_ms=60_000)
+    assert claim(key="running").outcome == "in_progress"
+    orphaned = claim(key="orphaned")
+    assert (orphaned.outcome, orphaned.taken_over) == ("claimed", False)  # pruned: a new claim, not a takeover
+    assert store.complete_idempotency_key(actor="ops", key="running", holder=running.holder, status_code=200,
+                                          response_body="{}")

@@ -56,6 +56,7 @@ def lm_check(_: Admin, registry: RegistryDep, backend: BackendDep,
 
 @router.post("/api/v1/store:prune")
 def prune(request: PruneRequest, _: Admin, store: StoreDep) -> PruneResult:
-    """Delete receipts served outside any canary and idempotency keys created more than `keep_days` ago, in
-    small transactions (predicts keep being served); `dry_run` counts them. Nothing else is ever pruned."""
+    """Delete receipts served outside any canary, and idempotency keys whose request last ran, more than
+    `keep_days` ago, in small transactions (predicts keep being served); `dry_run` counts them. Nothing else is
+    ever pruned."""
     return store.prune(keep_days=request.keep_days, dry_run=request.dry_run)
