@@ -769,8 +769,9 @@ class Runner:
                 "champion_after": move.to_id, "champion_replaced": move.from_id}
 
     def _move_made(self, sig: str, action: str, to_id: str | None, failure: OvernightError) -> AliasMove:
-        """This run's promote or rollback, made but its answer lost: the server died after the move and before it
-        kept the answer for the key, so the retry (or the resume's, once the dead claim's lease lapsed) ran it
+        """This run's promote or rollback, made but its answer lost: a server of an earlier version (this one keeps
+        the answer in the move's transaction) died after the move and before it kept the answer for the key, so the
+        retry (or the resume's, once the dead claim's lease lapsed) ran it
         again and was refused, the move being done (409: already the champion, nothing to roll back). The last
         move, `action` to `to_id` by this run, is the answer; any other failure is raised as it came."""
         last = self.client.alias_history(sig, limit=1).history if failure.status == 409 else []

@@ -17,6 +17,7 @@ from overnight.lm.backends import Backend, build_backend
 from overnight.registry import Registry
 from overnight.serving.programs import ProgramCache
 from overnight.store import Store
+from overnight.store.base import HeldKey
 
 
 async def _store(request: Request) -> Store:
@@ -59,6 +60,12 @@ async def _request_id(request: Request) -> str:
     return str(request.state.request_id)
 
 
+async def _held_key(request: Request) -> HeldKey | None:
+    """The claim this request holds on its Idempotency-Key, when it sent one (`middleware.IdempotencyKeys`)."""
+    held: HeldKey | None = getattr(request.state, "held_key", None)
+    return held
+
+
 async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -75,3 +82,4 @@ Admin = Annotated[Principal, Depends(require_admin)]
 Reader = Annotated[Principal, Depends(require_read)]
 Server = Annotated[Principal, Depends(require_serve)]
 AnyRole = Annotated[Principal, Depends(require_any)]
+HeldKeyDep = Annotated[HeldKey | None, Depends(_held_key)]

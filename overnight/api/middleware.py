@@ -29,6 +29,7 @@ from overnight.errors import (
 )
 from overnight.logging import get_logger
 from overnight.store import Store
+from overnight.store.base import HeldKey
 
 log = get_logger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -121,8 +122,9 @@ class IdempotencyKeys:
     replayed for retries; the same key with a different request is refused, as is a retry that arrives while
     the first attempt is still running (`Retry-After`: when its claim's lease lapses). The claim is leased, not
     held for good: the server renews it while the request runs, so a claim whose server died mid-request is taken
-    over by a retry `lease_s` later and the request runs again, as after a 5xx. Requests without a valid token
-    pass through (the route answers 401)."""
+    over by a retry `lease_s` later and the request runs again, as after a 5xx. A route may keep its answer in
+    its own transaction (a promote, a rollback: `HeldKey` on the request's state, then `answered`); nothing more
+    is kept for it. Requests without a valid token pass through (the route answers 401)."""
 
     def __init__(self, app: ASGIApp, *, store: Store, tokens: TokenRegistry, lease_s: int) -> None:
         self.app = app
@@ -163,6 +165,7 @@ class IdempotencyKeys:
         end of it, so a retry that follows the response at once is a replay, never an `in_progress`."""
         renewing = asyncio.create_task(self._renew(actor, key, holder))
         held: dict[str, Any] = {"start": None, "chunks": [], "replayed": False}
+        claim = scope.setdefault("state", {})["held_key"] = HeldKey(actor=actor, key=key, holder=holder)
 
         async def replay_body() -> Message:
             """The body read here, once; then the connection's own messages, so a disconnect is still seen."""
@@ -180,7 +183,8 @@ class IdempotencyKeys:
                 if message.get("more_body", False):
                     return
                 renewing.cancel()
-                await self._settle(actor, key, holder, held["start"]["status"], b"".join(held["chunks"]))
+                if not claim.answered:  # a promote's or rollback's is kept with its move already
+                    await self._settle(actor, key, holder, held["start"]["status"], b"".join(held["chunks"]))
                 await send(held["start"])
                 await send({"type": "http.response.body", "body": b"".join(held["chunks"])})
                 return

@@ -7,6 +7,7 @@ httpx.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
@@ -30,6 +31,28 @@ class IdempotencyClaim(BaseModel):
     retry_after_ms: int | None = None
     status_code: int | None = None
     response_body: str | None = None
+
+
+@dataclass
+class HeldKey:
+    """The claim a request holds on its Idempotency-Key (the middleware puts it on the request's state). A route
+    whose effect is one transaction keeps its answer in that transaction (`KeptAnswer`), so the server's death
+    cannot part the two: the effect made and its answer lost, a retry would make it again. `answered` then tells
+    the middleware the answer is kept."""
+
+    actor: str
+    key: str
+    holder: str
+    answered: bool = False
+
+
+@dataclass(frozen=True)
+class KeptAnswer:
+    """Keep the answer to `held` (status 200, `render(move)`) with the champion's move, in its transaction. A claim
+    taken over meanwhile by a retry refuses the move (`idempotency_key_in_use`): the retry makes it, not both."""
+
+    held: HeldKey
+    render: Callable[[AliasMove], str]
 
 
 class Store(Protocol):
@@ -141,10 +164,11 @@ class Store(Protocol):
         ...
 
     def promote(self, *, signature_id: str, seen: str | None, to_id: str, actor: str, reason: str,
-                run_id: str | None, evidence: dict[str, Any], canary_id: str | None) -> AliasMove: ...
+                run_id: str | None, evidence: dict[str, Any], canary_id: str | None,
+                answer: KeptAnswer | None = None) -> AliasMove: ...
 
     def rollback(self, *, signature_id: str, to_id: str | None, explicit: bool, actor: str, reason: str,
-                 run_id: str | None) -> AliasMove: ...
+                 run_id: str | None, answer: KeptAnswer | None = None) -> AliasMove: ...
 
     # idempotency keys
     def claim_idempotency_key(self, *, actor: str, key: str, fingerprint: str, lease_ms: int) -> IdempotencyClaim:

@@ -14,8 +14,9 @@ from overnight.domain.compiling import CompileReport
 from overnight.domain.promotion import AliasMove, rollback_target
 from overnight.domain.receipts import Receipt
 from overnight.domain.runs import EventBounds, EventIn, FinishRun
-from overnight.errors import CanaryActive, CanaryNotFound, NothingToRollBack
-from overnight.store import aliases_sql, canary_sql, runs_sql
+from overnight.errors import CanaryActive, CanaryNotFound, IdempotencyKeyInUse, NothingToRollBack
+from overnight.store import aliases_sql, canary_sql, idempotency_sql, runs_sql
+from overnight.store.base import KeptAnswer
 from overnight.store.engine import Transactions
 from overnight.store.schema import canaries, compile_reports, ops_runs
 
@@ -178,11 +179,14 @@ class ServingVerbs:
             return aliases_sql.on_runs(conn, run_ids)
 
     def promote(self, *, signature_id: str, seen: str | None, to_id: str, actor: str, reason: str,
-                run_id: str | None, evidence: dict[str, Any], canary_id: str | None) -> AliasMove:
-        """Move the champion and end the canary (the passed one becomes `promoted`; an active one is stopped)."""
+                run_id: str | None, evidence: dict[str, Any], canary_id: str | None,
+                answer: KeptAnswer | None = None) -> AliasMove:
+        """Move the champion and end the canary (the passed one becomes `promoted`; an active one is stopped);
+        with `answer`, keep the request's answer in the same transaction."""
         with self._tx.write() as conn:
             moved = aliases_sql.move(conn, signature_id=signature_id, seen=seen, to_id=to_id, action="promote",
                                      actor=actor, reason=reason, run_id=run_id, evidence=evidence, now=self.clock())
+            _keep(conn, answer, moved)
             self._on_run(conn, moved)
             if canary_id is not None:
                 passed = canary_sql.load(conn, canary_id)
@@ -195,8 +199,9 @@ class ServingVerbs:
             return moved
 
     def rollback(self, *, signature_id: str, to_id: str | None, explicit: bool, actor: str, reason: str,
-                 run_id: str | None) -> AliasMove:
-        """One step back through the history (or to `to_id` when `explicit`), ending any active canary."""
+                 run_id: str | None, answer: KeptAnswer | None = None) -> AliasMove:
+        """One step back through the history (or to `to_id` when `explicit`), ending any active canary; with
+        `answer`, keep the request's answer in the same transaction."""
         with self._tx.write() as conn:
             seen = aliases_sql.current(conn, signature_id)
             if not explicit:
@@ -209,6 +214,7 @@ class ServingVerbs:
             moved = aliases_sql.move(conn, signature_id=signature_id, seen=seen, to_id=to_id, action="rollback",
                                      actor=actor, reason=reason, run_id=run_id,
                                      evidence={"explicit_target": explicit}, now=self.clock())
+            _keep(conn, answer, moved)
             self._on_run(conn, moved)
             active = canary_sql.find(conn, signature_id, active_only=True)
             if active is not None:
@@ -235,3 +241,14 @@ class ServingVerbs:
             query = query.where(compile_reports.c.dataset_hash == dataset_hash)
         with self._tx.read() as conn:
             return [CompileReport.model_validate_json(row.report_json) for row in conn.execute(query)]
+
+
+def _keep(conn: Any, answer: KeptAnswer | None, moved: AliasMove) -> None:
+    """Keep the request's answer with its move, or refuse the move when a retry has taken the request's claim."""
+    if answer is None:
+        return
+    held = answer.held
+    if not idempotency_sql.answer(conn, actor=held.actor, key=held.key, holder=held.holder, status_code=200,
+                                  response_body=answer.render(moved)):
+        raise IdempotencyKeyInUse("this request's claim on its Idempotency-Key was taken over by a retry after its "
+                                  "lease lapsed: the retry makes the move, not this request")

@@ -44,6 +44,7 @@ from overnight.logging import get_logger
 from overnight.store import aliases_sql, compile_sql, datasets_sql, runs_sql
 from overnight.store.base import IdempotencyClaim
 from overnight.store.engine import Transactions
+from overnight.store.idempotency_sql import answer, held, this_key
 from overnight.store.migrate import SchemaState, read_schema_state
 from overnight.store.schema import idempotency_keys, ops_run_events, ops_runs, receipts
 from overnight.store.serving_store import ServingVerbs
@@ -53,16 +54,6 @@ Clock = Callable[[], int]
 DAY_MS = 86_400_000
 PRUNE_BATCH = 2_000
 log = get_logger(__name__)
-
-
-def _idempotency_key(actor: str, key: str) -> ColumnElement[bool]:
-    return and_(idempotency_keys.c.actor == actor, idempotency_keys.c.key == key)
-
-
-def _held(actor: str, key: str, holder: str) -> ColumnElement[bool]:
-    """The claim, still unanswered and still this holder's."""
-    return and_(_idempotency_key(actor, key), idempotency_keys.c.holder == holder,
-                idempotency_keys.c.state == "pending")
 
 
 def system_clock() -> int:
@@ -271,7 +262,7 @@ class SqlStore(ServingVerbs):
 
         def work() -> IdempotencyClaim:
             with self._tx.write() as conn:
-                now, this = self.clock(), _idempotency_key(actor, key)
+                now, this = self.clock(), this_key(actor, key)
                 row = conn.execute(select(idempotency_keys).where(this).with_for_update()).mappings().first()
                 if row is None:
                     conn.execute(insert(idempotency_keys).values(actor=actor, key=key, fingerprint=fingerprint,
@@ -293,18 +284,18 @@ class SqlStore(ServingVerbs):
 
     def touch_idempotency_key(self, *, actor: str, key: str, holder: str) -> bool:
         with self._tx.write() as conn:
-            return conn.execute(update(idempotency_keys).where(_held(actor, key, holder))
+            return conn.execute(update(idempotency_keys).where(held(actor, key, holder))
                                 .values(locked_at=self.clock())).rowcount == 1
 
     def complete_idempotency_key(self, *, actor: str, key: str, holder: str, status_code: int,
                                  response_body: str) -> bool:
         with self._tx.write() as conn:
-            return conn.execute(update(idempotency_keys).where(_held(actor, key, holder)).values(
-                state="done", status_code=status_code, response_body=response_body)).rowcount == 1
+            return answer(conn, actor=actor, key=key, holder=holder, status_code=status_code,
+                          response_body=response_body)
 
     def release_idempotency_key(self, *, actor: str, key: str, holder: str) -> None:
         with self._tx.write() as conn:
-            conn.execute(delete(idempotency_keys).where(_held(actor, key, holder)))
+            conn.execute(delete(idempotency_keys).where(held(actor, key, holder)))
 
     # retention ----------------------------------------------------------------------------------------------
 

@@ -3,10 +3,15 @@ back through the history, and an alias move is seen at once by another server pr
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
-from tests.factories import READ_TOKEN, LiveServer, serve_process
+import pytest
+
+from overnight.client import OvernightClient
+from overnight.store import SqlStore
+from tests.factories import ADMIN_TOKEN, READ_TOKEN, LiveServer, live_server, serve_process
 from tests.serving.helpers import SIG, TRUTH, candidate_with, compiled, holdout, predict
 
 
@@ -106,3 +111,54 @@ def test_rollback_to_a_named_id_and_its_refusals(api: LiveServer) -> None:
     assert one_back.json()["move"]["to_id"] is None  # a was pushed on top of the default: one step back is default
     assert to_default.status_code == 409
     assert to_default.json()["code"] == "nothing_to_roll_back"
+
+
+def _dies_once_after_its_move(store: SqlStore, move: str) -> threading.Event:
+    """The server dies once, just after its `move` committed: nothing it does after that reaches the store (its
+    claim on the request's Idempotency-Key is left as a dead server leaves it), and the client gets no answer."""
+    dead = threading.Event()
+    moving, releasing = getattr(store, move), store.release_idempotency_key
+
+    def then_die(**kwargs: Any) -> Any:
+        moved = moving(**kwargs)
+        if not dead.is_set():
+            dead.set()
+            raise ConnectionError("the server died")
+        return moved
+
+    def release(**kwargs: Any) -> None:
+        if not dead.is_set():
+            releasing(**kwargs)
+
+    setattr(store, move, then_die)
+    store.release_idempotency_key = release  # type: ignore[method-assign]
+    return dead
+
+
+@pytest.mark.parametrize("move", ["promote", "rollback"])
+def test_a_move_whose_server_died_before_answering_is_answered_by_the_retry_not_made_again(
+        db_url: str, move: str) -> None:
+    """The champion moved, then the server died before the client had its answer; the client asks again with the
+    same Idempotency-Key once the dead server's claim has lapsed. The move's answer was kept with the move, in its
+    transaction, so the retry gets it: the move is not made again (a second one-step-back rollback would walk back
+    a champion too far) nor refused as done (`conflict: … already is the champion`)."""
+    with live_server(db_url, lm=TRUTH, idempotency_lease_s=1) as server, server.client() as admin:
+        report = compiled(admin)
+        a = candidate_with(report, instruction_index=1, demo_count=4)
+        b = candidate_with(report, instruction_index=2, demo_count=0)
+        for target in (a, b)[: 2 if move == "rollback" else 1]:
+            admin.post(f"/api/v1/signatures/{SIG}/promote",
+                       json={"candidate_id": target, "force": True, "reason": "setup"}).raise_for_status()
+        dead = _dies_once_after_its_move(server.store, move)
+        with OvernightClient(server.base_url, ADMIN_TOKEN, backoff_s=0.1) as client:
+            if move == "promote":
+                answered = client.promote(SIG, {"candidate_id": b, "force": True, "reason": "try b"})
+            else:
+                answered = client.rollback(SIG, {"reason": "b misbehaves"})
+        history = admin.get(f"/api/v1/signatures/{SIG}/aliases/history").json()
+    assert dead.is_set()
+    made = [(h["action"], h["from_id"], h["to_id"]) for h in history["history"]]
+    last = ("promote", a, b) if move == "promote" else ("rollback", b, a)
+    assert made == [("promote", None, a), *([("promote", a, b)] if move == "rollback" else []), last]
+    assert (answered.move.id, answered.move.action) == (history["history"][-1]["id"], move)
+    assert history["champion_id"] == last[2]

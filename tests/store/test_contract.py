@@ -12,10 +12,12 @@ from sqlalchemy import Connection, insert, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from overnight.domain.compiling import Artifact
 from overnight.domain.runs import EventIn, FinishRun, RunStart, RunStatus
 from overnight.errors import (
     EventLimitReached,
     EventTooLarge,
+    IdempotencyKeyInUse,
     RunAlreadyFinished,
     RunIdConflict,
     RunLocked,
@@ -24,7 +26,7 @@ from overnight.errors import (
     StoreUnavailable,
 )
 from overnight.store import SqlStore, build_store
-from overnight.store.base import IdempotencyClaim
+from overnight.store.base import HeldKey, IdempotencyClaim, KeptAnswer
 from overnight.store.runs_sql import iso
 from overnight.store.schema import alias_history, canary_history, idempotency_keys
 from tests.factories import SteppingClock, make_settings, make_store
@@ -300,6 +302,36 @@ def test_a_claim_written_before_claims_had_leases_is_judged_from_its_creation(st
     assert claim(store, "a", "old", "f1").outcome == "in_progress"
     clock.advance(seconds=1)
     assert claim(store, "a", "old", "f1").outcome == "claimed"
+
+
+def test_a_move_keeps_its_answer_with_it_and_is_refused_once_its_claim_was_taken_over(
+        store: SqlStore, clock: SteppingClock) -> None:
+    """A promote or rollback keeps its request's answer in the move's transaction: the claim is answered when the
+    move commits, so a retry replays it. A request whose claim a retry took over (its lease lapsed unrenewed) is
+    refused its move, which the retry makes: one move, never two."""
+    for compiled_id in ("a" * 64, "b" * 64):
+        store.put_artifact(artifact=Artifact(compiled_id=compiled_id, signature_id="Sig.v1", lm_id="sim:test",
+                                             state={}, params={}))
+    mine = claim(store, "ops", "promote-a", "f1")
+    held = HeldKey(actor="ops", key="promote-a", holder=mine.holder)
+    moved = store.promote(signature_id="Sig.v1", seen=None, to_id="a" * 64, actor="ops", reason="r", run_id=None,
+                          evidence={}, canary_id=None, answer=KeptAnswer(held, render=lambda m: f'{{"id":{m.id}}}'))
+    replay = claim(store, "ops", "promote-a", "f1")
+    assert (replay.outcome, replay.status_code, replay.response_body) == ("replay", 200, f'{{"id":{moved.id}}}')
+
+    slow = claim(store, "ops", "rollback", "f2")
+    clock.advance(seconds=61)
+    retry = claim(store, "ops", "rollback", "f2")
+    assert retry.taken_over
+    with pytest.raises(IdempotencyKeyInUse, match="taken over by a retry"):
+        store.rollback(signature_id="Sig.v1", to_id=None, explicit=False, actor="ops", reason="r", run_id=None,
+                       answer=KeptAnswer(HeldKey(actor="ops", key="rollback", holder=slow.holder), render=str))
+    assert [m.id for m in store.alias_history(signature_id="Sig.v1")] == [moved.id]  # refused: nothing moved
+    back = store.rollback(signature_id="Sig.v1", to_id=None, explicit=False, actor="ops", reason="r", run_id=None,
+                          answer=KeptAnswer(HeldKey(actor="ops", key="rollback", holder=retry.holder),
+                                            render=lambda m: str(m.id)))
+    assert [m.id for m in store.alias_history(signature_id="Sig.v1")] == [moved.id, back.id]
+    assert claim(store, "ops", "rollback", "f2").response_body == str(back.id)
 
 
 def test_unreachable_postgres_is_store_unavailable() -> None:

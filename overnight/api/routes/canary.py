@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 
-from overnight.api.deps import Admin, BackendDep, ProgramsDep, Reader, RegistryDep, StoreDep
+from overnight.api.deps import Admin, BackendDep, HeldKeyDep, ProgramsDep, Reader, RegistryDep, StoreDep
 from overnight.domain.canary import CanaryRecord, CanaryStart, CanaryStop, CanaryView
 from overnight.domain.promotion import AliasHistory, AliasMoveOut, PromoteRequest, RollbackRequest
 from overnight.domain.runs import ID_PATTERN
@@ -50,19 +50,26 @@ def get_canary_by_id(canary_id: CanaryId, _: Reader, store: StoreDep) -> CanaryV
     return view_of(store, store.get_canary(canary_id=canary_id))
 
 
-@router.post("/signatures/{signature_id}/promote")
+@router.post("/signatures/{signature_id}/promote", response_model=AliasMoveOut)
 def promote_route(signature_id: SignatureId, body: PromoteRequest, principal: Admin, store: StoreDep,
-                  registry: RegistryDep, backend: BackendDep, programs: ProgramsDep) -> AliasMoveOut:
+                  registry: RegistryDep, backend: BackendDep, programs: ProgramsDep, held: HeldKeyDep) -> Response:
     """Move the champion to a candidate whose gates all pass (or `force` with a reason); 409
     `promotion_refused` with every gate's evidence otherwise."""
-    return promote(store, registry.get(signature_id), programs, body, lm_id=backend.lm_id, actor=principal.name)
+    return _as_kept(promote(store, registry.get(signature_id), programs, body, lm_id=backend.lm_id,
+                            actor=principal.name, held=held))
 
 
-@router.post("/signatures/{signature_id}/rollback")
+@router.post("/signatures/{signature_id}/rollback", response_model=AliasMoveOut)
 def rollback_route(signature_id: SignatureId, body: RollbackRequest, principal: Admin, store: StoreDep,
-                   registry: RegistryDep) -> AliasMoveOut:
+                   registry: RegistryDep, held: HeldKeyDep) -> Response:
     """One step back through the alias history, or `to` a named existing id (or `default`); ends any canary."""
-    return rollback(store, registry.get(signature_id), body, actor=principal.name)
+    return _as_kept(rollback(store, registry.get(signature_id), body, actor=principal.name, held=held))
+
+
+def _as_kept(out: AliasMoveOut) -> Response:
+    """The move's answer in the very bytes kept with it for its Idempotency-Key (`serving.aliases`), so the
+    first answer and a retry's replay are the same."""
+    return Response(out.model_dump_json(), media_type="application/json")
 
 
 @router.get("/signatures/{signature_id}/aliases/history")
