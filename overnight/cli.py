@@ -188,7 +188,9 @@ def serve(
 def _bound(host: str, port: int) -> socket.socket:
     """The server's socket, bound as uvicorn binds it. Left to uvicorn, a taken address ended `serve` with exit 3
     (the runner's "rolled back") after the store was migrated and stale runs expired."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, as uvicorn's own binding has it: the event loop turns Nagle off only on a socket that says it
+    # is TCP, and with Nagle on every answer on a kept-alive connection waited ~40 ms for the delayed ACK
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
