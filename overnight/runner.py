@@ -771,9 +771,9 @@ class Runner:
     def _move_made(self, sig: str, action: str, to_id: str | None, failure: OvernightError) -> AliasMove:
         """This run's promote or rollback, made but its answer lost: a server of an earlier version (this one keeps
         the answer in the move's transaction) died after the move and before it kept the answer for the key, so the
-        retry (or the resume's, once the dead claim's lease lapsed) ran it
-        again and was refused, the move being done (409: already the champion, nothing to roll back). The last
-        move, `action` to `to_id` by this run, is the answer; any other failure is raised as it came."""
+        retry (or the resume's, once the dead claim's lease lapsed) ran it again and was refused, the move being
+        done (409: already the champion, nothing to roll back). The last move, `action` to `to_id` by this run, is
+        the answer; any other failure is raised as it came."""
         last = self.client.alias_history(sig, limit=1).history if failure.status == 409 else []
         if not last or (last[-1].action, last[-1].to_id, last[-1].run_id) != (action, to_id, self.run_id):
             raise failure

@@ -743,8 +743,12 @@ def test_the_connections_serve_accepts_send_at_once_without_waiting_on_nagle(hos
 
     from overnight.cli import _bound  # noqa: PLC0415
 
-    if host == "::1" and not socket.has_ipv6:
-        pytest.skip("no IPv6 on this machine")
+    if host == "::1":
+        try:
+            with socket.socket(socket.AF_INET6) as probe:
+                probe.bind(("::1", 0))
+        except OSError as exc:
+            pytest.skip(f"no IPv6 loopback on this machine: {exc}")
 
     async def accepted_nodelay() -> int:
         accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
