@@ -157,36 +157,36 @@ class IdempotencyKeys:
         if claim.outcome == "replay":
             await _replay(send, claim.status_code or 200, (claim.response_body or "").encode())
             return
-        await self._run_and_record(scope, body, receive, send, actor=principal.name, key=key, holder=claim.holder)
+        await self._run_and_record(scope, body, receive, send,
+                                   HeldKey(actor=principal.name, key=key, holder=claim.holder))
 
-    async def _run_and_record(self, scope: Scope, body: bytes, receive: Receive, send: Send, *, actor: str,
-                              key: str, holder: str) -> None:
+    async def _run_and_record(self, scope: Scope, body: bytes, receive: Receive, send: Send, claim: HeldKey) -> None:
         """Run the request, renewing the claim's lease meanwhile; record its answer *before* the client sees the
         end of it, so a retry that follows the response at once is a replay, never an `in_progress`."""
-        renewing = asyncio.create_task(self._renew(actor, key, holder))
-        held: dict[str, Any] = {"start": None, "chunks": [], "replayed": False}
-        claim = scope.setdefault("state", {})["held_key"] = HeldKey(actor=actor, key=key, holder=holder)
+        renewing = asyncio.create_task(self._renew(claim))
+        answer: dict[str, Any] = {"start": None, "chunks": [], "replayed": False}
+        scope.setdefault("state", {})["held_key"] = claim  # for a route that keeps its answer itself
 
         async def replay_body() -> Message:
             """The body read here, once; then the connection's own messages, so a disconnect is still seen."""
-            if held["replayed"]:
+            if answer["replayed"]:
                 return await receive()
-            held["replayed"] = True
+            answer["replayed"] = True
             return {"type": "http.request", "body": body, "more_body": False}
 
         async def record_then_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                held["start"] = message
+                answer["start"] = message
                 return
             if message["type"] == "http.response.body":
-                held["chunks"].append(message.get("body", b""))
+                answer["chunks"].append(message.get("body", b""))
                 if message.get("more_body", False):
                     return
                 renewing.cancel()
                 if not claim.answered:  # a promote's or rollback's is kept with its move already
-                    await self._settle(actor, key, holder, held["start"]["status"], b"".join(held["chunks"]))
-                await send(held["start"])
-                await send({"type": "http.response.body", "body": b"".join(held["chunks"])})
+                    await self._settle(claim, answer["start"]["status"], b"".join(answer["chunks"]))
+                await send(answer["start"])
+                await send({"type": "http.response.body", "body": b"".join(answer["chunks"])})
                 return
             await send(message)
 
@@ -194,32 +194,31 @@ class IdempotencyKeys:
             await self.app(scope, replay_body, record_then_send)
         except BaseException:
             renewing.cancel()
-            await run_in_threadpool(self.store.release_idempotency_key, actor=actor, key=key, holder=holder)
+            await run_in_threadpool(self.store.release_idempotency_key, **claim.ids)
             raise
         finally:
             renewing.cancel()
 
-    async def _renew(self, actor: str, key: str, holder: str) -> None:
+    async def _renew(self, claim: HeldKey) -> None:
         """Renew the claim's lease every quarter of it while the request runs (a compile runs for hours): only a
         claim whose server died stops being renewed, and only such a claim is taken over by a retry."""
         while True:
             await asyncio.sleep(self.lease_s / 4)
             try:
-                held = await run_in_threadpool(self.store.touch_idempotency_key, actor=actor, key=key,
-                                               holder=holder)
+                held = await run_in_threadpool(self.store.touch_idempotency_key, **claim.ids)
             except OvernightError as exc:  # the store is out: try again at the next renewal
-                log.warning("idempotency_lease_not_renewed", key=key, error=exc.code)
+                log.warning("idempotency_lease_not_renewed", key=claim.key, error=exc.code)
                 continue
             if not held:
-                log.warning("idempotency_claim_lost", key=key, lease_s=self.lease_s)
+                log.warning("idempotency_claim_lost", key=claim.key, lease_s=self.lease_s)
                 return
 
-    async def _settle(self, actor: str, key: str, holder: str, status: int, body: bytes) -> None:
+    async def _settle(self, claim: HeldKey, status: int, body: bytes) -> None:
         if status >= 500:  # a failure is not an answer: let the retry run again
-            await run_in_threadpool(self.store.release_idempotency_key, actor=actor, key=key, holder=holder)
-        elif not await run_in_threadpool(self.store.complete_idempotency_key, actor=actor, key=key, holder=holder,
-                                         status_code=status, response_body=body.decode("utf-8")):
-            log.warning("idempotency_answer_not_kept", key=key, status=status,
+            await run_in_threadpool(self.store.release_idempotency_key, **claim.ids)
+        elif not await run_in_threadpool(self.store.complete_idempotency_key, **claim.ids, status_code=status,
+                                         response_body=body.decode("utf-8")):
+            log.warning("idempotency_answer_not_kept", key=claim.key, status=status,
                         reason="the claim was taken over by a retry after its lease lapsed")
 
 

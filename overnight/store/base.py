@@ -45,6 +45,11 @@ class HeldKey:
     holder: str
     answered: bool = False
 
+    @property
+    def ids(self) -> dict[str, str]:
+        """The claim's identity, as the store's idempotency verbs take it."""
+        return {"actor": self.actor, "key": self.key, "holder": self.holder}
+
 
 @dataclass(frozen=True)
 class KeptAnswer:

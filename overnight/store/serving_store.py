@@ -247,8 +247,6 @@ def _keep(conn: Any, answer: KeptAnswer | None, moved: AliasMove) -> None:
     """Keep the request's answer with its move, or refuse the move when a retry has taken the request's claim."""
     if answer is None:
         return
-    held = answer.held
-    if not idempotency_sql.answer(conn, actor=held.actor, key=held.key, holder=held.holder, status_code=200,
-                                  response_body=answer.render(moved)):
+    if not idempotency_sql.answer(conn, **answer.held.ids, status_code=200, response_body=answer.render(moved)):
         raise IdempotencyKeyInUse("this request's claim on its Idempotency-Key was taken over by a retry after its "
                                   "lease lapsed: the retry makes the move, not this request")
